@@ -1,0 +1,203 @@
+//! Typed, validated configuration: what the rest of sluice reads.
+//!
+//! Produced by `config::load` from the raw directive tree. Every path here is
+//! absolute (relative paths in the file resolve against the config file's
+//! directory). Durations are milliseconds, sizes are bytes; names carry units.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// How connections reach workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcceptMode {
+    /// The master accepts and passes each fd to a worker over a socketpair.
+    Handoff,
+    /// Each worker accepts on its own SO_REUSEPORT socket.
+    Reuseport,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Absolute path of the main config file (or "<embedded>").
+    pub file: PathBuf,
+    /// Number of workers (`auto` already resolved to the number of cores).
+    pub worker_processes: usize,
+    /// `daemon on|off` (default on).
+    pub daemon: bool,
+    /// `pid FILE` (default /run/sluice.pid).
+    pub pid_path: PathBuf,
+    /// `error_log FILE [level]`; `None` path means stderr.
+    pub error_log: ErrorLogConf,
+    /// `worker_shutdown_timeout` (default 10s).
+    pub worker_shutdown_timeout_ms: u64,
+    /// `state_dir DIR` (default /var/lib/sluice).
+    pub state_dir: PathBuf,
+    /// `worker_rlimit_nofile N` (default: raise the soft limit to the hard limit).
+    pub worker_rlimit_nofile: Option<u64>,
+    /// The `events { }` block.
+    pub events: EventsConf,
+    /// The `http { }` block.
+    pub http: HttpConf,
+}
+
+/// `error_log`.
+#[derive(Debug, Clone)]
+pub struct ErrorLogConf {
+    /// File to append to; `None` = stderr.
+    pub path: Option<PathBuf>,
+    /// Minimum level written.
+    pub level: log::LevelFilter,
+}
+
+/// `events { worker_connections N; accept_mode handoff|reuseport; }`
+#[derive(Debug, Clone)]
+pub struct EventsConf {
+    /// Per-worker connection cap (default 1024).
+    pub worker_connections: usize,
+    /// Default `Handoff`.
+    pub accept_mode: AcceptMode,
+}
+
+/// Access log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// nginx `combined`.
+    Combined,
+    /// One JSON object per line.
+    Json,
+}
+
+/// One access log target (deduplicated by path across the config).
+#[derive(Debug, Clone)]
+pub struct AccessLogConf {
+    /// Absolute path.
+    pub path: PathBuf,
+    /// Line format.
+    pub format: LogFormat,
+    /// `buffer=` in bytes; 0 = hand each event-loop iteration's lines to the log thread.
+    pub buffer_bytes: usize,
+    /// `flush=` in ms; 0 = no timed flush beyond the per-iteration one.
+    pub flush_ms: u64,
+}
+
+/// The `http { }` block.
+#[derive(Debug, Clone)]
+pub struct HttpConf {
+    /// All distinct access logs; locations refer to them by index.
+    pub access_logs: Vec<AccessLogConf>,
+    /// MIME types: extension (lowercase, no dot) -> type. Filled from `types {}`
+    /// blocks, or a built-in table when the config has none.
+    pub mime_types: Vec<(String, String)>,
+    /// `default_type` (default "application/octet-stream").
+    pub default_type: String,
+    /// Servers in file order. The first server for a listen address is its default
+    /// unless another has `default_server`.
+    pub servers: Vec<ServerConf>,
+}
+
+/// `listen ADDR:PORT [default_server] [reuseport] [backlog=N];`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenConf {
+    /// Address to bind.
+    pub addr: SocketAddr,
+    /// `default_server` flag.
+    pub default_server: bool,
+    /// `reuseport` flag (forces per-worker SO_REUSEPORT sockets for this address).
+    pub reuseport: bool,
+    /// `backlog=N` (default 4096; the kernel caps it at somaxconn).
+    pub backlog: i32,
+}
+
+/// One `server { }`.
+#[derive(Debug, Clone)]
+pub struct ServerConf {
+    /// Where this server block starts, for messages.
+    pub line: usize,
+    /// `listen` directives (default 0.0.0.0:80 when none, as nginx).
+    pub listens: Vec<ListenConf>,
+    /// `server_name` values (lowercased). Empty = "".
+    pub server_names: Vec<String>,
+    /// `client_header_timeout` (default 60s).
+    pub client_header_timeout_ms: u64,
+    /// `large_client_header_buffers COUNT SIZE` (default 4 8k).
+    pub large_header_buffers: (usize, usize),
+    /// A `return` directive at server level: applies to every request of this server.
+    pub server_return: Option<ReturnConf>,
+    /// Locations, in file order. Always contains at least one entry: when the
+    /// file has no `location /`, a synthetic prefix location "/" carrying the
+    /// server-level settings is appended, so every URI starting with '/' matches.
+    pub locations: Vec<LocationConf>,
+}
+
+/// How a location matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocationMatch {
+    /// `location = /x`
+    Exact,
+    /// `location ^~ /x` (longest prefix; stops regex search — we have no regexes)
+    PrefixNoRegex,
+    /// `location /x`
+    Prefix,
+}
+
+/// `return CODE [TEXT|URL];` / `return URL;`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReturnConf {
+    /// Status code (URL-only form means 302).
+    pub code: u16,
+    /// Body text for non-redirect codes, or the Location for 301/302/303/307/308.
+    pub text: Option<String>,
+}
+
+/// One `location { }`, with every inheritable setting already merged from
+/// server and http level (nginx's merge step).
+#[derive(Debug, Clone)]
+pub struct LocationConf {
+    /// Line of the `location` directive (0 for the synthetic one).
+    pub line: usize,
+    /// Match kind.
+    pub match_kind: LocationMatch,
+    /// The URI prefix or exact path.
+    pub path: String,
+    /// `root` (default `<conf dir>/html`, as nginx's prefix/html).
+    pub root: PathBuf,
+    /// `index` files (default ["index.html"]).
+    pub index: Vec<String>,
+    /// `return` in this location.
+    pub ret: Option<ReturnConf>,
+    /// `status;` makes this location the metrics endpoint.
+    pub status: bool,
+    /// Indices into `HttpConf::access_logs`; empty = `access_log off`.
+    pub access_logs: Vec<usize>,
+    /// `keepalive_timeout` (default 75s; 0 disables keep-alive).
+    pub keepalive_timeout_ms: u64,
+    /// `keepalive_requests` (default 1000).
+    pub keepalive_requests: u64,
+    /// `client_body_timeout` (default 60s).
+    pub client_body_timeout_ms: u64,
+    /// `send_timeout` (default 60s).
+    pub send_timeout_ms: u64,
+    /// `client_max_body_size` (default 1m; 0 = unlimited).
+    pub client_max_body_size_bytes: u64,
+    /// `sendfile on|off` (default on).
+    pub sendfile: bool,
+    /// `tcp_nodelay on|off` (default on).
+    pub tcp_nodelay: bool,
+    /// `server_tokens on|off` (default on: "Server: sluice/VERSION", off: "Server: sluice").
+    pub server_tokens: bool,
+    /// `add_header NAME VALUE [always];` (merged like nginx: a level with any
+    /// add_header replaces the inherited list).
+    pub add_headers: Vec<AddHeader>,
+}
+
+/// `add_header NAME VALUE [always];`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddHeader {
+    /// Header name as written.
+    pub name: String,
+    /// Header value.
+    pub value: String,
+    /// Also on error responses.
+    pub always: bool,
+}

@@ -1,0 +1,7 @@
+//! sluice: HTTP server, caching reverse proxy, traffic limiter and waiting room.
+//!
+//! Layers (a module uses only the ones below it): process -> http -> event ->
+//! log -> config -> shm -> sys -> util. See shared/DESIGN.md.
+
+pub mod config;
+pub mod util;

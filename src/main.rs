@@ -1,0 +1,2 @@
+//! sluice command line.
+fn main() {}
