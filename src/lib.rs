@@ -5,3 +5,6 @@
 
 pub mod config;
 pub mod util;
+pub mod shm;
+pub mod sys;
+pub mod event;

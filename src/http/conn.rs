@@ -1,0 +1,436 @@
+//! One client connection: the HTTP/1.1 state machine.
+//!
+//! read -> parse heads (pipelined, batched) -> dispatch -> queue responses ->
+//! write (one write(2) for many small responses, sendfile for large files) ->
+//! keep-alive or a polite close. Edge-triggered: every event reads until a
+//! short read or EAGAIN and writes until done or EAGAIN.
+//!
+//! Timeouts are deadlines the worker's timer wheel checks: the head must
+//! arrive within `client_header_timeout` of its first byte; body reads and
+//! writes must progress within `client_body_timeout` / `send_timeout`; an idle
+//! keep-alive connection lives `keepalive_timeout`.
+
+use crate::http::ctx::HttpCtx;
+use crate::http::handler::{self, Outcome};
+use crate::http::request::{self, HeadLimits};
+use crate::http::chunked::ChunkedDecoder;
+use mio::net::TcpStream;
+use std::fs::File;
+use std::io::{ErrorKind, Read, Write};
+use std::net::IpAddr;
+use std::os::fd::AsRawFd;
+
+/// Size of the first read buffer (nginx's client_header_buffer_size).
+const INITIAL_RBUF: usize = 2048;
+/// Responses queued before the connection stops parsing pipelined requests.
+const MAX_QUEUED_OUTPUT: usize = 256 * 1024;
+/// How long a closing connection drains what the client still sends.
+const LINGER_MS: u64 = 5000;
+/// Idle keep-alive connections are closed this long after draining starts.
+pub const DRAIN_IDLE_MS: u64 = 1000;
+
+/// Per-connection settings fixed at accept time (default server of the address).
+#[derive(Debug, Clone, Copy)]
+pub struct ConnLimits {
+    /// Head size limits.
+    pub head: HeadLimits,
+    /// client_header_timeout.
+    pub header_timeout_ms: u64,
+}
+
+enum Discard {
+    None,
+    Length(u64),
+    Chunked(ChunkedDecoder),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Active,
+    Lingering,
+}
+
+enum ReadResult {
+    Data(bool),
+    WouldBlock,
+    Eof,
+    Error,
+}
+
+/// A client connection.
+pub struct Conn {
+    /// The socket.
+    pub sock: TcpStream,
+    /// Client address.
+    pub peer: IpAddr,
+    /// Index into the listen table.
+    pub listen_idx: usize,
+    /// When the timer wheel should look at this connection (0 = never).
+    pub deadline_ms: u64,
+    /// The deadline the wheel currently holds an entry for (0 = none).
+    pub scheduled_ms: u64,
+    limits: ConnLimits,
+    rbuf: Vec<u8>,
+    rstart: usize,
+    rend: usize,
+    drained: bool,
+    wbuf: Vec<u8>,
+    wpos: usize,
+    file: Option<(File, u64, u64)>,
+    sendfile: bool,
+    discard: Discard,
+    close_after_write: bool,
+    linger: bool,
+    phase: Phase,
+    requests: u64,
+    head_deadline_ms: u64,
+    linger_until_ms: u64,
+    ka_timeout_ms: u64,
+    send_timeout_ms: u64,
+    body_timeout_ms: u64,
+}
+
+impl Conn {
+    /// A new connection.
+    pub fn new(
+        sock: TcpStream,
+        peer: IpAddr,
+        listen_idx: usize,
+        limits: ConnLimits,
+        now_ms: u64,
+    ) -> Conn {
+        Conn {
+            sock,
+            peer,
+            listen_idx,
+            deadline_ms: now_ms + limits.header_timeout_ms,
+            scheduled_ms: 0,
+            limits,
+            rbuf: vec![0; INITIAL_RBUF],
+            rstart: 0,
+            rend: 0,
+            drained: false,
+            wbuf: Vec::new(),
+            wpos: 0,
+            file: None,
+            sendfile: true,
+            discard: Discard::None,
+            close_after_write: false,
+            linger: false,
+            phase: Phase::Active,
+            requests: 0,
+            head_deadline_ms: now_ms + limits.header_timeout_ms,
+            linger_until_ms: 0,
+            ka_timeout_ms: 75_000,
+            send_timeout_ms: 60_000,
+            body_timeout_ms: 60_000,
+        }
+    }
+
+    /// Reading a request (head or body) right now.
+    pub fn is_reading(&self) -> bool {
+        self.rend > self.rstart || !matches!(self.discard, Discard::None)
+    }
+
+    /// Output pending.
+    pub fn is_writing(&self) -> bool {
+        self.wpos < self.wbuf.len() || self.file.is_some()
+    }
+
+    /// Idle between requests (keep-alive).
+    pub fn is_idle(&self) -> bool {
+        self.phase == Phase::Active && !self.is_reading() && !self.is_writing()
+    }
+
+    /// Handle readiness. Returns false when the connection must be closed.
+    pub fn on_ready(&mut self, ctx: &mut HttpCtx) -> bool {
+        self.drained = false;
+        if self.phase == Phase::Lingering {
+            return self.linger_read(ctx);
+        }
+        loop {
+            match self.flush() {
+                Err(()) => return false,
+                Ok(false) => {
+                    self.deadline_ms = ctx.now_ms + self.send_timeout_ms;
+                    return true;
+                }
+                Ok(true) => {}
+            }
+            if self.close_after_write {
+                return self.start_close(ctx);
+            }
+            self.process(ctx);
+            if self.is_writing() || self.close_after_write {
+                continue;
+            }
+            if self.drained {
+                break;
+            }
+            match self.read() {
+                ReadResult::Data(drained) => self.drained = drained,
+                ReadResult::WouldBlock => break,
+                ReadResult::Eof | ReadResult::Error => return false,
+            }
+        }
+        self.set_wait_deadline(ctx);
+        true
+    }
+
+    fn set_wait_deadline(&mut self, ctx: &HttpCtx) {
+        self.deadline_ms = if !matches!(self.discard, Discard::None) {
+            ctx.now_ms + self.body_timeout_ms
+        } else if self.rend > self.rstart {
+            if self.head_deadline_ms == 0 {
+                self.head_deadline_ms = ctx.now_ms + self.limits.header_timeout_ms;
+            }
+            self.head_deadline_ms
+        } else if self.requests == 0 {
+            self.head_deadline_ms
+        } else if ctx.draining {
+            ctx.now_ms + DRAIN_IDLE_MS
+        } else {
+            ctx.now_ms + self.ka_timeout_ms
+        };
+    }
+
+    /// Graceful shutdown began: idle connections go soon, busy ones after
+    /// their current response.
+    pub fn start_draining(&mut self, now_ms: u64) {
+        if self.is_idle() {
+            self.deadline_ms = self.deadline_ms.min(now_ms + DRAIN_IDLE_MS);
+        }
+    }
+
+    /// A deadline passed. Returns false when the connection must be closed.
+    pub fn on_timeout(&mut self, ctx: &mut HttpCtx) -> bool {
+        if self.deadline_ms > ctx.now_ms {
+            return true;
+        }
+        if self.phase == Phase::Lingering || self.is_writing() {
+            return false;
+        }
+        if self.rend > self.rstart && matches!(self.discard, Discard::None) {
+            // Head never completed (slowloris): tell the client, then close.
+            self.wbuf.clear();
+            self.wpos = 0;
+            handler::simple_error(ctx, 408, false, &mut self.wbuf);
+            let _ = self.flush();
+        }
+        false
+    }
+
+    fn read(&mut self) -> ReadResult {
+        if self.rend == self.rbuf.len() {
+            if self.rstart > 0 {
+                self.rbuf.copy_within(self.rstart..self.rend, 0);
+                self.rend -= self.rstart;
+                self.rstart = 0;
+            } else {
+                let max = self.limits.head.total_bytes + 1024;
+                if self.rbuf.len() >= max {
+                    // Cannot happen: parse refuses heads above total_bytes.
+                    return ReadResult::Error;
+                }
+                let new_len = (self.rbuf.len() * 2).min(max);
+                self.rbuf.resize(new_len, 0);
+            }
+        }
+        let space = self.rbuf.len() - self.rend;
+        loop {
+            match self.sock.read(&mut self.rbuf[self.rend..]) {
+                Ok(0) => return ReadResult::Eof,
+                Ok(n) => {
+                    self.rend += n;
+                    return ReadResult::Data(n < space);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return ReadResult::WouldBlock,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => return ReadResult::Error,
+            }
+        }
+    }
+
+    /// Write queued output. Ok(true) when everything is out.
+    fn flush(&mut self) -> Result<bool, ()> {
+        loop {
+            while self.wpos < self.wbuf.len() {
+                match self.sock.write(&self.wbuf[self.wpos..]) {
+                    Ok(0) => return Err(()),
+                    Ok(n) => self.wpos += n,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(_) => return Err(()),
+                }
+            }
+            self.wbuf.clear();
+            self.wpos = 0;
+            if self.wbuf.capacity() > MAX_QUEUED_OUTPUT * 2 {
+                self.wbuf.shrink_to(64 * 1024);
+            }
+            let Some((file, off, rem)) = &mut self.file else {
+                return Ok(true);
+            };
+            if *rem == 0 {
+                self.file = None;
+                return Ok(true);
+            }
+            if self.sendfile {
+                let chunk = (*rem).min(1 << 20) as usize;
+                match crate::sys::sendfile(self.sock.as_raw_fd(), file.as_raw_fd(), off, chunk) {
+                    Ok(0) => return Err(()), // file shrank under us
+                    Ok(n) => *rem -= n as u64,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(_) => return Err(()),
+                }
+            } else {
+                use std::os::unix::fs::FileExt;
+                let chunk = (*rem).min(64 * 1024) as usize;
+                self.wbuf.resize(chunk, 0);
+                match file.read_at(&mut self.wbuf, *off) {
+                    Ok(0) | Err(_) => return Err(()),
+                    Ok(n) => {
+                        self.wbuf.truncate(n);
+                        *off += n as u64;
+                        *rem -= n as u64;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Parse and answer as many buffered requests as allowed.
+    fn process(&mut self, ctx: &mut HttpCtx) {
+        loop {
+            if self.close_after_write || self.file.is_some() || self.wbuf.len() > MAX_QUEUED_OUTPUT {
+                return;
+            }
+            if !self.consume_body() {
+                return;
+            }
+            if self.rstart == self.rend {
+                self.rstart = 0;
+                self.rend = 0;
+                self.head_deadline_ms = 0;
+                return;
+            }
+            if self.head_deadline_ms == 0 {
+                self.head_deadline_ms = ctx.now_ms + self.limits.header_timeout_ms;
+            }
+            let buf = &self.rbuf[self.rstart..self.rend];
+            match request::parse(buf, &self.limits.head) {
+                Ok(None) => return,
+                Ok(Some(head)) => {
+                    self.requests += 1;
+                    self.head_deadline_ms = 0;
+                    let info = handler::ConnInfo {
+                        peer: self.peer,
+                        listen_idx: self.listen_idx,
+                        requests: self.requests,
+                        body_pending: self.rend - self.rstart - head.len,
+                    };
+                    let out = handler::dispatch(ctx, &info, buf, &head, &mut self.wbuf);
+                    self.rstart += head.len;
+                    self.apply(out);
+                }
+                Err(e) => {
+                    handler::head_error(ctx, self.peer, buf, e, &mut self.wbuf);
+                    self.requests += 1;
+                    self.rstart = self.rend;
+                    self.close_after_write = true;
+                    self.linger = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, out: Outcome) {
+        self.ka_timeout_ms = out.keepalive_timeout_ms;
+        self.send_timeout_ms = out.send_timeout_ms;
+        self.body_timeout_ms = out.body_timeout_ms;
+        self.sendfile = out.sendfile;
+        if let Some(f) = out.file {
+            self.file = Some(f);
+        }
+        self.discard = match out.discard {
+            request::BodyFraming::None => Discard::None,
+            request::BodyFraming::Length(n) => Discard::Length(n),
+            request::BodyFraming::Chunked => Discard::Chunked(ChunkedDecoder::new()),
+        };
+        if !out.keep_alive {
+            self.close_after_write = true;
+            self.linger = out.linger;
+        }
+    }
+
+    /// Discard request-body bytes in the buffer. Returns true when no body
+    /// remains to be read.
+    fn consume_body(&mut self) -> bool {
+        let avail = self.rend - self.rstart;
+        match &mut self.discard {
+            Discard::None => true,
+            Discard::Length(rem) => {
+                let take = (*rem).min(avail as u64) as usize;
+                *rem -= take as u64;
+                self.rstart += take;
+                if *rem == 0 {
+                    self.discard = Discard::None;
+                    true
+                } else {
+                    false
+                }
+            }
+            Discard::Chunked(dec) => {
+                match dec.feed(&self.rbuf[self.rstart..self.rend], &mut |_| {}) {
+                    Ok((used, done)) => {
+                        self.rstart += used;
+                        if done {
+                            self.discard = Discard::None;
+                        }
+                        done
+                    }
+                    Err(_) => {
+                        // Broken framing: we cannot find the next request.
+                        self.rstart = self.rend;
+                        self.discard = Discard::None;
+                        self.close_after_write = true;
+                        self.linger = true;
+                        false
+                    }
+                }
+            }
+        }
+    }
+
+    /// All output is written and the connection must close.
+    fn start_close(&mut self, ctx: &mut HttpCtx) -> bool {
+        if !self.linger {
+            return false;
+        }
+        if crate::sys::shutdown_write(self.sock.as_raw_fd()).is_err() {
+            return false;
+        }
+        self.phase = Phase::Lingering;
+        self.linger_until_ms = ctx.now_ms + LINGER_MS * 6;
+        self.rstart = 0;
+        self.rend = 0;
+        self.linger_read(ctx)
+    }
+
+    /// Read and drop whatever the client still sends until it closes.
+    fn linger_read(&mut self, ctx: &mut HttpCtx) -> bool {
+        loop {
+            match self.sock.read(&mut self.rbuf) {
+                Ok(0) => return false,
+                Ok(_) => continue,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => return false,
+            }
+        }
+        self.deadline_ms = (ctx.now_ms + LINGER_MS).min(self.linger_until_ms);
+        true
+    }
+}

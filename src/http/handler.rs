@@ -1,0 +1,470 @@
+//! Request phases for one parsed head: find server and location, check the
+//! body limits, run the content handler (`return`, `status`, static file),
+//! write the access-log line. Returns what the connection must do next.
+
+use crate::config::{LocationConf, ReturnConf};
+use crate::http::ctx::HttpCtx;
+use crate::http::request::{at, BodyFraming, Head, HeadError, Method};
+use crate::http::response::{self as resp, HeadParams};
+use crate::http::static_file::{self, Conditions, Decision, Found};
+use crate::http::{status, uri};
+use crate::log::format::AccessRecord;
+use std::fs::File;
+use std::net::IpAddr;
+
+/// What the handler needs to know about the connection.
+pub struct ConnInfo {
+    /// Client address.
+    pub peer: IpAddr,
+    /// Listen-table index.
+    pub listen_idx: usize,
+    /// Requests on this connection, this one included.
+    pub requests: u64,
+    /// Bytes after the head already in the buffer.
+    pub body_pending: usize,
+}
+
+/// What the connection does after the response is queued.
+pub struct Outcome {
+    /// Keep the connection for another request.
+    pub keep_alive: bool,
+    /// When closing, drain what the client still sends first.
+    pub linger: bool,
+    /// A file body to send after the queued bytes: (file, offset, length).
+    pub file: Option<(File, u64, u64)>,
+    /// Request body still to read and drop.
+    pub discard: BodyFraming,
+    /// keepalive_timeout of the location.
+    pub keepalive_timeout_ms: u64,
+    /// send_timeout of the location.
+    pub send_timeout_ms: u64,
+    /// client_body_timeout of the location.
+    pub body_timeout_ms: u64,
+    /// sendfile on/off.
+    pub sendfile: bool,
+}
+
+struct Reply {
+    status: u16,
+    body_bytes: u64,
+    file: Option<(File, u64, u64)>,
+    close: bool,
+}
+
+fn server_header<'a>(ctx: &'a HttpCtx, loc: &LocationConf) -> &'a [u8] {
+    if loc.server_tokens {
+        &ctx.server_full
+    } else {
+        b"sluice"
+    }
+}
+
+fn add_headers(out: &mut Vec<u8>, loc: &LocationConf, status: u16) {
+    let ok = matches!(status, 200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308);
+    for h in loc.add_headers.iter().filter(|h| ok || h.always) {
+        resp::header(out, h.name.as_bytes(), h.value.as_bytes());
+    }
+}
+
+/// Queue a complete error response (nginx-style page).
+pub fn simple_error(ctx: &HttpCtx, code: u16, keep_alive: bool, out: &mut Vec<u8>) {
+    resp::begin(
+        out,
+        &HeadParams {
+            status: code,
+            date: &ctx.date,
+            server: b"sluice",
+            content_type: Some(b"text/html"),
+            content_length: Some(resp::error_page_len(code)),
+            keep_alive,
+        },
+    );
+    resp::end(out);
+    resp::error_page(out, code);
+}
+
+fn error_reply(ctx: &HttpCtx, loc: &LocationConf, code: u16, keep_alive: bool, head_only: bool, extra: &[(&[u8], &[u8])], out: &mut Vec<u8>) -> u64 {
+    let len = resp::error_page_len(code);
+    resp::begin(
+        out,
+        &HeadParams {
+            status: code,
+            date: &ctx.date,
+            server: server_header(ctx, loc),
+            content_type: Some(b"text/html"),
+            content_length: Some(len),
+            keep_alive,
+        },
+    );
+    for (n, v) in extra {
+        resp::header(out, n, v);
+    }
+    add_headers(out, loc, code);
+    resp::end(out);
+    if head_only {
+        0
+    } else {
+        resp::error_page(out, code);
+        len
+    }
+}
+
+/// A head that could not be parsed: error response, log line, close.
+pub fn head_error(ctx: &mut HttpCtx, peer: IpAddr, listen_idx: usize, buf: &[u8], e: HeadError, out: &mut Vec<u8>) {
+    let code = e.status();
+    simple_error(ctx, code, false, out);
+    let line_end = buf
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(buf.len())
+        .min(2048);
+    let cfg = ctx.site.cfg.clone();
+    let si = ctx.site.listens.get(listen_idx).map_or(0, |l| l.default);
+    let Some(server) = cfg.http.servers.get(si) else {
+        return;
+    };
+    let li = ctx.site.find_location(si, b"/");
+    let rec = AccessRecord {
+        remote_addr: peer,
+        time_unix: ctx.unix_secs,
+        method: b"",
+        target: b"",
+        version_minor: 9,
+        request_line_raw: Some(&buf[..line_end]),
+        status: code,
+        body_bytes_sent: resp::error_page_len(code),
+        referer: None,
+        user_agent: None,
+        host: None,
+        request_time_us: 0,
+    };
+    for &i in &server.locations[li].access_logs {
+        ctx.logs.record(i, &rec);
+    }
+    ctx.counters.requests += 1;
+}
+
+/// Answer one request whose head is complete.
+pub fn dispatch(ctx: &mut HttpCtx, info: &ConnInfo, buf: &[u8], head: &Head, out: &mut Vec<u8>) -> Outcome {
+    let cfg = ctx.site.cfg.clone();
+    let target = at(buf, head.target);
+    let parsed = uri::split_target(target);
+    let (host, path_ok, query) = match &parsed {
+        Ok(t) => {
+            let ok = uri::normalize_path(t.path, &mut ctx.path_buf).is_ok();
+            (head.host.map(|h| at(buf, h)).or(t.host), ok, t.query)
+        }
+        Err(_) => (head.host.map(|h| at(buf, h)), false, None),
+    };
+    if !path_ok {
+        ctx.path_buf.clear();
+        ctx.path_buf.push(b'/');
+    }
+    let si = ctx.site.find_server(info.listen_idx, host);
+    let li = ctx.site.find_location(si, &ctx.path_buf);
+    let server = &cfg.http.servers[si];
+    let loc = &server.locations[li];
+    let head_only = head.method == Method::Head;
+    let mut keep_alive = head.keep_alive
+        && !ctx.draining
+        && loc.keepalive_timeout_ms > 0
+        && info.requests < loc.keepalive_requests;
+    let mut linger = true;
+    let mut discard = head.body;
+
+    let too_big = match head.body {
+        BodyFraming::Length(n) => loc.client_max_body_size_bytes > 0 && n > loc.client_max_body_size_bytes,
+        _ => false,
+    };
+    if too_big || (head.expect_continue && head.body != BodyFraming::None && info.body_pending == 0) {
+        // We answer without reading the body: close after the response.
+        keep_alive = false;
+        discard = BodyFraming::None;
+    } else if let BodyFraming::Chunked = head.body {
+        // Chunked bodies are decoded and dropped; the size limit is checked
+        // against Content-Length only, so bound them by closing instead.
+        if loc.client_max_body_size_bytes > 0 {
+            keep_alive = false;
+            discard = BodyFraming::None;
+        }
+    }
+
+    let reply = if !path_ok {
+        keep_alive = false;
+        let n = error_reply(ctx, loc, 400, false, head_only, &[], out);
+        Reply { status: 400, body_bytes: n, file: None, close: true }
+    } else if too_big {
+        let n = error_reply(ctx, loc, 413, false, head_only, &[], out);
+        Reply { status: 413, body_bytes: n, file: None, close: true }
+    } else if let Some(r) = server.server_return.as_ref().or(loc.ret.as_ref()) {
+        do_return(ctx, loc, r, head_only, keep_alive, buf, head, host, query, out)
+    } else if loc.status {
+        let json = head
+            .accept
+            .is_some_and(|a| at(buf, a).windows(16).any(|w| w.eq_ignore_ascii_case(b"application/json")));
+        let (ct, body) = status::render(&ctx.stats, json);
+        resp::begin(
+            out,
+            &HeadParams {
+                status: 200,
+                date: &ctx.date,
+                server: server_header(ctx, loc),
+                content_type: Some(ct),
+                content_length: Some(body.len() as u64),
+                keep_alive,
+            },
+        );
+        resp::header(out, b"Cache-Control", b"no-store");
+        add_headers(out, loc, 200);
+        resp::end(out);
+        if !head_only {
+            out.extend_from_slice(&body);
+        }
+        Reply { status: 200, body_bytes: if head_only { 0 } else { body.len() as u64 }, file: None, close: false }
+    } else {
+        serve_static(ctx, loc, head, buf, keep_alive, query, out)
+    };
+    if reply.close {
+        keep_alive = false;
+    }
+    if reply.status == 444 {
+        linger = false;
+    }
+
+    let rec = AccessRecord {
+        remote_addr: info.peer,
+        time_unix: ctx.unix_secs,
+        method: at(buf, head.method_span),
+        target,
+        version_minor: head.version_minor,
+        request_line_raw: None,
+        status: reply.status,
+        body_bytes_sent: reply.body_bytes,
+        referer: head.referer.map(|s| at(buf, s)),
+        user_agent: head.user_agent.map(|s| at(buf, s)),
+        host,
+        request_time_us: 0,
+    };
+    for &i in &loc.access_logs {
+        ctx.logs.record(i, &rec);
+    }
+    ctx.counters.requests += 1;
+    Outcome {
+        keep_alive,
+        linger,
+        file: reply.file,
+        discard,
+        keepalive_timeout_ms: loc.keepalive_timeout_ms,
+        send_timeout_ms: loc.send_timeout_ms,
+        body_timeout_ms: loc.client_body_timeout_ms,
+        sendfile: loc.sendfile,
+    }
+}
+
+/// Expand the few nginx variables a `return` commonly uses.
+fn expand(text: &str, buf: &[u8], head: &Head, host: Option<&[u8]>, query: Option<&[u8]>, path: &[u8], out: &mut Vec<u8>) {
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'$' {
+            let start = i + 1;
+            let mut end = start;
+            while end < b.len() && (b[end].is_ascii_alphanumeric() || b[end] == b'_') {
+                end += 1;
+            }
+            let name = &b[start..end];
+            let value: Option<&[u8]> = match name {
+                b"scheme" => Some(b"http"),
+                b"host" => Some(host.map(|h| h.split(|&c| c == b':').next().unwrap_or(h)).unwrap_or(b"")),
+                b"http_host" => Some(host.unwrap_or(b"")),
+                b"request_uri" => Some(at(buf, head.target)),
+                b"uri" => Some(path),
+                b"args" | b"query_string" => Some(query.unwrap_or(b"")),
+                _ => None,
+            };
+            if let Some(v) = value {
+                out.extend_from_slice(v);
+                i = end;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn do_return(ctx: &HttpCtx, loc: &LocationConf, r: &ReturnConf, head_only: bool, keep_alive: bool, buf: &[u8], head: &Head, host: Option<&[u8]>, query: Option<&[u8]>, out: &mut Vec<u8>) -> Reply {
+    if r.code == 444 {
+        return Reply { status: 444, body_bytes: 0, file: None, close: true };
+    }
+    let mut text = Vec::new();
+    if let Some(t) = &r.text {
+        expand(t, buf, head, host, query, &ctx.path_buf, &mut text);
+    }
+    if resp::is_redirect(r.code) || (r.text.is_none() && r.code >= 400) {
+        let loc_hdr: Vec<(&[u8], &[u8])> = if resp::is_redirect(r.code) && r.text.is_some() {
+            vec![(b"Location", &text[..])]
+        } else {
+            Vec::new()
+        };
+        let n = error_reply(ctx, loc, r.code, keep_alive, head_only, &loc_hdr, out);
+        return Reply { status: r.code, body_bytes: n, file: None, close: false };
+    }
+    let bodiless = resp::bodiless(r.code);
+    resp::begin(
+        out,
+        &HeadParams {
+            status: r.code,
+            date: &ctx.date,
+            server: server_header(ctx, loc),
+            content_type: if r.text.is_some() { Some(b"text/plain") } else { None },
+            content_length: if bodiless { None } else { Some(text.len() as u64) },
+            keep_alive,
+        },
+    );
+    add_headers(out, loc, r.code);
+    resp::end(out);
+    let sent = if head_only || bodiless { 0 } else { text.len() };
+    out.extend_from_slice(&text[..sent]);
+    Reply { status: r.code, body_bytes: sent as u64, file: None, close: false }
+}
+
+fn serve_static(ctx: &mut HttpCtx, loc: &LocationConf, head: &Head, buf: &[u8], keep_alive: bool, query: Option<&[u8]>, out: &mut Vec<u8>) -> Reply {
+    let head_only = head.method == Method::Head;
+    if !matches!(head.method, Method::Get | Method::Head) {
+        let n = error_reply(ctx, loc, 405, keep_alive, false, &[(b"Allow", b"GET, HEAD")], out);
+        return Reply { status: 405, body_bytes: n, file: None, close: false };
+    }
+    use std::os::unix::ffi::OsStrExt;
+    let mut fs_path = std::mem::take(&mut ctx.fs_path);
+    fs_path.clear();
+    fs_path.extend_from_slice(loc.root.as_os_str().as_bytes());
+    if fs_path.last() == Some(&b'/') {
+        fs_path.pop();
+    }
+    fs_path.extend_from_slice(&ctx.path_buf);
+    let reply = static_lookup(ctx, loc, head, buf, keep_alive, head_only, query, &mut fs_path, out);
+    ctx.fs_path = fs_path;
+    reply
+}
+
+#[allow(clippy::too_many_arguments)]
+fn static_lookup(ctx: &mut HttpCtx, loc: &LocationConf, head: &Head, buf: &[u8], keep_alive: bool, head_only: bool, query: Option<&[u8]>, fs_path: &mut Vec<u8>, out: &mut Vec<u8>) -> Reply {
+    let err = |ctx: &HttpCtx, code: u16, out: &mut Vec<u8>| {
+        let n = error_reply(ctx, loc, code, keep_alive, head_only, &[], out);
+        Reply { status: code, body_bytes: n, file: None, close: false }
+    };
+    if fs_path.last() == Some(&b'/') {
+        let base = fs_path.len();
+        for idx in &loc.index {
+            fs_path.truncate(base);
+            fs_path.extend_from_slice(idx.as_bytes());
+            if let Found::Info(i) = ctx.files.lookup(fs_path, ctx.now_ms) {
+                if !i.is_dir {
+                    return send_file(ctx, loc, head, buf, keep_alive, head_only, fs_path, out);
+                }
+            }
+        }
+        fs_path.truncate(base);
+        return match ctx.files.lookup(fs_path, ctx.now_ms) {
+            Found::Info(i) if i.is_dir => err(ctx, 403, out),
+            Found::Forbidden => err(ctx, 403, out),
+            Found::Error => err(ctx, 500, out),
+            _ => err(ctx, 404, out),
+        };
+    }
+    match ctx.files.lookup(fs_path, ctx.now_ms) {
+        Found::Info(i) if i.is_dir => {
+            let mut location = Vec::with_capacity(ctx.path_buf.len() + 2);
+            uri::percent_encode_path(&ctx.path_buf, &mut location);
+            location.push(b'/');
+            if let Some(q) = query {
+                location.push(b'?');
+                location.extend_from_slice(q);
+            }
+            let n = error_reply(ctx, loc, 301, keep_alive, head_only, &[(b"Location", &location)], out);
+            Reply { status: 301, body_bytes: n, file: None, close: false }
+        }
+        Found::Info(_) => send_file(ctx, loc, head, buf, keep_alive, head_only, fs_path, out),
+        Found::NotFound => err(ctx, 404, out),
+        Found::Forbidden => err(ctx, 403, out),
+        Found::Error => err(ctx, 500, out),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn send_file(ctx: &mut HttpCtx, loc: &LocationConf, head: &Head, buf: &[u8], keep_alive: bool, head_only: bool, fs_path: &[u8], out: &mut Vec<u8>) -> Reply {
+    let get = |s: Option<crate::http::request::Span>| s.map(|s| at(buf, s));
+    let conds = Conditions {
+        if_none_match: get(head.if_none_match),
+        if_modified_since: get(head.if_modified_since),
+        if_match: get(head.if_match),
+        if_unmodified_since: get(head.if_unmodified_since),
+        range: if head.method == Method::Get { get(head.range) } else { None },
+        if_range: get(head.if_range),
+    };
+    let content_type = ctx.site.mime(fs_path).to_vec();
+    let server = server_header(ctx, loc).to_vec();
+    let date = ctx.date;
+    let Found::Info(info) = ctx.files.lookup(fs_path, ctx.now_ms) else {
+        return Reply { status: 404, body_bytes: error_reply(ctx, loc, 404, keep_alive, head_only, &[], out), file: None, close: false };
+    };
+    let decision = static_file::decide(info, &conds);
+    let (status, start, len) = match decision {
+        Decision::Full => (200, 0, info.size),
+        Decision::Partial(s, e) => (206, s, e - s + 1),
+        Decision::NotModified => (304, 0, 0),
+        Decision::PreconditionFailed => {
+            let n = error_reply(ctx, loc, 412, keep_alive, head_only, &[], out);
+            return Reply { status: 412, body_bytes: n, file: None, close: false };
+        }
+        Decision::Unsatisfiable => {
+            let cr = format!("bytes */{}", info.size);
+            let n = error_reply(ctx, loc, 416, keep_alive, head_only, &[(b"Content-Range", cr.as_bytes())], out);
+            return Reply { status: 416, body_bytes: n, file: None, close: false };
+        }
+    };
+    resp::begin(
+        out,
+        &HeadParams {
+            status,
+            date: &date,
+            server: &server,
+            content_type: if status == 304 { None } else { Some(&content_type) },
+            content_length: if status == 304 { None } else { Some(len) },
+            keep_alive,
+        },
+    );
+    resp::header(out, b"Last-Modified", &info.last_modified);
+    resp::header(out, b"ETag", &info.etag);
+    if status == 206 {
+        out.extend_from_slice(b"Content-Range: bytes ");
+        resp::put_u64(out, start);
+        out.push(b'-');
+        resp::put_u64(out, start + len - 1);
+        out.push(b'/');
+        resp::put_u64(out, info.size);
+        out.extend_from_slice(b"\r\n");
+    }
+    if status != 304 {
+        out.extend_from_slice(b"Accept-Ranges: bytes\r\n");
+    }
+    add_headers(out, loc, status);
+    resp::end(out);
+    if head_only || status == 304 || len == 0 {
+        return Reply { status, body_bytes: 0, file: None, close: false };
+    }
+    if let Some(body) = &info.body {
+        out.extend_from_slice(&body[start as usize..(start + len) as usize]);
+        return Reply { status, body_bytes: len, file: None, close: false };
+    }
+    match static_file::open_body(fs_path, info) {
+        Ok(f) => Reply { status, body_bytes: len, file: Some((f, start, len)), close: false },
+        Err(e) => {
+            // The head is already queued: the only honest move is to close.
+            log::error!("open {} failed: {e}", String::from_utf8_lossy(fs_path));
+            Reply { status, body_bytes: 0, file: None, close: true }
+        }
+    }
+}

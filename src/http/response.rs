@@ -1,0 +1,181 @@
+//! Response heads: status lines, the common headers, and nginx-style error
+//! pages, appended to the connection's write buffer without allocating.
+
+use std::io::Write;
+
+/// Reason phrase for a status code.
+pub fn reason(code: u16) -> &'static str {
+    match code {
+        100 => "Continue",
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Not Allowed",
+        408 => "Request Timeout",
+        412 => "Precondition Failed",
+        413 => "Request Entity Too Large",
+        414 => "Request-URI Too Large",
+        416 => "Requested Range Not Satisfiable",
+        417 => "Expectation Failed",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Temporarily Unavailable",
+        504 => "Gateway Time-out",
+        505 => "HTTP Version Not Supported",
+        _ => "",
+    }
+}
+
+/// Whether a status has no body by definition.
+pub fn bodiless(code: u16) -> bool {
+    (100..200).contains(&code) || code == 204 || code == 304
+}
+
+/// Whether `return CODE x` treats x as a URL.
+pub fn is_redirect(code: u16) -> bool {
+    matches!(code, 301 | 302 | 303 | 307 | 308)
+}
+
+/// Append a decimal number.
+pub fn put_u64(out: &mut Vec<u8>, n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+/// Per-response settings of the head writer.
+pub struct HeadParams<'a> {
+    /// Status code.
+    pub status: u16,
+    /// Current `Date` value (29 bytes, IMF-fixdate).
+    pub date: &'a [u8],
+    /// Server header value.
+    pub server: &'a [u8],
+    /// Content-Type, if any.
+    pub content_type: Option<&'a [u8]>,
+    /// Content-Length; `None` for bodiless statuses.
+    pub content_length: Option<u64>,
+    /// Keep the connection open.
+    pub keep_alive: bool,
+}
+
+/// Write the status line and common headers (without the final CRLF).
+pub fn begin(out: &mut Vec<u8>, p: &HeadParams<'_>) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    put_u64(out, p.status as u64);
+    out.push(b' ');
+    out.extend_from_slice(reason(p.status).as_bytes());
+    out.extend_from_slice(b"\r\nServer: ");
+    out.extend_from_slice(p.server);
+    out.extend_from_slice(b"\r\nDate: ");
+    out.extend_from_slice(p.date);
+    out.extend_from_slice(b"\r\n");
+    if let Some(ct) = p.content_type {
+        header(out, b"Content-Type", ct);
+    }
+    if let Some(n) = p.content_length {
+        out.extend_from_slice(b"Content-Length: ");
+        put_u64(out, n);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(if p.keep_alive {
+        b"Connection: keep-alive\r\n"
+    } else {
+        b"Connection: close\r\n"
+    });
+}
+
+/// Append one header line.
+pub fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// End the head.
+pub fn end(out: &mut Vec<u8>) {
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Length of the standard error page for `code`.
+pub fn error_page_len(code: u16) -> u64 {
+    let mut v = Vec::new();
+    error_page(&mut v, code);
+    v.len() as u64
+}
+
+/// Append nginx's error page shape for `code`.
+pub fn error_page(out: &mut Vec<u8>, code: u16) {
+    let r = reason(code);
+    let _ = write!(
+        out,
+        "<html>\r\n<head><title>{code} {r}</title></head>\r\n<body>\r\n<center><h1>{code} {r}</h1></center>\r\n<hr><center>sluice</center>\r\n</body>\r\n</html>\r\n"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_shape() {
+        let mut v = Vec::new();
+        begin(
+            &mut v,
+            &HeadParams {
+                status: 404,
+                date: b"Sun, 06 Nov 1994 08:49:37 GMT",
+                server: b"sluice",
+                content_type: Some(b"text/html"),
+                content_length: Some(12),
+                keep_alive: false,
+            },
+        );
+        end(&mut v);
+        assert_eq!(
+            String::from_utf8(v).unwrap(),
+            "HTTP/1.1 404 Not Found\r\nServer: sluice\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Type: text/html\r\nContent-Length: 12\r\nConnection: close\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn numbers() {
+        for n in [0u64, 7, 10, 612, u64::MAX] {
+            let mut v = Vec::new();
+            put_u64(&mut v, n);
+            assert_eq!(String::from_utf8(v).unwrap(), n.to_string());
+        }
+    }
+
+    #[test]
+    fn error_page_len_matches() {
+        let mut v = Vec::new();
+        error_page(&mut v, 413);
+        assert_eq!(v.len() as u64, error_page_len(413));
+        assert!(String::from_utf8(v).unwrap().contains("413 Request Entity Too Large"));
+    }
+}

@@ -1,0 +1,85 @@
+//! Shared memory: regions mapped MAP_SHARED by the master before forking, so
+//! every worker (and every later generation of workers) sees the same pages.
+//! Access is through atomics only. `stats` holds the per-worker counters that
+//! `status;` reports.
+
+pub mod stats;
+
+use std::io;
+use std::ptr::NonNull;
+
+/// An anonymous MAP_SHARED region, zero-filled, page aligned.
+pub struct ShmRegion {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the region is plain shared memory accessed only through atomics by
+// the typed views built on it; the pointer stays valid until Drop.
+unsafe impl Send for ShmRegion {}
+// SAFETY: as above.
+unsafe impl Sync for ShmRegion {}
+
+impl ShmRegion {
+    /// Map `len` bytes of zeroed shared anonymous memory.
+    pub fn anonymous(len: usize) -> io::Result<ShmRegion> {
+        let len = len.max(1);
+        // SAFETY: a fresh anonymous mapping aliases nothing; we check for
+        // MAP_FAILED before using the pointer.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = NonNull::new(p as *mut u8).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        Ok(ShmRegion { ptr, len })
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the region is empty (never, but clippy asks).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// A typed view of `count` values of `T` at byte `offset`.
+    ///
+    /// `T` must be made only of atomics (valid when zeroed, shareable); the
+    /// range must lie inside the region and be aligned for `T`.
+    pub fn slice<T: AtomicsOnly>(&self, offset: usize, count: usize) -> &[T] {
+        let size = std::mem::size_of::<T>() * count;
+        assert!(offset + size <= self.len, "shm view out of bounds");
+        assert_eq!(offset % std::mem::align_of::<T>(), 0, "shm view misaligned");
+        // SAFETY: bounds and alignment are checked above; T is AtomicsOnly, so
+        // an all-zero or concurrently updated bit pattern is a valid T and
+        // shared references to it are sound across processes.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(offset) as *const T, count) }
+    }
+}
+
+impl Drop for ShmRegion {
+    fn drop(&mut self) {
+        // SAFETY: ptr/len came from a successful mmap and are unmapped once.
+        unsafe {
+            libc::munmap(self.ptr.as_ptr() as *mut libc::c_void, self.len);
+        }
+    }
+}
+
+/// Marker for `#[repr(C)]` structs made only of atomics, valid when zeroed.
+///
+/// # Safety
+/// Implement only for types whose every field is an atomic integer (or an
+/// array of them), so any bit pattern is valid and `&T` may be shared.
+pub unsafe trait AtomicsOnly: Sync {}
