@@ -4,4 +4,6 @@
 //! log -> config -> shm -> sys -> util. See shared/DESIGN.md.
 
 pub mod config;
+pub mod http;
+pub mod log;
 pub mod util;

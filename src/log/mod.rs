@@ -1,0 +1,2 @@
+//! Logging: access-log line formats.
+pub mod format;
