@@ -4,7 +4,10 @@
 //! log -> config -> shm -> sys -> util. See shared/DESIGN.md.
 
 pub mod config;
-pub mod util;
+pub mod event;
+pub mod http;
+pub mod log;
+pub mod process;
 pub mod shm;
 pub mod sys;
-pub mod event;
+pub mod util;

@@ -1,1 +1,2 @@
 //! Small pure helpers: units, time formatting.
+pub mod httpdate;

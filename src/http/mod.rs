@@ -1,0 +1,15 @@
+//! HTTP/1.1: connection state machine (`conn`), head parsing (`request`),
+//! request phases (`handler`), static files, `status;`, response heads, and
+//! protocol helpers (targets, ranges, chunked bodies, conditionals).
+pub mod chunked;
+pub mod cond;
+pub mod conn;
+pub mod ctx;
+pub mod handler;
+pub mod range;
+pub mod request;
+pub mod response;
+pub mod site;
+pub mod static_file;
+pub mod status;
+pub mod uri;
