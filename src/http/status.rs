@@ -1,0 +1,114 @@
+//! `status;`: counters from shared memory as Prometheus text, or JSON when
+//! the client asks for `application/json`. Totals include workers that have
+//! exited (reloads, crashes), so counters never go backwards.
+
+use crate::shm::stats::StatsZone;
+use std::fmt::Write;
+use std::sync::atomic::Ordering::Relaxed;
+
+struct Row {
+    worker: usize,
+    pid: u64,
+    requests: u64,
+    accepted: u64,
+    handled: u64,
+    active: u64,
+    reading: u64,
+    writing: u64,
+}
+
+fn rows(stats: &StatsZone) -> Vec<Row> {
+    stats
+        .slots()
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.pid.load(Relaxed) != 0)
+        .map(|(i, s)| Row {
+            worker: i,
+            pid: s.pid.load(Relaxed),
+            requests: s.requests.load(Relaxed),
+            accepted: s.accepted.load(Relaxed),
+            handled: s.handled.load(Relaxed),
+            active: s.active.load(Relaxed),
+            reading: s.reading.load(Relaxed),
+            writing: s.writing.load(Relaxed),
+        })
+        .collect()
+}
+
+/// Render the status page; returns (content type, body).
+pub fn render(stats: &StatsZone, json: bool) -> (&'static [u8], Vec<u8>) {
+    let t = stats.totals();
+    let rows = rows(stats);
+    let idle = t.active.saturating_sub(t.reading + t.writing);
+    let mut s = String::with_capacity(2048);
+    if json {
+        let _ = write!(
+            s,
+            "{{\"requests\":{},\"connections\":{{\"accepted\":{},\"handled\":{},\"active\":{},\"reading\":{},\"writing\":{},\"idle\":{}}},\"reloads\":{},\"respawns\":{},\"workers\":[",
+            t.requests, t.accepted, t.handled, t.active, t.reading, t.writing, idle, t.reloads, t.respawns
+        );
+        for (i, r) in rows.iter().enumerate() {
+            let _ = write!(
+                s,
+                "{}{{\"slot\":{},\"pid\":{},\"requests\":{},\"accepted\":{},\"handled\":{},\"active\":{},\"reading\":{},\"writing\":{}}}",
+                if i > 0 { "," } else { "" },
+                r.worker, r.pid, r.requests, r.accepted, r.handled, r.active, r.reading, r.writing
+            );
+        }
+        s.push_str("]}\n");
+        return (b"application/json", s.into_bytes());
+    }
+    let families: [(&str, &str, &str, u64, fn(&Row) -> u64); 7] = [
+        ("requests_total", "counter", "Requests answered.", t.requests, |r| r.requests),
+        ("connections_accepted_total", "counter", "Client connections received.", t.accepted, |r| r.accepted),
+        ("connections_handled_total", "counter", "Client connections served (not refused).", t.handled, |r| r.handled),
+        ("connections_active", "gauge", "Open client connections.", t.active, |r| r.active),
+        ("connections_reading", "gauge", "Connections reading a request.", t.reading, |r| r.reading),
+        ("connections_writing", "gauge", "Connections writing a response.", t.writing, |r| r.writing),
+        ("connections_idle", "gauge", "Idle keep-alive connections.", idle, |r| {
+            r.active.saturating_sub(r.reading + r.writing)
+        }),
+    ];
+    for (name, kind, help, total, get) in families {
+        let _ = writeln!(s, "# HELP sluice_{name} {help}\n# TYPE sluice_{name} {kind}\nsluice_{name} {total}");
+        let _ = writeln!(s, "# HELP sluice_worker_{name} {help} Per worker.\n# TYPE sluice_worker_{name} {kind}");
+        for r in &rows {
+            let _ = writeln!(s, "sluice_worker_{name}{{slot=\"{}\",pid=\"{}\"}} {}", r.worker, r.pid, get(r));
+        }
+    }
+    let _ = writeln!(
+        s,
+        "# HELP sluice_reloads_total Configuration reloads.\n# TYPE sluice_reloads_total counter\nsluice_reloads_total {}",
+        t.reloads
+    );
+    let _ = writeln!(
+        s,
+        "# HELP sluice_worker_respawns_total Workers respawned after dying.\n# TYPE sluice_worker_respawns_total counter\nsluice_worker_respawns_total {}",
+        t.respawns
+    );
+    (b"text/plain; version=0.0.4", s.into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_and_per_worker_lines() {
+        let z = StatsZone::new().unwrap();
+        let a = z.claim(11, 1).unwrap();
+        let b = z.claim(12, 1).unwrap();
+        z.slot(a).requests.store(3, Relaxed);
+        z.slot(b).requests.store(4, Relaxed);
+        z.slot(b).active.store(2, Relaxed);
+        let (_, body) = render(&z, false);
+        let text = String::from_utf8(body).unwrap();
+        assert!(text.contains("\nsluice_requests_total 7\n"), "{text}");
+        assert!(text.contains("sluice_worker_requests_total{slot=\"1\",pid=\"12\"} 4"));
+        assert!(text.contains("\nsluice_connections_idle 2\n"));
+        let (ct, body) = render(&z, true);
+        assert_eq!(ct, b"application/json");
+        assert!(String::from_utf8(body).unwrap().starts_with("{\"requests\":7,"));
+    }
+}

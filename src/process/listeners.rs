@@ -1,0 +1,150 @@
+//! Listening sockets owned by the master: bound with socket2, kept open
+//! across reloads when the address stays, bound anew for new addresses and
+//! closed for removed ones.
+//!
+//! An address is either *shared* (one socket the master accepts on and hands
+//! connections off from) or *per worker* (one SO_REUSEPORT socket per worker
+//! slot, inherited by the worker of that slot, which accepts on it itself).
+
+use crate::config::AcceptMode;
+use crate::http::site::ListenEntry;
+use socket2::{Domain, Protocol, Socket, Type};
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+
+/// Sockets of one address.
+pub struct Bound {
+    /// Address.
+    pub addr: SocketAddr,
+    /// The master's accept socket (shared mode).
+    pub shared: Option<TcpListener>,
+    /// One socket per worker slot (per-worker mode).
+    pub per_worker: Vec<TcpListener>,
+}
+
+/// All listening sockets.
+#[derive(Default)]
+pub struct Listeners {
+    /// In the order of the current config's listen table.
+    pub bound: Vec<Bound>,
+}
+
+/// Bind one listening socket.
+pub fn bind(addr: SocketAddr, backlog: i32, reuseport: bool) -> io::Result<TcpListener> {
+    let domain = if addr.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 };
+    let s = Socket::new(domain, Type::STREAM.cloexec(), Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    if reuseport {
+        s.set_reuse_port(true)?;
+    }
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_tcp_nodelay(true)?; // inherited by accepted sockets
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())
+        .map_err(|e| io::Error::new(e.kind(), format!("bind() to {addr} failed ({e})")))?;
+    s.listen(backlog)
+        .map_err(|e| io::Error::new(e.kind(), format!("listen() to {addr} failed ({e})")))?;
+    Ok(s.into())
+}
+
+/// Whether an address gets per-worker sockets.
+pub fn per_worker(entry: &ListenEntry, mode: AcceptMode) -> bool {
+    mode == AcceptMode::Reuseport || entry.conf.reuseport
+}
+
+impl Listeners {
+    /// Make the sockets match `table`. New sockets are bound first; only when
+    /// every bind succeeded are removed addresses closed, so a failed reload
+    /// leaves the old set untouched.
+    pub fn update(&mut self, table: &[ListenEntry], mode: AcceptMode, workers: usize) -> io::Result<()> {
+        let mut old: Vec<Option<Bound>> = self.bound.drain(..).map(Some).collect();
+        let mut next = Vec::with_capacity(table.len());
+        let result = (|| {
+            for e in table {
+                let pw = per_worker(e, mode);
+                let prev = old
+                    .iter_mut()
+                    .find(|b| b.as_ref().is_some_and(|b| b.addr == e.conf.addr))
+                    .and_then(Option::take);
+                let mut b = match prev {
+                    Some(b) if pw == b.shared.is_none() => b,
+                    Some(b) => {
+                        // Mode changed for this address: the old sockets must
+                        // go before the new ones can bind.
+                        drop(b);
+                        Bound { addr: e.conf.addr, shared: None, per_worker: Vec::new() }
+                    }
+                    None => Bound { addr: e.conf.addr, shared: None, per_worker: Vec::new() },
+                };
+                if pw {
+                    while b.per_worker.len() < workers {
+                        b.per_worker.push(bind(e.conf.addr, e.conf.backlog, true)?);
+                    }
+                    b.per_worker.truncate(workers);
+                } else if b.shared.is_none() {
+                    b.shared = Some(bind(e.conf.addr, e.conf.backlog, false)?);
+                }
+                next.push(b);
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => {
+                self.bound = next;
+                Ok(())
+            }
+            Err(e) => {
+                // Put back what we had; drop what we bound for the new set.
+                for b in next {
+                    match old.iter_mut().find(|o| o.is_none()) {
+                        Some(slot) if self.bound.len() < usize::MAX => *slot = Some(b),
+                        _ => drop(b),
+                    }
+                }
+                self.bound = old.into_iter().flatten().collect();
+                Err(e)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ListenConf;
+
+    fn entry(addr: SocketAddr) -> ListenEntry {
+        ListenEntry {
+            conf: ListenConf { addr, default_server: false, reuseport: false, backlog: 128 },
+            servers: vec![0],
+            default: 0,
+        }
+    }
+
+    #[test]
+    fn kept_address_keeps_its_socket() {
+        let mut l = Listeners::default();
+        let a = entry("127.0.0.1:0".parse().unwrap());
+        l.update(std::slice::from_ref(&a), AcceptMode::Handoff, 2).unwrap();
+        let real = l.bound[0].shared.as_ref().unwrap().local_addr().unwrap();
+        let a = entry(real);
+        l.update(std::slice::from_ref(&a), AcceptMode::Handoff, 2).unwrap();
+        let again = l.bound[0].shared.as_ref().unwrap().local_addr().unwrap();
+        assert_eq!(real, again);
+        // Another socket cannot take the address while we hold it.
+        assert!(bind(real, 16, false).is_err());
+    }
+
+    #[test]
+    fn reuseport_mode_binds_one_per_worker() {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = probe.local_addr().unwrap();
+        drop(probe);
+        let mut l = Listeners::default();
+        l.update(&[entry(addr)], AcceptMode::Reuseport, 3).unwrap();
+        assert_eq!(l.bound[0].per_worker.len(), 3);
+        assert!(l.bound[0].shared.is_none());
+    }
+}
