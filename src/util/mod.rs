@@ -1,1 +1,3 @@
 //! Small pure helpers: units, time formatting.
+
+pub mod units;
