@@ -1,14 +1,77 @@
 //! Configuration: lexer -> raw directive tree -> typed, validated `Config`.
 //!
 //! nginx syntax: blocks, `;`, `#` comments, quoted strings, `include`. Every
-//! error carries `file:line`.
+//! error carries `file:line`. Entry points: [`load`] (a file) and
+//! [`load_str`] (text), both taking the `-g` main-context override text.
+//!
+//! Stages: `lexer` (tokens) -> `parse` (directive tree, includes expanded) ->
+//! `resolve` + `resolve_http` (typed `Config`, nginx merge rules, defaults).
 
+mod lexer;
+mod mime_default;
+mod parse;
+mod resolve;
+mod resolve_http;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_http;
 mod types;
 
+pub use mime_default::default_mime_types;
 pub use types::*;
 
+use std::collections::HashSet;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parse::{parse_text, read_text, utf8_error, ReadError};
+
+/// File name used in errors about the `-g` text.
+pub const EXTRA_MAIN_FILE: &str = "-g";
+
+/// Loads and validates the config file at `path`. `extra_main` is the `-g`
+/// text: main-context directives applied after the file's, replacing
+/// same-named directives of the file; its errors name the file `-g`.
+pub fn load(path: &Path, extra_main: Option<&str>) -> Result<Config, ConfigError> {
+    let file = absolute_file(path);
+    let text = read_text(&file).map_err(|e| match e {
+        ReadError::Io(e) => ConfigError {
+            file: file.clone(),
+            line: 0,
+            message: format!("cannot open: {e}"),
+        },
+        ReadError::Utf8(line) => utf8_error(&file, line),
+    })?;
+    load_str(&text, &file, extra_main)
+}
+
+/// Like [`load`] on `text`; `path` names it in errors and is the base of
+/// relative paths (made absolute against the current directory if needed).
+pub fn load_str(text: &str, path: &Path, extra_main: Option<&str>) -> Result<Config, ConfigError> {
+    let file = absolute_file(path);
+    let conf_dir = file.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let mut main = parse_text(text, Arc::new(file.clone()), &conf_dir)?;
+    if let Some(extra) = extra_main {
+        let extra = parse_text(extra, Arc::new(PathBuf::from(EXTRA_MAIN_FILE)), &conf_dir)?;
+        let overridden: HashSet<&str> = extra.iter().map(|d| d.name.as_str()).collect();
+        main.retain(|d| !overridden.contains(d.name.as_str()));
+        main.extend(extra);
+    }
+    resolve::resolve(&main, &file)
+}
+
+/// `path` made absolute against the current directory, `.` components dropped.
+fn absolute_file(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        return path.components().collect();
+    }
+    match std::env::current_dir() {
+        Ok(cwd) => cwd.join(path).components().collect(),
+        Err(_) => path.to_path_buf(),
+    }
+}
 
 /// A configuration error with its location.
 #[derive(Debug, Clone, PartialEq, Eq)]

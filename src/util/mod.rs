@@ -1,2 +1,4 @@
 //! Small pure helpers: units, time formatting.
+
 pub mod httpdate;
+pub mod units;

@@ -1,0 +1,616 @@
+//! Typed resolution, part 2: `http`, `server` and `location` blocks.
+//!
+//! Collects each level's settings as `Option`s, then merges them the nginx
+//! way once the whole `http` block is read (inner level overrides outer; a
+//! level with any `add_header` or `access_log` replaces the inherited list),
+//! filling defaults last. Also owns `listen`, `return`, `access_log` (deduped
+//! by path into `HttpConf::access_logs`) and `types { }`.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use super::mime_default::default_mime_types;
+use super::parse::Directive;
+use super::resolve::{
+    arg0, check, duration, flag, invalid_value, not_allowed, number, path_arg, positive, size,
+    HTTP, LOCATION, SERVER,
+};
+use super::types::{
+    AccessLogConf, AddHeader, HttpConf, ListenConf, LocationConf, LocationMatch, LogFormat,
+    ReturnConf, ServerConf,
+};
+use super::ConfigError;
+use crate::util::units::{parse_duration_ms, parse_size};
+
+/// Shared state while resolving one `http` block.
+struct State<'a> {
+    conf_dir: &'a Path,
+    /// Distinct access logs, by path.
+    logs: Vec<AccessLogConf>,
+    /// Addresses that already have a `default_server`.
+    default_servers: HashSet<SocketAddr>,
+}
+
+/// Settings inheritable http -> server -> location; `None` = not set here.
+#[derive(Debug, Default, Clone)]
+struct Inherit {
+    root: Option<PathBuf>,
+    index: Option<Vec<String>>,
+    /// Indices into `State::logs`; `Some(empty)` = `access_log off`.
+    access_logs: Option<Vec<usize>>,
+    access_off: bool,
+    keepalive_timeout_ms: Option<u64>,
+    keepalive_requests: Option<u64>,
+    client_body_timeout_ms: Option<u64>,
+    send_timeout_ms: Option<u64>,
+    client_max_body_size_bytes: Option<u64>,
+    sendfile: Option<bool>,
+    tcp_nodelay: Option<bool>,
+    server_tokens: Option<bool>,
+    add_headers: Option<Vec<AddHeader>>,
+}
+
+/// http + server settings (`client_header_timeout`, `large_client_header_buffers`).
+#[derive(Debug, Default, Clone, Copy)]
+struct HeaderSettings {
+    client_header_timeout_ms: Option<u64>,
+    large_header_buffers: Option<(usize, usize)>,
+}
+
+struct RawLocation {
+    line: usize,
+    match_kind: LocationMatch,
+    path: String,
+    inherit: Inherit,
+    ret: Option<ReturnConf>,
+    status: bool,
+}
+
+struct RawServer {
+    line: usize,
+    listens: Vec<ListenConf>,
+    server_names: Vec<String>,
+    headers: HeaderSettings,
+    inherit: Inherit,
+    ret: Option<ReturnConf>,
+    locations: Vec<RawLocation>,
+}
+
+impl Inherit {
+    /// Applies `d` if it is an inheritable setting; `Ok(false)` otherwise.
+    fn apply(&mut self, d: &Directive, st: &mut State) -> Result<bool, ConfigError> {
+        let v = arg0(d);
+        match d.name.as_str() {
+            "root" => self.root = Some(path_arg(d, st.conf_dir, v)?),
+            "index" => {
+                if let Some(bad) = d.args.iter().find(|a| a.is_empty()) {
+                    return Err(invalid_value(d, bad));
+                }
+                self.index
+                    .get_or_insert_with(Vec::new)
+                    .extend(d.args.iter().cloned());
+            }
+            "access_log" => match access_log(d, st)? {
+                Some(i) => self.access_logs.get_or_insert_with(Vec::new).push(i),
+                None => self.access_off = true,
+            },
+            "keepalive_timeout" => {
+                if d.args.len() > 1 {
+                    return Err(d.error("keepalive_timeout header value is not supported"));
+                }
+                self.keepalive_timeout_ms = Some(duration(d, v)?);
+            }
+            "keepalive_requests" => self.keepalive_requests = Some(number(d, v)?),
+            "client_body_timeout" => self.client_body_timeout_ms = Some(duration(d, v)?),
+            "send_timeout" => self.send_timeout_ms = Some(duration(d, v)?),
+            "client_max_body_size" => self.client_max_body_size_bytes = Some(size(d, v)?),
+            "sendfile" => self.sendfile = Some(flag(d)?),
+            "tcp_nodelay" => self.tcp_nodelay = Some(flag(d)?),
+            "server_tokens" => self.server_tokens = Some(flag(d)?),
+            "add_header" => {
+                let h = add_header(d)?;
+                self.add_headers.get_or_insert_with(Vec::new).push(h);
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Ends collection for a level: `access_log off` wins over the others.
+    fn finish(mut self) -> Inherit {
+        if self.access_off {
+            self.access_logs = Some(Vec::new());
+        }
+        self
+    }
+
+    /// `self` (inner) over `outer`.
+    fn over(self, outer: &Inherit) -> Inherit {
+        Inherit {
+            root: self.root.or_else(|| outer.root.clone()),
+            index: self.index.or_else(|| outer.index.clone()),
+            access_logs: self.access_logs.or_else(|| outer.access_logs.clone()),
+            access_off: false,
+            keepalive_timeout_ms: self.keepalive_timeout_ms.or(outer.keepalive_timeout_ms),
+            keepalive_requests: self.keepalive_requests.or(outer.keepalive_requests),
+            client_body_timeout_ms: self.client_body_timeout_ms.or(outer.client_body_timeout_ms),
+            send_timeout_ms: self.send_timeout_ms.or(outer.send_timeout_ms),
+            client_max_body_size_bytes: self
+                .client_max_body_size_bytes
+                .or(outer.client_max_body_size_bytes),
+            sendfile: self.sendfile.or(outer.sendfile),
+            tcp_nodelay: self.tcp_nodelay.or(outer.tcp_nodelay),
+            server_tokens: self.server_tokens.or(outer.server_tokens),
+            add_headers: self.add_headers.or_else(|| outer.add_headers.clone()),
+        }
+    }
+
+    /// A location with these (fully merged) settings and the defaults.
+    fn into_location(self, raw: RawLocation, conf_dir: &Path) -> LocationConf {
+        LocationConf {
+            line: raw.line,
+            match_kind: raw.match_kind,
+            path: raw.path,
+            root: self.root.unwrap_or_else(|| conf_dir.join("html")),
+            index: self.index.unwrap_or_else(|| vec!["index.html".to_string()]),
+            ret: raw.ret,
+            status: raw.status,
+            access_logs: self.access_logs.unwrap_or_default(),
+            keepalive_timeout_ms: self.keepalive_timeout_ms.unwrap_or(75_000),
+            keepalive_requests: self.keepalive_requests.unwrap_or(1000),
+            client_body_timeout_ms: self.client_body_timeout_ms.unwrap_or(60_000),
+            send_timeout_ms: self.send_timeout_ms.unwrap_or(60_000),
+            client_max_body_size_bytes: self.client_max_body_size_bytes.unwrap_or(1 << 20),
+            sendfile: self.sendfile.unwrap_or(true),
+            tcp_nodelay: self.tcp_nodelay.unwrap_or(true),
+            server_tokens: self.server_tokens.unwrap_or(true),
+            add_headers: self.add_headers.unwrap_or_default(),
+        }
+    }
+}
+
+impl HeaderSettings {
+    /// Applies `d` if it is an http+server setting; `Ok(false)` otherwise.
+    fn apply(&mut self, d: &Directive) -> Result<bool, ConfigError> {
+        match d.name.as_str() {
+            "client_header_timeout" => {
+                self.client_header_timeout_ms = Some(duration(d, arg0(d))?);
+            }
+            "large_client_header_buffers" => {
+                let count = positive(d, arg0(d))?;
+                let size_arg = d.args.get(1).map_or("", String::as_str);
+                let bytes = size(d, size_arg)?;
+                if bytes < 1024 {
+                    return Err(d.error(format!(
+                        "invalid value \"{size_arg}\" in \"{}\" directive, the size must be at least 1k",
+                        d.name
+                    )));
+                }
+                let bytes = usize::try_from(bytes).map_err(|_| invalid_value(d, size_arg))?;
+                self.large_header_buffers = Some((count, bytes));
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+/// Resolves the directives of an `http { }` block.
+pub(crate) fn resolve_http(block: &[Directive], conf_dir: &Path) -> Result<HttpConf, ConfigError> {
+    let mut st = State {
+        conf_dir,
+        logs: Vec::new(),
+        default_servers: HashSet::new(),
+    };
+    let mut seen = HashSet::new();
+    let mut inherit = Inherit::default();
+    let mut headers = HeaderSettings::default();
+    let mut mime: Option<Vec<(String, String)>> = None;
+    let mut default_type = None;
+    let mut raw_servers = Vec::new();
+    for d in block {
+        check(d, HTTP, &mut seen)?;
+        if inherit.apply(d, &mut st)? || headers.apply(d)? {
+            continue;
+        }
+        match d.name.as_str() {
+            "types" => types_block(d, mime.get_or_insert_with(Vec::new))?,
+            "default_type" => default_type = Some(arg0(d).to_string()),
+            "server" => raw_servers.push(resolve_server(d, &mut st)?),
+            _ => return Err(not_allowed(d)),
+        }
+    }
+    let http_inherit = inherit.finish();
+    let servers = raw_servers
+        .into_iter()
+        .map(|s| merge_server(s, &http_inherit, headers, conf_dir))
+        .collect();
+    Ok(HttpConf {
+        access_logs: st.logs,
+        mime_types: mime.unwrap_or_else(default_mime_types),
+        default_type: default_type.unwrap_or_else(|| "application/octet-stream".to_string()),
+        servers,
+    })
+}
+
+/// Merges a server with the http level and fills defaults.
+fn merge_server(
+    raw: RawServer,
+    http: &Inherit,
+    http_headers: HeaderSettings,
+    conf_dir: &Path,
+) -> ServerConf {
+    let server_inherit = raw.inherit.over(http);
+    let covers_root = raw.locations.iter().any(|l| {
+        l.path == "/"
+            && matches!(
+                l.match_kind,
+                LocationMatch::Prefix | LocationMatch::PrefixNoRegex
+            )
+    });
+    let mut raw_locations = raw.locations;
+    if !covers_root {
+        raw_locations.push(RawLocation {
+            line: 0,
+            match_kind: LocationMatch::Prefix,
+            path: "/".to_string(),
+            inherit: Inherit::default(),
+            ret: None,
+            status: false,
+        });
+    }
+    let locations = raw_locations
+        .into_iter()
+        .map(|mut l| {
+            let merged = std::mem::take(&mut l.inherit).over(&server_inherit);
+            merged.into_location(l, conf_dir)
+        })
+        .collect();
+    let listens = if raw.listens.is_empty() {
+        vec![ListenConf {
+            addr: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 80)),
+            default_server: false,
+            reuseport: false,
+            backlog: 4096,
+        }]
+    } else {
+        raw.listens
+    };
+    ServerConf {
+        line: raw.line,
+        listens,
+        server_names: raw.server_names,
+        client_header_timeout_ms: raw
+            .headers
+            .client_header_timeout_ms
+            .or(http_headers.client_header_timeout_ms)
+            .unwrap_or(60_000),
+        large_header_buffers: raw
+            .headers
+            .large_header_buffers
+            .or(http_headers.large_header_buffers)
+            .unwrap_or((4, 8192)),
+        server_return: raw.ret,
+        locations,
+    }
+}
+
+fn resolve_server(server: &Directive, st: &mut State) -> Result<RawServer, ConfigError> {
+    let mut raw = RawServer {
+        line: server.line,
+        listens: Vec::new(),
+        server_names: Vec::new(),
+        headers: HeaderSettings::default(),
+        inherit: Inherit::default(),
+        ret: None,
+        locations: Vec::new(),
+    };
+    let mut seen = HashSet::new();
+    let mut location_keys = HashSet::new();
+    for d in server.children() {
+        check(d, SERVER, &mut seen)?;
+        if raw.inherit.apply(d, st)? || raw.headers.apply(d)? {
+            continue;
+        }
+        match d.name.as_str() {
+            "listen" => {
+                let l = listen(d)?;
+                if raw.listens.iter().any(|o| o.addr == l.addr) {
+                    return Err(d.error(format!("duplicate listen {}", l.addr)));
+                }
+                if l.default_server && !st.default_servers.insert(l.addr) {
+                    return Err(d.error(format!("a duplicate default server for {}", l.addr)));
+                }
+                raw.listens.push(l);
+            }
+            "server_name" => {
+                for name in &d.args {
+                    if name.starts_with('~') {
+                        return Err(
+                            d.error(format!("regex server names are not supported: \"{name}\""))
+                        );
+                    }
+                    raw.server_names.push(name.to_ascii_lowercase());
+                }
+            }
+            "return" => raw.ret = Some(return_conf(d)?),
+            "location" => {
+                let loc = resolve_location(d, st)?;
+                // nginx: `/x` and `^~ /x` are the same static location.
+                let key = (loc.match_kind == LocationMatch::Exact, loc.path.clone());
+                if !location_keys.insert(key) {
+                    return Err(d.error(format!("duplicate location \"{}\"", loc.path)));
+                }
+                raw.locations.push(loc);
+            }
+            _ => return Err(not_allowed(d)),
+        }
+    }
+    raw.inherit = std::mem::take(&mut raw.inherit).finish();
+    Ok(raw)
+}
+
+fn resolve_location(loc: &Directive, st: &mut State) -> Result<RawLocation, ConfigError> {
+    let (match_kind, path) = location_match(loc)?;
+    let mut raw = RawLocation {
+        line: loc.line,
+        match_kind,
+        path,
+        inherit: Inherit::default(),
+        ret: None,
+        status: false,
+    };
+    let mut seen = HashSet::new();
+    for d in loc.children() {
+        if d.name == "location" {
+            return Err(d.error("nested locations are not supported"));
+        }
+        check(d, LOCATION, &mut seen)?;
+        if raw.inherit.apply(d, st)? {
+            continue;
+        }
+        match d.name.as_str() {
+            "return" => raw.ret = Some(return_conf(d)?),
+            "status" => raw.status = true,
+            _ => return Err(not_allowed(d)),
+        }
+    }
+    raw.inherit = std::mem::take(&mut raw.inherit).finish();
+    Ok(raw)
+}
+
+/// `location [=|^~] PATH` (also the joined forms `=/x`, `^~/x`).
+fn location_match(d: &Directive) -> Result<(LocationMatch, String), ConfigError> {
+    let regex = || d.error("regex locations are not supported");
+    match d.args.as_slice() {
+        [m, path] => match m.as_str() {
+            "=" => Ok((LocationMatch::Exact, path.clone())),
+            "^~" => Ok((LocationMatch::PrefixNoRegex, path.clone())),
+            "~" | "~*" => Err(regex()),
+            _ => Err(d.error(format!("invalid location modifier \"{m}\""))),
+        },
+        [p] => {
+            if let Some(rest) = p.strip_prefix("^~") {
+                Ok((LocationMatch::PrefixNoRegex, rest.to_string()))
+            } else if let Some(rest) = p.strip_prefix('=') {
+                Ok((LocationMatch::Exact, rest.to_string()))
+            } else if p.starts_with('~') {
+                Err(regex())
+            } else if p.starts_with('@') {
+                Err(d.error("named locations are not supported"))
+            } else {
+                Ok((LocationMatch::Prefix, p.clone()))
+            }
+        }
+        _ => Err(d.error("invalid number of arguments in \"location\" directive")),
+    }
+}
+
+/// `return CODE [TEXT|URL];` / `return URL;`
+fn return_conf(d: &Directive) -> Result<ReturnConf, ConfigError> {
+    let first = arg0(d);
+    let invalid = || d.error(format!("invalid return code \"{first}\""));
+    if first.bytes().all(|b| b.is_ascii_digit()) {
+        let code = number(d, first)
+            .ok()
+            .and_then(|c| u16::try_from(c).ok())
+            .filter(|&c| c <= 999)
+            .ok_or_else(invalid)?;
+        return Ok(ReturnConf {
+            code,
+            text: d.args.get(1).cloned(),
+        });
+    }
+    let is_url = ["http://", "https://", "$scheme"]
+        .iter()
+        .any(|p| first.starts_with(p));
+    if d.args.len() == 1 && is_url {
+        return Ok(ReturnConf {
+            code: 302,
+            text: Some(first.to_string()),
+        });
+    }
+    Err(invalid())
+}
+
+/// `add_header NAME VALUE [always];`
+fn add_header(d: &Directive) -> Result<AddHeader, ConfigError> {
+    let name = arg0(d);
+    let value = d.args.get(1).map_or("", String::as_str);
+    let is_token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if name.is_empty() || !name.bytes().all(is_token) {
+        return Err(d.error(format!("invalid header name \"{name}\"")));
+    }
+    if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+        return Err(d.error(format!("invalid header value in \"{name}\"")));
+    }
+    let always = match d.args.get(2).map(String::as_str) {
+        None => false,
+        Some("always") => true,
+        Some(other) => return Err(d.error(format!("invalid parameter \"{other}\""))),
+    };
+    Ok(AddHeader {
+        name: name.to_string(),
+        value: value.to_string(),
+        always,
+    })
+}
+
+/// `access_log FILE|off [combined|json] [buffer=SIZE] [flush=TIME];` -> the
+/// index in `st.logs`, or `None` for `off`.
+fn access_log(d: &Directive, st: &mut State) -> Result<Option<usize>, ConfigError> {
+    let target = arg0(d);
+    if target == "off" {
+        return match d.args.get(1) {
+            None => Ok(None),
+            Some(p) => Err(d.error(format!("invalid parameter \"{p}\""))),
+        };
+    }
+    let mut conf = AccessLogConf {
+        path: path_arg(d, st.conf_dir, target)?,
+        format: LogFormat::Combined,
+        buffer_bytes: 0,
+        flush_ms: 0,
+    };
+    let mut params = d.args.iter().skip(1).map(String::as_str).peekable();
+    if let Some(&fmt) = params.peek() {
+        if !fmt.contains('=') {
+            params.next();
+            conf.format = match fmt {
+                "combined" => LogFormat::Combined,
+                "json" => LogFormat::Json,
+                _ => return Err(d.error(format!("unknown log format \"{fmt}\""))),
+            };
+        }
+    }
+    for p in params {
+        if let Some(v) = p.strip_prefix("buffer=") {
+            conf.buffer_bytes = parse_size(v)
+                .and_then(|b| usize::try_from(b).ok())
+                .ok_or_else(|| d.error(format!("invalid buffer size \"{v}\"")))?;
+        } else if let Some(v) = p.strip_prefix("flush=") {
+            conf.flush_ms = parse_duration_ms(v)
+                .ok_or_else(|| d.error(format!("invalid flush time \"{v}\"")))?;
+        } else {
+            return Err(d.error(format!("invalid parameter \"{p}\"")));
+        }
+    }
+    if let Some(i) = st.logs.iter().position(|l| l.path == conf.path) {
+        let old = &st.logs[i];
+        if (old.format, old.buffer_bytes, old.flush_ms)
+            != (conf.format, conf.buffer_bytes, conf.flush_ms)
+        {
+            return Err(d.error(format!(
+                "conflicting access_log parameters for {}",
+                conf.path.display()
+            )));
+        }
+        return Ok(Some(i));
+    }
+    st.logs.push(conf);
+    Ok(Some(st.logs.len() - 1))
+}
+
+/// `types { TYPE EXT...; ... }`: later extensions override earlier ones.
+fn types_block(d: &Directive, mime: &mut Vec<(String, String)>) -> Result<(), ConfigError> {
+    let mut index: HashMap<String, usize> = mime
+        .iter()
+        .enumerate()
+        .map(|(i, (ext, _))| (ext.clone(), i))
+        .collect();
+    for entry in d.children() {
+        if entry.block.is_some() {
+            return Err(entry.error(format!(
+                "directive \"{}\" is not terminated by \";\"",
+                entry.name
+            )));
+        }
+        for ext in &entry.args {
+            let ext = ext.to_ascii_lowercase();
+            match index.get(&ext) {
+                Some(&i) => mime[i].1 = entry.name.clone(),
+                None => {
+                    index.insert(ext.clone(), mime.len());
+                    mime.push((ext, entry.name.clone()));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `listen ADDR [default_server] [reuseport] [backlog=N];`
+fn listen(d: &Directive) -> Result<ListenConf, ConfigError> {
+    let target = arg0(d);
+    let addr = listen_addr(target).map_err(|what| {
+        d.error(format!(
+            "{what} in \"{target}\" of the \"listen\" directive"
+        ))
+    })?;
+    let mut conf = ListenConf {
+        addr,
+        default_server: false,
+        reuseport: false,
+        backlog: 4096,
+    };
+    for p in d.args.iter().skip(1) {
+        match p.as_str() {
+            "default_server" | "default" => conf.default_server = true,
+            "reuseport" => conf.reuseport = true,
+            _ => {
+                let Some(v) = p.strip_prefix("backlog=") else {
+                    return Err(d.error(format!("invalid parameter \"{p}\"")));
+                };
+                conf.backlog = number(d, v)
+                    .ok()
+                    .and_then(|n| i32::try_from(n).ok())
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| d.error(format!("invalid backlog \"{v}\"")))?;
+            }
+        }
+    }
+    Ok(conf)
+}
+
+/// Parses `PORT`, `*:PORT`, `IPV4[:PORT]`, `[IPV6][:PORT]`,
+/// `localhost[:PORT]`. The error is the nginx phrase ("invalid port", ...).
+fn listen_addr(s: &str) -> Result<SocketAddr, &'static str> {
+    let port = |p: &str| {
+        p.parse::<u16>()
+            .ok()
+            .filter(|&n| n > 0 && p.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or("invalid port")
+    };
+    if s.starts_with("unix:") {
+        return Err("unix domain sockets are not supported");
+    }
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port(s)?)));
+    }
+    let (host, port_num): (IpAddr, u16) = if let Some(rest) = s.strip_prefix('[') {
+        let (inside, after) = rest.split_once(']').ok_or("invalid IPv6 address")?;
+        let ip: Ipv6Addr = inside.parse().map_err(|_| "invalid IPv6 address")?;
+        let p = match after {
+            "" => 80,
+            _ => port(after.strip_prefix(':').ok_or("invalid port")?)?,
+        };
+        (ip.into(), p)
+    } else {
+        let (h, p) = match s.rsplit_once(':') {
+            Some((h, p)) => (h, port(p)?),
+            None => (s, 80),
+        };
+        let ip = if h == "*" {
+            Ipv4Addr::UNSPECIFIED
+        } else if h.eq_ignore_ascii_case("localhost") {
+            Ipv4Addr::LOCALHOST
+        } else if h.is_empty() {
+            return Err("no host");
+        } else {
+            h.parse().map_err(|_| "host not found")?
+        };
+        (ip.into(), p)
+    };
+    Ok(SocketAddr::new(host, port_num))
+}
