@@ -335,7 +335,7 @@ impl Conn {
                     self.apply(out);
                 }
                 Err(e) => {
-                    handler::head_error(ctx, self.peer, buf, e, &mut self.wbuf);
+                    handler::head_error(ctx, self.peer, self.listen_idx, buf, e, &mut self.wbuf);
                     self.requests += 1;
                     self.rstart = self.rend;
                     self.close_after_write = true;

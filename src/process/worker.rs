@@ -1,0 +1,411 @@
+//! A worker process: one `mio::Poll`, a slab of connections, a timer wheel.
+//!
+//! Connections arrive over the channel from the master (handoff mode, fds
+//! with SCM_RIGHTS, several per message) or from the worker's own
+//! SO_REUSEPORT sockets. Signals: QUIT (or the channel closing) starts a
+//! graceful stop, TERM/INT a fast one, USR1 reopens the logs.
+
+use crate::config::Config;
+use crate::event::{Clock, TimerWheel};
+use crate::http::conn::{Conn, ConnLimits};
+use crate::http::ctx::{AccessLogs, HttpCtx, ERROR_LOG_FILE};
+use crate::http::request::HeadLimits;
+use crate::log::writer::LogThread;
+use crate::process::handoff;
+use crate::shm::stats::StatsZone;
+use crate::sys;
+use mio::net::{TcpListener, TcpStream};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+use std::io::{ErrorKind, Write};
+use std::net::IpAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+const SIGNALS: Token = Token(0);
+const CHANNEL: Token = Token(1);
+const LISTENER_BASE: usize = 16;
+const CONN_BASE: usize = 1 << 20;
+
+/// Everything a worker starts with (moved out of the master after fork).
+pub struct WorkerInit {
+    /// Configuration of this worker's generation.
+    pub cfg: Arc<Config>,
+    /// Worker number within its generation.
+    pub index: usize,
+    /// Stats slot.
+    pub slot: usize,
+    /// The worker end of the master channel.
+    pub channel: OwnedFd,
+    /// Per-worker SO_REUSEPORT sockets: (listen index, socket).
+    pub listeners: Vec<(usize, std::net::TcpListener)>,
+    /// Shared counters.
+    pub stats: Arc<StatsZone>,
+    /// The master's pid (to notice it died before PDEATHSIG was set).
+    pub master_pid: i32,
+}
+
+struct Worker {
+    poll: Poll,
+    conns: Slab<Conn>,
+    wheel: TimerWheel,
+    ctx: HttpCtx,
+    limits: Vec<ConnLimits>,
+    listeners: Vec<(usize, TcpListener)>,
+    channel: Option<OwnedFd>,
+    signal_fd: OwnedFd,
+    stats: Arc<StatsZone>,
+    slot: usize,
+    max_conns: usize,
+    draining: bool,
+    shutdown_at_ms: u64,
+    shutdown_timeout_ms: u64,
+    accept_paused_until_ms: u64,
+    last_gauges_ms: u64,
+    expired: Vec<(usize, u64)>,
+    fds: Vec<OwnedFd>,
+}
+
+/// Run a worker until it stops; never returns.
+pub fn run(init: WorkerInit) -> ! {
+    let code = match start(init) {
+        Ok(()) => 0,
+        Err(e) => {
+            log::error!("worker failed: {e}");
+            2
+        }
+    };
+    crate::log::error::use_stderr();
+    sys::exit_now(code)
+}
+
+fn conn_limits(cfg: &Config) -> Vec<ConnLimits> {
+    crate::http::site::listen_table(cfg)
+        .iter()
+        .map(|e| {
+            let s = &cfg.http.servers[e.default];
+            let (count, size) = s.large_header_buffers;
+            ConnLimits {
+                head: HeadLimits {
+                    line_bytes: size,
+                    total_bytes: count * size,
+                },
+                header_timeout_ms: s.client_header_timeout_ms,
+            }
+        })
+        .collect()
+}
+
+fn start(init: WorkerInit) -> std::io::Result<()> {
+    let _ = sys::set_parent_death_signal(libc::SIGQUIT);
+    if sys::getppid() != init.master_pid {
+        return Ok(());
+    }
+    let signal_fd = sys::install_signal_pipe(&[
+        libc::SIGQUIT,
+        libc::SIGTERM,
+        libc::SIGINT,
+        libc::SIGUSR1,
+        libc::SIGHUP,
+    ])?;
+    sys::default_signals(&[libc::SIGCHLD])?;
+    let cfg = init.cfg.clone();
+    let mut paths = vec![cfg.error_log.path.clone()];
+    paths.extend(cfg.http.access_logs.iter().map(|l| Some(l.path.clone())));
+    let log_thread = LogThread::start(paths)?;
+    crate::log::error::use_queue(log_thread.sender(), ERROR_LOG_FILE, init.index);
+    let poll = Poll::new()?;
+    poll.registry().register(
+        &mut SourceFd(&signal_fd.as_raw_fd()),
+        SIGNALS,
+        Interest::READABLE,
+    )?;
+    poll.registry().register(
+        &mut SourceFd(&init.channel.as_raw_fd()),
+        CHANNEL,
+        Interest::READABLE,
+    )?;
+    let mut listeners = Vec::new();
+    for (i, (idx, l)) in init.listeners.into_iter().enumerate() {
+        let mut l = TcpListener::from_std(l);
+        poll.registry()
+            .register(&mut l, Token(LISTENER_BASE + i), Interest::READABLE)?;
+        listeners.push((idx, l));
+    }
+    let clock = Clock::new();
+    let mut w = Worker {
+        poll,
+        conns: Slab::with_capacity(1024),
+        wheel: TimerWheel::new(clock.now_ms()),
+        ctx: HttpCtx::new(cfg.clone(), AccessLogs::new(&cfg, Some(log_thread)), init.stats.clone()),
+        limits: conn_limits(&cfg),
+        listeners,
+        channel: Some(init.channel),
+        signal_fd,
+        stats: init.stats,
+        slot: init.slot,
+        max_conns: cfg.events.worker_connections,
+        draining: false,
+        shutdown_at_ms: 0,
+        shutdown_timeout_ms: cfg.worker_shutdown_timeout_ms,
+        accept_paused_until_ms: 0,
+        last_gauges_ms: 0,
+        expired: Vec::new(),
+        fds: Vec::new(),
+    };
+    log::debug!("worker {} started", init.index);
+    w.run(clock)
+}
+
+impl Worker {
+    fn run(&mut self, mut clock: Clock) -> std::io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        let mut signals = Vec::new();
+        loop {
+            let timeout = self.poll_timeout(clock.now_ms());
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+            clock.update();
+            self.ctx.set_time(clock.now_ms(), clock.unix_secs());
+            for ev in events.iter() {
+                match ev.token() {
+                    SIGNALS => {
+                        signals.clear();
+                        sys::read_signals(self.signal_fd.as_raw_fd(), &mut signals);
+                        for &s in &signals {
+                            match s {
+                                libc::SIGQUIT => self.start_draining(),
+                                libc::SIGTERM | libc::SIGINT => {
+                                    self.ctx.logs.stop();
+                                    return Ok(());
+                                }
+                                libc::SIGUSR1 => self.ctx.logs.reopen(),
+                                _ => {}
+                            }
+                        }
+                    }
+                    CHANNEL => self.receive_fds(),
+                    Token(t) if (LISTENER_BASE..CONN_BASE).contains(&t) => {
+                        self.accept(t - LISTENER_BASE)
+                    }
+                    Token(t) => self.conn_ready(t - CONN_BASE),
+                }
+            }
+            self.run_timers();
+            self.before_sleep();
+            if self.draining {
+                let now = self.ctx.now_ms;
+                if (self.conns.is_empty() && self.channel.is_none()) || now >= self.shutdown_at_ms {
+                    if !self.conns.is_empty() {
+                        log::warn!(
+                            "worker_shutdown_timeout: closing {} connections",
+                            self.conns.len()
+                        );
+                    }
+                    self.conns.clear();
+                    self.publish(true);
+                    self.ctx.logs.stop();
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn poll_timeout(&self, now_ms: u64) -> Option<Duration> {
+        let mut t = self.wheel.poll_timeout_ms(now_ms);
+        if let Some(f) = self.ctx.logs.wake_ms() {
+            t = Some(t.map_or(f, |x| x.min(f)));
+        }
+        if self.draining || self.accept_paused_until_ms > 0 {
+            t = Some(t.map_or(50, |x| x.min(50)));
+        }
+        // Gauges are refreshed about once a second even when idle.
+        Some(Duration::from_millis(t.map_or(1000, |x| x.min(1000))))
+    }
+
+    fn start_draining(&mut self) {
+        if self.draining {
+            return;
+        }
+        self.draining = true;
+        self.ctx.draining = true;
+        self.shutdown_at_ms = self.ctx.now_ms + self.shutdown_timeout_ms;
+        // Stop accepting on our own sockets; the master keeps them open for
+        // the next generation, so queued connections are not lost.
+        for (_, mut l) in self.listeners.drain(..) {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        // Take everything the master already sent, then serve it with
+        // `Connection: close`.
+        self.receive_fds();
+        let now = self.ctx.now_ms;
+        for (key, c) in self.conns.iter_mut() {
+            c.start_draining(now);
+            if c.deadline_ms < c.scheduled_ms || c.scheduled_ms == 0 {
+                self.wheel.schedule(key, c.deadline_ms);
+                c.scheduled_ms = c.deadline_ms;
+            }
+        }
+    }
+
+    fn receive_fds(&mut self) {
+        let Some(ch) = &self.channel else {
+            return;
+        };
+        let fd = ch.as_raw_fd();
+        let mut payload = [0u8; handoff::MAX_PAYLOAD];
+        loop {
+            self.fds.clear();
+            match sys::recv_fds(fd, &mut payload, &mut self.fds) {
+                Ok(0) => {
+                    // The master closed the channel: no more connections.
+                    let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+                    self.channel = None;
+                    self.start_draining();
+                    return;
+                }
+                Ok(n) => {
+                    let metas = handoff::decode(&payload[..n]);
+                    let fds = std::mem::take(&mut self.fds);
+                    for (fd, meta) in fds.into_iter().zip(metas) {
+                        let stream = TcpStream::from_std(std::net::TcpStream::from(fd));
+                        self.add_conn(stream, meta.peer.ip(), meta.listen_idx);
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log::error!("recvmsg from master failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn accept(&mut self, i: usize) {
+        if self.ctx.now_ms < self.accept_paused_until_ms {
+            return;
+        }
+        self.accept_paused_until_ms = 0;
+        loop {
+            let Some((idx, l)) = self.listeners.get(i) else {
+                return;
+            };
+            let idx = *idx;
+            match l.accept() {
+                Ok((s, peer)) => self.add_conn(s, peer.ip(), idx),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) => {
+                    log::error!("accept() failed: {e}; pausing accepts for 100ms");
+                    self.accept_paused_until_ms = self.ctx.now_ms + 100;
+                    return;
+                }
+                Err(_) => {} // ECONNABORTED and friends: next one
+            }
+        }
+    }
+
+    fn add_conn(&mut self, mut sock: TcpStream, peer: IpAddr, listen_idx: usize) {
+        self.ctx.counters.accepted += 1;
+        if self.conns.len() >= self.max_conns {
+            // Refuse politely rather than leave the client hanging.
+            let _ = sock.write(
+                b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\nRetry-After: 1\r\n\r\n",
+            );
+            log::warn!("{} worker_connections are not enough", self.max_conns);
+            return;
+        }
+        let Some(limits) = self.limits.get(listen_idx).copied() else {
+            return;
+        };
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        if self
+            .poll
+            .registry()
+            .register(&mut sock, Token(CONN_BASE + key), Interest::READABLE | Interest::WRITABLE)
+            .is_err()
+        {
+            return;
+        }
+        let mut c = Conn::new(sock, peer, listen_idx, limits, self.ctx.now_ms);
+        if self.draining {
+            c.start_draining(self.ctx.now_ms);
+        }
+        self.wheel.schedule(key, c.deadline_ms);
+        c.scheduled_ms = c.deadline_ms;
+        entry.insert(c);
+        self.ctx.counters.handled += 1;
+    }
+
+    fn conn_ready(&mut self, key: usize) {
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        if c.on_ready(&mut self.ctx) {
+            if c.scheduled_ms == 0 || c.deadline_ms < c.scheduled_ms {
+                self.wheel.schedule(key, c.deadline_ms);
+                c.scheduled_ms = c.deadline_ms;
+            }
+        } else {
+            self.conns.remove(key);
+        }
+    }
+
+    fn run_timers(&mut self) {
+        let now = self.ctx.now_ms;
+        self.expired.clear();
+        self.wheel.expire(now, &mut self.expired);
+        for i in 0..self.expired.len() {
+            let (key, at) = self.expired[i];
+            let Some(c) = self.conns.get_mut(key) else {
+                continue;
+            };
+            if c.scheduled_ms != at {
+                continue; // stale entry
+            }
+            c.scheduled_ms = 0;
+            if c.deadline_ms > now {
+                self.wheel.schedule(key, c.deadline_ms);
+                c.scheduled_ms = c.deadline_ms;
+            } else if !c.on_timeout(&mut self.ctx) {
+                self.conns.remove(key);
+            }
+        }
+    }
+
+    fn before_sleep(&mut self) {
+        self.ctx.logs.before_sleep(self.ctx.now_ms);
+        let gauges = self.ctx.now_ms.saturating_sub(self.last_gauges_ms) >= 1000;
+        self.publish(gauges);
+    }
+
+    fn publish(&mut self, gauges: bool) {
+        let s = self.stats.slot(self.slot);
+        let c = self.ctx.counters;
+        s.requests.store(c.requests, Relaxed);
+        s.accepted.store(c.accepted, Relaxed);
+        s.handled.store(c.handled, Relaxed);
+        s.active.store(self.conns.len() as u64, Relaxed);
+        if gauges {
+            self.last_gauges_ms = self.ctx.now_ms;
+            let (mut r, mut w) = (0, 0);
+            for (_, c) in self.conns.iter() {
+                if c.is_writing() {
+                    w += 1;
+                } else if c.is_reading() {
+                    r += 1;
+                }
+            }
+            s.reading.store(r, Relaxed);
+            s.writing.store(w, Relaxed);
+        }
+    }
+}
