@@ -150,7 +150,10 @@ impl Conn {
         }
         loop {
             match self.flush() {
-                Err(()) => return false,
+                Err(()) => {
+                    log::debug!("close: write failed");
+                    return false;
+                }
                 Ok(false) => {
                     self.deadline_ms = ctx.now_ms + self.send_timeout_ms;
                     return true;
@@ -170,7 +173,10 @@ impl Conn {
             match self.read() {
                 ReadResult::Data(drained) => self.drained = drained,
                 ReadResult::WouldBlock => break,
-                ReadResult::Eof | ReadResult::Error => return false,
+                ReadResult::Eof | ReadResult::Error => {
+                    log::debug!("close: eof/error after {} requests, rstart {} rend {}", self.requests, self.rstart, self.rend);
+                    return false;
+                }
             }
         }
         self.set_wait_deadline(ctx);
@@ -180,12 +186,12 @@ impl Conn {
     fn set_wait_deadline(&mut self, ctx: &HttpCtx) {
         self.deadline_ms = if !matches!(self.discard, Discard::None) {
             ctx.now_ms + self.body_timeout_ms
-        } else if self.rend > self.rstart {
+        } else if self.rend > self.rstart || self.requests == 0 {
+            // A request is being received (or the first one is awaited): the
+            // header deadline counts from its first byte (from accept).
             if self.head_deadline_ms == 0 {
                 self.head_deadline_ms = ctx.now_ms + self.limits.header_timeout_ms;
             }
-            self.head_deadline_ms
-        } else if self.requests == 0 {
             self.head_deadline_ms
         } else if ctx.draining {
             ctx.now_ms + DRAIN_IDLE_MS
@@ -312,7 +318,9 @@ impl Conn {
             if self.rstart == self.rend {
                 self.rstart = 0;
                 self.rend = 0;
-                self.head_deadline_ms = 0;
+                if self.requests > 0 {
+                    self.head_deadline_ms = 0;
+                }
                 return;
             }
             if self.head_deadline_ms == 0 {

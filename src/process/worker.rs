@@ -323,6 +323,7 @@ impl Worker {
             return;
         }
         let Some(limits) = self.limits.get(listen_idx).copied() else {
+            log::error!("connection for unknown listen index {listen_idx}");
             return;
         };
         let entry = self.conns.vacant_entry();
@@ -333,6 +334,7 @@ impl Worker {
             .register(&mut sock, Token(CONN_BASE + key), Interest::READABLE | Interest::WRITABLE)
             .is_err()
         {
+            log::error!("epoll registration of a connection failed");
             return;
         }
         let mut c = Conn::new(sock, peer, listen_idx, limits, self.ctx.now_ms);
@@ -376,6 +378,7 @@ impl Worker {
                 self.wheel.schedule(key, c.deadline_ms);
                 c.scheduled_ms = c.deadline_ms;
             } else if !c.on_timeout(&mut self.ctx) {
+                log::debug!("close: timeout");
                 self.conns.remove(key);
             }
         }
