@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-const USAGE: &str = "usage: sluice [-c FILE] [-t] [-s reload|quit|stop|reopen] [-g \"DIRECTIVES\"] [-V] [-h]
+const USAGE: &str =
+    "usage: sluice [-c FILE] [-t] [-s reload|quit|stop|reopen] [-g \"DIRECTIVES\"] [-V] [-h]
 
   -c FILE     configuration file (default: conf/sluice.conf, else /etc/sluice/sluice.conf)
   -t          test the configuration and exit
@@ -77,14 +78,23 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("sluice: [emerg] {e}");
             if args.test {
-                eprintln!("sluice: configuration file {} test failed", conf_path.display());
+                eprintln!(
+                    "sluice: configuration file {} test failed",
+                    conf_path.display()
+                );
             }
             return ExitCode::FAILURE;
         }
     };
     if args.test {
-        eprintln!("sluice: the configuration file {} syntax is ok", conf_path.display());
-        eprintln!("sluice: configuration file {} test is successful", conf_path.display());
+        eprintln!(
+            "sluice: the configuration file {} syntax is ok",
+            conf_path.display()
+        );
+        eprintln!(
+            "sluice: configuration file {} test is successful",
+            conf_path.display()
+        );
         return ExitCode::SUCCESS;
     }
     if let Some(sig) = args.signal {
@@ -136,9 +146,9 @@ fn start(cfg: config::Config, conf_path: PathBuf, extra: Option<String>) -> std:
     sluice::log::error::set_level(cfg.error_log.level);
     sluice::log::error::use_file(cfg.error_log.path.clone())
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot open error log: {e}")))?;
-    let want = cfg
-        .worker_rlimit_nofile
-        .or(Some((cfg.events.worker_connections as u64 * 2 + 64).max(1024)));
+    let want = cfg.worker_rlimit_nofile.or(Some(
+        (cfg.events.worker_connections as u64 * 2 + 64).max(1024),
+    ));
     if let Err(e) = sluice::sys::raise_nofile(want) {
         log::warn!("cannot raise RLIMIT_NOFILE: {e}");
     }
@@ -146,8 +156,12 @@ fn start(cfg: config::Config, conf_path: PathBuf, extra: Option<String>) -> std:
         log::warn!("state_dir {}: {e}", cfg.state_dir.display());
     }
     for l in &cfg.http.access_logs {
-        sluice::log::writer::open_append(&l.path)
-            .map_err(|e| std::io::Error::new(e.kind(), format!("open() \"{}\" failed ({e})", l.path.display())))?;
+        sluice::log::writer::open_append(&l.path).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("open() \"{}\" failed ({e})", l.path.display()),
+            )
+        })?;
     }
     let prepared = master::prepare(cfg.clone())?;
     let mut pid = daemon::PidFile::lock(&cfg.pid_path)?;

@@ -10,10 +10,10 @@
 //! writes must progress within `client_body_timeout` / `send_timeout`; an idle
 //! keep-alive connection lives `keepalive_timeout`.
 
+use crate::http::chunked::ChunkedDecoder;
 use crate::http::ctx::HttpCtx;
 use crate::http::handler::{self, Outcome};
 use crate::http::request::{self, HeadLimits};
-use crate::http::chunked::ChunkedDecoder;
 use mio::net::TcpStream;
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
@@ -174,7 +174,12 @@ impl Conn {
                 ReadResult::Data(drained) => self.drained = drained,
                 ReadResult::WouldBlock => break,
                 ReadResult::Eof | ReadResult::Error => {
-                    log::debug!("close: eof/error after {} requests, rstart {} rend {}", self.requests, self.rstart, self.rend);
+                    log::debug!(
+                        "close: eof/error after {} requests, rstart {} rend {}",
+                        self.requests,
+                        self.rstart,
+                        self.rend
+                    );
                     return false;
                 }
             }
@@ -309,7 +314,8 @@ impl Conn {
     /// Parse and answer as many buffered requests as allowed.
     fn process(&mut self, ctx: &mut HttpCtx) {
         loop {
-            if self.close_after_write || self.file.is_some() || self.wbuf.len() > MAX_QUEUED_OUTPUT {
+            if self.close_after_write || self.file.is_some() || self.wbuf.len() > MAX_QUEUED_OUTPUT
+            {
                 return;
             }
             if !self.consume_body() {

@@ -44,7 +44,12 @@ impl AccessLogs {
             thread,
             bufs: (0..n).map(|_| Vec::with_capacity(16 * 1024)).collect(),
             formats: cfg.http.access_logs.iter().map(|l| l.format).collect(),
-            buffer_bytes: cfg.http.access_logs.iter().map(|l| l.buffer_bytes).collect(),
+            buffer_bytes: cfg
+                .http
+                .access_logs
+                .iter()
+                .map(|l| l.buffer_bytes)
+                .collect(),
             flush_ms: cfg.http.access_logs.iter().map(|l| l.flush_ms).collect(),
             last_flush_ms: vec![0; n],
         }
@@ -85,7 +90,8 @@ impl AccessLogs {
                 continue;
             }
             let due = self.buffer_bytes[i] == 0
-                || (self.flush_ms[i] > 0 && now_ms.saturating_sub(self.last_flush_ms[i]) >= self.flush_ms[i]);
+                || (self.flush_ms[i] > 0
+                    && now_ms.saturating_sub(self.last_flush_ms[i]) >= self.flush_ms[i]);
             if due {
                 self.send(i);
                 self.last_flush_ms[i] = now_ms;

@@ -60,7 +60,10 @@ fn server_header<'a>(ctx: &'a HttpCtx, loc: &LocationConf) -> &'a [u8] {
 }
 
 fn add_headers(out: &mut Vec<u8>, loc: &LocationConf, status: u16) {
-    let ok = matches!(status, 200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308);
+    let ok = matches!(
+        status,
+        200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308
+    );
     for h in loc.add_headers.iter().filter(|h| ok || h.always) {
         resp::header(out, h.name.as_bytes(), h.value.as_bytes());
     }
@@ -83,7 +86,15 @@ pub fn simple_error(ctx: &HttpCtx, code: u16, keep_alive: bool, out: &mut Vec<u8
     resp::error_page(out, code);
 }
 
-fn error_reply(ctx: &HttpCtx, loc: &LocationConf, code: u16, keep_alive: bool, head_only: bool, extra: &[(&[u8], &[u8])], out: &mut Vec<u8>) -> u64 {
+fn error_reply(
+    ctx: &HttpCtx,
+    loc: &LocationConf,
+    code: u16,
+    keep_alive: bool,
+    head_only: bool,
+    extra: &[(&[u8], &[u8])],
+    out: &mut Vec<u8>,
+) -> u64 {
     let len = resp::error_page_len(code);
     resp::begin(
         out,
@@ -110,7 +121,14 @@ fn error_reply(ctx: &HttpCtx, loc: &LocationConf, code: u16, keep_alive: bool, h
 }
 
 /// A head that could not be parsed: error response, log line, close.
-pub fn head_error(ctx: &mut HttpCtx, peer: IpAddr, listen_idx: usize, buf: &[u8], e: HeadError, out: &mut Vec<u8>) {
+pub fn head_error(
+    ctx: &mut HttpCtx,
+    peer: IpAddr,
+    listen_idx: usize,
+    buf: &[u8],
+    e: HeadError,
+    out: &mut Vec<u8>,
+) {
     let code = e.status();
     simple_error(ctx, code, false, out);
     let line_end = buf
@@ -145,7 +163,13 @@ pub fn head_error(ctx: &mut HttpCtx, peer: IpAddr, listen_idx: usize, buf: &[u8]
 }
 
 /// Answer one request whose head is complete.
-pub fn dispatch(ctx: &mut HttpCtx, info: &ConnInfo, buf: &[u8], head: &Head, out: &mut Vec<u8>) -> Outcome {
+pub fn dispatch(
+    ctx: &mut HttpCtx,
+    info: &ConnInfo,
+    buf: &[u8],
+    head: &Head,
+    out: &mut Vec<u8>,
+) -> Outcome {
     let cfg = ctx.site.cfg.clone();
     let target = at(buf, head.target);
     let parsed = uri::split_target(target);
@@ -173,10 +197,13 @@ pub fn dispatch(ctx: &mut HttpCtx, info: &ConnInfo, buf: &[u8], head: &Head, out
     let mut discard = head.body;
 
     let too_big = match head.body {
-        BodyFraming::Length(n) => loc.client_max_body_size_bytes > 0 && n > loc.client_max_body_size_bytes,
+        BodyFraming::Length(n) => {
+            loc.client_max_body_size_bytes > 0 && n > loc.client_max_body_size_bytes
+        }
         _ => false,
     };
-    if too_big || (head.expect_continue && head.body != BodyFraming::None && info.body_pending == 0) {
+    if too_big || (head.expect_continue && head.body != BodyFraming::None && info.body_pending == 0)
+    {
         // We answer without reading the body: close after the response.
         keep_alive = false;
         discard = BodyFraming::None;
@@ -192,16 +219,30 @@ pub fn dispatch(ctx: &mut HttpCtx, info: &ConnInfo, buf: &[u8], head: &Head, out
     let reply = if !path_ok {
         keep_alive = false;
         let n = error_reply(ctx, loc, 400, false, head_only, &[], out);
-        Reply { status: 400, body_bytes: n, file: None, close: true }
+        Reply {
+            status: 400,
+            body_bytes: n,
+            file: None,
+            close: true,
+        }
     } else if too_big {
         let n = error_reply(ctx, loc, 413, false, head_only, &[], out);
-        Reply { status: 413, body_bytes: n, file: None, close: true }
+        Reply {
+            status: 413,
+            body_bytes: n,
+            file: None,
+            close: true,
+        }
     } else if let Some(r) = server.server_return.as_ref().or(loc.ret.as_ref()) {
-        do_return(ctx, loc, r, head_only, keep_alive, buf, head, host, query, out)
+        do_return(
+            ctx, loc, r, head_only, keep_alive, buf, head, host, query, out,
+        )
     } else if loc.status {
-        let json = head
-            .accept
-            .is_some_and(|a| at(buf, a).windows(16).any(|w| w.eq_ignore_ascii_case(b"application/json")));
+        let json = head.accept.is_some_and(|a| {
+            at(buf, a)
+                .windows(16)
+                .any(|w| w.eq_ignore_ascii_case(b"application/json"))
+        });
         let (ct, body) = status::render(&ctx.stats, json);
         resp::begin(
             out,
@@ -220,7 +261,12 @@ pub fn dispatch(ctx: &mut HttpCtx, info: &ConnInfo, buf: &[u8], head: &Head, out
         if !head_only {
             out.extend_from_slice(&body);
         }
-        Reply { status: 200, body_bytes: if head_only { 0 } else { body.len() as u64 }, file: None, close: false }
+        Reply {
+            status: 200,
+            body_bytes: if head_only { 0 } else { body.len() as u64 },
+            file: None,
+            close: false,
+        }
     } else {
         serve_static(ctx, loc, head, buf, keep_alive, query, out)
     };
@@ -262,7 +308,15 @@ pub fn dispatch(ctx: &mut HttpCtx, info: &ConnInfo, buf: &[u8], head: &Head, out
 }
 
 /// Expand the few nginx variables a `return` commonly uses.
-fn expand(text: &str, buf: &[u8], head: &Head, host: Option<&[u8]>, query: Option<&[u8]>, path: &[u8], out: &mut Vec<u8>) {
+fn expand(
+    text: &str,
+    buf: &[u8],
+    head: &Head,
+    host: Option<&[u8]>,
+    query: Option<&[u8]>,
+    path: &[u8],
+    out: &mut Vec<u8>,
+) {
     let b = text.as_bytes();
     let mut i = 0;
     while i < b.len() {
@@ -275,7 +329,10 @@ fn expand(text: &str, buf: &[u8], head: &Head, host: Option<&[u8]>, query: Optio
             let name = &b[start..end];
             let value: Option<&[u8]> = match name {
                 b"scheme" => Some(b"http"),
-                b"host" => Some(host.map(|h| h.split(|&c| c == b':').next().unwrap_or(h)).unwrap_or(b"")),
+                b"host" => Some(
+                    host.map(|h| h.split(|&c| c == b':').next().unwrap_or(h))
+                        .unwrap_or(b""),
+                ),
                 b"http_host" => Some(host.unwrap_or(b"")),
                 b"request_uri" => Some(at(buf, head.target)),
                 b"uri" => Some(path),
@@ -294,9 +351,25 @@ fn expand(text: &str, buf: &[u8], head: &Head, host: Option<&[u8]>, query: Optio
 }
 
 #[allow(clippy::too_many_arguments)]
-fn do_return(ctx: &HttpCtx, loc: &LocationConf, r: &ReturnConf, head_only: bool, keep_alive: bool, buf: &[u8], head: &Head, host: Option<&[u8]>, query: Option<&[u8]>, out: &mut Vec<u8>) -> Reply {
+fn do_return(
+    ctx: &HttpCtx,
+    loc: &LocationConf,
+    r: &ReturnConf,
+    head_only: bool,
+    keep_alive: bool,
+    buf: &[u8],
+    head: &Head,
+    host: Option<&[u8]>,
+    query: Option<&[u8]>,
+    out: &mut Vec<u8>,
+) -> Reply {
     if r.code == 444 {
-        return Reply { status: 444, body_bytes: 0, file: None, close: true };
+        return Reply {
+            status: 444,
+            body_bytes: 0,
+            file: None,
+            close: true,
+        };
     }
     let mut text = Vec::new();
     if let Some(t) = &r.text {
@@ -309,7 +382,12 @@ fn do_return(ctx: &HttpCtx, loc: &LocationConf, r: &ReturnConf, head_only: bool,
             Vec::new()
         };
         let n = error_reply(ctx, loc, r.code, keep_alive, head_only, &loc_hdr, out);
-        return Reply { status: r.code, body_bytes: n, file: None, close: false };
+        return Reply {
+            status: r.code,
+            body_bytes: n,
+            file: None,
+            close: false,
+        };
     }
     let bodiless = resp::bodiless(r.code);
     resp::begin(
@@ -318,8 +396,16 @@ fn do_return(ctx: &HttpCtx, loc: &LocationConf, r: &ReturnConf, head_only: bool,
             status: r.code,
             date: &ctx.date,
             server: server_header(ctx, loc),
-            content_type: if r.text.is_some() { Some(b"text/plain") } else { None },
-            content_length: if bodiless { None } else { Some(text.len() as u64) },
+            content_type: if r.text.is_some() {
+                Some(b"text/plain")
+            } else {
+                None
+            },
+            content_length: if bodiless {
+                None
+            } else {
+                Some(text.len() as u64)
+            },
             keep_alive,
         },
     );
@@ -327,14 +413,40 @@ fn do_return(ctx: &HttpCtx, loc: &LocationConf, r: &ReturnConf, head_only: bool,
     resp::end(out);
     let sent = if head_only || bodiless { 0 } else { text.len() };
     out.extend_from_slice(&text[..sent]);
-    Reply { status: r.code, body_bytes: sent as u64, file: None, close: false }
+    Reply {
+        status: r.code,
+        body_bytes: sent as u64,
+        file: None,
+        close: false,
+    }
 }
 
-fn serve_static(ctx: &mut HttpCtx, loc: &LocationConf, head: &Head, buf: &[u8], keep_alive: bool, query: Option<&[u8]>, out: &mut Vec<u8>) -> Reply {
+fn serve_static(
+    ctx: &mut HttpCtx,
+    loc: &LocationConf,
+    head: &Head,
+    buf: &[u8],
+    keep_alive: bool,
+    query: Option<&[u8]>,
+    out: &mut Vec<u8>,
+) -> Reply {
     let head_only = head.method == Method::Head;
     if !matches!(head.method, Method::Get | Method::Head) {
-        let n = error_reply(ctx, loc, 405, keep_alive, false, &[(b"Allow", b"GET, HEAD")], out);
-        return Reply { status: 405, body_bytes: n, file: None, close: false };
+        let n = error_reply(
+            ctx,
+            loc,
+            405,
+            keep_alive,
+            false,
+            &[(b"Allow", b"GET, HEAD")],
+            out,
+        );
+        return Reply {
+            status: 405,
+            body_bytes: n,
+            file: None,
+            close: false,
+        };
     }
     use std::os::unix::ffi::OsStrExt;
     let mut fs_path = std::mem::take(&mut ctx.fs_path);
@@ -344,16 +456,41 @@ fn serve_static(ctx: &mut HttpCtx, loc: &LocationConf, head: &Head, buf: &[u8], 
         fs_path.pop();
     }
     fs_path.extend_from_slice(&ctx.path_buf);
-    let reply = static_lookup(ctx, loc, head, buf, keep_alive, head_only, query, &mut fs_path, out);
+    let reply = static_lookup(
+        ctx,
+        loc,
+        head,
+        buf,
+        keep_alive,
+        head_only,
+        query,
+        &mut fs_path,
+        out,
+    );
     ctx.fs_path = fs_path;
     reply
 }
 
 #[allow(clippy::too_many_arguments)]
-fn static_lookup(ctx: &mut HttpCtx, loc: &LocationConf, head: &Head, buf: &[u8], keep_alive: bool, head_only: bool, query: Option<&[u8]>, fs_path: &mut Vec<u8>, out: &mut Vec<u8>) -> Reply {
+fn static_lookup(
+    ctx: &mut HttpCtx,
+    loc: &LocationConf,
+    head: &Head,
+    buf: &[u8],
+    keep_alive: bool,
+    head_only: bool,
+    query: Option<&[u8]>,
+    fs_path: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) -> Reply {
     let err = |ctx: &HttpCtx, code: u16, out: &mut Vec<u8>| {
         let n = error_reply(ctx, loc, code, keep_alive, head_only, &[], out);
-        Reply { status: code, body_bytes: n, file: None, close: false }
+        Reply {
+            status: code,
+            body_bytes: n,
+            file: None,
+            close: false,
+        }
     };
     if fs_path.last() == Some(&b'/') {
         let base = fs_path.len();
@@ -383,8 +520,21 @@ fn static_lookup(ctx: &mut HttpCtx, loc: &LocationConf, head: &Head, buf: &[u8],
                 location.push(b'?');
                 location.extend_from_slice(q);
             }
-            let n = error_reply(ctx, loc, 301, keep_alive, head_only, &[(b"Location", &location)], out);
-            Reply { status: 301, body_bytes: n, file: None, close: false }
+            let n = error_reply(
+                ctx,
+                loc,
+                301,
+                keep_alive,
+                head_only,
+                &[(b"Location", &location)],
+                out,
+            );
+            Reply {
+                status: 301,
+                body_bytes: n,
+                file: None,
+                close: false,
+            }
         }
         Found::Info(_) => send_file(ctx, loc, head, buf, keep_alive, head_only, fs_path, out),
         Found::NotFound => err(ctx, 404, out),
@@ -394,21 +544,39 @@ fn static_lookup(ctx: &mut HttpCtx, loc: &LocationConf, head: &Head, buf: &[u8],
 }
 
 #[allow(clippy::too_many_arguments)]
-fn send_file(ctx: &mut HttpCtx, loc: &LocationConf, head: &Head, buf: &[u8], keep_alive: bool, head_only: bool, fs_path: &[u8], out: &mut Vec<u8>) -> Reply {
+fn send_file(
+    ctx: &mut HttpCtx,
+    loc: &LocationConf,
+    head: &Head,
+    buf: &[u8],
+    keep_alive: bool,
+    head_only: bool,
+    fs_path: &[u8],
+    out: &mut Vec<u8>,
+) -> Reply {
     let get = |s: Option<crate::http::request::Span>| s.map(|s| at(buf, s));
     let conds = Conditions {
         if_none_match: get(head.if_none_match),
         if_modified_since: get(head.if_modified_since),
         if_match: get(head.if_match),
         if_unmodified_since: get(head.if_unmodified_since),
-        range: if head.method == Method::Get { get(head.range) } else { None },
+        range: if head.method == Method::Get {
+            get(head.range)
+        } else {
+            None
+        },
         if_range: get(head.if_range),
     };
     let content_type = ctx.site.mime(fs_path).to_vec();
     let server = server_header(ctx, loc).to_vec();
     let date = ctx.date;
     let Found::Info(info) = ctx.files.lookup(fs_path, ctx.now_ms) else {
-        return Reply { status: 404, body_bytes: error_reply(ctx, loc, 404, keep_alive, head_only, &[], out), file: None, close: false };
+        return Reply {
+            status: 404,
+            body_bytes: error_reply(ctx, loc, 404, keep_alive, head_only, &[], out),
+            file: None,
+            close: false,
+        };
     };
     let decision = static_file::decide(info, &conds);
     let (status, start, len) = match decision {
@@ -417,12 +585,30 @@ fn send_file(ctx: &mut HttpCtx, loc: &LocationConf, head: &Head, buf: &[u8], kee
         Decision::NotModified => (304, 0, 0),
         Decision::PreconditionFailed => {
             let n = error_reply(ctx, loc, 412, keep_alive, head_only, &[], out);
-            return Reply { status: 412, body_bytes: n, file: None, close: false };
+            return Reply {
+                status: 412,
+                body_bytes: n,
+                file: None,
+                close: false,
+            };
         }
         Decision::Unsatisfiable => {
             let cr = format!("bytes */{}", info.size);
-            let n = error_reply(ctx, loc, 416, keep_alive, head_only, &[(b"Content-Range", cr.as_bytes())], out);
-            return Reply { status: 416, body_bytes: n, file: None, close: false };
+            let n = error_reply(
+                ctx,
+                loc,
+                416,
+                keep_alive,
+                head_only,
+                &[(b"Content-Range", cr.as_bytes())],
+                out,
+            );
+            return Reply {
+                status: 416,
+                body_bytes: n,
+                file: None,
+                close: false,
+            };
         }
     };
     resp::begin(
@@ -431,7 +617,11 @@ fn send_file(ctx: &mut HttpCtx, loc: &LocationConf, head: &Head, buf: &[u8], kee
             status,
             date: &date,
             server: &server,
-            content_type: if status == 304 { None } else { Some(&content_type) },
+            content_type: if status == 304 {
+                None
+            } else {
+                Some(&content_type)
+            },
             content_length: if status == 304 { None } else { Some(len) },
             keep_alive,
         },
@@ -453,18 +643,38 @@ fn send_file(ctx: &mut HttpCtx, loc: &LocationConf, head: &Head, buf: &[u8], kee
     add_headers(out, loc, status);
     resp::end(out);
     if head_only || status == 304 || len == 0 {
-        return Reply { status, body_bytes: 0, file: None, close: false };
+        return Reply {
+            status,
+            body_bytes: 0,
+            file: None,
+            close: false,
+        };
     }
     if let Some(body) = &info.body {
         out.extend_from_slice(&body[start as usize..(start + len) as usize]);
-        return Reply { status, body_bytes: len, file: None, close: false };
+        return Reply {
+            status,
+            body_bytes: len,
+            file: None,
+            close: false,
+        };
     }
     match static_file::open_body(fs_path, info) {
-        Ok(f) => Reply { status, body_bytes: len, file: Some((f, start, len)), close: false },
+        Ok(f) => Reply {
+            status,
+            body_bytes: len,
+            file: Some((f, start, len)),
+            close: false,
+        },
         Err(e) => {
             // The head is already queued: the only honest move is to close.
             log::error!("open {} failed: {e}", String::from_utf8_lossy(fs_path));
-            Reply { status, body_bytes: 0, file: None, close: true }
+            Reply {
+                status,
+                body_bytes: 0,
+                file: None,
+                close: true,
+            }
         }
     }
 }

@@ -162,8 +162,9 @@ fn parse_u64(v: &[u8]) -> Option<u64> {
     if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    v.iter()
-        .try_fold(0u64, |acc, &d| acc.checked_mul(10)?.checked_add((d - b'0') as u64))
+    v.iter().try_fold(0u64, |acc, &d| {
+        acc.checked_mul(10)?.checked_add((d - b'0') as u64)
+    })
 }
 
 fn has_token(list: &[u8], token: &[u8]) -> bool {
@@ -369,23 +370,29 @@ mod tests {
     #[test]
     fn http10_keepalive_rules() {
         assert!(!p("GET / HTTP/1.0\r\n\r\n").unwrap().unwrap().keep_alive);
-        assert!(p("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
-            .unwrap()
-            .unwrap()
-            .keep_alive);
-        assert!(!p("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .unwrap()
-            .unwrap()
-            .keep_alive);
+        assert!(
+            p("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
+                .unwrap()
+                .unwrap()
+                .keep_alive
+        );
+        assert!(
+            !p("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .unwrap()
+                .unwrap()
+                .keep_alive
+        );
     }
 
     #[test]
     fn smuggling_rejected() {
-        let cl_te = "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let cl_te =
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n";
         assert_eq!(p(cl_te).unwrap_err(), HeadError::BadRequest);
         let two_cl = "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\n";
         assert_eq!(p(two_cl).unwrap_err(), HeadError::BadRequest);
-        let same_cl = "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 4\r\n\r\n";
+        let same_cl =
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 4\r\n\r\n";
         assert_eq!(p(same_cl).unwrap().unwrap().body, BodyFraming::Length(4));
         let neg = "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n";
         assert_eq!(p(neg).unwrap_err(), HeadError::BadRequest);
@@ -416,12 +423,18 @@ mod tests {
             HeadError::VersionNotSupported
         );
         assert_eq!(p("GARBAGE\r\n\r\n").unwrap_err(), HeadError::BadRequest);
-        assert_eq!(p("GET / FOO/1.1\r\n\r\n").unwrap_err(), HeadError::BadRequest);
+        assert_eq!(
+            p("GET / FOO/1.1\r\n\r\n").unwrap_err(),
+            HeadError::BadRequest
+        );
     }
 
     #[test]
     fn missing_or_double_host() {
-        assert_eq!(p("GET / HTTP/1.1\r\n\r\n").unwrap_err(), HeadError::BadRequest);
+        assert_eq!(
+            p("GET / HTTP/1.1\r\n\r\n").unwrap_err(),
+            HeadError::BadRequest
+        );
         assert_eq!(
             p("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n").unwrap_err(),
             HeadError::BadRequest
@@ -435,19 +448,31 @@ mod tests {
             total_bytes: 400,
         };
         let long_uri = format!("GET /{} HTTP/1.1\r\n", "a".repeat(200));
-        assert_eq!(parse(long_uri.as_bytes(), &lim).unwrap_err(), HeadError::UriTooLong);
+        assert_eq!(
+            parse(long_uri.as_bytes(), &lim).unwrap_err(),
+            HeadError::UriTooLong
+        );
         let long_uri_partial = format!("GET /{}", "a".repeat(200));
         assert_eq!(
             parse(long_uri_partial.as_bytes(), &lim).unwrap_err(),
             HeadError::UriTooLong
         );
-        let big_header = format!("GET / HTTP/1.1\r\nHost: x\r\nX: {}\r\n\r\n", "b".repeat(150));
+        let big_header = format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nX: {}\r\n\r\n",
+            "b".repeat(150)
+        );
         assert_eq!(
             parse(big_header.as_bytes(), &lim).unwrap_err(),
             HeadError::HeadersTooLarge
         );
-        let many = format!("GET / HTTP/1.1\r\nHost: x\r\n{}", "X-A: 1234567890\r\n".repeat(30));
-        assert_eq!(parse(many.as_bytes(), &lim).unwrap_err(), HeadError::HeadersTooLarge);
+        let many = format!(
+            "GET / HTTP/1.1\r\nHost: x\r\n{}",
+            "X-A: 1234567890\r\n".repeat(30)
+        );
+        assert_eq!(
+            parse(many.as_bytes(), &lim).unwrap_err(),
+            HeadError::HeadersTooLarge
+        );
     }
 
     #[test]

@@ -176,6 +176,8 @@ mod tests {
         let mut v = Vec::new();
         error_page(&mut v, 413);
         assert_eq!(v.len() as u64, error_page_len(413));
-        assert!(String::from_utf8(v).unwrap().contains("413 Request Entity Too Large"));
+        assert!(String::from_utf8(v)
+            .unwrap()
+            .contains("413 Request Entity Too Large"));
     }
 }

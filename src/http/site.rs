@@ -70,8 +70,7 @@ fn name_matches(pattern: &str, host: &[u8]) -> bool {
     let p = pattern.as_bytes();
     if let Some(suffix) = p.strip_prefix(b"*") {
         // "*.example.com" matches "a.example.com"
-        host.len() > suffix.len()
-            && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+        host.len() > suffix.len() && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
     } else if let Some(prefix) = p.strip_suffix(b"*") {
         host.len() > prefix.len() && host[..prefix.len()].eq_ignore_ascii_case(prefix)
     } else if let Some(rest) = p.strip_prefix(b".") {

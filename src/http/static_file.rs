@@ -68,7 +68,9 @@ fn classify(e: &io::Error) -> Found<'static> {
             Found::NotFound
         }
         ErrorKind::PermissionDenied => Found::Forbidden,
-        _ if e.raw_os_error() == Some(libc::ENAMETOOLONG) || e.raw_os_error() == Some(libc::ELOOP) => {
+        _ if e.raw_os_error() == Some(libc::ENAMETOOLONG)
+            || e.raw_os_error() == Some(libc::ELOOP) =>
+        {
             Found::NotFound
         }
         _ => Found::Error,
@@ -111,7 +113,11 @@ impl FileCache {
             }
         };
         if let Some(e) = self.map.get_mut(path) {
-            if e.mtime == meta.mtime() && e.size == meta.len() && e.ino == meta.ino() && e.dev == meta.dev() {
+            if e.mtime == meta.mtime()
+                && e.size == meta.len()
+                && e.ino == meta.ino()
+                && e.dev == meta.dev()
+            {
                 e.checked_ms = now_ms;
                 return Ok(());
             }

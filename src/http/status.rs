@@ -59,22 +59,81 @@ pub fn render(stats: &StatsZone, json: bool) -> (&'static [u8], Vec<u8>) {
         s.push_str("]}\n");
         return (b"application/json", s.into_bytes());
     }
-    let families: [(&str, &str, &str, u64, fn(&Row) -> u64); 7] = [
-        ("requests_total", "counter", "Requests answered.", t.requests, |r| r.requests),
-        ("connections_accepted_total", "counter", "Client connections received.", t.accepted, |r| r.accepted),
-        ("connections_handled_total", "counter", "Client connections served (not refused).", t.handled, |r| r.handled),
-        ("connections_active", "gauge", "Open client connections.", t.active, |r| r.active),
-        ("connections_reading", "gauge", "Connections reading a request.", t.reading, |r| r.reading),
-        ("connections_writing", "gauge", "Connections writing a response.", t.writing, |r| r.writing),
-        ("connections_idle", "gauge", "Idle keep-alive connections.", idle, |r| {
-            r.active.saturating_sub(r.reading + r.writing)
-        }),
+    type Family = (
+        &'static str,
+        &'static str,
+        &'static str,
+        u64,
+        fn(&Row) -> u64,
+    );
+    let families: [Family; 7] = [
+        (
+            "requests_total",
+            "counter",
+            "Requests answered.",
+            t.requests,
+            |r| r.requests,
+        ),
+        (
+            "connections_accepted_total",
+            "counter",
+            "Client connections received.",
+            t.accepted,
+            |r| r.accepted,
+        ),
+        (
+            "connections_handled_total",
+            "counter",
+            "Client connections served (not refused).",
+            t.handled,
+            |r| r.handled,
+        ),
+        (
+            "connections_active",
+            "gauge",
+            "Open client connections.",
+            t.active,
+            |r| r.active,
+        ),
+        (
+            "connections_reading",
+            "gauge",
+            "Connections reading a request.",
+            t.reading,
+            |r| r.reading,
+        ),
+        (
+            "connections_writing",
+            "gauge",
+            "Connections writing a response.",
+            t.writing,
+            |r| r.writing,
+        ),
+        (
+            "connections_idle",
+            "gauge",
+            "Idle keep-alive connections.",
+            idle,
+            |r| r.active.saturating_sub(r.reading + r.writing),
+        ),
     ];
     for (name, kind, help, total, get) in families {
-        let _ = writeln!(s, "# HELP sluice_{name} {help}\n# TYPE sluice_{name} {kind}\nsluice_{name} {total}");
-        let _ = writeln!(s, "# HELP sluice_worker_{name} {help} Per worker.\n# TYPE sluice_worker_{name} {kind}");
+        let _ = writeln!(
+            s,
+            "# HELP sluice_{name} {help}\n# TYPE sluice_{name} {kind}\nsluice_{name} {total}"
+        );
+        let _ = writeln!(
+            s,
+            "# HELP sluice_worker_{name} {help} Per worker.\n# TYPE sluice_worker_{name} {kind}"
+        );
         for r in &rows {
-            let _ = writeln!(s, "sluice_worker_{name}{{slot=\"{}\",pid=\"{}\"}} {}", r.worker, r.pid, get(r));
+            let _ = writeln!(
+                s,
+                "sluice_worker_{name}{{slot=\"{}\",pid=\"{}\"}} {}",
+                r.worker,
+                r.pid,
+                get(r)
+            );
         }
     }
     let _ = writeln!(
@@ -109,6 +168,8 @@ mod tests {
         assert!(text.contains("\nsluice_connections_idle 2\n"));
         let (ct, body) = render(&z, true);
         assert_eq!(ct, b"application/json");
-        assert!(String::from_utf8(body).unwrap().starts_with("{\"requests\":7,"));
+        assert!(String::from_utf8(body)
+            .unwrap()
+            .starts_with("{\"requests\":7,"));
     }
 }

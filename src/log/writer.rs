@@ -193,7 +193,10 @@ mod tests {
         t.stop();
         let text = std::fs::read_to_string(&p).unwrap();
         assert_eq!(text.lines().count(), QUEUE_BATCHES * 8);
-        assert!(text.lines().enumerate().all(|(i, l)| l == format!("line {i}")));
+        assert!(text
+            .lines()
+            .enumerate()
+            .all(|(i, l)| l == format!("line {i}")));
         std::fs::remove_dir_all(d).unwrap();
     }
 
@@ -209,7 +212,10 @@ mod tests {
         t.write(0, b"after\n".to_vec());
         t.stop();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "after\n");
-        assert_eq!(std::fs::read_to_string(d.join("a.log.1")).unwrap(), "before\n");
+        assert_eq!(
+            std::fs::read_to_string(d.join("a.log.1")).unwrap(),
+            "before\n"
+        );
         std::fs::remove_dir_all(d).unwrap();
     }
 }

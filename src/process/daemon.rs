@@ -27,7 +27,12 @@ impl PidFile {
             .truncate(false)
             .mode(0o644)
             .open(path)
-            .map_err(|e| io::Error::new(e.kind(), format!("open() \"{}\" failed ({e})", path.display())))?;
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("open() \"{}\" failed ({e})", path.display()),
+                )
+            })?;
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -67,13 +72,23 @@ impl PidFile {
 
 /// Read the pid of a running master from its pid file.
 pub fn read_pid(path: &Path) -> io::Result<i32> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| io::Error::new(e.kind(), format!("open() \"{}\" failed ({e})", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("open() \"{}\" failed ({e})", path.display()),
+        )
+    })?;
     text.trim()
         .parse::<i32>()
         .ok()
         .filter(|p| *p > 0)
-        .ok_or_else(|| io::Error::other(format!("invalid PID number \"{}\" in \"{}\"", text.trim(), path.display())))
+        .ok_or_else(|| {
+            io::Error::other(format!(
+                "invalid PID number \"{}\" in \"{}\"",
+                text.trim(),
+                path.display()
+            ))
+        })
 }
 
 /// Detach: fork (the parent waits until the child says it is ready, then

@@ -69,8 +69,14 @@ mod tests {
     #[test]
     fn round_trip() {
         let metas = [
-            Meta { listen_idx: 0, peer: "127.0.0.9:4242".parse().unwrap() },
-            Meta { listen_idx: 3, peer: "[2001:db8::1]:80".parse().unwrap() },
+            Meta {
+                listen_idx: 0,
+                peer: "127.0.0.9:4242".parse().unwrap(),
+            },
+            Meta {
+                listen_idx: 3,
+                peer: "[2001:db8::1]:80".parse().unwrap(),
+            },
         ];
         let mut buf = Vec::new();
         for m in &metas {

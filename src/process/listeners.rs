@@ -31,7 +31,11 @@ pub struct Listeners {
 
 /// Bind one listening socket.
 pub fn bind(addr: SocketAddr, backlog: i32, reuseport: bool) -> io::Result<TcpListener> {
-    let domain = if addr.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 };
+    let domain = if addr.is_ipv6() {
+        Domain::IPV6
+    } else {
+        Domain::IPV4
+    };
     let s = Socket::new(domain, Type::STREAM.cloexec(), Some(Protocol::TCP))?;
     s.set_reuse_address(true)?;
     if reuseport {
@@ -58,7 +62,12 @@ impl Listeners {
     /// Make the sockets match `table`. New sockets are bound first; only when
     /// every bind succeeded are removed addresses closed, so a failed reload
     /// leaves the old set untouched.
-    pub fn update(&mut self, table: &[ListenEntry], mode: AcceptMode, workers: usize) -> io::Result<()> {
+    pub fn update(
+        &mut self,
+        table: &[ListenEntry],
+        mode: AcceptMode,
+        workers: usize,
+    ) -> io::Result<()> {
         let mut old: Vec<Option<Bound>> = self.bound.drain(..).map(Some).collect();
         let mut next = Vec::with_capacity(table.len());
         let result = (|| {
@@ -74,9 +83,17 @@ impl Listeners {
                         // Mode changed for this address: the old sockets must
                         // go before the new ones can bind.
                         drop(b);
-                        Bound { addr: e.conf.addr, shared: None, per_worker: Vec::new() }
+                        Bound {
+                            addr: e.conf.addr,
+                            shared: None,
+                            per_worker: Vec::new(),
+                        }
                     }
-                    None => Bound { addr: e.conf.addr, shared: None, per_worker: Vec::new() },
+                    None => Bound {
+                        addr: e.conf.addr,
+                        shared: None,
+                        per_worker: Vec::new(),
+                    },
                 };
                 if pw {
                     while b.per_worker.len() < workers {
@@ -117,7 +134,12 @@ mod tests {
 
     fn entry(addr: SocketAddr) -> ListenEntry {
         ListenEntry {
-            conf: ListenConf { addr, default_server: false, reuseport: false, backlog: 128 },
+            conf: ListenConf {
+                addr,
+                default_server: false,
+                reuseport: false,
+                backlog: 128,
+            },
             servers: vec![0],
             default: 0,
         }
@@ -127,10 +149,12 @@ mod tests {
     fn kept_address_keeps_its_socket() {
         let mut l = Listeners::default();
         let a = entry("127.0.0.1:0".parse().unwrap());
-        l.update(std::slice::from_ref(&a), AcceptMode::Handoff, 2).unwrap();
+        l.update(std::slice::from_ref(&a), AcceptMode::Handoff, 2)
+            .unwrap();
         let real = l.bound[0].shared.as_ref().unwrap().local_addr().unwrap();
         let a = entry(real);
-        l.update(std::slice::from_ref(&a), AcceptMode::Handoff, 2).unwrap();
+        l.update(std::slice::from_ref(&a), AcceptMode::Handoff, 2)
+            .unwrap();
         let again = l.bound[0].shared.as_ref().unwrap().local_addr().unwrap();
         assert_eq!(real, again);
         // Another socket cannot take the address while we hold it.

@@ -231,11 +231,7 @@ impl Master {
 
     fn on_signal(&mut self, sig: i32) {
         match sig {
-            libc::SIGHUP => {
-                if self.stop == Stop::Running {
-                    self.reload();
-                }
-            }
+            libc::SIGHUP if self.stop == Stop::Running => self.reload(),
             libc::SIGQUIT => self.begin_stop(Stop::Graceful),
             libc::SIGTERM | libc::SIGINT => self.begin_stop(Stop::Fast),
             libc::SIGUSR1 => {
@@ -256,7 +252,14 @@ impl Master {
         if self.stop == Stop::Fast || self.stop == how {
             return;
         }
-        log::info!("{} stop requested", if how == Stop::Fast { "fast" } else { "graceful" });
+        log::info!(
+            "{} stop requested",
+            if how == Stop::Fast {
+                "fast"
+            } else {
+                "graceful"
+            }
+        );
         self.stop = how;
         // No more new connections: close the accept sockets and what is queued.
         for (_, mut l) in self.accept_socks.drain(..) {
@@ -270,7 +273,11 @@ impl Master {
             Stop::Graceful => now + self.cfg.worker_shutdown_timeout_ms + 2000,
             _ => now + 2000,
         };
-        let sig = if how == Stop::Fast { libc::SIGTERM } else { libc::SIGQUIT };
+        let sig = if how == Stop::Fast {
+            libc::SIGTERM
+        } else {
+            libc::SIGQUIT
+        };
         let keys: Vec<usize> = self.workers.iter().map(|(k, _)| k).collect();
         for k in keys {
             self.retire(k, sig);
@@ -284,7 +291,10 @@ impl Master {
         };
         w.quitting = true;
         if let Some(ch) = w.channel.take() {
-            let _ = self.poll.registry().deregister(&mut SourceFd(&ch.as_raw_fd()));
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut SourceFd(&ch.as_raw_fd()));
         }
         let _ = sys::kill(w.pid, sig);
     }
@@ -355,12 +365,20 @@ impl Master {
 
     fn reap(&mut self) {
         while let Some((pid, how)) = sys::reap_child() {
-            let Some(key) = self.workers.iter().find(|(_, w)| w.pid == pid).map(|(k, _)| k) else {
+            let Some(key) = self
+                .workers
+                .iter()
+                .find(|(_, w)| w.pid == pid)
+                .map(|(k, _)| k)
+            else {
                 continue;
             };
             let w = self.workers.remove(key);
             if let Some(ch) = &w.channel {
-                let _ = self.poll.registry().deregister(&mut SourceFd(&ch.as_raw_fd()));
+                let _ = self
+                    .poll
+                    .registry()
+                    .deregister(&mut SourceFd(&ch.as_raw_fd()));
             }
             self.stats.release(w.slot);
             let crashed = !matches!(how, ChildExit::Exited(0));
@@ -377,7 +395,11 @@ impl Master {
                 if let Some(c) = self.crashes.get_mut(w.index) {
                     *c = n;
                 }
-                let delay = if n <= 1 { 0 } else { (50u64 << n.min(7)).min(5000) };
+                let delay = if n <= 1 {
+                    0
+                } else {
+                    (50u64 << n.min(7)).min(5000)
+                };
                 if delay > 0 {
                     log::warn!("worker {} keeps dying; respawning in {delay}ms", w.index);
                 }
@@ -418,7 +440,8 @@ impl Master {
                 Err(e)
             }
             Ok(Fork::Child) => {
-                let init = self.into_worker_init(index, slot, worker_end, master_end, master_pid);
+                let init =
+                    self.worker_init_in_child(index, slot, worker_end, master_end, master_pid);
                 worker::run(init)
             }
             Ok(Fork::Parent(pid)) => {
@@ -448,7 +471,7 @@ impl Master {
 
     /// In the forked child: keep what the worker needs, close the rest
     /// (other workers' channels, shared listeners, the master's poll).
-    fn into_worker_init(
+    fn worker_init_in_child(
         &mut self,
         index: usize,
         slot: usize,
@@ -495,11 +518,19 @@ impl Master {
                 match l.accept() {
                     Ok((s, peer)) => {
                         let fd: OwnedFd = s.into();
-                        self.pending.push_back((fd, Meta { listen_idx: *idx, peer }));
+                        self.pending.push_back((
+                            fd,
+                            Meta {
+                                listen_idx: *idx,
+                                peer,
+                            },
+                        ));
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) => {
+                    Err(e)
+                        if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) =>
+                    {
                         log::error!("accept() failed: {e}; pausing accepts for 100ms");
                         self.accept_paused_until_ms = now + 100;
                         return;
@@ -525,7 +556,11 @@ impl Master {
             return;
         }
         let max_conns = self.cfg.events.worker_connections as u64;
-        let per_round = self.pending.len().div_ceil(current.len()).clamp(1, MAX_FDS_PER_MSG);
+        let per_round = self
+            .pending
+            .len()
+            .div_ceil(current.len())
+            .clamp(1, MAX_FDS_PER_MSG);
         let mut payload = Vec::with_capacity(handoff::MAX_PAYLOAD);
         let mut fds = Vec::with_capacity(MAX_FDS_PER_MSG);
         let mut stuck = 0;

@@ -140,7 +140,11 @@ fn start(init: WorkerInit) -> std::io::Result<()> {
         poll,
         conns: Slab::with_capacity(1024),
         wheel: TimerWheel::new(clock.now_ms()),
-        ctx: HttpCtx::new(cfg.clone(), AccessLogs::new(&cfg, Some(log_thread)), init.stats.clone()),
+        ctx: HttpCtx::new(
+            cfg.clone(),
+            AccessLogs::new(&cfg, Some(log_thread)),
+            init.stats.clone(),
+        ),
         limits: conn_limits(&cfg),
         listeners,
         channel: Some(init.channel),
@@ -331,7 +335,11 @@ impl Worker {
         if self
             .poll
             .registry()
-            .register(&mut sock, Token(CONN_BASE + key), Interest::READABLE | Interest::WRITABLE)
+            .register(
+                &mut sock,
+                Token(CONN_BASE + key),
+                Interest::READABLE | Interest::WRITABLE,
+            )
             .is_err()
         {
             log::error!("epoll registration of a connection failed");

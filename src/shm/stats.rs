@@ -111,7 +111,14 @@ impl StatsZone {
     pub fn claim(&self, pid: i32, generation: u64) -> Option<usize> {
         let i = self.slots().iter().position(|s| s.pid.load(Relaxed) == 0)?;
         let s = self.slot(i);
-        for c in [&s.requests, &s.accepted, &s.handled, &s.active, &s.reading, &s.writing] {
+        for c in [
+            &s.requests,
+            &s.accepted,
+            &s.handled,
+            &s.active,
+            &s.reading,
+            &s.writing,
+        ] {
             c.store(0, Relaxed);
         }
         s.generation.store(generation, Relaxed);

@@ -155,7 +155,7 @@ pub fn raise_nofile(want: Option<u64>) -> io::Result<u64> {
         // SAFETY: as above.
         syscall!(setrlimit(libc::RLIMIT_NOFILE, &lim))?;
     }
-    Ok(lim.rlim_cur as u64)
+    Ok(lim.rlim_cur)
 }
 
 // ---------------------------------------------------------------------------
