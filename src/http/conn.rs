@@ -78,6 +78,7 @@ pub struct Conn {
     wpos: usize,
     file: Option<(File, u64, u64)>,
     sendfile: bool,
+    nodelay: bool,
     discard: Discard,
     close_after_write: bool,
     linger: bool,
@@ -114,6 +115,7 @@ impl Conn {
             wpos: 0,
             file: None,
             sendfile: true,
+            nodelay: true,
             discard: Discard::None,
             close_after_write: false,
             linger: false,
@@ -365,6 +367,12 @@ impl Conn {
         self.send_timeout_ms = out.send_timeout_ms;
         self.body_timeout_ms = out.body_timeout_ms;
         self.sendfile = out.sendfile;
+        if out.tcp_nodelay != self.nodelay {
+            // Listening sockets set TCP_NODELAY, which accepted ones inherit.
+            if self.sock.set_nodelay(out.tcp_nodelay).is_ok() {
+                self.nodelay = out.tcp_nodelay;
+            }
+        }
         if let Some(f) = out.file {
             self.file = Some(f);
         }

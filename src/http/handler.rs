@@ -42,6 +42,8 @@ pub struct Outcome {
     pub body_timeout_ms: u64,
     /// sendfile on/off.
     pub sendfile: bool,
+    /// tcp_nodelay on/off.
+    pub tcp_nodelay: bool,
 }
 
 struct Reply {
@@ -304,6 +306,7 @@ pub fn dispatch(
         send_timeout_ms: loc.send_timeout_ms,
         body_timeout_ms: loc.client_body_timeout_ms,
         sendfile: loc.sendfile,
+        tcp_nodelay: loc.tcp_nodelay,
     }
 }
 

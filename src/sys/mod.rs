@@ -139,7 +139,8 @@ pub fn raise_nofile(want: Option<u64>) -> io::Result<u64> {
     // SAFETY: lim is a valid, writable rlimit.
     syscall!(getrlimit(libc::RLIMIT_NOFILE, &mut lim))?;
     let target = match want {
-        Some(n) => n as libc::rlim_t,
+        // Never lower what the operator already allowed.
+        Some(n) => (n as libc::rlim_t).max(lim.rlim_cur),
         None => lim.rlim_max,
     };
     if target > lim.rlim_max {
