@@ -189,9 +189,12 @@ pub fn parse(buf: &[u8], limits: &HeadLimits) -> Result<Option<Head>, HeadError>
     let len = match req.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
-            if buf.len() > limits.total_bytes
-                || (!buf.contains(&b'\n') && buf.len() > limits.line_bytes)
-            {
+            let first_eol = buf.iter().position(|&b| b == b'\n');
+            if first_eol.unwrap_or(buf.len()) > limits.line_bytes {
+                return Err(HeadError::UriTooLong);
+            }
+            let last_eol = buf.iter().rposition(|&b| b == b'\n').unwrap_or(0);
+            if buf.len() > limits.total_bytes || buf.len() - last_eol > limits.line_bytes {
                 return Err(too_large(buf, limits));
             }
             return Ok(None);

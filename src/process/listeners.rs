@@ -147,12 +147,15 @@ mod tests {
 
     #[test]
     fn kept_address_keeps_its_socket() {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let real = probe.local_addr().unwrap();
+        drop(probe);
         let mut l = Listeners::default();
-        let a = entry("127.0.0.1:0".parse().unwrap());
+        let a = entry(real);
         l.update(std::slice::from_ref(&a), AcceptMode::Handoff, 2)
             .unwrap();
-        let real = l.bound[0].shared.as_ref().unwrap().local_addr().unwrap();
-        let a = entry(real);
+        let first = l.bound[0].shared.as_ref().unwrap().local_addr().unwrap();
+        assert_eq!(first, real);
         l.update(std::slice::from_ref(&a), AcceptMode::Handoff, 2)
             .unwrap();
         let again = l.bound[0].shared.as_ref().unwrap().local_addr().unwrap();
