@@ -59,71 +59,84 @@ pub fn per_worker(entry: &ListenEntry, mode: AcceptMode) -> bool {
 }
 
 impl Listeners {
-    /// Make the sockets match `table`. New sockets are bound first; only when
-    /// every bind succeeded are removed addresses closed, so a failed reload
-    /// leaves the old set untouched.
+    /// Make the sockets match `table` (same order). Everything new is bound
+    /// first; only when every bind succeeded are removed addresses closed, so
+    /// a failed reload leaves the running set untouched.
     pub fn update(
         &mut self,
         table: &[ListenEntry],
         mode: AcceptMode,
         workers: usize,
     ) -> io::Result<()> {
-        let mut old: Vec<Option<Bound>> = self.bound.drain(..).map(Some).collect();
-        let mut next = Vec::with_capacity(table.len());
-        let result = (|| {
-            for e in table {
-                let pw = per_worker(e, mode);
-                let prev = old
-                    .iter_mut()
-                    .find(|b| b.as_ref().is_some_and(|b| b.addr == e.conf.addr))
-                    .and_then(Option::take);
-                let mut b = match prev {
-                    Some(b) if pw == b.shared.is_none() => b,
-                    Some(b) => {
-                        // Mode changed for this address: the old sockets must
-                        // go before the new ones can bind.
-                        drop(b);
-                        Bound {
-                            addr: e.conf.addr,
-                            shared: None,
-                            per_worker: Vec::new(),
-                        }
+        // Phase 1: bind new addresses and extra per-worker sockets.
+        let mut fresh: Vec<Vec<TcpListener>> = Vec::with_capacity(table.len());
+        for e in table {
+            let pw = per_worker(e, mode);
+            let need = match self.bound.iter().find(|b| b.addr == e.conf.addr) {
+                Some(b) if pw == b.shared.is_none() => {
+                    if pw {
+                        workers.saturating_sub(b.per_worker.len())
+                    } else {
+                        0
                     }
-                    None => Bound {
+                }
+                // Kind changed: rebound in phase 2, after the old socket closes.
+                Some(_) => 0,
+                None if pw => workers,
+                None => 1,
+            };
+            let mut socks = Vec::with_capacity(need);
+            for _ in 0..need {
+                socks.push(bind(e.conf.addr, e.conf.backlog, pw)?);
+            }
+            fresh.push(socks);
+        }
+        // Phase 2: assemble the new set in table order; drop the rest.
+        let mut old: Vec<Option<Bound>> = self.bound.drain(..).map(Some).collect();
+        for (e, mut socks) in table.iter().zip(fresh) {
+            let pw = per_worker(e, mode);
+            let prev = old
+                .iter_mut()
+                .find(|b| b.as_ref().is_some_and(|b| b.addr == e.conf.addr))
+                .and_then(Option::take);
+            let mut b = match prev {
+                Some(b) if pw == b.shared.is_none() => b,
+                other => {
+                    drop(other);
+                    Bound {
                         addr: e.conf.addr,
                         shared: None,
                         per_worker: Vec::new(),
+                    }
+                }
+            };
+            if pw {
+                b.per_worker.append(&mut socks);
+                while b.per_worker.len() < workers {
+                    match bind(e.conf.addr, e.conf.backlog, true) {
+                        Ok(s) => b.per_worker.push(s),
+                        Err(err) => {
+                            log::error!("{err}");
+                            break;
+                        }
+                    }
+                }
+                b.per_worker.truncate(workers);
+            } else if b.shared.is_none() {
+                b.shared = match socks.pop() {
+                    Some(s) => Some(s),
+                    None => match bind(e.conf.addr, e.conf.backlog, false) {
+                        Ok(s) => Some(s),
+                        Err(err) => {
+                            log::error!("{err}");
+                            None
+                        }
                     },
                 };
-                if pw {
-                    while b.per_worker.len() < workers {
-                        b.per_worker.push(bind(e.conf.addr, e.conf.backlog, true)?);
-                    }
-                    b.per_worker.truncate(workers);
-                } else if b.shared.is_none() {
-                    b.shared = Some(bind(e.conf.addr, e.conf.backlog, false)?);
-                }
-                next.push(b);
             }
-            Ok(())
-        })();
-        match result {
-            Ok(()) => {
-                self.bound = next;
-                Ok(())
-            }
-            Err(e) => {
-                // Put back what we had; drop what we bound for the new set.
-                for b in next {
-                    match old.iter_mut().find(|o| o.is_none()) {
-                        Some(slot) if self.bound.len() < usize::MAX => *slot = Some(b),
-                        _ => drop(b),
-                    }
-                }
-                self.bound = old.into_iter().flatten().collect();
-                Err(e)
-            }
+            self.bound.push(b);
         }
+        Ok(())
     }
 }
 
@@ -173,5 +186,24 @@ mod tests {
         l.update(&[entry(addr)], AcceptMode::Reuseport, 3).unwrap();
         assert_eq!(l.bound[0].per_worker.len(), 3);
         assert!(l.bound[0].shared.is_none());
+    }
+
+    #[test]
+    fn failed_bind_leaves_running_set_untouched() {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = probe.local_addr().unwrap();
+        drop(probe);
+        let mut l = Listeners::default();
+        l.update(&[entry(a)], AcceptMode::Handoff, 1).unwrap();
+        // A second address that someone else holds: the reload must fail...
+        let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let b = squatter.local_addr().unwrap();
+        assert!(l.update(&[entry(a), entry(b)], AcceptMode::Handoff, 1).is_err());
+        // ...and the old socket is still there, still ours.
+        assert_eq!(l.bound.len(), 1);
+        assert_eq!(l.bound[0].shared.as_ref().unwrap().local_addr().unwrap(), a);
+        // Removing an address closes it.
+        l.update(&[], AcceptMode::Handoff, 1).unwrap();
+        assert!(bind(a, 16, false).is_ok());
     }
 }
