@@ -570,10 +570,16 @@ fn send_file(
         },
         if_range: get(head.if_range),
     };
-    let content_type = ctx.site.mime(fs_path).to_vec();
-    let server = server_header(ctx, loc).to_vec();
-    let date = ctx.date;
-    let Found::Info(info) = ctx.files.lookup(fs_path, ctx.now_ms) else {
+    // Disjoint borrows of the worker state: no per-request copies.
+    let now_ms = ctx.now_ms;
+    let server: &[u8] = if loc.server_tokens {
+        &ctx.server_full
+    } else {
+        b"sluice"
+    };
+    let content_type = ctx.site.mime(fs_path);
+    let date = &ctx.date;
+    let Found::Info(info) = ctx.files.lookup(fs_path, now_ms) else {
         return Reply {
             status: 404,
             body_bytes: error_reply(ctx, loc, 404, keep_alive, head_only, &[], out),
@@ -618,12 +624,12 @@ fn send_file(
         out,
         &HeadParams {
             status,
-            date: &date,
-            server: &server,
+            date,
+            server,
             content_type: if status == 304 {
                 None
             } else {
-                Some(&content_type)
+                Some(content_type)
             },
             content_length: if status == 304 { None } else { Some(len) },
             keep_alive,
