@@ -14,8 +14,7 @@ run: build
 test:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) build --release --workspace
-	$(CARGO) test --workspace --release
+	$(CARGO) test --workspace --profile ci
 
 bench: build
 	scripts/bench.sh

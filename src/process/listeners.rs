@@ -198,7 +198,9 @@ mod tests {
         // A second address that someone else holds: the reload must fail...
         let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let b = squatter.local_addr().unwrap();
-        assert!(l.update(&[entry(a), entry(b)], AcceptMode::Handoff, 1).is_err());
+        assert!(l
+            .update(&[entry(a), entry(b)], AcceptMode::Handoff, 1)
+            .is_err());
         // ...and the old socket is still there, still ours.
         assert_eq!(l.bound.len(), 1);
         assert_eq!(l.bound[0].shared.as_ref().unwrap().local_addr().unwrap(), a);
