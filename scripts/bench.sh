@@ -148,6 +148,7 @@ stop_pidfile() { # pidfile: QUIT the master, then KILL it and its children by id
 }
 cleanup() {
   local p
+  [ -n "$BENCH_PID" ] && kill "$BENCH_PID" 2>/dev/null
   for p in "${BG_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${PIDFILES[@]}"; do stop_pidfile "$p"; done
   rm -rf "$W"
@@ -248,9 +249,12 @@ stop_instances() {
 echo "scenario,server,round,rps,ok,errors,unfinished,p50_ms,p99_ms,bytes_per_sec" >"$OUT/runs.csv"
 echo "server,round,conns,succeeded,connect_failed,reset,timed_out,unfinished,non2xx,time_s,p99_ms" >"$OUT/burst.csv"
 
-bench_cmd() { # seconds-bound args...: sluice-bench with an outer time bound too
-  local bound=$1; shift
-  timeout -k 5 "$bound" "$BENCH" "$@"
+BENCH_PID=""
+bench_cmd() { # seconds-bound args...: sluice-bench with an outer time bound too; run in
+  local bound=$1; shift # the background so that a signal to this script acts at once
+  timeout -k 5 "$bound" "$BENCH" "$@" &
+  BENCH_PID=$!
+  wait "$BENCH_PID"
 }
 
 # measure I ROUND PATH HOOK: one run against instance I, appended to the CSVs.
