@@ -369,10 +369,15 @@ scenario_wrk() {
   [ "${I_OK[0]}" = 1 ] || { stop_instances; return; }
   local url r w b
   url="http://127.0.0.1:$(cat "${I_DIR[0]}/port")/index.html"
-  for r in $(seq "$ROUNDS"); do
+  run_wrk() {
     w=$(timeout $((DURATION + 30)) wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" "$url" | awk '/Requests\/sec/ {print $2}')
+  }
+  run_sb() {
     b=$(bench_cmd $((DURATION + 30)) -t "$THREADS" -c "$CONNS" -d "${DURATION}s" --json "$url" 2>/dev/null |
       python3 -c 'import json,sys; print(json.load(sys.stdin)["rps"])')
+  }
+  for r in $(seq "$ROUNDS"); do # A B B A: neither tool always goes first
+    if [ $((r % 2)) = 1 ]; then run_wrk; run_sb; else run_sb; run_wrk; fi
     echo "wrk,wrk,$r,${w:-0},,,,,," >>"$OUT/runs.csv"
     echo "wrk,sluice-bench,$r,${b:-0},,,,,," >>"$OUT/runs.csv"
   done
