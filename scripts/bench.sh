@@ -26,6 +26,7 @@ SCENARIOS=static,static64k,burst,cache,limits,reload
 DURATION=5
 CONNS=100
 WORKERS=1
+ACCEPT_MODE=handoff
 ROUNDS=2
 THREADS=1
 WARMUP=1
@@ -72,6 +73,7 @@ while [ $# -gt 0 ]; do
     --duration) DURATION=$2 ;;
     --conns) CONNS=$2 ;;
     --workers) WORKERS=$2 ;;
+    --accept-mode) ACCEPT_MODE=$2 ;;
     --rounds) ROUNDS=$2 ;;
     --threads) THREADS=$2 ;;
     --warmup) WARMUP=$2 ;;
@@ -171,15 +173,16 @@ wait_port() { # port: up to 5 s
 # gen_conf KIND DIR PORT HTTP_EXTRA SERVER_EXTRA: the same text for both servers,
 # except sluice's state_dir (its limit counters live there; nginx has no such thing).
 gen_conf() {
-  local kind=$1 dir=$2 port=$3 state=""
+  local kind=$1 dir=$2 port=$3 state="" mode=""
   [ "$kind" = sluice ] && state="state_dir $dir/state;"
+  [ "$kind" = sluice ] && mode="accept_mode $ACCEPT_MODE;"
   cat >"$dir/server.conf" <<CONF
 worker_processes $WORKERS;
 daemon on;
 pid $dir/server.pid;
 error_log $dir/logs/error.log warn;
 $state
-events { worker_connections 20000; }
+events { worker_connections 20000; $mode }
 http {
   access_log off;
   keepalive_timeout 75s;
