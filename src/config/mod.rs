@@ -12,14 +12,17 @@ mod mime_default;
 mod parse;
 mod resolve;
 mod resolve_http;
+mod resolve_proxy;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_http;
 mod types;
+mod types_proxy;
 
 pub use mime_default::default_mime_types;
 pub use types::*;
+pub use types_proxy::*;
 
 use std::collections::HashSet;
 use std::fmt;

@@ -93,6 +93,16 @@ const SPECS: &[Spec] = &[
     spec("return", SERVER | LOCATION, 1, 2),
     repeatable(block(spec("location", SERVER, 1, 2))),
     spec("status", LOCATION, 0, 0),
+    repeatable(block(spec("upstream", HTTP, 1, 1))),
+    spec("proxy_pass", LOCATION, 1, 1),
+    repeatable(spec("proxy_set_header", HSL, 1, 2)),
+    repeatable(spec("proxy_hide_header", HSL, 1, 1)),
+    spec("proxy_http_version", HSL, 1, 1),
+    spec("proxy_connect_timeout", HSL, 1, 1),
+    spec("proxy_read_timeout", HSL, 1, 1),
+    spec("proxy_send_timeout", HSL, 1, 1),
+    spec("proxy_next_upstream", HSL, 1, MANY),
+    spec("proxy_next_upstream_tries", HSL, 1, 1),
 ];
 
 /// nginx's generic checks for `d` appearing in context `ctx`, in nginx's

@@ -20,6 +20,8 @@ use super::types::{
     AccessLogConf, AddHeader, HttpConf, ListenConf, LocationConf, LocationMatch, LogFormat,
     ReturnConf, ServerConf,
 };
+use super::resolve_proxy::{parse_pass, resolve_pass, upstream_block, PassTarget, ProxyInherit};
+use super::types_proxy::UpstreamConf;
 use super::ConfigError;
 use crate::util::units::{parse_duration_ms, parse_size};
 
@@ -49,6 +51,7 @@ struct Inherit {
     tcp_nodelay: Option<bool>,
     server_tokens: Option<bool>,
     add_headers: Option<Vec<AddHeader>>,
+    proxy: ProxyInherit,
 }
 
 /// http + server settings (`client_header_timeout`, `large_client_header_buffers`).
@@ -65,6 +68,7 @@ struct RawLocation {
     inherit: Inherit,
     ret: Option<ReturnConf>,
     status: bool,
+    pass: Option<PassTarget>,
 }
 
 struct RawServer {
@@ -112,7 +116,7 @@ impl Inherit {
                 let h = add_header(d)?;
                 self.add_headers.get_or_insert_with(Vec::new).push(h);
             }
-            _ => return Ok(false),
+            _ => return self.proxy.apply(d),
         }
         Ok(true)
     }
@@ -143,12 +147,22 @@ impl Inherit {
             tcp_nodelay: self.tcp_nodelay.or(outer.tcp_nodelay),
             server_tokens: self.server_tokens.or(outer.server_tokens),
             add_headers: self.add_headers.or_else(|| outer.add_headers.clone()),
+            proxy: self.proxy.over(&outer.proxy),
         }
     }
 
     /// A location with these (fully merged) settings and the defaults.
-    fn into_location(self, raw: RawLocation, conf_dir: &Path) -> LocationConf {
-        LocationConf {
+    fn into_location(
+        self,
+        raw: RawLocation,
+        conf_dir: &Path,
+        upstreams: &mut Vec<UpstreamConf>,
+    ) -> Result<LocationConf, ConfigError> {
+        let pass = match &raw.pass {
+            Some(t) => Some(resolve_pass(t, upstreams)?),
+            None => None,
+        };
+        Ok(LocationConf {
             line: raw.line,
             match_kind: raw.match_kind,
             path: raw.path,
@@ -166,7 +180,8 @@ impl Inherit {
             tcp_nodelay: self.tcp_nodelay.unwrap_or(true),
             server_tokens: self.server_tokens.unwrap_or(true),
             add_headers: self.add_headers.unwrap_or_default(),
-        }
+            proxy: self.proxy.into_conf(pass),
+        })
     }
 }
 
@@ -209,6 +224,7 @@ pub(crate) fn resolve_http(block: &[Directive], conf_dir: &Path) -> Result<HttpC
     let mut mime: Option<Vec<(String, String)>> = None;
     let mut default_type = None;
     let mut raw_servers = Vec::new();
+    let mut upstreams: Vec<UpstreamConf> = Vec::new();
     for d in block {
         check(d, HTTP, &mut seen)?;
         if inherit.apply(d, &mut st)? || headers.apply(d)? {
@@ -218,19 +234,27 @@ pub(crate) fn resolve_http(block: &[Directive], conf_dir: &Path) -> Result<HttpC
             "types" => types_block(d, mime.get_or_insert_with(Vec::new))?,
             "default_type" => default_type = Some(arg0(d).to_string()),
             "server" => raw_servers.push(resolve_server(d, &mut st)?),
+            "upstream" => {
+                let u = upstream_block(d)?;
+                if upstreams.iter().any(|o| o.name == u.name) {
+                    return Err(d.error(format!("duplicate upstream \"{}\"", u.name)));
+                }
+                upstreams.push(u);
+            }
             _ => return Err(not_allowed(d)),
         }
     }
     let http_inherit = inherit.finish();
     let servers = raw_servers
         .into_iter()
-        .map(|s| merge_server(s, &http_inherit, headers, conf_dir))
-        .collect();
+        .map(|s| merge_server(s, &http_inherit, headers, conf_dir, &mut upstreams))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(HttpConf {
         access_logs: st.logs,
         mime_types: mime.unwrap_or_else(default_mime_types),
         default_type: default_type.unwrap_or_else(|| "application/octet-stream".to_string()),
         servers,
+        upstreams,
     })
 }
 
@@ -240,7 +264,8 @@ fn merge_server(
     http: &Inherit,
     http_headers: HeaderSettings,
     conf_dir: &Path,
-) -> ServerConf {
+    upstreams: &mut Vec<UpstreamConf>,
+) -> Result<ServerConf, ConfigError> {
     let server_inherit = raw.inherit.over(http);
     let covers_root = raw.locations.iter().any(|l| {
         l.path == "/"
@@ -258,15 +283,16 @@ fn merge_server(
             inherit: Inherit::default(),
             ret: None,
             status: false,
+            pass: None,
         });
     }
     let locations = raw_locations
         .into_iter()
         .map(|mut l| {
             let merged = std::mem::take(&mut l.inherit).over(&server_inherit);
-            merged.into_location(l, conf_dir)
+            merged.into_location(l, conf_dir, upstreams)
         })
-        .collect();
+        .collect::<Result<Vec<_>, _>>()?;
     let listens = if raw.listens.is_empty() {
         vec![ListenConf {
             addr: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 80)),
@@ -277,7 +303,7 @@ fn merge_server(
     } else {
         raw.listens
     };
-    ServerConf {
+    Ok(ServerConf {
         line: raw.line,
         listens,
         server_names: raw.server_names,
@@ -293,7 +319,7 @@ fn merge_server(
             .unwrap_or((4, 8192)),
         server_return: raw.ret,
         locations,
-    }
+    })
 }
 
 fn resolve_server(server: &Directive, st: &mut State) -> Result<RawServer, ConfigError> {
@@ -360,6 +386,7 @@ fn resolve_location(loc: &Directive, st: &mut State) -> Result<RawLocation, Conf
         inherit: Inherit::default(),
         ret: None,
         status: false,
+        pass: None,
     };
     let mut seen = HashSet::new();
     for d in loc.children() {
@@ -373,6 +400,7 @@ fn resolve_location(loc: &Directive, st: &mut State) -> Result<RawLocation, Conf
         match d.name.as_str() {
             "return" => raw.ret = Some(return_conf(d)?),
             "status" => raw.status = true,
+            "proxy_pass" => raw.pass = Some(parse_pass(d)?),
             _ => return Err(not_allowed(d)),
         }
     }

@@ -94,6 +94,8 @@ pub struct HttpConf {
     /// Servers in file order. The first server for a listen address is its default
     /// unless another has `default_server`.
     pub servers: Vec<ServerConf>,
+    /// `upstream { }` blocks, then implicit upstreams of `proxy_pass ADDR`.
+    pub upstreams: Vec<super::UpstreamConf>,
 }
 
 /// `listen ADDR:PORT [default_server] [reuseport] [backlog=N];`
@@ -189,6 +191,8 @@ pub struct LocationConf {
     /// `add_header NAME VALUE [always];` (merged like nginx: a level with any
     /// add_header replaces the inherited list).
     pub add_headers: Vec<AddHeader>,
+    /// Reverse-proxy settings (`proxy_pass` and friends).
+    pub proxy: super::LocationProxy,
 }
 
 /// `add_header NAME VALUE [always];`

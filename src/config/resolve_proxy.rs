@@ -1,0 +1,389 @@
+//! Typed resolution of the reverse-proxy directives: `upstream { }` blocks,
+//! `proxy_pass` targets (named upstreams, or implicit ones for an address)
+//! and the inheritable `proxy_*` settings.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+
+use super::parse::Directive;
+use super::resolve::{arg0, duration, invalid_value, number};
+use super::types_proxy::{LocationProxy, NextUpstream, ProxyPass, UpstreamConf, UpstreamServer};
+use super::ConfigError;
+use crate::util::units::parse_duration_ms;
+
+/// Proxy settings collected at one level; `None` = not set here.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct ProxyInherit {
+    set_headers: Option<Vec<(String, String)>>,
+    http_version_minor: Option<u8>,
+    connect_timeout_ms: Option<u64>,
+    read_timeout_ms: Option<u64>,
+    send_timeout_ms: Option<u64>,
+    next_upstream: Option<NextUpstream>,
+    next_upstream_tries: Option<u32>,
+    hide_headers: Option<Vec<String>>,
+}
+
+fn valid_header_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+impl ProxyInherit {
+    /// Applies `d` if it is an inheritable proxy setting; `Ok(false)` otherwise.
+    pub(crate) fn apply(&mut self, d: &Directive) -> Result<bool, ConfigError> {
+        let v = arg0(d);
+        match d.name.as_str() {
+            "proxy_set_header" => {
+                let name = &d.args[0];
+                let value = d.args.get(1).cloned().unwrap_or_default();
+                if !valid_header_name(name) {
+                    return Err(invalid_value(d, name));
+                }
+                if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+                    return Err(invalid_value(d, &value));
+                }
+                self.set_headers
+                    .get_or_insert_with(Vec::new)
+                    .push((name.clone(), value));
+            }
+            "proxy_hide_header" => {
+                if !valid_header_name(v) {
+                    return Err(invalid_value(d, v));
+                }
+                self.hide_headers
+                    .get_or_insert_with(Vec::new)
+                    .push(v.to_ascii_lowercase());
+            }
+            "proxy_http_version" => {
+                self.http_version_minor = Some(match v {
+                    "1.0" => 0,
+                    "1.1" => 1,
+                    _ => return Err(invalid_value(d, v)),
+                })
+            }
+            "proxy_connect_timeout" => self.connect_timeout_ms = Some(positive_ms(d, v)?),
+            "proxy_read_timeout" => self.read_timeout_ms = Some(positive_ms(d, v)?),
+            "proxy_send_timeout" => self.send_timeout_ms = Some(positive_ms(d, v)?),
+            "proxy_next_upstream" => self.next_upstream = Some(next_upstream(d)?),
+            "proxy_next_upstream_tries" => {
+                self.next_upstream_tries =
+                    Some(u32::try_from(number(d, v)?).map_err(|_| invalid_value(d, v))?)
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// `self` (inner) over `outer`.
+    pub(crate) fn over(self, outer: &ProxyInherit) -> ProxyInherit {
+        ProxyInherit {
+            set_headers: self.set_headers.or_else(|| outer.set_headers.clone()),
+            http_version_minor: self.http_version_minor.or(outer.http_version_minor),
+            connect_timeout_ms: self.connect_timeout_ms.or(outer.connect_timeout_ms),
+            read_timeout_ms: self.read_timeout_ms.or(outer.read_timeout_ms),
+            send_timeout_ms: self.send_timeout_ms.or(outer.send_timeout_ms),
+            next_upstream: self.next_upstream.or(outer.next_upstream),
+            next_upstream_tries: self.next_upstream_tries.or(outer.next_upstream_tries),
+            hide_headers: self.hide_headers.or_else(|| outer.hide_headers.clone()),
+        }
+    }
+
+    /// The merged settings with defaults filled in.
+    pub(crate) fn into_conf(self, pass: Option<ProxyPass>) -> LocationProxy {
+        let d = LocationProxy::default();
+        LocationProxy {
+            pass,
+            set_headers: self.set_headers.unwrap_or_default(),
+            http_version_minor: self.http_version_minor.unwrap_or(d.http_version_minor),
+            connect_timeout_ms: self.connect_timeout_ms.unwrap_or(d.connect_timeout_ms),
+            read_timeout_ms: self.read_timeout_ms.unwrap_or(d.read_timeout_ms),
+            send_timeout_ms: self.send_timeout_ms.unwrap_or(d.send_timeout_ms),
+            next_upstream: self.next_upstream.unwrap_or_default(),
+            next_upstream_tries: self.next_upstream_tries.unwrap_or(0),
+            hide_headers: self.hide_headers.unwrap_or_default(),
+        }
+    }
+}
+
+fn positive_ms(d: &Directive, v: &str) -> Result<u64, ConfigError> {
+    match duration(d, v)? {
+        0 => Err(invalid_value(d, v)),
+        ms => Ok(ms),
+    }
+}
+
+fn next_upstream(d: &Directive) -> Result<NextUpstream, ConfigError> {
+    if d.args.len() == 1 && d.args[0] == "off" {
+        return Ok(NextUpstream::off());
+    }
+    let mut n = NextUpstream::off();
+    for a in &d.args {
+        match a.as_str() {
+            "error" => n.error = true,
+            "timeout" => n.timeout = true,
+            "invalid_header" => n.invalid_header = true,
+            "http_500" => n.http_500 = true,
+            "http_502" => n.http_502 = true,
+            "http_503" => n.http_503 = true,
+            "http_504" => n.http_504 = true,
+            "http_404" => n.http_404 = true,
+            "http_429" => n.http_429 = true,
+            "non_idempotent" => n.non_idempotent = true,
+            _ => return Err(invalid_value(d, a)),
+        }
+    }
+    Ok(n)
+}
+
+/// Resolve `host:port` (a name is looked up once, at load time, as nginx does).
+fn socket_addrs(d: &Directive, host_port: &str, default_port: u16) -> Result<Vec<SocketAddr>, ConfigError> {
+    if let Ok(a) = host_port.parse::<SocketAddr>() {
+        return Ok(vec![a]);
+    }
+    let with_port = if host_port.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+        host_port.to_string()
+    } else {
+        format!("{host_port}:{default_port}")
+    };
+    match with_port.to_socket_addrs() {
+        Ok(it) => {
+            let v: Vec<SocketAddr> = it.collect();
+            if v.is_empty() {
+                Err(d.error(format!("host not found in upstream \"{host_port}\"")))
+            } else {
+                Ok(v)
+            }
+        }
+        Err(_) => Err(d.error(format!("host not found in upstream \"{host_port}\""))),
+    }
+}
+
+/// `upstream NAME { server ADDR [params]; keepalive N; }`
+pub(crate) fn upstream_block(d: &Directive) -> Result<UpstreamConf, ConfigError> {
+    let name = arg0(d).to_string();
+    let mut up = UpstreamConf {
+        name,
+        servers: Vec::new(),
+        keepalive: 0,
+        implicit: false,
+    };
+    let mut keepalive_seen = false;
+    for c in d.children() {
+        match c.name.as_str() {
+            "server" => {
+                if c.block.is_some() {
+                    return Err(c.error("directive \"server\" is not terminated by \";\""));
+                }
+                let Some(addr) = c.args.first() else {
+                    return Err(c.error("invalid number of arguments in \"server\" directive"));
+                };
+                let mut s = UpstreamServer {
+                    addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                    weight: 1,
+                    max_fails: 1,
+                    fail_timeout_ms: 10_000,
+                    backup: false,
+                };
+                for p in &c.args[1..] {
+                    if let Some(w) = p.strip_prefix("weight=") {
+                        s.weight = w
+                            .parse()
+                            .ok()
+                            .filter(|w| *w > 0)
+                            .ok_or_else(|| invalid_value(c, p))?;
+                    } else if let Some(m) = p.strip_prefix("max_fails=") {
+                        s.max_fails = m.parse().map_err(|_| invalid_value(c, p))?;
+                    } else if let Some(t) = p.strip_prefix("fail_timeout=") {
+                        s.fail_timeout_ms = parse_duration_ms(t).ok_or_else(|| invalid_value(c, p))?;
+                    } else if p == "backup" {
+                        s.backup = true;
+                    } else {
+                        return Err(invalid_value(c, p));
+                    }
+                }
+                for a in socket_addrs(c, addr, 80)? {
+                    up.servers.push(UpstreamServer { addr: a, ..s.clone() });
+                }
+            }
+            "keepalive" => {
+                if keepalive_seen {
+                    return Err(c.error("\"keepalive\" directive is duplicate"));
+                }
+                keepalive_seen = true;
+                let v = arg0(c);
+                if c.args.len() != 1 {
+                    return Err(c.error("invalid number of arguments in \"keepalive\" directive"));
+                }
+                up.keepalive = usize::try_from(number(c, v)?).map_err(|_| invalid_value(c, v))?;
+            }
+            "keepalive_timeout" | "keepalive_requests" => {
+                // Accepted for nginx compatibility: idle upstream connections are
+                // closed by the upstream or reused; sluice keeps no timer for them.
+                if c.args.len() != 1 {
+                    return Err(c.error(format!("invalid number of arguments in \"{}\" directive", c.name)));
+                }
+            }
+            _ => {
+                return Err(c.error(format!(
+                    "\"{}\" directive is not allowed here",
+                    c.name
+                )))
+            }
+        }
+    }
+    if up.servers.is_empty() {
+        return Err(d.error(format!("no servers are inside upstream \"{}\"", up.name)));
+    }
+    if up.servers.iter().all(|s| s.backup) {
+        return Err(d.error(format!("no primary servers in upstream \"{}\"", up.name)));
+    }
+    Ok(up)
+}
+
+/// A `proxy_pass` argument before upstream names are known.
+#[derive(Debug, Clone)]
+pub(crate) struct PassTarget {
+    /// The directive, for error messages.
+    pub(crate) directive: Directive,
+    /// `host[:port]` part.
+    pub(crate) authority: String,
+    /// URI part, if any.
+    pub(crate) uri: Option<String>,
+}
+
+/// Parse `proxy_pass http://AUTHORITY[/uri]`.
+pub(crate) fn parse_pass(d: &Directive) -> Result<PassTarget, ConfigError> {
+    let v = arg0(d);
+    let rest = if v.len() >= 7 && v[..7].eq_ignore_ascii_case("http://") {
+        &v[7..]
+    } else if v.len() >= 8 && v[..8].eq_ignore_ascii_case("https://") {
+        return Err(d.error("https upstreams are not supported"));
+    } else {
+        return Err(d.error(format!("invalid URL prefix in \"{v}\"")));
+    };
+    let (authority, uri) = match rest.find('/') {
+        Some(i) => (&rest[..i], Some(rest[i..].to_string())),
+        None => (rest, None),
+    };
+    if authority.is_empty() || authority.contains('$') {
+        return Err(d.error(format!("invalid host in \"{v}\"")));
+    }
+    Ok(PassTarget {
+        directive: d.clone(),
+        authority: authority.to_string(),
+        uri,
+    })
+}
+
+/// Map a target to an upstream: a named block, else an implicit upstream
+/// for the address (shared by every `proxy_pass` to the same address).
+pub(crate) fn resolve_pass(t: &PassTarget, upstreams: &mut Vec<UpstreamConf>) -> Result<ProxyPass, ConfigError> {
+    let idx = match upstreams.iter().position(|u| !u.implicit && u.name == t.authority) {
+        Some(i) => i,
+        None => match upstreams.iter().position(|u| u.implicit && u.name == t.authority) {
+            Some(i) => i,
+            None => {
+                let addrs = socket_addrs(&t.directive, &t.authority, 80)?;
+                upstreams.push(UpstreamConf {
+                    name: t.authority.clone(),
+                    servers: addrs
+                        .into_iter()
+                        .map(|addr| UpstreamServer {
+                            addr,
+                            weight: 1,
+                            max_fails: 1,
+                            fail_timeout_ms: 10_000,
+                            backup: false,
+                        })
+                        .collect(),
+                    keepalive: 32,
+                    implicit: true,
+                });
+                upstreams.len() - 1
+            }
+        },
+    };
+    Ok(ProxyPass {
+        upstream: idx,
+        uri: t.uri.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::load_str;
+    use std::path::Path;
+
+    fn conf(http: &str) -> String {
+        format!("events {{}}\nhttp {{\n{http}\n}}\n")
+    }
+
+    #[test]
+    fn upstream_and_pass() {
+        let c = load_str(
+            &conf("upstream app { server 127.0.0.1:9001 weight=3; server 127.0.0.1:9002 max_fails=2 fail_timeout=5s; keepalive 16; }\nserver { listen 127.0.0.1:8080; location /api/ { proxy_pass http://app/v1/; proxy_set_header X-A b; } location / { proxy_pass http://127.0.0.1:9003; } }"),
+            Path::new("/t/s.conf"),
+            None,
+        )
+        .unwrap();
+        let h = &c.http;
+        assert_eq!(h.upstreams.len(), 2);
+        assert_eq!(h.upstreams[0].servers[0].weight, 3);
+        assert_eq!(h.upstreams[0].servers[1].fail_timeout_ms, 5000);
+        assert_eq!(h.upstreams[0].keepalive, 16);
+        assert!(h.upstreams[1].implicit);
+        let api = &h.servers[0].locations[0].proxy;
+        assert_eq!(api.pass.as_ref().unwrap().upstream, 0);
+        assert_eq!(api.pass.as_ref().unwrap().uri.as_deref(), Some("/v1/"));
+        assert_eq!(api.set_headers, vec![("X-A".to_string(), "b".to_string())]);
+        let root = &h.servers[0].locations[1].proxy;
+        assert_eq!(root.pass.as_ref().unwrap().upstream, 1);
+        assert!(root.set_headers.is_empty());
+    }
+
+    #[test]
+    fn upstream_defined_after_use() {
+        let c = load_str(
+            &conf("server { listen 127.0.0.1:8080; location / { proxy_pass http://late; } }\nupstream late { server 127.0.0.1:1; }"),
+            Path::new("/t/s.conf"),
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.http.upstreams.len(), 1);
+        assert!(!c.http.upstreams[0].implicit);
+    }
+
+    #[test]
+    fn errors_have_lines() {
+        let cases = [
+            ("upstream u { }", "3: no servers are inside upstream \"u\""),
+            ("upstream u {\nserver 127.0.0.1:1 weight=0; }", "4: invalid value \"weight=0\""),
+            ("upstream u {\nbogus 1; }", "4: \"bogus\" directive is not allowed here"),
+            ("server { listen 1.2.3.4:80; location / {\nproxy_pass ftp://x; } }", "4: invalid URL prefix in \"ftp://x\""),
+            ("server { listen 1.2.3.4:80; location / {\nproxy_pass http://no-such-host.invalid; } }", "4: host not found in upstream \"no-such-host.invalid\""),
+            ("proxy_http_version 2.0;", "3: invalid value \"2.0\""),
+            ("proxy_next_upstream sometimes;", "3: invalid value \"sometimes\""),
+        ];
+        for (text, want) in cases {
+            let e = load_str(&conf(text), Path::new("/t/s.conf"), None).unwrap_err();
+            assert!(e.to_string().contains(want), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn inheritance_of_set_header() {
+        let c = load_str(
+            &conf("proxy_set_header X-Outer 1; proxy_read_timeout 5s;\nserver { listen 127.0.0.1:8080; location /a { proxy_pass http://127.0.0.1:1; } location /b { proxy_pass http://127.0.0.1:1; proxy_set_header X-Inner 2; } }"),
+            Path::new("/t/s.conf"),
+            None,
+        )
+        .unwrap();
+        let l = &c.http.servers[0].locations;
+        assert_eq!(l[0].proxy.set_headers[0].0, "X-Outer");
+        assert_eq!(l[0].proxy.read_timeout_ms, 5000);
+        assert_eq!(l[1].proxy.set_headers.len(), 1);
+        assert_eq!(l[1].proxy.set_headers[0].0, "X-Inner");
+        assert_eq!(l[1].proxy.read_timeout_ms, 5000);
+    }
+}
