@@ -8,6 +8,7 @@ pub mod event;
 pub mod http;
 pub mod log;
 pub mod process;
+pub mod proxy;
 pub mod shm;
 pub mod sys;
 pub mod util;

@@ -16,11 +16,11 @@ use super::resolve::{
     arg0, check, duration, flag, invalid_value, not_allowed, number, path_arg, positive, size,
     HTTP, LOCATION, SERVER,
 };
+use super::resolve_proxy::{parse_pass, resolve_pass, upstream_block, PassTarget, ProxyInherit};
 use super::types::{
     AccessLogConf, AddHeader, HttpConf, ListenConf, LocationConf, LocationMatch, LogFormat,
     ReturnConf, ServerConf,
 };
-use super::resolve_proxy::{parse_pass, resolve_pass, upstream_block, PassTarget, ProxyInherit};
 use super::types_proxy::UpstreamConf;
 use super::ConfigError;
 use crate::util::units::{parse_duration_ms, parse_size};

@@ -137,11 +137,18 @@ fn next_upstream(d: &Directive) -> Result<NextUpstream, ConfigError> {
 }
 
 /// Resolve `host:port` (a name is looked up once, at load time, as nginx does).
-fn socket_addrs(d: &Directive, host_port: &str, default_port: u16) -> Result<Vec<SocketAddr>, ConfigError> {
+fn socket_addrs(
+    d: &Directive,
+    host_port: &str,
+    default_port: u16,
+) -> Result<Vec<SocketAddr>, ConfigError> {
     if let Ok(a) = host_port.parse::<SocketAddr>() {
         return Ok(vec![a]);
     }
-    let with_port = if host_port.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+    let with_port = if host_port
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
         host_port.to_string()
     } else {
         format!("{host_port}:{default_port}")
@@ -195,7 +202,8 @@ pub(crate) fn upstream_block(d: &Directive) -> Result<UpstreamConf, ConfigError>
                     } else if let Some(m) = p.strip_prefix("max_fails=") {
                         s.max_fails = m.parse().map_err(|_| invalid_value(c, p))?;
                     } else if let Some(t) = p.strip_prefix("fail_timeout=") {
-                        s.fail_timeout_ms = parse_duration_ms(t).ok_or_else(|| invalid_value(c, p))?;
+                        s.fail_timeout_ms =
+                            parse_duration_ms(t).ok_or_else(|| invalid_value(c, p))?;
                     } else if p == "backup" {
                         s.backup = true;
                     } else {
@@ -203,7 +211,10 @@ pub(crate) fn upstream_block(d: &Directive) -> Result<UpstreamConf, ConfigError>
                     }
                 }
                 for a in socket_addrs(c, addr, 80)? {
-                    up.servers.push(UpstreamServer { addr: a, ..s.clone() });
+                    up.servers.push(UpstreamServer {
+                        addr: a,
+                        ..s.clone()
+                    });
                 }
             }
             "keepalive" => {
@@ -221,15 +232,13 @@ pub(crate) fn upstream_block(d: &Directive) -> Result<UpstreamConf, ConfigError>
                 // Accepted for nginx compatibility: idle upstream connections are
                 // closed by the upstream or reused; sluice keeps no timer for them.
                 if c.args.len() != 1 {
-                    return Err(c.error(format!("invalid number of arguments in \"{}\" directive", c.name)));
+                    return Err(c.error(format!(
+                        "invalid number of arguments in \"{}\" directive",
+                        c.name
+                    )));
                 }
             }
-            _ => {
-                return Err(c.error(format!(
-                    "\"{}\" directive is not allowed here",
-                    c.name
-                )))
-            }
+            _ => return Err(c.error(format!("\"{}\" directive is not allowed here", c.name))),
         }
     }
     if up.servers.is_empty() {
@@ -278,10 +287,19 @@ pub(crate) fn parse_pass(d: &Directive) -> Result<PassTarget, ConfigError> {
 
 /// Map a target to an upstream: a named block, else an implicit upstream
 /// for the address (shared by every `proxy_pass` to the same address).
-pub(crate) fn resolve_pass(t: &PassTarget, upstreams: &mut Vec<UpstreamConf>) -> Result<ProxyPass, ConfigError> {
-    let idx = match upstreams.iter().position(|u| !u.implicit && u.name == t.authority) {
+pub(crate) fn resolve_pass(
+    t: &PassTarget,
+    upstreams: &mut Vec<UpstreamConf>,
+) -> Result<ProxyPass, ConfigError> {
+    let idx = match upstreams
+        .iter()
+        .position(|u| !u.implicit && u.name == t.authority)
+    {
         Some(i) => i,
-        None => match upstreams.iter().position(|u| u.implicit && u.name == t.authority) {
+        None => match upstreams
+            .iter()
+            .position(|u| u.implicit && u.name == t.authority)
+        {
             Some(i) => i,
             None => {
                 let addrs = socket_addrs(&t.directive, &t.authority, 80)?;

@@ -89,6 +89,14 @@ pub struct Conn {
     ka_timeout_ms: u64,
     send_timeout_ms: u64,
     body_timeout_ms: u64,
+    /// A request the proxy must take over (taken by the worker).
+    pub proxy_req: Option<Box<handler::ProxyReq>>,
+    /// The proxy owns the response: no new requests are parsed meanwhile.
+    pub proxying: bool,
+    /// The proxy wants more request-body bytes from the client.
+    pub want_body: bool,
+    /// The worker's proxy session for this connection.
+    pub session: Option<usize>,
 }
 
 impl Conn {
@@ -126,6 +134,10 @@ impl Conn {
             ka_timeout_ms: 75_000,
             send_timeout_ms: 60_000,
             body_timeout_ms: 60_000,
+            proxy_req: None,
+            proxying: false,
+            want_body: false,
+            session: None,
         }
     }
 
@@ -169,12 +181,13 @@ impl Conn {
             if self.is_writing() || self.close_after_write {
                 continue;
             }
-            if self.drained {
+            if self.drained || (self.proxying && !self.want_body) {
                 break;
             }
             match self.read() {
                 ReadResult::Data(drained) => self.drained = drained,
                 ReadResult::WouldBlock => break,
+                ReadResult::Eof if self.proxying && !self.want_body => break,
                 ReadResult::Eof | ReadResult::Error => {
                     log::debug!(
                         "close: eof/error after {} requests, rstart {} rend {}",
@@ -205,6 +218,53 @@ impl Conn {
         } else {
             ctx.now_ms + self.ka_timeout_ms
         };
+    }
+
+    /// Request-body bytes buffered (proxying).
+    pub fn body_bytes(&self) -> &[u8] {
+        &self.rbuf[self.rstart..self.rend]
+    }
+
+    /// The proxy took `n` body bytes.
+    pub fn consume(&mut self, n: usize) {
+        self.rstart = (self.rstart + n).min(self.rend);
+        if self.rstart == self.rend {
+            self.rstart = 0;
+            self.rend = 0;
+        }
+    }
+
+    /// The output buffer (proxying appends the response here).
+    pub fn out(&mut self) -> &mut Vec<u8> {
+        &mut self.wbuf
+    }
+
+    /// Output bytes not yet written.
+    pub fn out_pending(&self) -> usize {
+        self.wbuf.len() - self.wpos
+    }
+
+    /// Write queued output; Ok(true) when all is written.
+    #[allow(clippy::result_unit_err)]
+    pub fn flush_out(&mut self) -> Result<bool, ()> {
+        self.flush()
+    }
+
+    /// The proxy finished the response: resume normal processing.
+    pub fn finish_proxy(&mut self, keep_alive: bool, now_ms: u64) {
+        self.proxying = false;
+        self.want_body = false;
+        if !keep_alive {
+            self.close_after_write = true;
+            self.linger = true;
+        }
+        self.deadline_ms = now_ms + self.send_timeout_ms;
+    }
+
+    /// Whether the client connection hit EOF-free idle with no data (used to
+    /// notice a client that went away while proxying).
+    pub fn send_timeout_ms(&self) -> u64 {
+        self.send_timeout_ms
     }
 
     /// Graceful shutdown began: idle connections go soon, busy ones after
@@ -316,7 +376,10 @@ impl Conn {
     /// Parse and answer as many buffered requests as allowed.
     fn process(&mut self, ctx: &mut HttpCtx) {
         loop {
-            if self.close_after_write || self.file.is_some() || self.wbuf.len() > MAX_QUEUED_OUTPUT
+            if self.proxying
+                || self.close_after_write
+                || self.file.is_some()
+                || self.wbuf.len() > MAX_QUEUED_OUTPUT
             {
                 return;
             }
@@ -362,7 +425,16 @@ impl Conn {
         }
     }
 
-    fn apply(&mut self, out: Outcome) {
+    fn apply(&mut self, mut out: Outcome) {
+        if let Some(req) = out.proxy.take() {
+            // The session decides keep-alive and body handling when it finishes.
+            self.proxy_req = Some(req);
+            self.proxying = true;
+            self.ka_timeout_ms = out.keepalive_timeout_ms;
+            self.send_timeout_ms = out.send_timeout_ms;
+            self.body_timeout_ms = out.body_timeout_ms;
+            return;
+        }
         self.ka_timeout_ms = out.keepalive_timeout_ms;
         self.send_timeout_ms = out.send_timeout_ms;
         self.body_timeout_ms = out.body_timeout_ms;

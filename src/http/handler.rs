@@ -24,6 +24,31 @@ pub struct ConnInfo {
     pub body_pending: usize,
 }
 
+/// A request the reverse proxy takes over (the head is copied: the
+/// connection's buffer moves on to the request body).
+pub struct ProxyReq {
+    /// Server index.
+    pub server: usize,
+    /// Location index in that server.
+    pub location: usize,
+    /// The request head, raw.
+    pub head_bytes: Vec<u8>,
+    /// Its parse (spans into `head_bytes`).
+    pub head: Head,
+    /// Normalized path.
+    pub path: Vec<u8>,
+    /// Query string.
+    pub query: Option<Vec<u8>>,
+    /// Host (header or absolute-form target).
+    pub host: Option<Vec<u8>>,
+    /// Client address.
+    pub peer: IpAddr,
+    /// The client connection may stay open after the response.
+    pub keep_alive: bool,
+    /// Request body bytes already buffered after the head.
+    pub body_pending: usize,
+}
+
 /// What the connection does after the response is queued.
 pub struct Outcome {
     /// Keep the connection for another request.
@@ -44,6 +69,8 @@ pub struct Outcome {
     pub sendfile: bool,
     /// tcp_nodelay on/off.
     pub tcp_nodelay: bool,
+    /// The reverse proxy answers this request.
+    pub proxy: Option<Box<ProxyReq>>,
 }
 
 struct Reply {
@@ -164,6 +191,39 @@ pub fn head_error(
     ctx.counters.requests += 1;
 }
 
+/// Write the access-log line of an answered request and count it.
+#[allow(clippy::too_many_arguments)]
+pub fn log_access(
+    ctx: &mut HttpCtx,
+    logs: &[usize],
+    peer: IpAddr,
+    buf: &[u8],
+    head: &Head,
+    host: Option<&[u8]>,
+    status: u16,
+    body_bytes: u64,
+    request_time_us: u64,
+) {
+    let rec = AccessRecord {
+        remote_addr: peer,
+        time_unix: ctx.unix_secs,
+        method: at(buf, head.method_span),
+        target: at(buf, head.target),
+        version_minor: head.version_minor,
+        request_line_raw: None,
+        status,
+        body_bytes_sent: body_bytes,
+        referer: head.referer.map(|s| at(buf, s)),
+        user_agent: head.user_agent.map(|s| at(buf, s)),
+        host,
+        request_time_us,
+    };
+    for &i in logs {
+        ctx.logs.record(i, &rec);
+    }
+    ctx.counters.requests += 1;
+}
+
 /// Answer one request whose head is complete.
 pub fn dispatch(
     ctx: &mut HttpCtx,
@@ -197,6 +257,38 @@ pub fn dispatch(
         && info.requests < loc.keepalive_requests;
     let mut linger = true;
     let mut discard = head.body;
+
+    if loc.proxy.pass.is_some()
+        && path_ok
+        && server.server_return.is_none()
+        && loc.ret.is_none()
+        && !matches!(head.body, BodyFraming::Length(n) if loc.client_max_body_size_bytes > 0 && n > loc.client_max_body_size_bytes)
+    {
+        let req = ProxyReq {
+            server: si,
+            location: li,
+            head_bytes: buf[..head.len].to_vec(),
+            head: head.clone(),
+            path: ctx.path_buf.clone(),
+            query: query.map(<[u8]>::to_vec),
+            host: host.map(<[u8]>::to_vec),
+            peer: info.peer,
+            keep_alive,
+            body_pending: info.body_pending,
+        };
+        return Outcome {
+            keep_alive,
+            linger: true,
+            file: None,
+            discard: BodyFraming::None,
+            keepalive_timeout_ms: loc.keepalive_timeout_ms,
+            send_timeout_ms: loc.send_timeout_ms,
+            body_timeout_ms: loc.client_body_timeout_ms,
+            sendfile: loc.sendfile,
+            tcp_nodelay: loc.tcp_nodelay,
+            proxy: Some(Box::new(req)),
+        };
+    }
 
     let too_big = match head.body {
         BodyFraming::Length(n) => {
@@ -279,24 +371,17 @@ pub fn dispatch(
         linger = false;
     }
 
-    let rec = AccessRecord {
-        remote_addr: info.peer,
-        time_unix: ctx.unix_secs,
-        method: at(buf, head.method_span),
-        target,
-        version_minor: head.version_minor,
-        request_line_raw: None,
-        status: reply.status,
-        body_bytes_sent: reply.body_bytes,
-        referer: head.referer.map(|s| at(buf, s)),
-        user_agent: head.user_agent.map(|s| at(buf, s)),
+    log_access(
+        ctx,
+        &loc.access_logs,
+        info.peer,
+        buf,
+        head,
         host,
-        request_time_us: 0,
-    };
-    for &i in &loc.access_logs {
-        ctx.logs.record(i, &rec);
-    }
-    ctx.counters.requests += 1;
+        reply.status,
+        reply.body_bytes,
+        0,
+    );
     Outcome {
         keep_alive,
         linger,
@@ -307,6 +392,7 @@ pub fn dispatch(
         body_timeout_ms: loc.client_body_timeout_ms,
         sendfile: loc.sendfile,
         tcp_nodelay: loc.tcp_nodelay,
+        proxy: None,
     }
 }
 

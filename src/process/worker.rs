@@ -12,6 +12,8 @@ use crate::http::ctx::{AccessLogs, HttpCtx, ERROR_LOG_FILE};
 use crate::http::request::HeadLimits;
 use crate::log::writer::LogThread;
 use crate::process::handoff;
+use crate::proxy::session::{Next, Session};
+use crate::proxy::upstream::Pools;
 use crate::shm::stats::StatsZone;
 use crate::sys;
 use mio::net::{TcpListener, TcpStream};
@@ -29,6 +31,7 @@ const SIGNALS: Token = Token(0);
 const CHANNEL: Token = Token(1);
 const LISTENER_BASE: usize = 16;
 const CONN_BASE: usize = 1 << 20;
+const UPSTREAM_BASE: usize = 1 << 40;
 
 /// Everything a worker starts with (moved out of the master after fork).
 pub struct WorkerInit {
@@ -51,6 +54,8 @@ pub struct WorkerInit {
 struct Worker {
     poll: Poll,
     conns: Slab<Conn>,
+    sessions: Slab<Session>,
+    pools: Pools,
     wheel: TimerWheel,
     ctx: HttpCtx,
     limits: Vec<ConnLimits>,
@@ -139,6 +144,8 @@ fn start(init: WorkerInit) -> std::io::Result<()> {
     let mut w = Worker {
         poll,
         conns: Slab::with_capacity(1024),
+        sessions: Slab::new(),
+        pools: Pools::new(&cfg.http.upstreams),
         wheel: TimerWheel::new(clock.now_ms()),
         ctx: HttpCtx::new(
             cfg.clone(),
@@ -198,6 +205,7 @@ impl Worker {
                     Token(t) if (LISTENER_BASE..CONN_BASE).contains(&t) => {
                         self.accept(t - LISTENER_BASE)
                     }
+                    Token(t) if t >= UPSTREAM_BASE => self.upstream_ready(t - UPSTREAM_BASE),
                     Token(t) => self.conn_ready(t - CONN_BASE),
                 }
             }
@@ -212,7 +220,10 @@ impl Worker {
                             self.conns.len()
                         );
                     }
-                    self.conns.clear();
+                    let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+                    for k in keys {
+                        self.close_conn(k);
+                    }
                     self.publish(true);
                     self.ctx.logs.stop();
                     return Ok(());
@@ -359,13 +370,96 @@ impl Worker {
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
-        if c.on_ready(&mut self.ctx) {
-            if c.scheduled_ms == 0 || c.deadline_ms < c.scheduled_ms {
-                self.wheel.schedule(key, c.deadline_ms);
-                c.scheduled_ms = c.deadline_ms;
+        if !c.on_ready(&mut self.ctx) {
+            self.close_conn(key);
+            return;
+        }
+        self.after_conn(key);
+    }
+
+    /// After a connection ran: start or drive its proxy session, then
+    /// (re)arm its timer.
+    fn after_conn(&mut self, key: usize) {
+        // A finished proxied response can unblock pipelined requests, which
+        // can start another proxied request: loop until the connection waits.
+        for _ in 0..64 {
+            let Some(c) = self.conns.get_mut(key) else {
+                return;
+            };
+            let next = if let Some(req) = c.proxy_req.take() {
+                let entry = self.sessions.vacant_entry();
+                let sk = entry.key();
+                let mut s = Session::new(
+                    req,
+                    self.ctx.site.cfg.clone(),
+                    key,
+                    Token(UPSTREAM_BASE + sk),
+                    self.ctx.now_ms,
+                );
+                let reg = self.poll.registry();
+                let mut next = s.start(c, &mut self.ctx, &mut self.pools, reg);
+                if next == Next::Wait {
+                    next = s.pump(c, &mut self.ctx, &mut self.pools, reg);
+                }
+                entry.insert(s);
+                c.session = Some(sk);
+                next
+            } else if let Some(sk) = c.session.filter(|_| c.proxying) {
+                let Some(s) = self.sessions.get_mut(sk) else {
+                    return;
+                };
+                s.pump(c, &mut self.ctx, &mut self.pools, self.poll.registry())
+            } else {
+                break;
+            };
+            match next {
+                Next::Wait => break,
+                Next::Finished => {
+                    if let Some(sk) = c.session.take() {
+                        self.sessions.try_remove(sk);
+                    }
+                    // Flush the response and go on with pipelined requests.
+                    if !c.on_ready(&mut self.ctx) {
+                        self.close_conn(key);
+                        return;
+                    }
+                }
+                Next::Abort => {
+                    self.close_conn(key);
+                    return;
+                }
             }
-        } else {
-            self.conns.remove(key);
+        }
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        if let Some(s) = c.session.and_then(|sk| self.sessions.get(sk)) {
+            c.deadline_ms = s.deadline_ms;
+        }
+        if c.scheduled_ms == 0 || c.deadline_ms < c.scheduled_ms {
+            self.wheel.schedule(key, c.deadline_ms);
+            c.scheduled_ms = c.deadline_ms;
+        }
+    }
+
+    fn upstream_ready(&mut self, sk: usize) {
+        let Some(s) = self.sessions.get(sk) else {
+            return;
+        };
+        let key = s.conn_key;
+        if self.conns.get(key).is_some_and(|c| c.session == Some(sk)) {
+            self.after_conn(key);
+        }
+    }
+
+    /// Close a client connection and its proxy session.
+    fn close_conn(&mut self, key: usize) {
+        if let Some(c) = self.conns.try_remove(key) {
+            if let Some(sk) = c.session {
+                if let Some(mut s) = self.sessions.try_remove(sk) {
+                    s.close(self.poll.registry());
+                }
+            }
         }
     }
 
@@ -385,9 +479,26 @@ impl Worker {
             if c.deadline_ms > now {
                 self.wheel.schedule(key, c.deadline_ms);
                 c.scheduled_ms = c.deadline_ms;
+            } else if let Some(sk) = c.session {
+                let Some(s) = self.sessions.get_mut(sk) else {
+                    continue;
+                };
+                match s.on_timeout(c, &mut self.ctx, &mut self.pools, self.poll.registry()) {
+                    Next::Abort => self.close_conn(key),
+                    Next::Finished => {
+                        c.session = None;
+                        self.sessions.try_remove(sk);
+                        if c.on_ready(&mut self.ctx) {
+                            self.after_conn(key);
+                        } else {
+                            self.close_conn(key);
+                        }
+                    }
+                    Next::Wait => self.after_conn(key),
+                }
             } else if !c.on_timeout(&mut self.ctx) {
                 log::debug!("close: timeout");
-                self.conns.remove(key);
+                self.close_conn(key);
             }
         }
     }

@@ -1,0 +1,331 @@
+//! The upstream's response head: parse it (httparse), decide the body's
+//! framing, and write the head the client gets (hop-by-hop headers removed,
+//! our `Server`/`Date`, framing the client can read, `Connection` per the
+//! client's keep-alive).
+
+use crate::http::request::MAX_HEADERS;
+use crate::http::response::put_u64;
+
+/// Largest upstream response head accepted.
+pub const MAX_HEAD_BYTES: usize = 32 * 1024;
+
+/// How the upstream frames its body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpFraming {
+    /// No body (HEAD, 204, 304).
+    None,
+    /// Content-Length.
+    Length(u64),
+    /// Transfer-Encoding: chunked.
+    Chunked,
+    /// Until the upstream closes.
+    Close,
+}
+
+/// How the client receives the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientFraming {
+    /// No body.
+    None,
+    /// Content-Length, bytes copied as they come.
+    Length(u64),
+    /// Upstream chunks passed through unchanged.
+    PassChunked,
+    /// Close-delimited upstream body re-framed as chunks.
+    Encode,
+    /// Body ends when we close (HTTP/1.0 clients).
+    Close,
+}
+
+/// A parsed upstream head.
+#[derive(Debug, Clone, Copy)]
+pub struct UpHead {
+    /// Bytes of the head.
+    pub len: usize,
+    /// Status code.
+    pub status: u16,
+    /// Body framing.
+    pub framing: UpFraming,
+    /// The upstream will keep the connection open after this response.
+    pub reusable: bool,
+}
+
+/// Why a head is refused (-> 502).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadHead;
+
+fn trim(v: &[u8]) -> &[u8] {
+    v.trim_ascii()
+}
+
+/// Parse a response head at the start of `buf`. `Ok(None)`: need more.
+pub fn parse_head(
+    buf: &[u8],
+    head_request: bool,
+    http_minor: u8,
+) -> Result<Option<UpHead>, BadHead> {
+    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut storage);
+    let len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            return if buf.len() > MAX_HEAD_BYTES {
+                Err(BadHead)
+            } else {
+                Ok(None)
+            };
+        }
+        Err(_) => return Err(BadHead),
+    };
+    let status = resp.code.ok_or(BadHead)?;
+    let version_minor = resp.version.unwrap_or(0);
+    let mut length: Option<u64> = None;
+    let mut chunked = false;
+    let mut close = version_minor == 0 || http_minor == 0;
+    for h in resp.headers.iter() {
+        let n = h.name.as_bytes();
+        let v = trim(h.value);
+        if n.eq_ignore_ascii_case(b"content-length") {
+            let parsed = std::str::from_utf8(v)
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or(BadHead)?;
+            if length.is_some_and(|l| l != parsed) {
+                return Err(BadHead);
+            }
+            length = Some(parsed);
+        } else if n.eq_ignore_ascii_case(b"transfer-encoding") {
+            if v.eq_ignore_ascii_case(b"chunked") {
+                chunked = true;
+            } else if !v.is_empty() {
+                return Err(BadHead);
+            }
+        } else if n.eq_ignore_ascii_case(b"connection") {
+            for t in v.split(|&b| b == b',') {
+                let t = trim(t);
+                if t.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if t.eq_ignore_ascii_case(b"keep-alive") && version_minor == 0 {
+                    close = false;
+                }
+            }
+        }
+    }
+    let framing = if head_request || status == 204 || status == 304 || (100..200).contains(&status)
+    {
+        UpFraming::None
+    } else if chunked {
+        UpFraming::Chunked
+    } else if let Some(l) = length {
+        UpFraming::Length(l)
+    } else {
+        UpFraming::Close
+    };
+    Ok(Some(UpHead {
+        len,
+        status,
+        framing,
+        reusable: !close && framing != UpFraming::Close,
+    }))
+}
+
+/// What the client head needs besides the upstream head.
+pub struct ClientHeadParams<'a> {
+    /// Date header value.
+    pub date: &'a [u8],
+    /// Server header value.
+    pub server: &'a [u8],
+    /// Keep the client connection after the response.
+    pub keep_alive: bool,
+    /// Client speaks HTTP/1.1 (can read chunked).
+    pub client_http11: bool,
+    /// `proxy_hide_header` names (lowercase).
+    pub hide: &'a [String],
+    /// Extra headers (`add_header`, `X-Cache-Status`).
+    pub extra: &'a [(&'a [u8], &'a [u8])],
+}
+
+const DROP: &[&[u8]] = &[
+    b"connection",
+    b"keep-alive",
+    b"proxy-connection",
+    b"te",
+    b"trailer",
+    b"transfer-encoding",
+    b"upgrade",
+    b"content-length",
+    b"server",
+    b"date",
+];
+
+/// Write the client's response head for `up` (parsed from `buf`). Returns
+/// the framing used and whether the client connection can stay open.
+pub fn write_client_head(
+    buf: &[u8],
+    up: &UpHead,
+    p: &ClientHeadParams<'_>,
+    out: &mut Vec<u8>,
+) -> (ClientFraming, bool) {
+    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut storage);
+    let _ = resp.parse(&buf[..up.len]);
+    let framing = match up.framing {
+        UpFraming::None => ClientFraming::None,
+        UpFraming::Length(n) => ClientFraming::Length(n),
+        UpFraming::Chunked if p.client_http11 => ClientFraming::PassChunked,
+        UpFraming::Close if p.client_http11 => ClientFraming::Encode,
+        UpFraming::Chunked | UpFraming::Close => ClientFraming::Close,
+    };
+    let keep_alive = p.keep_alive && framing != ClientFraming::Close;
+    out.extend_from_slice(b"HTTP/1.1 ");
+    put_u64(out, up.status as u64);
+    out.push(b' ');
+    out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\nServer: ");
+    out.extend_from_slice(p.server);
+    out.extend_from_slice(b"\r\nDate: ");
+    out.extend_from_slice(p.date);
+    out.extend_from_slice(b"\r\n");
+    for h in resp.headers.iter() {
+        let n = h.name.as_bytes();
+        if DROP.iter().any(|d| n.eq_ignore_ascii_case(d))
+            || p.hide.iter().any(|d| n.eq_ignore_ascii_case(d.as_bytes()))
+        {
+            continue;
+        }
+        out.extend_from_slice(n);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(h.value);
+        out.extend_from_slice(b"\r\n");
+    }
+    for (n, v) in p.extra {
+        out.extend_from_slice(n);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(v);
+        out.extend_from_slice(b"\r\n");
+    }
+    match framing {
+        ClientFraming::Length(n) => {
+            out.extend_from_slice(b"Content-Length: ");
+            put_u64(out, n);
+            out.extend_from_slice(b"\r\n");
+        }
+        ClientFraming::PassChunked | ClientFraming::Encode => {
+            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n")
+        }
+        ClientFraming::None | ClientFraming::Close => {}
+    }
+    out.extend_from_slice(if keep_alive {
+        b"Connection: keep-alive\r\n\r\n"
+    } else {
+        b"Connection: close\r\n\r\n"
+    });
+    (framing, keep_alive)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn framing_rules() {
+        let h = parse_head(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+            false,
+            1,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(h.framing, UpFraming::Length(5));
+        assert!(h.reusable);
+        let h = parse_head(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            false,
+            1,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(h.framing, UpFraming::Chunked);
+        let h = parse_head(b"HTTP/1.0 200 OK\r\n\r\n", false, 1)
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.framing, UpFraming::Close);
+        assert!(!h.reusable);
+        let h = parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true, 1)
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.framing, UpFraming::None);
+        let h = parse_head(
+            b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n",
+            false,
+            1,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(h.framing, UpFraming::None);
+        let h = parse_head(
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n",
+            false,
+            1,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(!h.reusable);
+    }
+
+    #[test]
+    fn malformed_heads_are_bad() {
+        for bad in [
+            &b"HTTP/1.1 2000 OK\r\n\r\n"[..],
+            b"garbage\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+        ] {
+            assert_eq!(
+                parse_head(bad, false, 1).unwrap_err(),
+                BadHead,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\n", false, 1)
+            .unwrap()
+            .is_none());
+        let huge = [b'a'; MAX_HEAD_BYTES + 10];
+        assert!(parse_head(&huge, false, 1).is_err());
+    }
+
+    #[test]
+    fn client_head_rewrites() {
+        let raw = b"HTTP/1.1 200 OK\r\nServer: origin\r\nDate: x\r\nConnection: keep-alive\r\nX-App: 1\r\nTransfer-Encoding: chunked\r\nX-Hide: s\r\n\r\n";
+        let up = parse_head(raw, false, 1).unwrap().unwrap();
+        let mut out = Vec::new();
+        let hide = vec!["x-hide".to_string()];
+        let (f, ka) = write_client_head(
+            raw,
+            &up,
+            &ClientHeadParams {
+                date: b"D",
+                server: b"sluice",
+                keep_alive: true,
+                client_http11: true,
+                hide: &hide,
+                extra: &[(b"X-Cache-Status", b"MISS")],
+            },
+            &mut out,
+        );
+        let s = String::from_utf8(out).unwrap();
+        assert_eq!(f, ClientFraming::PassChunked);
+        assert!(ka);
+        assert!(
+            s.starts_with("HTTP/1.1 200 OK\r\nServer: sluice\r\nDate: D\r\n"),
+            "{s}"
+        );
+        assert!(
+            s.contains("X-App: 1\r\n") && !s.contains("origin") && !s.contains("X-Hide"),
+            "{s}"
+        );
+        assert!(s.contains("X-Cache-Status: MISS\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n"), "{s}");
+    }
+}

@@ -1,0 +1,724 @@
+//! One proxied request: connect (or reuse an idle connection), stream the
+//! request head and body upstream, read the response head, stream the body
+//! to the client with backpressure, then return the upstream connection to
+//! its pool or close it. Retries the next server on errors and timeouts
+//! while that is still safe (nothing sent to the client, and an idempotent
+//! request or no body sent). 502 for a refused/failed/malformed upstream,
+//! 504 for a timeout.
+
+use crate::config::LocationConf;
+use crate::http::chunked::ChunkedDecoder;
+use crate::http::conn::Conn;
+use crate::http::ctx::HttpCtx;
+use crate::http::handler::{self, ProxyReq};
+use crate::http::request::{BodyFraming, Method};
+use crate::proxy::request::{self as upreq, ReqCtx};
+use crate::proxy::response::{self as upresp, ClientFraming, ClientHeadParams, UpFraming, UpHead};
+use crate::proxy::upstream::Pools;
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+use std::io::{ErrorKind, Read, Write};
+use std::sync::Arc;
+
+/// Client output above which upstream reads pause (backpressure).
+const HIGH_WATER: usize = 256 * 1024;
+/// Request-body bytes buffered for the upstream at most.
+const SEND_BUF: usize = 64 * 1024;
+/// Read size from the upstream.
+const READ_CHUNK: usize = 32 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum St {
+    Connecting,
+    Active,
+    Done,
+}
+
+enum ReqBody {
+    None,
+    Length(u64),
+    Chunked(ChunkedDecoder),
+}
+
+/// What the worker should do after driving a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Waiting for I/O.
+    Wait,
+    /// The response is complete: drop the session; the client connection
+    /// continues (or closes, as decided).
+    Finished,
+    /// Tear down the client connection too.
+    Abort,
+}
+
+/// A proxied request in flight.
+pub struct Session {
+    /// Slab key of the client connection.
+    pub conn_key: usize,
+    /// When the session's current wait times out (ms, worker clock).
+    pub deadline_ms: u64,
+    req: Box<ProxyReq>,
+    cfg: Arc<crate::config::Config>,
+    pool: usize,
+    peer: usize,
+    tried: u64,
+    tries: u32,
+    sock: Option<TcpStream>,
+    reused: bool,
+    state: St,
+    sendq: Vec<u8>,
+    sendq_pos: usize,
+    body: ReqBody,
+    body_sent: bool,
+    continue_sent: bool,
+    resp: Vec<u8>,
+    head: Option<UpHead>,
+    framing: ClientFraming,
+    up_left: u64,
+    dec: ChunkedDecoder,
+    up_eof: bool,
+    client_keep_alive: bool,
+    body_bytes: u64,
+    started_ms: u64,
+    token: Token,
+}
+
+fn location(cfg: &crate::config::Config, req: &ProxyReq) -> LocationConf {
+    cfg.http.servers[req.server].locations[req.location].clone()
+}
+
+impl Session {
+    /// Start proxying `req` for connection `conn_key`; `token` is the
+    /// upstream socket's token.
+    pub fn new(
+        req: Box<ProxyReq>,
+        cfg: Arc<crate::config::Config>,
+        conn_key: usize,
+        token: Token,
+        now_ms: u64,
+    ) -> Session {
+        let pool = cfg.http.servers[req.server].locations[req.location]
+            .proxy
+            .pass
+            .as_ref()
+            .map_or(0, |p| p.upstream);
+        let body = match req.head.body {
+            BodyFraming::None => ReqBody::None,
+            BodyFraming::Length(n) => ReqBody::Length(n),
+            BodyFraming::Chunked => ReqBody::Chunked(ChunkedDecoder::new()),
+        };
+        let client_keep_alive = req.keep_alive;
+        Session {
+            conn_key,
+            deadline_ms: now_ms,
+            req,
+            cfg,
+            pool,
+            peer: usize::MAX,
+            tried: 0,
+            tries: 0,
+            sock: None,
+            reused: false,
+            state: St::Connecting,
+            sendq: Vec::new(),
+            sendq_pos: 0,
+            body,
+            body_sent: false,
+            continue_sent: false,
+            resp: Vec::new(),
+            head: None,
+            framing: ClientFraming::None,
+            up_left: 0,
+            dec: ChunkedDecoder::new(),
+            up_eof: false,
+            client_keep_alive,
+            body_bytes: 0,
+            started_ms: now_ms,
+            token,
+        }
+    }
+
+    fn loc(&self) -> &LocationConf {
+        &self.cfg.http.servers[self.req.server].locations[self.req.location]
+    }
+
+    /// Pick a server and connect (or reuse). Errors end in a 502 response.
+    pub fn start(
+        &mut self,
+        conn: &mut Conn,
+        ctx: &mut HttpCtx,
+        pools: &mut Pools,
+        reg: &Registry,
+    ) -> Next {
+        let loc = location(&self.cfg, &self.req);
+        let Some(pool) = pools.pools.get_mut(self.pool) else {
+            return self.fail(conn, ctx, 502);
+        };
+        let max_tries = match loc.proxy.next_upstream_tries {
+            0 => pool.len() as u32,
+            n => n,
+        };
+        loop {
+            if self.tries >= max_tries.max(1) {
+                return self.fail(conn, ctx, 502);
+            }
+            let Some(peer) = pool.pick(ctx.now_ms, self.tried) else {
+                log::error!("no live upstreams in \"{}\"", pool.name);
+                return self.fail(conn, ctx, 502);
+            };
+            self.peer = peer;
+            self.tried |= 1u64.checked_shl(peer as u32).unwrap_or(0);
+            self.tries += 1;
+            // Reuse an idle keep-alive connection if one is waiting.
+            let (sock, reused) = match pool.take_idle(peer) {
+                Some(s) => (Ok(s), true),
+                None => (TcpStream::connect(pool.peers[peer].addr), false),
+            };
+            match sock {
+                Ok(mut s) => {
+                    if reg
+                        .register(&mut s, self.token, Interest::READABLE | Interest::WRITABLE)
+                        .is_err()
+                    {
+                        pool.failed(peer, ctx.now_ms);
+                        continue;
+                    }
+                    self.sock = Some(s);
+                    self.reused = reused;
+                    self.state = if reused { St::Active } else { St::Connecting };
+                    self.deadline_ms = ctx.now_ms
+                        + if reused {
+                            loc.proxy.send_timeout_ms
+                        } else {
+                            loc.proxy.connect_timeout_ms
+                        };
+                    let keepalive = loc.proxy.http_version_minor == 1 && pool.keepalive > 0;
+                    self.build_request(&loc, pool.name.as_str(), keepalive);
+                    return Next::Wait;
+                }
+                Err(e) => {
+                    log::error!("connect() to {} failed: {e}", pool.peers[peer].addr);
+                    pool.failed(peer, ctx.now_ms);
+                    if !loc.proxy.next_upstream.error {
+                        return self.fail(conn, ctx, 502);
+                    }
+                }
+            }
+        }
+    }
+
+    fn build_request(&mut self, loc: &LocationConf, proxy_host: &str, keepalive: bool) {
+        let Some(pass) = loc.proxy.pass.as_ref() else {
+            return;
+        };
+        self.sendq.clear();
+        self.sendq_pos = 0;
+        let c = ReqCtx {
+            head_bytes: &self.req.head_bytes,
+            head: &self.req.head,
+            norm_path: &self.req.path,
+            query: self.req.query.as_deref(),
+            loc_path: &loc.path,
+            pass,
+            proxy_host,
+            client: self.req.peer,
+            set_headers: &loc.proxy.set_headers,
+            http_minor: loc.proxy.http_version_minor,
+            keepalive,
+        };
+        upreq::build(&c, &mut self.sendq);
+    }
+
+    /// Drive the session after readiness on either socket.
+    pub fn pump(
+        &mut self,
+        conn: &mut Conn,
+        ctx: &mut HttpCtx,
+        pools: &mut Pools,
+        reg: &Registry,
+    ) -> Next {
+        if self.state == St::Done {
+            return Next::Finished;
+        }
+        if self.state == St::Connecting {
+            let Some(sock) = &self.sock else {
+                return self.retry(conn, ctx, pools, reg, 502);
+            };
+            if let Ok(Some(e)) | Err(e) = sock.take_error() {
+                log::error!("connect() to upstream failed: {e}");
+                return self.retry(conn, ctx, pools, reg, 502);
+            }
+            match sock.peer_addr() {
+                Ok(_) => {
+                    self.state = St::Active;
+                    self.deadline_ms = ctx.now_ms + self.loc().proxy.send_timeout_ms;
+                }
+                Err(e) if e.kind() == ErrorKind::NotConnected => return Next::Wait,
+                Err(_) => return self.retry(conn, ctx, pools, reg, 502),
+            }
+        }
+        loop {
+            let mut progress = false;
+            // Client body -> send queue.
+            progress |= self.take_body(conn);
+            // Send queue -> upstream.
+            match self.send() {
+                Ok(p) => progress |= p,
+                Err(()) => return self.retry(conn, ctx, pools, reg, 502),
+            }
+            // Upstream -> client (only while the client keeps up).
+            if conn.out_pending() < HIGH_WATER && !self.up_eof {
+                match self.receive(ctx) {
+                    Ok(p) => progress |= p,
+                    Err(()) => return self.retry(conn, ctx, pools, reg, 502),
+                }
+            }
+            match self.process_response(conn, ctx) {
+                Ok(true) => progress = true,
+                Ok(false) => {}
+                Err(code) => return self.retry(conn, ctx, pools, reg, code),
+            }
+            match conn.flush_out() {
+                Ok(_) => {}
+                Err(()) => return self.abort(pools),
+            }
+            if self.state == St::Done {
+                return self.finish(conn, ctx, pools, reg);
+            }
+            if !progress {
+                break;
+            }
+        }
+        conn.want_body = self.wants_body() && self.sendq.len() - self.sendq_pos < SEND_BUF;
+        self.deadline_ms = ctx.now_ms
+            + if conn.out_pending() >= HIGH_WATER {
+                conn.send_timeout_ms()
+            } else if self.head.is_none()
+                && self.sendq_pos >= self.sendq.len()
+                && !self.wants_body()
+            {
+                self.loc().proxy.read_timeout_ms
+            } else if self.sendq_pos < self.sendq.len() {
+                self.loc().proxy.send_timeout_ms
+            } else {
+                self.loc().proxy.read_timeout_ms
+            };
+        Next::Wait
+    }
+
+    fn wants_body(&self) -> bool {
+        match &self.body {
+            ReqBody::None => false,
+            ReqBody::Length(n) => *n > 0,
+            ReqBody::Chunked(d) => !d.is_done(),
+        }
+    }
+
+    /// Move request-body bytes from the client buffer to the send queue.
+    fn take_body(&mut self, conn: &mut Conn) -> bool {
+        if self.sendq.len() - self.sendq_pos >= SEND_BUF || !self.wants_body() {
+            return false;
+        }
+        if !self.continue_sent && self.req.head.expect_continue && conn.body_bytes().is_empty() {
+            conn.out()
+                .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+            self.continue_sent = true;
+        }
+        let avail = conn.body_bytes();
+        if avail.is_empty() {
+            return false;
+        }
+        let room = SEND_BUF - (self.sendq.len() - self.sendq_pos);
+        let used = match &mut self.body {
+            ReqBody::None => 0,
+            ReqBody::Length(left) => {
+                let n = (*left as usize).min(avail.len()).min(room);
+                self.sendq.extend_from_slice(&avail[..n]);
+                *left -= n as u64;
+                n
+            }
+            ReqBody::Chunked(dec) => {
+                let take = avail.len().min(room);
+                match dec.feed(&avail[..take], &mut |_| {}) {
+                    Ok((n, _)) => {
+                        self.sendq.extend_from_slice(&avail[..n]);
+                        n
+                    }
+                    Err(_) => {
+                        // Broken framing: nothing sensible can follow.
+                        self.body = ReqBody::None;
+                        0
+                    }
+                }
+            }
+        };
+        conn.consume(used);
+        used > 0
+    }
+
+    fn send(&mut self) -> Result<bool, ()> {
+        let Some(sock) = &mut self.sock else {
+            return Ok(false);
+        };
+        let mut progress = false;
+        while self.sendq_pos < self.sendq.len() {
+            match sock.write(&self.sendq[self.sendq_pos..]) {
+                Ok(0) => return Err(()),
+                Ok(n) => {
+                    self.sendq_pos += n;
+                    progress = true;
+                    if !matches!(self.body, ReqBody::None)
+                        || self.req.head.body != BodyFraming::None
+                    {
+                        self.body_sent = true;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return Err(()),
+            }
+        }
+        if self.sendq_pos == self.sendq.len() {
+            self.sendq.clear();
+            self.sendq_pos = 0;
+        }
+        Ok(progress)
+    }
+
+    fn receive(&mut self, _ctx: &mut HttpCtx) -> Result<bool, ()> {
+        let Some(sock) = &mut self.sock else {
+            return Ok(false);
+        };
+        let start = self.resp.len();
+        self.resp.resize(start + READ_CHUNK, 0);
+        let r = loop {
+            match sock.read(&mut self.resp[start..]) {
+                Ok(0) => {
+                    self.up_eof = true;
+                    break Ok(0);
+                }
+                Ok(n) => break Ok(n),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break Ok(0),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => break Err(()),
+            }
+        };
+        match r {
+            Ok(n) => {
+                self.resp.truncate(start + n);
+                Ok(n > 0 || self.up_eof)
+            }
+            Err(()) => {
+                self.resp.truncate(start);
+                // A reset after a complete close-delimited body still ends it.
+                if self.head.is_some() {
+                    self.up_eof = true;
+                    Ok(true)
+                } else {
+                    Err(())
+                }
+            }
+        }
+    }
+
+    /// Parse the head / move body bytes to the client. Err(status) when the
+    /// upstream failed before the client saw anything.
+    fn process_response(&mut self, conn: &mut Conn, ctx: &mut HttpCtx) -> Result<bool, u16> {
+        let mut progress = false;
+        if self.head.is_none() {
+            if self.resp.is_empty() {
+                return if self.up_eof { Err(502) } else { Ok(false) };
+            }
+            let head_req = self.req.head.method == Method::Head;
+            let minor = self.loc().proxy.http_version_minor;
+            let up = match upresp::parse_head(&self.resp, head_req, minor) {
+                Ok(Some(h)) => h,
+                Ok(None) => return if self.up_eof { Err(502) } else { Ok(false) },
+                Err(_) => {
+                    log::error!("upstream sent an invalid response head");
+                    return Err(502);
+                }
+            };
+            if (100..200).contains(&up.status) {
+                // Interim responses are not relayed (101 is not supported).
+                if up.status == 101 {
+                    return Err(502);
+                }
+                self.resp.drain(..up.len);
+                return Ok(true);
+            }
+            if self.loc().proxy.next_upstream.retries_status(up.status) && self.can_retry() {
+                return Err(up.status);
+            }
+            let loc = location(&self.cfg, &self.req);
+            let server: &[u8] = if loc.server_tokens {
+                &ctx.server_full
+            } else {
+                b"sluice"
+            };
+            let extra: Vec<(&[u8], &[u8])> = loc
+                .add_headers
+                .iter()
+                .filter(|h| h.always || up.status < 400)
+                .map(|h| (h.name.as_bytes(), h.value.as_bytes()))
+                .collect();
+            let (framing, keep_alive) = upresp::write_client_head(
+                &self.resp,
+                &up,
+                &ClientHeadParams {
+                    date: &ctx.date,
+                    server,
+                    keep_alive: self.client_keep_alive && !self.wants_body(),
+                    client_http11: self.req.head.version_minor == 1,
+                    hide: &loc.proxy.hide_headers,
+                    extra: &extra,
+                },
+                conn.out(),
+            );
+            self.client_keep_alive = keep_alive;
+            self.framing = framing;
+            self.up_left = match up.framing {
+                UpFraming::Length(n) => n,
+                _ => 0,
+            };
+            self.resp.drain(..up.len);
+            self.head = Some(up);
+            progress = true;
+            if up.framing == UpFraming::None {
+                self.state = St::Done;
+                return Ok(true);
+            }
+        }
+        let Some(up) = self.head else {
+            return Ok(progress);
+        };
+        if self.resp.is_empty() && !self.up_eof {
+            return Ok(progress);
+        }
+        let out = conn.out();
+        match up.framing {
+            UpFraming::None => self.state = St::Done,
+            UpFraming::Length(_) => {
+                let n = (self.up_left as usize).min(self.resp.len());
+                out.extend_from_slice(&self.resp[..n]);
+                self.body_bytes += n as u64;
+                self.up_left -= n as u64;
+                self.resp.drain(..n);
+                if self.up_left == 0 {
+                    self.state = St::Done;
+                } else if self.up_eof {
+                    return Err(0); // truncated upstream body
+                }
+                progress |= n > 0;
+            }
+            UpFraming::Chunked => {
+                let framing = self.framing;
+                let mut body = 0u64;
+                let res = self.dec.feed(&self.resp, &mut |d| {
+                    if framing == ClientFraming::Close {
+                        out.extend_from_slice(d);
+                    }
+                    body += d.len() as u64;
+                });
+                match res {
+                    Ok((used, done)) => {
+                        if framing == ClientFraming::PassChunked {
+                            out.extend_from_slice(&self.resp[..used]);
+                        }
+                        self.body_bytes += body;
+                        self.resp.drain(..used);
+                        progress |= used > 0;
+                        if done {
+                            self.state = St::Done;
+                        } else if self.up_eof {
+                            return Err(0);
+                        }
+                    }
+                    Err(_) => return Err(0),
+                }
+            }
+            UpFraming::Close => {
+                if !self.resp.is_empty() {
+                    if self.framing == ClientFraming::Encode {
+                        let mut hex = Vec::with_capacity(18);
+                        let _ = write!(hex, "{:x}\r\n", self.resp.len());
+                        out.extend_from_slice(&hex);
+                        out.extend_from_slice(&self.resp);
+                        out.extend_from_slice(b"\r\n");
+                    } else {
+                        out.extend_from_slice(&self.resp);
+                    }
+                    self.body_bytes += self.resp.len() as u64;
+                    self.resp.clear();
+                    progress = true;
+                }
+                if self.up_eof {
+                    if self.framing == ClientFraming::Encode {
+                        out.extend_from_slice(b"0\r\n\r\n");
+                    }
+                    self.state = St::Done;
+                }
+            }
+        }
+        Ok(progress)
+    }
+
+    fn can_retry(&self) -> bool {
+        let nu = &self.loc().proxy.next_upstream;
+        let idempotent = matches!(
+            self.req.head.method,
+            Method::Get | Method::Head | Method::Options | Method::Put | Method::Delete
+        );
+        (idempotent || nu.non_idempotent) && !self.body_sent
+    }
+
+    /// An attempt failed with `code` (0 = broken after the head was sent).
+    fn retry(
+        &mut self,
+        conn: &mut Conn,
+        ctx: &mut HttpCtx,
+        pools: &mut Pools,
+        reg: &Registry,
+        code: u16,
+    ) -> Next {
+        let reused = self.reused;
+        let nothing_received = self.head.is_none();
+        self.drop_upstream(reg);
+        if !nothing_received || code == 0 {
+            // The client already has part of the response: cut it.
+            return self.abort(pools);
+        }
+        let nu = self.loc().proxy.next_upstream;
+        let was_status = code != 502 && code != 504;
+        if !was_status {
+            if reused && self.tries > 0 {
+                // A stale keep-alive connection: retry without blaming the server.
+                self.tries -= 1;
+                self.tried &= !(1u64.checked_shl(self.peer as u32).unwrap_or(0));
+            } else if let Some(p) = pools.pools.get_mut(self.pool) {
+                p.failed(self.peer, ctx.now_ms);
+            }
+        }
+        let allowed = match code {
+            504 => nu.timeout,
+            502 => nu.error || (reused && !self.body_sent),
+            _ => true,
+        };
+        self.resp.clear();
+        if allowed && (self.can_retry() || (reused && !self.body_sent)) {
+            self.state = St::Connecting;
+            return match self.start(conn, ctx, pools, reg) {
+                Next::Wait => self.pump(conn, ctx, pools, reg),
+                other => other,
+            };
+        }
+        self.fail(conn, ctx, if was_status { 502 } else { code })
+    }
+
+    /// The deadline passed.
+    pub fn on_timeout(
+        &mut self,
+        conn: &mut Conn,
+        ctx: &mut HttpCtx,
+        pools: &mut Pools,
+        reg: &Registry,
+    ) -> Next {
+        if self.deadline_ms > ctx.now_ms {
+            return Next::Wait;
+        }
+        if conn.out_pending() >= HIGH_WATER || self.head.is_some() {
+            log::info!("proxy: timeout while relaying the response");
+            self.drop_upstream(reg);
+            return self.abort(pools);
+        }
+        log::error!(
+            "upstream timed out ({})",
+            if self.state == St::Connecting {
+                "connect"
+            } else {
+                "read"
+            }
+        );
+        self.retry(conn, ctx, pools, reg, 504)
+    }
+
+    /// Answer the client with an error status and finish.
+    fn fail(&mut self, conn: &mut Conn, ctx: &mut HttpCtx, code: u16) -> Next {
+        let keep_alive = self.client_keep_alive && !self.wants_body();
+        handler::simple_error(ctx, code, keep_alive, conn.out());
+        self.log(ctx, code, crate::http::response::error_page_len(code));
+        self.state = St::Done;
+        conn.finish_proxy(keep_alive, ctx.now_ms);
+        Next::Finished
+    }
+
+    fn finish(
+        &mut self,
+        conn: &mut Conn,
+        ctx: &mut HttpCtx,
+        pools: &mut Pools,
+        reg: &Registry,
+    ) -> Next {
+        let up = self.head;
+        if let Some(p) = pools.pools.get_mut(self.pool) {
+            p.succeeded(self.peer);
+        }
+        let reusable = up.is_some_and(|h| h.reusable)
+            && self.resp.is_empty()
+            && !self.up_eof
+            && self.sendq_pos >= self.sendq.len()
+            && !self.wants_body();
+        if let Some(mut s) = self.sock.take() {
+            let _ = reg.deregister(&mut s);
+            let kept = reusable
+                && pools
+                    .pools
+                    .get_mut(self.pool)
+                    .is_some_and(|p| p.put_idle(self.peer, s));
+            let _ = kept;
+        }
+        let status = up.map_or(502, |h| h.status);
+        self.log(ctx, status, self.body_bytes);
+        // A request body the upstream did not read ends the client connection.
+        let keep_alive = self.client_keep_alive && !self.wants_body();
+        conn.finish_proxy(keep_alive, ctx.now_ms);
+        Next::Finished
+    }
+
+    fn log(&self, ctx: &mut HttpCtx, status: u16, bytes: u64) {
+        let elapsed_us = ctx.now_ms.saturating_sub(self.started_ms) * 1000;
+        let logs = self.loc().access_logs.clone();
+        handler::log_access(
+            ctx,
+            &logs,
+            self.req.peer,
+            &self.req.head_bytes,
+            &self.req.head,
+            self.req.host.as_deref(),
+            status,
+            bytes,
+            elapsed_us,
+        );
+    }
+
+    fn drop_upstream(&mut self, reg: &Registry) {
+        if let Some(mut s) = self.sock.take() {
+            let _ = reg.deregister(&mut s);
+        }
+        self.up_eof = false;
+        self.state = St::Connecting;
+    }
+
+    fn abort(&mut self, _pools: &mut Pools) -> Next {
+        self.sock = None;
+        self.state = St::Done;
+        Next::Abort
+    }
+
+    /// Close the upstream side (the client connection is going away).
+    pub fn close(&mut self, reg: &Registry) {
+        self.drop_upstream(reg);
+        self.state = St::Done;
+    }
+}

@@ -1,0 +1,220 @@
+//! Upstream pools of one worker: smooth weighted round robin (nginx's),
+//! passive health (`max_fails` within `fail_timeout` marks a server down for
+//! `fail_timeout`), and idle keep-alive connections per server.
+
+use crate::config::UpstreamConf;
+use mio::net::TcpStream;
+use std::net::SocketAddr;
+
+/// Runtime state of one server.
+#[derive(Debug)]
+pub struct Peer {
+    /// Address.
+    pub addr: SocketAddr,
+    weight: i64,
+    current_weight: i64,
+    max_fails: u32,
+    fail_timeout_ms: u64,
+    backup: bool,
+    fails: u32,
+    first_fail_ms: u64,
+    down_until_ms: u64,
+    idle: Vec<TcpStream>,
+}
+
+/// Runtime state of one upstream.
+pub struct Pool {
+    /// Name, for logs.
+    pub name: String,
+    /// Servers.
+    pub peers: Vec<Peer>,
+    /// Idle connections kept per server (0 = none).
+    pub keepalive: usize,
+}
+
+/// All upstreams of the configuration, indexed like `HttpConf::upstreams`.
+#[derive(Default)]
+pub struct Pools {
+    /// Pools.
+    pub pools: Vec<Pool>,
+}
+
+impl Pools {
+    /// Runtime pools for `confs`.
+    pub fn new(confs: &[UpstreamConf]) -> Pools {
+        Pools {
+            pools: confs
+                .iter()
+                .map(|u| Pool {
+                    name: u.name.clone(),
+                    keepalive: u.keepalive,
+                    peers: u
+                        .servers
+                        .iter()
+                        .map(|s| Peer {
+                            addr: s.addr,
+                            weight: s.weight as i64,
+                            current_weight: 0,
+                            max_fails: s.max_fails,
+                            fail_timeout_ms: s.fail_timeout_ms,
+                            backup: s.backup,
+                            fails: 0,
+                            first_fail_ms: 0,
+                            down_until_ms: 0,
+                            idle: Vec::new(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Pool {
+    fn excluded(p: &Peer, now_ms: u64, tried: u64, i: usize) -> bool {
+        (i < 64 && tried & (1 << i) != 0) || p.down_until_ms > now_ms
+    }
+
+    /// Pick a server not in `tried` (bit i = server i tried already):
+    /// smooth weighted round robin over live primaries, then live backups.
+    pub fn pick(&mut self, now_ms: u64, tried: u64) -> Option<usize> {
+        for backup in [false, true] {
+            let mut total = 0;
+            let mut best: Option<(usize, i64)> = None;
+            for (i, p) in self.peers.iter_mut().enumerate() {
+                if p.backup != backup || Self::excluded(p, now_ms, tried, i) {
+                    continue;
+                }
+                p.current_weight += p.weight;
+                total += p.weight;
+                if best.is_none_or(|(_, w)| p.current_weight > w) {
+                    best = Some((i, p.current_weight));
+                }
+            }
+            if let Some((i, _)) = best {
+                self.peers[i].current_weight -= total;
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    /// Record a failed attempt on server `i`.
+    pub fn failed(&mut self, i: usize, now_ms: u64) {
+        let Some(p) = self.peers.get_mut(i) else {
+            return;
+        };
+        p.idle.clear();
+        if p.max_fails == 0 {
+            return;
+        }
+        if now_ms.saturating_sub(p.first_fail_ms) > p.fail_timeout_ms {
+            p.fails = 0;
+        }
+        if p.fails == 0 {
+            p.first_fail_ms = now_ms;
+        }
+        p.fails += 1;
+        if p.fails >= p.max_fails {
+            p.down_until_ms = now_ms + p.fail_timeout_ms;
+            p.fails = 0;
+            log::warn!(
+                "upstream server {} marked down for {}ms",
+                p.addr,
+                p.fail_timeout_ms
+            );
+        }
+    }
+
+    /// Record a success on server `i`.
+    pub fn succeeded(&mut self, i: usize) {
+        if let Some(p) = self.peers.get_mut(i) {
+            p.fails = 0;
+        }
+    }
+
+    /// An idle keep-alive connection to server `i`, if any.
+    pub fn take_idle(&mut self, i: usize) -> Option<TcpStream> {
+        self.peers.get_mut(i)?.idle.pop()
+    }
+
+    /// Keep a connection for reuse (false when the pool is full or off).
+    pub fn put_idle(&mut self, i: usize, s: TcpStream) -> bool {
+        let keepalive = self.keepalive;
+        match self.peers.get_mut(i) {
+            Some(p) if p.idle.len() < keepalive => {
+                p.idle.push(s);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Servers in the pool.
+    pub fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// No servers (never: the config requires one).
+    pub fn is_empty(&self) -> bool {
+        self.peers.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::UpstreamServer;
+
+    fn pool(weights: &[(u32, bool)]) -> Pool {
+        let conf = UpstreamConf {
+            name: "u".into(),
+            servers: weights
+                .iter()
+                .enumerate()
+                .map(|(i, &(w, backup))| UpstreamServer {
+                    addr: SocketAddr::from(([127, 0, 0, 1], 9000 + i as u16)),
+                    weight: w,
+                    max_fails: 2,
+                    fail_timeout_ms: 1000,
+                    backup,
+                })
+                .collect(),
+            keepalive: 2,
+            implicit: false,
+        };
+        Pools::new(&[conf]).pools.pop().unwrap()
+    }
+
+    #[test]
+    fn smooth_weighted_round_robin() {
+        let mut p = pool(&[(5, false), (1, false), (1, false)]);
+        let picks: Vec<usize> = (0..7).map(|_| p.pick(0, 0).unwrap()).collect();
+        // nginx's sequence for 5/1/1: a a b a c a a
+        assert_eq!(picks, vec![0, 0, 1, 0, 2, 0, 0]);
+    }
+
+    #[test]
+    fn max_fails_marks_down_then_recovers() {
+        let mut p = pool(&[(1, false), (1, false)]);
+        p.failed(0, 100);
+        assert!(
+            (0..4).any(|_| p.pick(200, 0) == Some(0)),
+            "one failure is not enough"
+        );
+        p.failed(0, 150);
+        for _ in 0..4 {
+            assert_eq!(p.pick(300, 0), Some(1));
+        }
+        // After fail_timeout the server is back.
+        assert!((0..4).any(|_| p.pick(1200, 0) == Some(0)));
+    }
+
+    #[test]
+    fn backups_only_when_primaries_are_down_or_tried() {
+        let mut p = pool(&[(1, false), (1, true)]);
+        assert_eq!(p.pick(0, 0), Some(0));
+        assert_eq!(p.pick(0, 1), Some(1));
+        assert_eq!(p.pick(0, 0b11), None);
+    }
+}
