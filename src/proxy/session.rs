@@ -26,6 +26,10 @@ const HIGH_WATER: usize = 256 * 1024;
 const SEND_BUF: usize = 64 * 1024;
 /// Read size from the upstream.
 const READ_CHUNK: usize = 32 * 1024;
+/// `retry` code: the upstream's head was malformed (502 to the client).
+const INVALID_HEADER: u16 = 1;
+/// `retry` code: the response broke after the client got its head.
+const BROKEN: u16 = 0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum St {
@@ -82,6 +86,9 @@ pub struct Session {
     body_bytes: u64,
     started_ms: u64,
     token: Token,
+    more_peers: bool,
+    /// Status for the client when no server is left to try.
+    last_code: u16,
 }
 
 fn location(cfg: &crate::config::Config, req: &ProxyReq) -> LocationConf {
@@ -136,6 +143,8 @@ impl Session {
             body_bytes: 0,
             started_ms: now_ms,
             token,
+            more_peers: false,
+            last_code: 502,
         }
     }
 
@@ -161,15 +170,18 @@ impl Session {
         };
         loop {
             if self.tries >= max_tries.max(1) {
-                return self.fail(conn, ctx, 502);
+                return self.fail(conn, ctx, self.last_code);
             }
             let Some(peer) = pool.pick(ctx.now_ms, self.tried) else {
-                log::error!("no live upstreams in \"{}\"", pool.name);
-                return self.fail(conn, ctx, 502);
+                if self.tries == 0 {
+                    log::error!("no live upstreams in \"{}\"", pool.name);
+                }
+                return self.fail(conn, ctx, self.last_code);
             };
             self.peer = peer;
             self.tried |= 1u64.checked_shl(peer as u32).unwrap_or(0);
             self.tries += 1;
+            self.more_peers = self.tries < max_tries && (self.tries as usize) < pool.len();
             // Reuse an idle keep-alive connection if one is waiting.
             let (sock, reused) = match pool.take_idle(peer) {
                 Some(s) => (Ok(s), true),
@@ -437,18 +449,21 @@ impl Session {
                 Ok(None) => return if self.up_eof { Err(502) } else { Ok(false) },
                 Err(_) => {
                     log::error!("upstream sent an invalid response head");
-                    return Err(502);
+                    return Err(INVALID_HEADER);
                 }
             };
             if (100..200).contains(&up.status) {
                 // Interim responses are not relayed (101 is not supported).
                 if up.status == 101 {
-                    return Err(502);
+                    return Err(INVALID_HEADER);
                 }
                 self.resp.drain(..up.len);
                 return Ok(true);
             }
-            if self.loc().proxy.next_upstream.retries_status(up.status) && self.can_retry() {
+            if self.loc().proxy.next_upstream.retries_status(up.status)
+                && self.can_retry()
+                && self.more_peers
+            {
                 return Err(up.status);
             }
             let loc = location(&self.cfg, &self.req);
@@ -508,7 +523,7 @@ impl Session {
                 if self.up_left == 0 {
                     self.state = St::Done;
                 } else if self.up_eof {
-                    return Err(0); // truncated upstream body
+                    return Err(BROKEN); // truncated upstream body
                 }
                 progress |= n > 0;
             }
@@ -532,10 +547,10 @@ impl Session {
                         if done {
                             self.state = St::Done;
                         } else if self.up_eof {
-                            return Err(0);
+                            return Err(BROKEN);
                         }
                     }
-                    Err(_) => return Err(0),
+                    Err(_) => return Err(BROKEN),
                 }
             }
             UpFraming::Close => {
@@ -573,7 +588,9 @@ impl Session {
         (idempotent || nu.non_idempotent) && !self.body_sent
     }
 
-    /// An attempt failed with `code` (0 = broken after the head was sent).
+    /// An attempt failed: `code` is 502 (connection error), 504 (timeout),
+    /// `INVALID_HEADER`, `BROKEN` (after the client got the head) or a
+    /// status listed in `proxy_next_upstream`.
     fn retry(
         &mut self,
         conn: &mut Conn,
@@ -583,37 +600,41 @@ impl Session {
         code: u16,
     ) -> Next {
         let reused = self.reused;
-        let nothing_received = self.head.is_none();
+        let head_relayed = self.head.is_some();
         self.drop_upstream(reg);
-        if !nothing_received || code == 0 {
+        if head_relayed || code == BROKEN {
             // The client already has part of the response: cut it.
             return self.abort(pools);
         }
         let nu = self.loc().proxy.next_upstream;
-        let was_status = code != 502 && code != 504;
-        if !was_status {
-            if reused && self.tries > 0 {
-                // A stale keep-alive connection: retry without blaming the server.
-                self.tries -= 1;
-                self.tried &= !(1u64.checked_shl(self.peer as u32).unwrap_or(0));
-            } else if let Some(p) = pools.pools.get_mut(self.pool) {
+        // A kept-alive connection the upstream closed meanwhile is not the
+        // server's fault: try again on a fresh connection.
+        let stale = reused && code == 502 && !self.body_sent;
+        let counts = match code {
+            502 => nu.error,
+            504 => nu.timeout,
+            INVALID_HEADER => nu.invalid_header,
+            _ => true,
+        };
+        if stale {
+            self.tries = self.tries.saturating_sub(1);
+            self.tried &= !(1u64.checked_shl(self.peer as u32).unwrap_or(0));
+        } else if counts {
+            if let Some(p) = pools.pools.get_mut(self.pool) {
                 p.failed(self.peer, ctx.now_ms);
             }
         }
-        let allowed = match code {
-            504 => nu.timeout,
-            502 => nu.error || (reused && !self.body_sent),
-            _ => true,
-        };
         self.resp.clear();
-        if allowed && (self.can_retry() || (reused && !self.body_sent)) {
+        self.head = None;
+        self.last_code = if code == 504 { 504 } else { 502 };
+        if stale || (counts && self.can_retry()) {
             self.state = St::Connecting;
             return match self.start(conn, ctx, pools, reg) {
                 Next::Wait => self.pump(conn, ctx, pools, reg),
                 other => other,
             };
         }
-        self.fail(conn, ctx, if was_status { 502 } else { code })
+        self.fail(conn, ctx, if code == 504 { 504 } else { 502 })
     }
 
     /// The deadline passed.

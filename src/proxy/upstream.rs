@@ -101,11 +101,13 @@ impl Pool {
 
     /// Record a failed attempt on server `i`.
     pub fn failed(&mut self, i: usize, now_ms: u64) {
+        let lone = self.peers.len() == 1;
         let Some(p) = self.peers.get_mut(i) else {
             return;
         };
         p.idle.clear();
-        if p.max_fails == 0 {
+        // nginx: a lone server is never considered unavailable.
+        if p.max_fails == 0 || lone {
             return;
         }
         if now_ms.saturating_sub(p.first_fail_ms) > p.fail_timeout_ms {
