@@ -78,6 +78,7 @@ pub struct Conn {
     wpos: usize,
     file: Option<(File, u64, u64)>,
     sendfile: bool,
+    max_body_bytes: u64,
     nodelay: bool,
     discard: Discard,
     close_after_write: bool,
@@ -123,6 +124,7 @@ impl Conn {
             wpos: 0,
             file: None,
             sendfile: true,
+            max_body_bytes: 0,
             nodelay: true,
             discard: Discard::None,
             close_after_write: false,
@@ -439,6 +441,7 @@ impl Conn {
         self.send_timeout_ms = out.send_timeout_ms;
         self.body_timeout_ms = out.body_timeout_ms;
         self.sendfile = out.sendfile;
+        self.max_body_bytes = out.max_body_bytes;
         if out.tcp_nodelay != self.nodelay {
             // Listening sockets set TCP_NODELAY, which accepted ones inherit.
             if self.sock.set_nodelay(out.tcp_nodelay).is_ok() {
@@ -478,6 +481,15 @@ impl Conn {
             }
             Discard::Chunked(dec) => {
                 match dec.feed(&self.rbuf[self.rstart..self.rend], &mut |_| {}) {
+                    Ok(_) if self.max_body_bytes > 0 && dec.body_bytes() > self.max_body_bytes => {
+                        // Over client_max_body_size after the response went
+                        // out: all we can do is stop reading and close.
+                        self.rstart = self.rend;
+                        self.discard = Discard::None;
+                        self.close_after_write = true;
+                        self.linger = false;
+                        false
+                    }
                     Ok((used, done)) => {
                         self.rstart += used;
                         if done {

@@ -3,6 +3,7 @@
 //! write the access-log line. Returns what the connection must do next.
 
 use crate::config::{LocationConf, ReturnConf};
+use crate::http::chunked::ChunkedDecoder;
 use crate::http::ctx::HttpCtx;
 use crate::http::request::{at, BodyFraming, Head, HeadError, Method};
 use crate::http::response::{self as resp, HeadParams};
@@ -67,6 +68,8 @@ pub struct Outcome {
     pub body_timeout_ms: u64,
     /// sendfile on/off.
     pub sendfile: bool,
+    /// client_max_body_size (0 = unlimited), enforced while discarding.
+    pub max_body_bytes: u64,
     /// tcp_nodelay on/off.
     pub tcp_nodelay: bool,
     /// The reverse proxy answers this request.
@@ -285,29 +288,29 @@ pub fn dispatch(
             send_timeout_ms: loc.send_timeout_ms,
             body_timeout_ms: loc.client_body_timeout_ms,
             sendfile: loc.sendfile,
+            max_body_bytes: loc.client_max_body_size_bytes,
             tcp_nodelay: loc.tcp_nodelay,
             proxy: Some(Box::new(req)),
         };
     }
 
-    let too_big = match head.body {
-        BodyFraming::Length(n) => {
-            loc.client_max_body_size_bytes > 0 && n > loc.client_max_body_size_bytes
-        }
-        _ => false,
-    };
+    let limit = loc.client_max_body_size_bytes;
+    let too_big = limit > 0
+        && match head.body {
+            BodyFraming::Length(n) => n > limit,
+            // What of a chunked body is already here tells if it is too big.
+            BodyFraming::Chunked => {
+                let mut d = ChunkedDecoder::new();
+                let _ = d.feed(&buf[head.len..], &mut |_| {});
+                d.body_bytes() > limit
+            }
+            BodyFraming::None => false,
+        };
     if too_big || (head.expect_continue && head.body != BodyFraming::None && info.body_pending == 0)
     {
         // We answer without reading the body: close after the response.
         keep_alive = false;
         discard = BodyFraming::None;
-    } else if let BodyFraming::Chunked = head.body {
-        // Chunked bodies are decoded and dropped; the size limit is checked
-        // against Content-Length only, so bound them by closing instead.
-        if loc.client_max_body_size_bytes > 0 {
-            keep_alive = false;
-            discard = BodyFraming::None;
-        }
     }
 
     let reply = if !path_ok {
@@ -391,6 +394,7 @@ pub fn dispatch(
         send_timeout_ms: loc.send_timeout_ms,
         body_timeout_ms: loc.client_body_timeout_ms,
         sendfile: loc.sendfile,
+        max_body_bytes: loc.client_max_body_size_bytes,
         tcp_nodelay: loc.tcp_nodelay,
         proxy: None,
     }
