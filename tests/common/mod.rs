@@ -1,0 +1,194 @@
+//! Integration-test harness: starts the real `sluice` binary on loopback and
+//! talks to it over raw sockets.
+//!
+//! - [`TempDir`]: a directory per test, removed on drop.
+//! - [`Conf`]: the config a test wants (nginx syntax, rendered per server).
+//! - [`Server`]: a daemonized master started from a [`Conf`]; waits for the
+//!   pid file and the port, and on drop (also when the test panics) sends
+//!   QUIT, waits up to 5 s, then SIGKILLs the master and its children.
+//! - [`Client`] / [`Response`]: a tiny HTTP/1.1 client over `TcpStream` that
+//!   reads exactly one response at a time, plus helpers for raw exchanges
+//!   and pipelined replies.
+//!
+//! Every wait here is bounded; the functions panic with a message saying
+//! what did not happen in time.
+
+#![allow(dead_code)]
+
+mod client;
+mod conf;
+mod server;
+
+pub use client::*;
+pub use conf::*;
+pub use server::*;
+
+use std::fs::{self, File};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Size of `www/index.html`.
+pub const INDEX_HTML_BYTES: usize = 612;
+/// Content of `www/hello.txt`.
+pub const HELLO_TXT: &str = "hello from sluice tests\n";
+/// Size of `www/64k.bin`.
+pub const BIN_64K_BYTES: usize = 65536;
+/// Content of `www/dir/index.html`.
+pub const DIR_INDEX: &str = "inner index\n";
+
+// ---------------------------------------------------------------- temp dirs
+
+/// A fresh directory under the system temp dir, removed (recursively) on drop.
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    /// `<tmp>/sluice-it-<pid>-<n>-<tag>`, unique within this test binary.
+    pub fn new(tag: &str) -> TempDir {
+        static SEQ: AtomicUsize = AtomicUsize::new(0);
+        let n = SEQ.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("sluice-it-{}-{n}-{tag}", std::process::id()));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).expect("create temp dir");
+        TempDir { path }
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A path inside the directory.
+    pub fn join(&self, rel: &str) -> PathBuf {
+        self.path.join(rel)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A loopback port that was free a moment ago (bind to :0, read, drop).
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local_addr").port()
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
+pub fn pseudo_random_bytes(len: usize, mut seed: u64) -> Vec<u8> {
+    let mut v = Vec::with_capacity(len);
+    while v.len() < len {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        v.extend_from_slice(&seed.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+/// Fill `root` with the test site: index.html (612 bytes), hello.txt,
+/// 64k.bin (random), dir/index.html, emptydir/.
+pub fn make_site(root: &Path) {
+    fs::create_dir_all(root.join("dir")).expect("mkdir www/dir");
+    fs::create_dir_all(root.join("emptydir")).expect("mkdir www/emptydir");
+    let mut index = b"<!DOCTYPE html><title>sluice test</title>".to_vec();
+    index.resize(INDEX_HTML_BYTES, b'a');
+    fs::write(root.join("index.html"), index).expect("write index.html");
+    fs::write(root.join("hello.txt"), HELLO_TXT).expect("write hello.txt");
+    fs::write(
+        root.join("64k.bin"),
+        pseudo_random_bytes(BIN_64K_BYTES, 0x5eed_1234),
+    )
+    .expect("write 64k.bin");
+    fs::write(root.join("dir/index.html"), DIR_INDEX).expect("write dir/index.html");
+}
+
+// -------------------------------------------------------------- misc helpers
+
+/// Poll `f` every 10 ms until it returns `Some`, at most `timeout`.
+pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether nothing accepts connections on 127.0.0.1:port now.
+pub fn port_refuses(port: u16) -> bool {
+    TcpStream::connect_timeout(
+        &SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(500),
+    )
+    .is_err()
+}
+
+/// The value of an unlabelled Prometheus sample `name` in `text`.
+pub fn metric(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// Number of lines in `text` containing `needle`.
+pub fn count_lines(text: &str, needle: &str) -> usize {
+    text.lines().filter(|l| l.contains(needle)).count()
+}
+
+/// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) for Unix seconds.
+pub fn http_date(unix_secs: i64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = unix_secs.div_euclid(86400);
+    let secs = unix_secs.rem_euclid(86400);
+    // Civil-from-days (Howard Hinnant).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
+        DAYS[days.rem_euclid(7) as usize],
+        day,
+        MONTHS[(month - 1) as usize],
+        year,
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+/// Modification time of a file in Unix seconds.
+pub fn mtime_secs(path: &Path) -> i64 {
+    let m = fs::metadata(path).expect("stat").modified().expect("mtime");
+    m.duration_since(UNIX_EPOCH)
+        .expect("mtime after epoch")
+        .as_secs() as i64
+}
+
+/// Set a file's mtime to `secs` after the epoch.
+pub fn set_mtime(path: &Path, secs: u64) {
+    let f = File::options()
+        .write(true)
+        .open(path)
+        .expect("open for mtime");
+    f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+        .expect("set mtime");
+}
