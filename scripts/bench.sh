@@ -8,6 +8,7 @@
 #
 # Scenarios (--scenarios, comma separated):
 #   static     612-byte file, keep-alive          static64k  64 KiB file, keep-alive
+#   latency    612-byte file at one fixed request rate (--latency-rate) for both: p99
 #   burst      one-shot connections at once, for each size in --bursts
 #   cache      cache hit through the caching proxy (one nginx origin behind both)
 #   limits     limit_req on vs off, for each server
@@ -22,7 +23,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-SCENARIOS=static,static64k,burst,cache,limits,reload
+SCENARIOS=static,latency,static64k,burst,cache,limits,reload
+LAT_RATE=20000
 DURATION=5
 CONNS=100
 WORKERS=1
@@ -41,7 +43,8 @@ BUILD=1
 usage() {
   cat <<EOF
 usage: scripts/bench.sh [options]
-  --scenarios LIST   static,static64k,burst,cache,limits,reload[,wrk] (default: $SCENARIOS)
+  --scenarios LIST   static,latency,static64k,burst,cache,limits,reload[,wrk] (default: $SCENARIOS)
+  --latency-rate R   requests/s both servers get in the latency scenario (open loop; default 20000)
   --duration SECS    seconds per measured run (default $DURATION)
   --conns N          keep-alive connections (default $CONNS)
   --workers N        worker processes of both servers (default $WORKERS)
@@ -70,6 +73,7 @@ while [ $# -gt 0 ]; do
   [ $# -ge 2 ] || bad "option $1 needs a value"
   case $1 in
     --scenarios) SCENARIOS=$2 ;;
+    --latency-rate) LAT_RATE=$2 ;;
     --duration) DURATION=$2 ;;
     --conns) CONNS=$2 ;;
     --workers) WORKERS=$2 ;;
@@ -85,13 +89,13 @@ while [ $# -gt 0 ]; do
   esac
   shift 2
 done
-for v in DURATION CONNS WORKERS ROUNDS THREADS BURST_TIMEOUT; do
+for v in DURATION CONNS WORKERS ROUNDS THREADS BURST_TIMEOUT LAT_RATE; do
   [[ ${!v} =~ ^[1-9][0-9]*$ ]] || bad "--$(tr 'A-Z_' 'a-z-' <<<"$v") wants a positive integer"
 done
 [[ $WARMUP =~ ^[0-9]+$ ]] || bad "--warmup wants a whole number of seconds"
 [[ $BURSTS =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] || bad "--bursts wants a list like 100,1000"
 for sc in ${SCENARIOS//,/ }; do
-  case $sc in static|static64k|burst|cache|limits|reload|wrk) ;; *) bad "unknown scenario '$sc'" ;; esac
+  case $sc in static|latency|static64k|burst|cache|limits|reload|wrk) ;; *) bad "unknown scenario '$sc'" ;; esac
 done
 OUT=${OUT:-$ROOT/results/$(date +%Y%m%d-%H%M%S)}
 
@@ -280,7 +284,10 @@ PY
     return
   fi
   if [ -n "$hook" ]; then "$hook" "${I_DIR[$i]}" & hook_pid=$!; BG_PIDS+=("$hook_pid"); fi
-  bench_cmd $((DURATION + 30)) -t "$THREADS" -c "$CONNS" -d "${DURATION}s" --json \
+  local mode=(--mode keepalive)
+  # latency: the same open-loop request rate for both, so p99 compares like with like
+  [ "$scen" = latency ] && mode=(--mode rate --rate "$LAT_RATE")
+  bench_cmd $((DURATION + 30)) "${mode[@]}" -t "$THREADS" -c "$CONNS" -d "${DURATION}s" --json \
     "http://127.0.0.1:$port$path" >"$json" 2>"${json%.json}.log" || true
   if [ -n "$hook_pid" ]; then kill "$hook_pid" 2>/dev/null || true; wait "$hook_pid" 2>/dev/null || true; fi
   python3 - "$json" "$scen" "$kind" "$r" >>"$OUT/runs.csv" <<'PY' || note "$scen" "$kind round $r: no result"
@@ -327,6 +334,7 @@ pair() { # SCEN FEATURE HTTP_EXTRA SERVER_EXTRA
 
 ORDER=()
 scenario_static() { ORDER+=(static); pair static "static files" "" ""; run_instances /index.html; stop_instances; }
+scenario_latency() { ORDER+=(latency); pair latency "static files" "" ""; run_instances /index.html; stop_instances; }
 scenario_static64k() { ORDER+=(static64k); pair static64k "static files" "" ""; run_instances /64k.bin; stop_instances; }
 scenario_burst() { ORDER+=(burst); pair burst "static files" "" ""; run_instances /index.html; stop_instances; }
 scenario_reload() {
@@ -425,7 +433,7 @@ burst_errors() { # server conns: "connect+reset+timeout" medians, or "-"
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a=="-" || b=="-" || b+0==0) print "-"; else printf "%.3f", a/b }'; }
 pct() { awk -v a="$1" -v n="$2" 'BEGIN { if (a=="-") print "-"; else printf "%.2f", 100*a/n }'; }
-fmt() { awk -v a="$1" 'BEGIN { if (a=="-") print "-"; else printf "%.0f", a }'; }
+fmt() { awk -v a="$1" 'BEGIN { if (a=="-") print "-"; else if (a+0 < 100) printf "%.3f", a; else printf "%.0f", a }'; }
 
 echo "scenario,metric,sluice,nginx,ratio,sluice_errors,nginx_errors,sluice_p99_ms,nginx_p99_ms,note" >"$OUT/summary.csv"
 : >"$W/bars.dat"; : >"$W/burst.dat"
@@ -458,6 +466,10 @@ for sc in "${ORDER[@]}"; do
         echo "$n $(pct "$s" "$n") $(pct "$g" "$n")" >>"$W/burst.dat"
       done
       ;;
+    latency)
+      s=$(median_of latency sluice 9); g=$(median_of latency nginx 9)
+      row latency "p99 ms at $LAT_RATE req/s, open loop (lower is better)" "$s" "$g" \
+        "$(median_of latency sluice 6)" "$(median_of latency nginx 6)" "$s" "$g" ;;
     wrk)
       s=$(median_of wrk sluice-bench 4); g=$(median_of wrk wrk 4)
       row wrk "req/s: sluice-bench vs wrk on nginx" "$s" "$g" - - - - ;;
