@@ -8,5 +8,9 @@
 //! No sockets, no event loop: the proxy drives these with header lists,
 //! clock values and file paths.
 
+pub mod control;
 pub mod entry;
 pub mod key;
+pub mod store;
+#[cfg(test)]
+mod testutil;
