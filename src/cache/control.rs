@@ -266,11 +266,18 @@ mod tests {
 
     #[test]
     fn parses_all_directives_case_insensitively() {
-        let c = cc("Public, MAX-AGE=60, s-maxage=30, must-revalidate, Proxy-Revalidate, \
-                    no-transform, immutable, stale-while-revalidate=5, stale-if-error=600");
-        assert!(c.public && c.must_revalidate && c.proxy_revalidate && c.no_transform && c.immutable);
+        let c = cc(
+            "Public, MAX-AGE=60, s-maxage=30, must-revalidate, Proxy-Revalidate, \
+                    no-transform, immutable, stale-while-revalidate=5, stale-if-error=600",
+        );
+        assert!(
+            c.public && c.must_revalidate && c.proxy_revalidate && c.no_transform && c.immutable
+        );
         assert_eq!((c.max_age, c.s_maxage), (Some(60), Some(30)));
-        assert_eq!((c.stale_while_revalidate, c.stale_if_error), (Some(5), Some(600)));
+        assert_eq!(
+            (c.stale_while_revalidate, c.stale_if_error),
+            (Some(5), Some(600))
+        );
         let r = cc("no-cache, no-store, max-stale, min-fresh=10, only-if-cached");
         assert!(r.no_cache && r.no_store && r.only_if_cached);
         assert_eq!((r.max_stale, r.min_fresh), (Some(MAX_STALE_ANY), Some(10)));
@@ -283,7 +290,10 @@ mod tests {
         let c = cc(r#"max-age="120", private="Set-Cookie, X-Token", no-cache="a\"b""#);
         assert_eq!(c.max_age, Some(120));
         assert!(!c.private && !c.no_cache);
-        assert_eq!(c.private_fields, vec![b"set-cookie".to_vec(), b"x-token".to_vec()]);
+        assert_eq!(
+            c.private_fields,
+            vec![b"set-cookie".to_vec(), b"x-token".to_vec()]
+        );
         assert_eq!(c.no_cache_fields, vec![b"a\"b".to_vec()]);
         let c = cc("private, no-cache=\"\"");
         assert!(c.private && c.no_cache);
@@ -294,34 +304,55 @@ mod tests {
 
     #[test]
     fn duplicates_take_the_most_restrictive_value() {
-        let c = parse_cache_control([&b"max-age=60, max-age=10"[..], b"max-age=30, min-fresh=5, min-fresh=9"]);
+        let c = parse_cache_control([
+            &b"max-age=60, max-age=10"[..],
+            b"max-age=30, min-fresh=5, min-fresh=9",
+        ]);
         assert_eq!((c.max_age, c.min_fresh), (Some(10), Some(9)));
         let c = cc("max-stale, max-stale=7, stale-if-error=100, stale-if-error=50");
         assert_eq!((c.max_stale, c.stale_if_error), (Some(7), Some(50)));
         // Malformed freshness means stale; malformed other arguments are ignored.
-        let c = cc("max-age=abc, s-maxage=-1, min-fresh=x, stale-while-revalidate=1.5, max-stale=q");
+        let c =
+            cc("max-age=abc, s-maxage=-1, min-fresh=x, stale-while-revalidate=1.5, max-stale=q");
         assert_eq!((c.max_age, c.s_maxage), (Some(0), Some(0)));
-        assert_eq!((c.min_fresh, c.stale_while_revalidate, c.max_stale), (None, None, None));
+        assert_eq!(
+            (c.min_fresh, c.stale_while_revalidate, c.max_stale),
+            (None, None, None)
+        );
         assert_eq!(cc("max-age").max_age, Some(0));
     }
 
     #[test]
     fn huge_delta_seconds_cap_at_2_pow_31() {
-        assert_eq!(cc("max-age=99999999999999999999999").max_age, Some(DELTA_MAX));
+        assert_eq!(
+            cc("max-age=99999999999999999999999").max_age,
+            Some(DELTA_MAX)
+        );
         assert_eq!(cc("max-age=2147483649").max_age, Some(DELTA_MAX));
         assert_eq!(cc("max-age=2147483647").max_age, Some(DELTA_MAX - 1));
     }
 
     #[test]
     fn garbage_never_panics() {
-        for s in [",,,", "=", "\"", "max-age=\"", "no-cache=\"a,", "\\", "a=b=c, ,=,", "private=\"\\"] {
+        for s in [
+            ",,,",
+            "=",
+            "\"",
+            "max-age=\"",
+            "no-cache=\"a,",
+            "\\",
+            "a=b=c, ,=,",
+            "private=\"\\",
+        ] {
             let _ = cc(s);
         }
         let mut seed = 12345u64;
         for _ in 0..5000 {
             let v: Vec<u8> = (0..(seed % 40))
                 .map(|_| {
-                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    seed = seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
                     b"a=\",\\ -m0x"[(seed >> 60) as usize % 10]
                 })
                 .collect();

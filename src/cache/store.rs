@@ -67,7 +67,12 @@ impl TempWriter {
         let header = encode_header(&meta_len).map_err(invalid)?;
         let tmp_path = dir.join(unique());
         let mut w = TempWriter {
-            file: Some(OpenOptions::new().write(true).create_new(true).open(&tmp_path)?),
+            file: Some(
+                OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&tmp_path)?,
+            ),
             tmp_path,
             header,
             body_written: 0,
@@ -156,7 +161,10 @@ pub fn rewrite_header(path: &Path, new_meta: &EntryMeta) -> io::Result<()> {
         return Err(invalid("torn cache file"));
     }
     if old_meta.key != new_meta.key {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "cache key differs"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "cache key differs",
+        ));
     }
     let mut meta = new_meta.clone();
     meta.body_len = old_meta.body_len;
@@ -167,7 +175,10 @@ pub fn rewrite_header(path: &Path, new_meta: &EntryMeta) -> io::Result<()> {
     tmp_name.push(unique());
     let tmp_path = path.with_file_name(tmp_name);
     let result = (|| {
-        let mut tmp = OpenOptions::new().write(true).create_new(true).open(&tmp_path)?;
+        let mut tmp = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp_path)?;
         tmp.write_all(&header)?;
         old.seek(SeekFrom::Start(body_off as u64))?;
         let copied = io::copy(&mut (&mut old).take(old_meta.body_len), &mut tmp)?;

@@ -11,15 +11,20 @@ mod lexer;
 mod mime_default;
 mod parse;
 mod resolve;
+mod resolve_cache;
 mod resolve_http;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_cache;
+#[cfg(test)]
 mod tests_http;
 mod types;
+mod types_cache;
 
 pub use mime_default::default_mime_types;
 pub use types::*;
+pub use types_cache::*;
 
 use std::collections::HashSet;
 use std::fmt;
