@@ -10,6 +10,7 @@
 
 pub mod control;
 pub mod entry;
+pub mod freshness;
 pub mod key;
 pub mod store;
 #[cfg(test)]
