@@ -70,7 +70,9 @@ pub fn freshness_lifetime(
         if let Some(v) = first_header(resp_headers, b"x-accel-expires") {
             if let Some(abs) = v.strip_prefix(b"@") {
                 if let Some(t) = delta_seconds(abs) {
-                    return Some((t as i64).saturating_sub(date()).clamp(0, DELTA_MAX as i64) as u64);
+                    return Some(
+                        (t as i64).saturating_sub(date()).clamp(0, DELTA_MAX as i64) as u64
+                    );
                 }
             } else if let Some(n) = delta_seconds(v) {
                 return Some(n);
@@ -160,7 +162,12 @@ fn client_limits_ok(meta: &EntryMeta, req: &CacheControl, now: i64) -> bool {
 
 /// Decides what a lookup may do with `meta` at `now` (RFC 9111 §4.2, §4.2.4,
 /// §5.2.1, §5.2.2; RFC 5861). See [`Lookup`].
-pub fn lookup_decision(meta: &EntryMeta, req: &CacheControl, now: i64, use_stale: &UseStale) -> Lookup {
+pub fn lookup_decision(
+    meta: &EntryMeta,
+    req: &CacheControl,
+    now: i64,
+    use_stale: &UseStale,
+) -> Lookup {
     let stale_s = staleness(meta, now);
     let fresh = stale_s < 0;
     let client_ok = client_limits_ok(meta, req, now);
@@ -186,7 +193,10 @@ pub fn lookup_decision(meta: &EntryMeta, req: &CacheControl, now: i64, use_stale
     let swr = stale_allowed
         && client_ok
         && (within(u64::from(meta.stale_while_revalidate_s)) || use_stale.updating);
-    let sie = req.stale_if_error.unwrap_or(0).max(u64::from(meta.stale_if_error_s));
+    let sie = req
+        .stale_if_error
+        .unwrap_or(0)
+        .max(u64::from(meta.stale_if_error_s));
     let if_error = fresh || (stale_allowed && (within(sie) || use_stale.any_failure()));
     Lookup::Stale {
         can_serve_while_revalidate: swr,
@@ -222,10 +232,15 @@ pub fn may_serve_stale_on(
     if meta.must_revalidate {
         return false;
     }
-    let sie = req.stale_if_error.unwrap_or(0).max(u64::from(meta.stale_if_error_s));
+    let sie = req
+        .stale_if_error
+        .unwrap_or(0)
+        .max(u64::from(meta.stale_if_error_s));
     let rfc5861_error = matches!(
         failure,
-        OriginFailure::Error | OriginFailure::Timeout | OriginFailure::Status(500 | 502 | 503 | 504)
+        OriginFailure::Error
+            | OriginFailure::Timeout
+            | OriginFailure::Status(500 | 502 | 503 | 504)
     );
     if rfc5861_error && within_window(stale_s, sie) {
         return true;

@@ -45,7 +45,7 @@ fn age_calculation_rfc9111_4_2_3() {
     };
     assert_eq!(current_age(&m, T + 2), 7);
     assert_eq!(current_age(&m, T + 12), 17); // + resident time
-    // An upstream cache's Age dominates a recent Date.
+                                             // An upstream cache's Age dominates a recent Date.
     assert_eq!(corrected_initial_age(T, T + 2, Some(T + 1), 30), 32);
     // Origin clock ahead: apparent age clamps at 0.
     assert_eq!(corrected_initial_age(T, T, Some(T + 500), 0), 0);
@@ -53,7 +53,10 @@ fn age_calculation_rfc9111_4_2_3() {
     assert_eq!(corrected_initial_age(T, T + 1, None, 0), 1);
     assert_eq!(current_age(&m, T - 100), 7);
     // Absurd values saturate at 2^31.
-    assert_eq!(corrected_initial_age(i64::MIN, i64::MAX, Some(i64::MIN), u64::MAX), DELTA_MAX);
+    assert_eq!(
+        corrected_initial_age(i64::MIN, i64::MAX, Some(i64::MIN), u64::MAX),
+        DELTA_MAX
+    );
 }
 
 #[test]
@@ -69,12 +72,18 @@ fn s_maxage_beats_max_age_beats_expires() {
         cache_control: true,
         ..IgnoreHeaders::default()
     };
-    assert_eq!(freshness_lifetime(&cc("max-age=60"), h, T, &ignore_cc), Some(1000));
+    assert_eq!(
+        freshness_lifetime(&cc("max-age=60"), h, T, &ignore_cc),
+        Some(1000)
+    );
     let ignore_both = IgnoreHeaders {
         expires: true,
         ..ignore_cc
     };
-    assert_eq!(freshness_lifetime(&cc("max-age=60"), h, T, &ignore_both), None);
+    assert_eq!(
+        freshness_lifetime(&cc("max-age=60"), h, T, &ignore_both),
+        None
+    );
 }
 
 #[test]
@@ -84,7 +93,7 @@ fn expires_is_relative_to_the_origins_date_not_our_clock() {
     let exp = date(T - 3000);
     let h: &[(&[u8], &[u8])] = &[(b"Date", &d), (b"Expires", &exp)];
     assert_eq!(lifetime("", h), Some(600)); // not Expires - now (negative)
-    // ...but the apparent age (now - Date) makes it stale on arrival, as RFC 9111 says.
+                                            // ...but the apparent age (now - Date) makes it stale on arrival, as RFC 9111 says.
     assert_eq!(corrected_initial_age(T, T, Some(T - 3600), 0), 3600);
     // Without Date, Expires is measured from the response time.
     let exp = date(T + 120);
@@ -131,12 +140,27 @@ fn fresh_then_stale() {
 fn request_max_stale_accepts_stale_but_must_revalidate_blocks_it() {
     let mut m = entry(60);
     let off = UseStale::default();
-    assert_eq!(lookup_decision(&m, &cc("max-stale=30"), T + 90, &off), Lookup::ClientAcceptsStale);
-    assert!(matches!(lookup_decision(&m, &cc("max-stale=30"), T + 91, &off), Lookup::Stale { .. }));
-    assert_eq!(lookup_decision(&m, &cc("max-stale"), T + 100_000, &off), Lookup::ClientAcceptsStale);
+    assert_eq!(
+        lookup_decision(&m, &cc("max-stale=30"), T + 90, &off),
+        Lookup::ClientAcceptsStale
+    );
+    assert!(matches!(
+        lookup_decision(&m, &cc("max-stale=30"), T + 91, &off),
+        Lookup::Stale { .. }
+    ));
+    assert_eq!(
+        lookup_decision(&m, &cc("max-stale"), T + 100_000, &off),
+        Lookup::ClientAcceptsStale
+    );
     // max-age still applies with max-stale; min-fresh contradicts it.
-    assert!(matches!(lookup_decision(&m, &cc("max-stale, max-age=70"), T + 80, &off), Lookup::Stale { .. }));
-    assert!(matches!(lookup_decision(&m, &cc("max-stale, min-fresh=1"), T + 80, &off), Lookup::Stale { .. }));
+    assert!(matches!(
+        lookup_decision(&m, &cc("max-stale, max-age=70"), T + 80, &off),
+        Lookup::Stale { .. }
+    ));
+    assert!(matches!(
+        lookup_decision(&m, &cc("max-stale, min-fresh=1"), T + 80, &off),
+        Lookup::Stale { .. }
+    ));
     m.must_revalidate = true;
     let all = UseStale {
         error: true,
@@ -160,11 +184,26 @@ fn request_max_age_and_min_fresh_force_origin_contact_on_fresh_entries() {
         can_serve_while_revalidate: false,
         can_serve_if_error: true, // it is still fresh: fine to use if the origin fails
     };
-    assert_eq!(lookup_decision(&m, &cc("max-age=0"), T + 1, &off), revalidate_fresh);
-    assert_eq!(lookup_decision(&m, &cc("max-age=10"), T + 10, &off), Lookup::Fresh);
-    assert_eq!(lookup_decision(&m, &cc("max-age=10"), T + 11, &off), revalidate_fresh);
-    assert_eq!(lookup_decision(&m, &cc("min-fresh=20"), T + 40, &off), Lookup::Fresh);
-    assert_eq!(lookup_decision(&m, &cc("min-fresh=20"), T + 41, &off), revalidate_fresh);
+    assert_eq!(
+        lookup_decision(&m, &cc("max-age=0"), T + 1, &off),
+        revalidate_fresh
+    );
+    assert_eq!(
+        lookup_decision(&m, &cc("max-age=10"), T + 10, &off),
+        Lookup::Fresh
+    );
+    assert_eq!(
+        lookup_decision(&m, &cc("max-age=10"), T + 11, &off),
+        revalidate_fresh
+    );
+    assert_eq!(
+        lookup_decision(&m, &cc("min-fresh=20"), T + 40, &off),
+        Lookup::Fresh
+    );
+    assert_eq!(
+        lookup_decision(&m, &cc("min-fresh=20"), T + 41, &off),
+        revalidate_fresh
+    );
 }
 
 #[test]
@@ -179,13 +218,34 @@ fn no_cache_forces_revalidation_and_forbids_stale() {
         no_cache: true,
         ..CacheControl::default()
     };
-    assert_eq!(lookup_decision(&m, &req_no_cache, T + 1, &all), Lookup::MustRevalidate);
-    assert!(!may_serve_stale_on(&m, &req_no_cache, T + 1, &all, OriginFailure::Error));
+    assert_eq!(
+        lookup_decision(&m, &req_no_cache, T + 1, &all),
+        Lookup::MustRevalidate
+    );
+    assert!(!may_serve_stale_on(
+        &m,
+        &req_no_cache,
+        T + 1,
+        &all,
+        OriginFailure::Error
+    ));
     m.no_cache = true;
     let none = CacheControl::default();
-    assert_eq!(lookup_decision(&m, &none, T + 1, &all), Lookup::MustRevalidate);
-    assert_eq!(lookup_decision(&m, &cc("max-stale"), T + 1, &all), Lookup::MustRevalidate);
-    assert!(!may_serve_stale_on(&m, &none, T + 1, &all, OriginFailure::Timeout));
+    assert_eq!(
+        lookup_decision(&m, &none, T + 1, &all),
+        Lookup::MustRevalidate
+    );
+    assert_eq!(
+        lookup_decision(&m, &cc("max-stale"), T + 1, &all),
+        Lookup::MustRevalidate
+    );
+    assert!(!may_serve_stale_on(
+        &m,
+        &none,
+        T + 1,
+        &all,
+        OriginFailure::Timeout
+    ));
 }
 
 #[test]
@@ -194,12 +254,21 @@ fn only_if_cached() {
     let off = UseStale::default();
     let req = cc("only-if-cached");
     assert_eq!(lookup_decision(&m, &req, T + 1, &off), Lookup::Fresh);
-    assert_eq!(lookup_decision(&m, &req, T + 61, &off), Lookup::Unsatisfiable);
+    assert_eq!(
+        lookup_decision(&m, &req, T + 61, &off),
+        Lookup::Unsatisfiable
+    );
     let req = cc("only-if-cached, max-stale=100");
-    assert_eq!(lookup_decision(&m, &req, T + 61, &off), Lookup::ClientAcceptsStale);
+    assert_eq!(
+        lookup_decision(&m, &req, T + 61, &off),
+        Lookup::ClientAcceptsStale
+    );
     let mut nc = entry(60);
     nc.no_cache = true;
-    assert_eq!(lookup_decision(&nc, &cc("only-if-cached"), T + 1, &off), Lookup::Unsatisfiable);
+    assert_eq!(
+        lookup_decision(&nc, &cc("only-if-cached"), T + 1, &off),
+        Lookup::Unsatisfiable
+    );
 }
 
 #[test]
@@ -274,7 +343,13 @@ fn stale_if_error_and_use_stale_per_failure() {
     assert!(!ok(&m, T + 10_000, &us, OriginFailure::Status(500)));
     // Request stale-if-error widens the window.
     let req = cc("stale-if-error=1000");
-    assert!(may_serve_stale_on(&m, &req, T + 1000, &off, OriginFailure::Error));
+    assert!(may_serve_stale_on(
+        &m,
+        &req,
+        T + 1000,
+        &off,
+        OriginFailure::Error
+    ));
     // Fresh entries always may; must-revalidate forbids stale ones.
     assert!(ok(&m, T + 1, &off, OriginFailure::InvalidHeader));
     m.must_revalidate = true;

@@ -12,6 +12,8 @@ pub mod control;
 pub mod entry;
 pub mod freshness;
 pub mod key;
+pub mod policy;
+pub mod revalidate;
 pub mod store;
 #[cfg(test)]
 mod testutil;
