@@ -11,7 +11,9 @@
 pub mod control;
 pub mod entry;
 pub mod freshness;
+pub mod index;
 pub mod key;
+pub mod loader;
 pub mod policy;
 pub mod revalidate;
 pub mod store;
