@@ -18,6 +18,7 @@ use super::control::{delta_seconds, first_header, CacheControl, Headers, DELTA_M
 use super::entry::EntryMeta;
 use crate::config::{IgnoreHeaders, UseStale};
 use crate::util::httpdate::parse_http_date;
+use crate::util::units::parse_number;
 
 /// RFC 9111 §4.2.3 `corrected_initial_age`: the age the response already had
 /// when it arrived, from its `Date`, its `Age` and the request's round trip.
@@ -69,10 +70,9 @@ pub fn freshness_lifetime(
     if !ignore.x_accel_expires {
         if let Some(v) = first_header(resp_headers, b"x-accel-expires") {
             if let Some(abs) = v.strip_prefix(b"@") {
-                if let Some(t) = delta_seconds(abs) {
-                    return Some(
-                        (t as i64).saturating_sub(date()).clamp(0, DELTA_MAX as i64) as u64
-                    );
+                let t = std::str::from_utf8(abs).ok().and_then(parse_number);
+                if let Some(t) = t.and_then(|t| i64::try_from(t).ok()) {
+                    return Some(t.saturating_sub(date()).clamp(0, DELTA_MAX as i64) as u64);
                 }
             } else if let Some(n) = delta_seconds(v) {
                 return Some(n);

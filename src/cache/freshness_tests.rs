@@ -111,6 +111,12 @@ fn x_accel_expires_has_priority_unless_ignored() {
     assert_eq!(lifetime("max-age=60", h), Some(15));
     let h: &[(&[u8], &[u8])] = &[(b"X-Accel-Expires", at.as_bytes())];
     assert_eq!(lifetime("max-age=60", h), Some(90));
+    // Absolute times past 2038 are not capped like delta-seconds.
+    let far = format!("@{}", 4_000_000_000i64);
+    let h: &[(&[u8], &[u8])] = &[(b"X-Accel-Expires", far.as_bytes())];
+    assert_eq!(lifetime("", h), Some(DELTA_MAX));
+    let h: &[(&[u8], &[u8])] = &[(b"X-Accel-Expires", b"@")];
+    assert_eq!(lifetime("max-age=60", h), Some(60));
     let h: &[(&[u8], &[u8])] = &[(b"X-Accel-Expires", b"soon")];
     assert_eq!(lifetime("max-age=60", h), Some(60));
     let ig = IgnoreHeaders {

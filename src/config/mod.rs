@@ -5,7 +5,8 @@
 //! [`load_str`] (text), both taking the `-g` main-context override text.
 //!
 //! Stages: `lexer` (tokens) -> `parse` (directive tree, includes expanded) ->
-//! `resolve` + `resolve_http` (typed `Config`, nginx merge rules, defaults).
+//! `resolve` + `resolve_http` (typed `Config`, nginx merge rules, defaults);
+//! `resolve_cache` parses the cache directives into `types_cache`.
 
 mod lexer;
 mod mime_default;
