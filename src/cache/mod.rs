@@ -22,7 +22,7 @@
 //!          `Content-Length: body_len`; HEAD from the GET entry; index.touch(md5, now)
 //! fill     policy::storable(..) = Yes(d) -> policy::build_meta(..) -> store::TempWriter::create
 //!          -> write_body.. -> commit(entry_path(dir, levels, policy::store_md5(..))) -> index.insert
-//! 304      revalidate::merge_304 -> keep: store::rewrite_header; else store::remove_entry (REVALIDATED)
+//! 304      revalidate::merge_304 -> MergeAction: Rewrite (store::rewrite_header) | Leave | Remove
 //! failure  freshness::may_serve_stale_on(meta, req_cc, now, use_stale, failure) -> STALE
 //! unsafe   revalidate::invalidates + invalidation_targets -> index.keys_for(primary) -> remove
 //! manager  index.evict_candidates(max_size, inactive_s, now) -> store::remove_entry + index.remove

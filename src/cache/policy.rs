@@ -19,7 +19,8 @@
 //!   `proxy_ignore_headers Set-Cookie`; then the cookie itself is NOT stored
 //!   (nginx would replay it to every client).
 //! - Qualified `private="f"` / `no-cache="f"`: the response is stored without
-//!   those fields (RFC 9111 §5.2.2.4, §5.2.2.7).
+//!   those fields (RFC 9111 §5.2.2.4, §5.2.2.7); `no-cache="Set-Cookie"` thus
+//!   makes a `Set-Cookie` response storable (without the cookie).
 //! - Status: any final status but 206 and 304 is storable with explicit
 //!   freshness (RFC 9111 §3, and what nginx does) or a matching
 //!   `proxy_cache_valid` line (`proxy_cache_valid 302 10m` works as in nginx).
@@ -36,7 +37,7 @@ pub use super::freshness::{
 };
 pub use super::revalidate::{
     client_conditional, invalidates, invalidation_targets, merge_304, revalidation_headers,
-    ClientAnswer, Merged,
+    ClientAnswer, MergeAction, Merged,
 };
 
 use super::control::{comma_list, delta_seconds, first_header, has_header, header_values, Headers};
@@ -224,7 +225,8 @@ pub fn storable(
         .cloned()
         .collect();
     if has_header(resp_headers, b"set-cookie") {
-        if !ignore.set_cookie {
+        let origin_allows = strip.iter().any(|f| f == b"set-cookie"); // no-cache="Set-Cookie"
+        if !ignore.set_cookie && !origin_allows {
             return Storable::No(SetCookie);
         }
         strip.push(b"set-cookie".to_vec());

@@ -124,6 +124,15 @@ fn ignore_headers_set_cookie_stores_without_the_cookie_and_vary_star() {
     ];
     let d = yes(store("GET", &[], 200, resp, &c));
     assert!(d.vary.is_empty());
+    // The origin can allow it too: no-cache="Set-Cookie" means "store it without the cookie".
+    let qualified: &[(&[u8], &[u8])] = &[
+        (b"Cache-Control", b"max-age=60, no-cache=\"Set-Cookie\""),
+        (b"Set-Cookie", b"session=secret"),
+    ];
+    let q = yes(store("GET", &[], 200, qualified, &cfg()));
+    assert!(!q.no_cache);
+    let qm = build_meta(b"k", &[], 200, qualified, &q, T, T);
+    assert_eq!(qm.headers.len(), 2); // Cache-Control + the added Date
     let m = build_meta(b"k", &[], 200, resp, &d, T, T);
     assert!(!m
         .headers

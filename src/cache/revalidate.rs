@@ -29,14 +29,26 @@ pub fn revalidation_headers(meta: &EntryMeta) -> Vec<(&'static [u8], Vec<u8>)> {
     out
 }
 
+/// What to do with the stored entry after merging a 304.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MergeAction {
+    /// Rewrite the stored header with the merged one (`store::rewrite_header`).
+    Rewrite,
+    /// Leave the stored entry as it was: the request said `no-store`, so
+    /// nothing about this exchange may be stored — but the entry stays valid.
+    Leave,
+    /// The merged response is no longer storable (e.g. the 304 said
+    /// `no-store`): remove the entry.
+    Remove(NotStored),
+}
+
 /// A stored entry updated by a 304.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Merged {
     /// The updated entry: serve it (status and body of the stored response).
     pub meta: EntryMeta,
-    /// `Ok`: rewrite the stored header with `meta`. `Err`: the merged headers
-    /// are no longer storable (e.g. the 304 said `no-store`); remove the entry.
-    pub keep: Result<(), NotStored>,
+    /// What to do on disk.
+    pub action: MergeAction,
 }
 
 /// Does a 304 refer to this stored response (RFC 9111 §4.3.4)? By its ETag
@@ -102,8 +114,8 @@ pub fn merge_304(
         request_time,
         response_time,
     );
-    let (d, keep) = match decision {
-        Storable::Yes(d) => (d, Ok(())),
+    let (d, action) = match decision {
+        Storable::Yes(d) => (d, MergeAction::Rewrite),
         Storable::No(why) => (
             StoreDecision {
                 lifetime_s: 0,
@@ -116,7 +128,11 @@ pub fn merge_304(
                 vary: meta.vary.clone(),
                 strip: Vec::new(),
             },
-            Err(why),
+            if why == NotStored::RequestNoStore {
+                MergeAction::Leave
+            } else {
+                MergeAction::Remove(why)
+            },
         ),
     };
     let mut out = build_meta(
@@ -129,7 +145,7 @@ pub fn merge_304(
         response_time,
     );
     out.body_len = meta.body_len;
-    Some(Merged { meta: out, keep })
+    Some(Merged { meta: out, action })
 }
 
 /// How to answer a client's conditional GET/HEAD from a cached entry.

@@ -62,7 +62,7 @@ fn merge_304_updates_headers_and_freshness() {
         (b"Age", b"5"),
     ];
     let merged = merge_304(&m, &[], h304, &StoreConfig::default(), T + 499, T + 500).unwrap();
-    assert_eq!(merged.keep, Ok(()));
+    assert_eq!(merged.action, MergeAction::Rewrite);
     let n = &merged.meta;
     assert_eq!(header(n, b"cache-control"), vec![&b"max-age=120"[..]]);
     assert_eq!(header(n, b"x-new"), vec![&b"a"[..], b"b"]);
@@ -117,9 +117,14 @@ fn merge_304_that_forbids_storing_drops_the_entry() {
     let m = stored();
     let h304: &[(&[u8], &[u8])] = &[(b"Cache-Control", b"no-store")];
     let merged = merge_304(&m, &[], h304, &StoreConfig::default(), T + 10, T + 10).unwrap();
-    assert_eq!(merged.keep, Err(NotStored::NoStore));
+    assert_eq!(merged.action, MergeAction::Remove(NotStored::NoStore));
     assert_eq!(merged.meta.body_len, 1234); // still served this once
     assert!(merged.meta.expires_at <= T + 10);
+    // A client's request no-store must not delete the shared entry.
+    let req: &[(&[u8], &[u8])] = &[(b"Cache-Control", b"no-store")];
+    let ok: &[(&[u8], &[u8])] = &[(b"Cache-Control", b"max-age=60")];
+    let merged = merge_304(&m, req, ok, &StoreConfig::default(), T + 10, T + 10).unwrap();
+    assert_eq!(merged.action, MergeAction::Leave);
 }
 
 #[test]
