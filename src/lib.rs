@@ -3,6 +3,7 @@
 //! Layers (a module uses only the ones below it): process -> http -> event ->
 //! log -> config -> shm -> sys -> util. See shared/DESIGN.md.
 
+pub mod cache;
 pub mod config;
 pub mod event;
 pub mod http;

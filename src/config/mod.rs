@@ -5,23 +5,29 @@
 //! [`load_str`] (text), both taking the `-g` main-context override text.
 //!
 //! Stages: `lexer` (tokens) -> `parse` (directive tree, includes expanded) ->
-//! `resolve` + `resolve_http` (typed `Config`, nginx merge rules, defaults).
+//! `resolve` + `resolve_http` (typed `Config`, nginx merge rules, defaults);
+//! `resolve_cache` parses the cache directives into `types_cache`.
 
 mod lexer;
 mod mime_default;
 mod parse;
 mod resolve;
+mod resolve_cache;
 mod resolve_http;
 mod resolve_proxy;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_cache;
+#[cfg(test)]
 mod tests_http;
 mod types;
+mod types_cache;
 mod types_proxy;
 
 pub use mime_default::default_mime_types;
 pub use types::*;
+pub use types_cache::*;
 pub use types_proxy::*;
 
 use std::collections::HashSet;
