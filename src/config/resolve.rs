@@ -105,6 +105,21 @@ const SPECS: &[Spec] = &[
     spec("proxy_next_upstream_tries", HSL, 1, 1),
 ];
 
+/// Directives sluice knows but does not implement yet: a precise error
+/// rather than a setting that would be silently ignored.
+const NOT_YET: &[&str] = &[
+    "proxy_cache_lock",
+    "proxy_cache_lock_timeout",
+    "proxy_cache_lock_age",
+    "proxy_cache_use_stale",
+    "proxy_cache_background_update",
+    "proxy_cache_purge",
+    "proxy_cache_bypass",
+    "proxy_no_cache",
+    "proxy_cache_min_uses",
+    "proxy_cache_methods",
+];
+
 /// nginx's generic checks for `d` appearing in context `ctx`, in nginx's
 /// order: known, allowed here, `;` vs `{`, argument count, duplicate. `seen`
 /// holds the non-repeatable names already used in this block.
@@ -114,7 +129,25 @@ pub(crate) fn check<'a>(
     seen: &mut HashSet<&'a str>,
 ) -> Result<(), ConfigError> {
     let name = d.name.as_str();
-    let Some(spec) = SPECS.iter().find(|s| s.name == name) else {
+    if NOT_YET.contains(&name) {
+        return Err(d.error(format!("\"{name}\" is not supported yet")));
+    }
+    let cache_spec = super::resolve_cache::CACHE_DIRECTIVES
+        .iter()
+        .find(|c| c.0 == name)
+        .map(|&(name, contexts, min_args, max_args, repeatable)| Spec {
+            name,
+            contexts,
+            block: false,
+            min_args,
+            max_args,
+            repeatable,
+        });
+    let Some(spec) = SPECS
+        .iter()
+        .find(|s| s.name == name)
+        .or(cache_spec.as_ref())
+    else {
         return Err(d.error(format!("unknown directive \"{name}\"")));
     };
     if spec.contexts & ctx == 0 {

@@ -8,7 +8,7 @@
 //! [`CacheInherit::over`] to merge and [`CacheInherit::finish`] per location,
 //! then [`check_zone_ref`] once all paths are known.
 
-// Wired into resolve_http.rs by the proxy branch; until then only tests call it.
+// Some parsers serve directives that `resolve::NOT_YET` still refuses.
 #![cfg_attr(not(test), allow(dead_code))]
 
 use std::net::IpAddr;

@@ -16,6 +16,9 @@ use super::resolve::{
     arg0, check, duration, flag, invalid_value, not_allowed, number, path_arg, positive, size,
     HTTP, LOCATION, SERVER,
 };
+use super::resolve_cache::{
+    check_cache_path_unique, check_zone_ref, parse_proxy_cache_path, CacheInherit,
+};
 use super::resolve_proxy::{parse_pass, resolve_pass, upstream_block, PassTarget, ProxyInherit};
 use super::types::{
     AccessLogConf, AddHeader, HttpConf, ListenConf, LocationConf, LocationMatch, LogFormat,
@@ -52,6 +55,9 @@ struct Inherit {
     server_tokens: Option<bool>,
     add_headers: Option<Vec<AddHeader>>,
     proxy: ProxyInherit,
+    cache: CacheInherit,
+    /// Line of this level's `proxy_cache`, to report an unknown zone there.
+    cache_ref: Option<Directive>,
 }
 
 /// http + server settings (`client_header_timeout`, `large_client_header_buffers`).
@@ -116,7 +122,15 @@ impl Inherit {
                 let h = add_header(d)?;
                 self.add_headers.get_or_insert_with(Vec::new).push(h);
             }
-            _ => return self.proxy.apply(d),
+            _ => {
+                if self.cache.apply(d)? {
+                    if d.name == "proxy_cache" {
+                        self.cache_ref = Some(d.clone());
+                    }
+                    return Ok(true);
+                }
+                return self.proxy.apply(d);
+            }
         }
         Ok(true)
     }
@@ -148,6 +162,8 @@ impl Inherit {
             server_tokens: self.server_tokens.or(outer.server_tokens),
             add_headers: self.add_headers.or_else(|| outer.add_headers.clone()),
             proxy: self.proxy.over(&outer.proxy),
+            cache: self.cache.over(&outer.cache),
+            cache_ref: self.cache_ref.or_else(|| outer.cache_ref.clone()),
         }
     }
 
@@ -157,11 +173,16 @@ impl Inherit {
         raw: RawLocation,
         conf_dir: &Path,
         upstreams: &mut Vec<UpstreamConf>,
+        cache_paths: &[super::types_cache::CachePathConf],
     ) -> Result<LocationConf, ConfigError> {
         let pass = match &raw.pass {
             Some(t) => Some(resolve_pass(t, upstreams)?),
             None => None,
         };
+        let cache = self.cache.finish();
+        if let (Some(zone), Some(d)) = (&cache.zone, &self.cache_ref) {
+            check_zone_ref(d, zone, cache_paths)?;
+        }
         Ok(LocationConf {
             line: raw.line,
             match_kind: raw.match_kind,
@@ -181,6 +202,7 @@ impl Inherit {
             server_tokens: self.server_tokens.unwrap_or(true),
             add_headers: self.add_headers.unwrap_or_default(),
             proxy: self.proxy.into_conf(pass),
+            cache,
         })
     }
 }
@@ -225,6 +247,7 @@ pub(crate) fn resolve_http(block: &[Directive], conf_dir: &Path) -> Result<HttpC
     let mut default_type = None;
     let mut raw_servers = Vec::new();
     let mut upstreams: Vec<UpstreamConf> = Vec::new();
+    let mut cache_paths = Vec::new();
     for d in block {
         check(d, HTTP, &mut seen)?;
         if inherit.apply(d, &mut st)? || headers.apply(d)? {
@@ -234,6 +257,11 @@ pub(crate) fn resolve_http(block: &[Directive], conf_dir: &Path) -> Result<HttpC
             "types" => types_block(d, mime.get_or_insert_with(Vec::new))?,
             "default_type" => default_type = Some(arg0(d).to_string()),
             "server" => raw_servers.push(resolve_server(d, &mut st)?),
+            "proxy_cache_path" => {
+                let p = parse_proxy_cache_path(d, conf_dir)?;
+                check_cache_path_unique(d, &p, &cache_paths)?;
+                cache_paths.push(p);
+            }
             "upstream" => {
                 let u = upstream_block(d)?;
                 if upstreams.iter().any(|o| o.name == u.name) {
@@ -247,7 +275,16 @@ pub(crate) fn resolve_http(block: &[Directive], conf_dir: &Path) -> Result<HttpC
     let http_inherit = inherit.finish();
     let servers = raw_servers
         .into_iter()
-        .map(|s| merge_server(s, &http_inherit, headers, conf_dir, &mut upstreams))
+        .map(|s| {
+            merge_server(
+                s,
+                &http_inherit,
+                headers,
+                conf_dir,
+                &mut upstreams,
+                &cache_paths,
+            )
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(HttpConf {
         access_logs: st.logs,
@@ -255,6 +292,7 @@ pub(crate) fn resolve_http(block: &[Directive], conf_dir: &Path) -> Result<HttpC
         default_type: default_type.unwrap_or_else(|| "application/octet-stream".to_string()),
         servers,
         upstreams,
+        cache_paths,
     })
 }
 
@@ -265,6 +303,7 @@ fn merge_server(
     http_headers: HeaderSettings,
     conf_dir: &Path,
     upstreams: &mut Vec<UpstreamConf>,
+    cache_paths: &[super::types_cache::CachePathConf],
 ) -> Result<ServerConf, ConfigError> {
     let server_inherit = raw.inherit.over(http);
     let covers_root = raw.locations.iter().any(|l| {
@@ -290,7 +329,7 @@ fn merge_server(
         .into_iter()
         .map(|mut l| {
             let merged = std::mem::take(&mut l.inherit).over(&server_inherit);
-            merged.into_location(l, conf_dir, upstreams)
+            merged.into_location(l, conf_dir, upstreams, cache_paths)
         })
         .collect::<Result<Vec<_>, _>>()?;
     let listens = if raw.listens.is_empty() {

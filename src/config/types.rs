@@ -96,6 +96,8 @@ pub struct HttpConf {
     pub servers: Vec<ServerConf>,
     /// `upstream { }` blocks, then implicit upstreams of `proxy_pass ADDR`.
     pub upstreams: Vec<super::UpstreamConf>,
+    /// `proxy_cache_path` zones.
+    pub cache_paths: Vec<super::CachePathConf>,
 }
 
 /// `listen ADDR:PORT [default_server] [reuseport] [backlog=N];`
@@ -193,6 +195,8 @@ pub struct LocationConf {
     pub add_headers: Vec<AddHeader>,
     /// Reverse-proxy settings (`proxy_pass` and friends).
     pub proxy: super::LocationProxy,
+    /// Cache settings (`proxy_cache` and friends).
+    pub cache: super::LocationCacheConf,
 }
 
 /// `add_header NAME VALUE [always];`

@@ -145,7 +145,13 @@ fn start(init: WorkerInit) -> std::io::Result<()> {
         poll,
         conns: Slab::with_capacity(1024),
         sessions: Slab::new(),
-        pools: Pools::new(&cfg.http.upstreams),
+        pools: {
+            let mut p = Pools::new(&cfg.http.upstreams);
+            if !cfg.http.cache_paths.is_empty() {
+                p.cache = Some(crate::proxy::cached::Writer::start()?);
+            }
+            p
+        },
         wheel: TimerWheel::new(clock.now_ms()),
         ctx: HttpCtx::new(
             cfg.clone(),
@@ -457,7 +463,7 @@ impl Worker {
         if let Some(c) = self.conns.try_remove(key) {
             if let Some(sk) = c.session {
                 if let Some(mut s) = self.sessions.try_remove(sk) {
-                    s.close(self.poll.registry());
+                    s.close(self.poll.registry(), &mut self.pools);
                 }
             }
         }

@@ -127,6 +127,7 @@ fn expand(c: &ReqCtx<'_>, headers: &[httparse::Header<'_>], value: &str, out: &m
             "proxy_host" => out.extend_from_slice(c.proxy_host.as_bytes()),
             "remote_addr" => put_ip(out, c.client),
             "scheme" => out.extend_from_slice(b"http"),
+            "request_method" => out.extend_from_slice(at(c.head_bytes, c.head.method_span)),
             "request_uri" => out.extend_from_slice(at(c.head_bytes, c.head.target)),
             "uri" => out.extend_from_slice(c.norm_path),
             "args" | "query_string" => out.extend_from_slice(c.query.unwrap_or(b"")),
@@ -151,6 +152,25 @@ fn expand(c: &ReqCtx<'_>, headers: &[httparse::Header<'_>], value: &str, out: &m
         }
         i = end.max(start);
     }
+}
+
+/// Expand the variables of a configured string (`proxy_cache_key`) for this request.
+pub fn expand_str(c: &ReqCtx<'_>, value: &str, out: &mut Vec<u8>) {
+    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut storage);
+    let _ = req.parse(c.head_bytes);
+    expand(c, req.headers, value, out);
+}
+
+/// The request's header fields as (name, value) pairs.
+pub fn header_pairs(head_bytes: &[u8]) -> Vec<(&[u8], &[u8])> {
+    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut storage);
+    let _ = req.parse(head_bytes);
+    req.headers
+        .iter()
+        .map(|h| (h.name.as_bytes(), h.value))
+        .collect()
 }
 
 /// Write the upstream request head into `out`.

@@ -129,6 +129,17 @@ pub fn parse_head(
     }))
 }
 
+/// The header fields of a response head as (name, value) pairs.
+pub fn header_pairs(head: &[u8]) -> Vec<(&[u8], &[u8])> {
+    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut storage);
+    let _ = resp.parse(head);
+    resp.headers
+        .iter()
+        .map(|h| (h.name.as_bytes(), h.value))
+        .collect()
+}
+
 /// What the client head needs besides the upstream head.
 pub struct ClientHeadParams<'a> {
     /// Date header value.

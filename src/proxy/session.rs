@@ -6,12 +6,14 @@
 //! request or no body sent). 502 for a refused/failed/malformed upstream,
 //! 504 for a timeout.
 
+use crate::cache::{CacheStatus, EntryMeta};
 use crate::config::LocationConf;
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::conn::Conn;
 use crate::http::ctx::HttpCtx;
 use crate::http::handler::{self, ProxyReq};
 use crate::http::request::{BodyFraming, Method};
+use crate::proxy::cached::{self, LookupResult};
 use crate::proxy::request::{self as upreq, ReqCtx};
 use crate::proxy::response::{self as upresp, ClientFraming, ClientHeadParams, UpFraming, UpHead};
 use crate::proxy::upstream::Pools;
@@ -89,10 +91,19 @@ pub struct Session {
     more_peers: bool,
     /// Status for the client when no server is left to try.
     last_code: u16,
+    /// X-Cache-Status of this request (None: the location does not cache).
+    cache_status: Option<CacheStatus>,
+    /// Evaluated cache key.
+    cache_key: Vec<u8>,
+    /// The entry found at lookup (for Vary placement).
+    cached_meta: Option<Box<EntryMeta>>,
+    /// The cache fill in progress.
+    fill: Option<u64>,
+    looked_up: bool,
 }
 
-fn location(cfg: &crate::config::Config, req: &ProxyReq) -> LocationConf {
-    cfg.http.servers[req.server].locations[req.location].clone()
+fn location<'a>(cfg: &'a crate::config::Config, req: &ProxyReq) -> &'a LocationConf {
+    &cfg.http.servers[req.server].locations[req.location]
 }
 
 impl Session {
@@ -145,6 +156,11 @@ impl Session {
             token,
             more_peers: false,
             last_code: 502,
+            cache_status: None,
+            cache_key: Vec::new(),
+            cached_meta: None,
+            fill: None,
+            looked_up: false,
         }
     }
 
@@ -160,7 +176,14 @@ impl Session {
         pools: &mut Pools,
         reg: &Registry,
     ) -> Next {
-        let loc = location(&self.cfg, &self.req);
+        let cfg = self.cfg.clone();
+        let loc = location(&cfg, &self.req);
+        if !self.looked_up {
+            self.looked_up = true;
+            if let Some(next) = self.cache_lookup(&loc, conn, ctx, pools) {
+                return next;
+            }
+        }
         let Some(pool) = pools.pools.get_mut(self.pool) else {
             return self.fail(conn, ctx, 502);
         };
@@ -216,6 +239,188 @@ impl Session {
                         return self.fail(conn, ctx, 502);
                     }
                 }
+            }
+        }
+    }
+
+    /// Answer from the cache when a usable entry exists; `None` = go upstream.
+    fn cache_lookup(
+        &mut self,
+        loc: &LocationConf,
+        conn: &mut Conn,
+        ctx: &mut HttpCtx,
+        pools: &mut Pools,
+    ) -> Option<Next> {
+        let zone = cached::zone(&self.cfg.http.cache_paths, &loc.cache)?;
+        pools.cache.as_ref()?;
+        if !matches!(self.req.head.method, Method::Get | Method::Head) {
+            self.cache_status = Some(CacheStatus::Bypass);
+            return None;
+        }
+        let pass = loc.proxy.pass.as_ref()?;
+        let proxy_host = self
+            .cfg
+            .http
+            .upstreams
+            .get(pass.upstream)
+            .map_or("", |u| u.name.as_str());
+        let c = ReqCtx {
+            head_bytes: &self.req.head_bytes,
+            head: &self.req.head,
+            norm_path: &self.req.path,
+            query: self.req.query.as_deref(),
+            loc_path: &loc.path,
+            pass,
+            proxy_host,
+            client: self.req.peer,
+            set_headers: &loc.proxy.set_headers,
+            http_minor: loc.proxy.http_version_minor,
+            keepalive: false,
+        };
+        let mut key = Vec::with_capacity(128);
+        upreq::expand_str(&c, &loc.cache.key, &mut key);
+        self.cache_key = key;
+        let req_headers = upreq::header_pairs(&self.req.head_bytes);
+        let now = ctx.unix_secs;
+        match cached::lookup(
+            zone,
+            &loc.cache,
+            &self.cache_key,
+            &req_headers,
+            now,
+            &mut pools.hot,
+            ctx.now_ms,
+        ) {
+            LookupResult::Serve(found, stale) => {
+                let server: &[u8] = if loc.server_tokens {
+                    &ctx.server_full
+                } else {
+                    b"sluice"
+                };
+                let extra: Vec<(&[u8], &[u8])> = loc
+                    .add_headers
+                    .iter()
+                    .filter(|h| h.always || found.meta().status < 400)
+                    .map(|h| (h.name.as_bytes(), h.value.as_bytes()))
+                    .collect();
+                let keep_alive = self.client_keep_alive && !self.wants_body();
+                let word = if stale {
+                    CacheStatus::Stale
+                } else {
+                    CacheStatus::Hit
+                };
+                let params = cached::HitParams {
+                    method: crate::http::request::at(
+                        &self.req.head_bytes,
+                        self.req.head.method_span,
+                    ),
+                    req_headers: &req_headers,
+                    date: &ctx.date,
+                    server,
+                    keep_alive,
+                    status_word: word.as_str().as_bytes(),
+                    extra: &extra,
+                    now,
+                };
+                let mark = conn.out().len();
+                match cached::write_hit(&found, &params, conn.out()) {
+                    Ok((status, bytes)) => {
+                        self.cache_status = Some(word);
+                        self.state = St::Done;
+                        self.log(ctx, status, bytes);
+                        conn.finish_proxy(keep_alive, ctx.now_ms);
+                        Some(Next::Finished)
+                    }
+                    Err(e) => {
+                        conn.out().truncate(mark);
+                        log::warn!("cache: reading an entry failed: {e}");
+                        self.cache_status = Some(CacheStatus::Miss);
+                        None
+                    }
+                }
+            }
+            LookupResult::Origin(status, meta) => {
+                self.cache_status = Some(status);
+                self.cached_meta = meta;
+                None
+            }
+            LookupResult::Unsatisfiable => {
+                self.cache_status = Some(CacheStatus::Miss);
+                Some(self.fail(conn, ctx, 504))
+            }
+        }
+    }
+
+    /// After the upstream head: start storing the response if it may be stored.
+    fn begin_fill(&mut self, up: &UpHead, pools: &mut Pools, ctx: &HttpCtx) {
+        if !matches!(
+            self.cache_status,
+            Some(CacheStatus::Miss) | Some(CacheStatus::Expired)
+        ) || self.req.head.method != Method::Get
+        {
+            return;
+        }
+        let cfg = self.cfg.clone();
+        let loc = location(&cfg, &self.req);
+        let Some(zone) = cached::zone(&self.cfg.http.cache_paths, &loc.cache) else {
+            return;
+        };
+        let Some(writer) = pools.cache.as_mut() else {
+            return;
+        };
+        let resp_headers = upresp::header_pairs(&self.resp[..up.len]);
+        let req_headers = upreq::header_pairs(&self.req.head_bytes);
+        let cfg = crate::cache::StoreConfig::from_location(&loc.cache);
+        let waited_s = (ctx.now_ms.saturating_sub(self.started_ms) / 1000) as i64;
+        let request_time = ctx.unix_secs - waited_s;
+        let response_time = ctx.unix_secs;
+        let decision = crate::cache::policy::storable(
+            b"GET",
+            &req_headers,
+            up.status,
+            &resp_headers,
+            &cfg,
+            request_time,
+            response_time,
+        );
+        let crate::cache::Storable::Yes(d) = decision else {
+            return;
+        };
+        let meta = crate::cache::policy::build_meta(
+            &self.cache_key,
+            &req_headers,
+            up.status,
+            &resp_headers,
+            &d,
+            request_time,
+            response_time,
+        );
+        let primary = crate::cache::cache_key_md5(&self.cache_key);
+        let md5 = crate::cache::policy::store_md5(primary, &meta, self.cached_meta.as_deref());
+        let path = crate::cache::entry_path(&zone.dir, &zone.levels, &md5);
+        let expected = match up.framing {
+            UpFraming::Length(n) => Some(n),
+            _ => None,
+        };
+        self.fill = writer.begin(zone.dir.clone(), meta, expected, path);
+    }
+
+    /// Tee body bytes into the fill; a full writer queue abandons it.
+    fn fill_data(fill: &mut Option<u64>, pools: &Pools, bytes: &[u8]) {
+        if let (Some(id), Some(w)) = (*fill, pools.cache.as_ref()) {
+            if !bytes.is_empty() && !w.data(id, bytes) {
+                w.abort(id);
+                *fill = None;
+            }
+        }
+    }
+
+    fn end_fill(&mut self, pools: &Pools, commit: bool) {
+        if let (Some(id), Some(w)) = (self.fill.take(), pools.cache.as_ref()) {
+            if commit {
+                w.commit(id);
+            } else {
+                w.abort(id);
             }
         }
     }
@@ -286,7 +491,7 @@ impl Session {
                     Err(()) => return self.retry(conn, ctx, pools, reg, 502),
                 }
             }
-            match self.process_response(conn, ctx) {
+            match self.process_response(conn, ctx, pools) {
                 Ok(true) => progress = true,
                 Ok(false) => {}
                 Err(code) => return self.retry(conn, ctx, pools, reg, code),
@@ -436,7 +641,12 @@ impl Session {
 
     /// Parse the head / move body bytes to the client. Err(status) when the
     /// upstream failed before the client saw anything.
-    fn process_response(&mut self, conn: &mut Conn, ctx: &mut HttpCtx) -> Result<bool, u16> {
+    fn process_response(
+        &mut self,
+        conn: &mut Conn,
+        ctx: &mut HttpCtx,
+        pools: &mut Pools,
+    ) -> Result<bool, u16> {
         let mut progress = false;
         if self.head.is_none() {
             if self.resp.is_empty() {
@@ -466,18 +676,23 @@ impl Session {
             {
                 return Err(up.status);
             }
-            let loc = location(&self.cfg, &self.req);
+            let cfg = self.cfg.clone();
+            let loc = location(&cfg, &self.req);
             let server: &[u8] = if loc.server_tokens {
                 &ctx.server_full
             } else {
                 b"sluice"
             };
-            let extra: Vec<(&[u8], &[u8])> = loc
+            self.begin_fill(&up, pools, ctx);
+            let mut extra: Vec<(&[u8], &[u8])> = loc
                 .add_headers
                 .iter()
                 .filter(|h| h.always || up.status < 400)
                 .map(|h| (h.name.as_bytes(), h.value.as_bytes()))
                 .collect();
+            if let Some(cs) = self.cache_status {
+                extra.push((b"X-Cache-Status", cs.as_str().as_bytes()));
+            }
             let (framing, keep_alive) = upresp::write_client_head(
                 &self.resp,
                 &up,
@@ -517,6 +732,7 @@ impl Session {
             UpFraming::Length(_) => {
                 let n = (self.up_left as usize).min(self.resp.len());
                 out.extend_from_slice(&self.resp[..n]);
+                Self::fill_data(&mut self.fill, pools, &self.resp[..n]);
                 self.body_bytes += n as u64;
                 self.up_left -= n as u64;
                 self.resp.drain(..n);
@@ -530,10 +746,12 @@ impl Session {
             UpFraming::Chunked => {
                 let framing = self.framing;
                 let mut body = 0u64;
+                let fill = &mut self.fill;
                 let res = self.dec.feed(&self.resp, &mut |d| {
                     if framing == ClientFraming::Close {
                         out.extend_from_slice(d);
                     }
+                    Self::fill_data(fill, pools, d);
                     body += d.len() as u64;
                 });
                 match res {
@@ -564,6 +782,7 @@ impl Session {
                     } else {
                         out.extend_from_slice(&self.resp);
                     }
+                    Self::fill_data(&mut self.fill, pools, &self.resp);
                     self.body_bytes += self.resp.len() as u64;
                     self.resp.clear();
                     progress = true;
@@ -599,6 +818,7 @@ impl Session {
         reg: &Registry,
         code: u16,
     ) -> Next {
+        self.end_fill(pools, false);
         let reused = self.reused;
         let head_relayed = self.head.is_some();
         self.drop_upstream(reg);
@@ -682,6 +902,7 @@ impl Session {
         reg: &Registry,
     ) -> Next {
         let up = self.head;
+        self.end_fill(pools, true);
         if let Some(p) = pools.pools.get_mut(self.pool) {
             p.succeeded(self.peer);
         }
@@ -731,14 +952,16 @@ impl Session {
         self.state = St::Connecting;
     }
 
-    fn abort(&mut self, _pools: &mut Pools) -> Next {
+    fn abort(&mut self, pools: &mut Pools) -> Next {
+        self.end_fill(pools, false);
         self.sock = None;
         self.state = St::Done;
         Next::Abort
     }
 
     /// Close the upstream side (the client connection is going away).
-    pub fn close(&mut self, reg: &Registry) {
+    pub fn close(&mut self, reg: &Registry, pools: &mut Pools) {
+        self.end_fill(pools, false);
         self.drop_upstream(reg);
         self.state = St::Done;
     }

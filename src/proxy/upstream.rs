@@ -32,17 +32,24 @@ pub struct Pool {
     pub keepalive: usize,
 }
 
-/// All upstreams of the configuration, indexed like `HttpConf::upstreams`.
+/// All upstreams of the configuration, indexed like `HttpConf::upstreams`,
+/// and the worker's cache writer.
 #[derive(Default)]
 pub struct Pools {
     /// Pools.
     pub pools: Vec<Pool>,
+    /// The cache writer thread (when the config has `proxy_cache_path`).
+    pub cache: Option<crate::proxy::cached::Writer>,
+    /// Small cache entries held in memory.
+    pub hot: crate::proxy::cached::Hot,
 }
 
 impl Pools {
     /// Runtime pools for `confs`.
     pub fn new(confs: &[UpstreamConf]) -> Pools {
         Pools {
+            cache: None,
+            hot: Default::default(),
             pools: confs
                 .iter()
                 .map(|u| Pool {

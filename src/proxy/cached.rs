@@ -1,0 +1,478 @@
+//! The disk cache wired into the proxy: lookups before going upstream, hits
+//! answered from the entry file, and fills written by a per-worker writer
+//! thread so a client never waits for the disk (the worker only queues
+//! bytes; a full queue abandons the fill, never the response).
+
+use crate::cache::control::CacheControl;
+use crate::cache::entry::{self, EntryMeta};
+use crate::cache::freshness::{self, Lookup};
+use crate::cache::{key, policy, revalidate, store};
+use crate::config::{CachePathConf, LocationCacheConf};
+use crate::http::response::{self as resp, put_u64};
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::time::{Duration, Instant};
+
+/// Messages queued to the writer thread before fills are abandoned.
+const QUEUE: usize = 4096;
+/// A fill with no message for this long is abandoned by the writer.
+const FILL_IDLE: Duration = Duration::from_secs(120);
+/// Bytes read at once from an entry file.
+const READ_CHUNK: usize = 64 * 1024;
+
+enum WriteMsg {
+    Begin {
+        id: u64,
+        dir: PathBuf,
+        meta: Box<EntryMeta>,
+        expected: Option<u64>,
+        path: PathBuf,
+    },
+    Data(u64, Vec<u8>),
+    Commit(u64),
+    Abort(u64),
+}
+
+/// Handle to the worker's cache writer thread.
+pub struct Writer {
+    tx: SyncSender<WriteMsg>,
+    next_id: u64,
+}
+
+fn run_writer(rx: Receiver<WriteMsg>) {
+    let mut fills: HashMap<u64, (store::TempWriter, PathBuf, Instant)> = HashMap::new();
+    let mut gate = store::StoreGate::default();
+    loop {
+        let msg = match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(m) => m,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                fills.retain(|_, (_, _, t)| t.elapsed() < FILL_IDLE);
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        };
+        let now = crate::event::Clock::new().unix_secs();
+        match msg {
+            WriteMsg::Begin {
+                id,
+                dir,
+                meta,
+                expected,
+                path,
+            } => {
+                if !gate.allow(now) {
+                    continue;
+                }
+                match store::TempWriter::create(&dir, &meta, expected) {
+                    Ok(w) => {
+                        fills.insert(id, (w, path, Instant::now()));
+                    }
+                    Err(e) => {
+                        if gate.on_error(&e, now) {
+                            log::error!("cache: storing paused: {e}");
+                        }
+                    }
+                }
+            }
+            WriteMsg::Data(id, bytes) => {
+                if let Some((w, _, t)) = fills.get_mut(&id) {
+                    *t = Instant::now();
+                    if let Err(e) = w.write_body(&bytes) {
+                        fills.remove(&id);
+                        if gate.on_error(&e, now) {
+                            log::error!("cache: storing paused: {e}");
+                        }
+                    }
+                }
+            }
+            WriteMsg::Commit(id) => {
+                if let Some((w, path, _)) = fills.remove(&id) {
+                    if let Some(parent) = path.parent() {
+                        let _ = std::fs::create_dir_all(parent);
+                    }
+                    if let Err(e) = w.commit(&path) {
+                        log::warn!("cache: not stored {}: {e}", path.display());
+                        if gate.on_error(&e, now) {
+                            log::error!("cache: storing paused: {e}");
+                        }
+                    }
+                }
+            }
+            WriteMsg::Abort(id) => {
+                fills.remove(&id);
+            }
+        }
+    }
+}
+
+impl Writer {
+    /// Start the thread.
+    pub fn start() -> io::Result<Writer> {
+        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        std::thread::Builder::new()
+            .name("sluice-cache".into())
+            .spawn(move || run_writer(rx))?;
+        Ok(Writer { tx, next_id: 1 })
+    }
+
+    fn send(&self, m: WriteMsg) -> bool {
+        match self.tx.try_send(m) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
+        }
+    }
+
+    /// Begin a fill; `None` when the queue is full.
+    pub fn begin(
+        &mut self,
+        dir: PathBuf,
+        meta: EntryMeta,
+        expected: Option<u64>,
+        path: PathBuf,
+    ) -> Option<u64> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send(WriteMsg::Begin {
+            id,
+            dir,
+            meta: Box::new(meta),
+            expected,
+            path,
+        })
+        .then_some(id)
+    }
+
+    /// Queue body bytes; false when the fill had to be abandoned.
+    pub fn data(&self, id: u64, bytes: &[u8]) -> bool {
+        self.send(WriteMsg::Data(id, bytes.to_vec()))
+    }
+
+    /// Publish the entry.
+    pub fn commit(&self, id: u64) {
+        if !self.send(WriteMsg::Commit(id)) {
+            // The writer forgets idle fills: the temp file is removed.
+            log::warn!("cache: writer queue full, entry not stored");
+        }
+    }
+
+    /// Drop the fill.
+    pub fn abort(&self, id: u64) {
+        let _ = self.send(WriteMsg::Abort(id));
+    }
+}
+
+/// A usable stored entry.
+pub struct Found {
+    /// Its header.
+    pub meta: EntryMeta,
+    /// The open file.
+    pub file: File,
+    /// Body offset in the file.
+    pub body_off: u64,
+    /// The first bytes read (header and possibly the body).
+    pub prefix: Vec<u8>,
+}
+
+/// Read and check the entry at `path` for `key`; `None` = MISS (absent,
+/// torn, other key or version — never served).
+pub fn read_entry(path: &std::path::Path, key: &[u8]) -> Option<Found> {
+    let file = File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    let mut prefix = vec![0u8; READ_CHUNK.min(len as usize)];
+    let n = file.read_at(&mut prefix, 0).ok()?;
+    prefix.truncate(n);
+    let need = entry::header_len(&prefix).ok()?;
+    if need > prefix.len() {
+        let mut more = vec![0u8; need - prefix.len()];
+        let m = file.read_at(&mut more, prefix.len() as u64).ok()?;
+        more.truncate(m);
+        prefix.extend_from_slice(&more);
+    }
+    let (meta, body_off) = entry::decode_for_key(&prefix, key).ok()?;
+    if !entry::validate_file_len(&meta, len, body_off) {
+        return None;
+    }
+    Some(Found {
+        meta,
+        file,
+        body_off: body_off as u64,
+        prefix,
+    })
+}
+
+/// The cache zone a location uses.
+pub fn zone<'a>(paths: &'a [CachePathConf], c: &LocationCacheConf) -> Option<&'a CachePathConf> {
+    let name = c.zone.as_deref()?;
+    paths.iter().find(|p| p.zone_name == name)
+}
+
+/// Entries up to this body size are kept in the worker's memory.
+pub const HOT_MAX_BODY: u64 = 256 * 1024;
+/// Memory budget of the hot-entry map per worker.
+pub const HOT_MAX_BYTES: usize = 64 * 1024 * 1024;
+/// How long a hot entry is trusted before one stat(2) checks the file.
+pub const HOT_REVALIDATE_MS: u64 = 1000;
+
+/// A small entry held in memory (revalidated against its file).
+pub struct HotEntry {
+    /// Header.
+    pub meta: EntryMeta,
+    /// Body.
+    pub body: Vec<u8>,
+    ino: u64,
+    size: u64,
+    mtime_ns: i64,
+    checked_ms: Cell<u64>,
+}
+
+/// The worker's map of hot entries, by entry md5.
+#[derive(Default)]
+pub struct Hot {
+    map: HashMap<[u8; 16], Rc<HotEntry>>,
+    bytes: usize,
+}
+
+/// A stored entry to answer from.
+pub enum Entry {
+    /// In memory.
+    Hot(Rc<HotEntry>),
+    /// On disk (large bodies).
+    Disk(Box<Found>),
+}
+
+impl Entry {
+    /// Its header.
+    pub fn meta(&self) -> &EntryMeta {
+        match self {
+            Entry::Hot(h) => &h.meta,
+            Entry::Disk(f) => &f.meta,
+        }
+    }
+}
+
+fn mtime_ns(m: &std::fs::Metadata) -> i64 {
+    m.mtime()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(m.mtime_nsec())
+}
+
+impl Hot {
+    /// The entry at `path` (md5 `md5`) for `key`, from memory when fresh.
+    pub fn get(&mut self, path: &Path, md5: &[u8; 16], key: &[u8], now_ms: u64) -> Option<Entry> {
+        if let Some(h) = self.map.get(md5) {
+            if now_ms.saturating_sub(h.checked_ms.get()) < HOT_REVALIDATE_MS && h.meta.key == key {
+                return Some(Entry::Hot(h.clone()));
+            }
+        }
+        let m = match std::fs::metadata(path) {
+            Ok(m) => m,
+            Err(_) => {
+                self.remove(md5);
+                return None;
+            }
+        };
+        if let Some(h) = self.map.get(md5) {
+            if h.ino == m.ino()
+                && h.size == m.len()
+                && h.mtime_ns == mtime_ns(&m)
+                && h.meta.key == key
+            {
+                h.checked_ms.set(now_ms);
+                return Some(Entry::Hot(h.clone()));
+            }
+        }
+        self.remove(md5);
+        let found = read_entry(path, key)?;
+        if found.meta.body_len > HOT_MAX_BODY {
+            return Some(Entry::Disk(Box::new(found)));
+        }
+        let mut body = Vec::new();
+        read_body(&found, &mut body).ok()?;
+        let fm = found.file.metadata().ok()?;
+        let h = Rc::new(HotEntry {
+            ino: fm.ino(),
+            size: fm.len(),
+            mtime_ns: mtime_ns(&fm),
+            checked_ms: Cell::new(now_ms),
+            meta: found.meta,
+            body,
+        });
+        self.bytes += h.body.len() + 512;
+        if self.bytes > HOT_MAX_BYTES {
+            self.map.clear();
+            self.bytes = h.body.len() + 512;
+        }
+        self.map.insert(*md5, h.clone());
+        Some(Entry::Hot(h))
+    }
+
+    fn remove(&mut self, md5: &[u8; 16]) {
+        if let Some(h) = self.map.remove(md5) {
+            self.bytes = self.bytes.saturating_sub(h.body.len() + 512);
+        }
+    }
+}
+
+/// Read the whole body of `f` into `out` (appending).
+pub fn read_body(f: &Found, out: &mut Vec<u8>) -> io::Result<()> {
+    let start = f.body_off as usize;
+    let end = (start as u64 + f.meta.body_len) as usize;
+    let have_end = end.min(f.prefix.len());
+    if start < have_end {
+        out.extend_from_slice(&f.prefix[start..have_end]);
+    }
+    let mut off = have_end.max(start) as u64;
+    let base = out.len();
+    let rest = (end as u64).saturating_sub(off) as usize;
+    out.resize(base + rest, 0);
+    let mut filled = 0;
+    while filled < rest {
+        let n = f.file.read_at(&mut out[base + filled..], off)?;
+        if n == 0 {
+            out.truncate(base);
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "cache entry shrank",
+            ));
+        }
+        filled += n;
+        off += n as u64;
+    }
+    Ok(())
+}
+
+/// Outcome of a lookup.
+pub enum LookupResult {
+    /// Serve this entry; `stale` = X-Cache-Status STALE instead of HIT.
+    Serve(Entry, bool),
+    /// Go to the origin; the entry (if any) is kept for the Vary decision.
+    Origin(crate::cache::CacheStatus, Option<Box<EntryMeta>>),
+    /// `only-if-cached` with nothing usable: 504.
+    Unsatisfiable,
+}
+
+/// Look the request up.
+#[allow(clippy::too_many_arguments)]
+pub fn lookup(
+    zone: &CachePathConf,
+    c: &LocationCacheConf,
+    key_bytes: &[u8],
+    req_headers: &[(&[u8], &[u8])],
+    now: i64,
+    hot: &mut Hot,
+    now_ms: u64,
+) -> LookupResult {
+    use crate::cache::CacheStatus;
+    let primary = key::cache_key_md5(key_bytes);
+    let path = key::entry_path(&zone.dir, &zone.levels, &primary);
+    let Some(mut found) = hot.get(&path, &primary, key_bytes, now_ms) else {
+        return LookupResult::Origin(CacheStatus::Miss, None);
+    };
+    if let Some(v) = policy::vary_mismatch(found.meta(), req_headers) {
+        match hot.get(
+            &key::entry_path(&zone.dir, &zone.levels, &v),
+            &v,
+            key_bytes,
+            now_ms,
+        ) {
+            Some(f) if policy::vary_mismatch(f.meta(), req_headers).is_none() => found = f,
+            _ => {
+                return LookupResult::Origin(
+                    CacheStatus::Miss,
+                    Some(Box::new(found.meta().clone())),
+                )
+            }
+        }
+    }
+    let req_cc = CacheControl::from_request(req_headers);
+    match freshness::lookup_decision(found.meta(), &req_cc, now, &c.use_stale) {
+        Lookup::Fresh => LookupResult::Serve(found, false),
+        Lookup::ClientAcceptsStale => LookupResult::Serve(found, true),
+        Lookup::Unsatisfiable => LookupResult::Unsatisfiable,
+        Lookup::Stale { .. } | Lookup::MustRevalidate => {
+            LookupResult::Origin(CacheStatus::Expired, Some(Box::new(found.meta().clone())))
+        }
+    }
+}
+
+/// What a cached answer needs from the request and server.
+pub struct HitParams<'a> {
+    /// Method bytes.
+    pub method: &'a [u8],
+    /// Request header pairs.
+    pub req_headers: &'a [(&'a [u8], &'a [u8])],
+    /// Date header value.
+    pub date: &'a [u8],
+    /// Server header value.
+    pub server: &'a [u8],
+    /// Keep the client connection.
+    pub keep_alive: bool,
+    /// X-Cache-Status value.
+    pub status_word: &'a [u8],
+    /// `add_header` pairs.
+    pub extra: &'a [(&'a [u8], &'a [u8])],
+    /// Unix seconds now.
+    pub now: i64,
+}
+
+/// Write the cached response (head and body) into `out`. Returns (status,
+/// body bytes) for the access log.
+pub fn write_hit(f: &Entry, p: &HitParams<'_>, out: &mut Vec<u8>) -> io::Result<(u16, u64)> {
+    let meta = f.meta();
+    let answer = revalidate::client_conditional(meta, p.method, p.req_headers);
+    let (status, with_body) = match answer {
+        revalidate::ClientAnswer::Full => (meta.status, p.method != b"HEAD"),
+        revalidate::ClientAnswer::NotModified => (304, false),
+        revalidate::ClientAnswer::PreconditionFailed => (412, false),
+    };
+    out.extend_from_slice(b"HTTP/1.1 ");
+    put_u64(out, status as u64);
+    out.push(b' ');
+    out.extend_from_slice(resp::reason(status).as_bytes());
+    out.extend_from_slice(b"\r\nServer: ");
+    out.extend_from_slice(p.server);
+    out.extend_from_slice(b"\r\nDate: ");
+    out.extend_from_slice(p.date);
+    out.extend_from_slice(b"\r\n");
+    if status == 304 {
+        for (n, v) in revalidate::not_modified_headers(meta) {
+            resp::header(out, n, v);
+        }
+    } else if status != 412 {
+        for (n, v) in &meta.headers {
+            resp::header(out, n, v);
+        }
+    }
+    out.extend_from_slice(b"Age: ");
+    put_u64(out, freshness::current_age(meta, p.now));
+    out.extend_from_slice(b"\r\nX-Cache-Status: ");
+    out.extend_from_slice(p.status_word);
+    out.extend_from_slice(b"\r\n");
+    for (n, v) in p.extra {
+        resp::header(out, n, v);
+    }
+    if status != 304 {
+        out.extend_from_slice(b"Content-Length: ");
+        put_u64(out, if status == 412 { 0 } else { meta.body_len });
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(if p.keep_alive {
+        b"Connection: keep-alive\r\n\r\n"
+    } else {
+        b"Connection: close\r\n\r\n"
+    });
+    if !with_body || status == 412 {
+        return Ok((status, 0));
+    }
+    match f {
+        Entry::Hot(h) => out.extend_from_slice(&h.body),
+        Entry::Disk(d) => read_body(d, out)?,
+    }
+    Ok((status, meta.body_len))
+}
