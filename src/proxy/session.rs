@@ -180,7 +180,7 @@ impl Session {
         let loc = location(&cfg, &self.req);
         if !self.looked_up {
             self.looked_up = true;
-            if let Some(next) = self.cache_lookup(&loc, conn, ctx, pools) {
+            if let Some(next) = self.cache_lookup(loc, conn, ctx, pools) {
                 return next;
             }
         }
@@ -229,7 +229,7 @@ impl Session {
                             loc.proxy.connect_timeout_ms
                         };
                     let keepalive = loc.proxy.http_version_minor == 1 && pool.keepalive > 0;
-                    self.build_request(&loc, pool.name.as_str(), keepalive);
+                    self.build_request(loc, pool.name.as_str(), keepalive);
                     return Next::Wait;
                 }
                 Err(e) => {
