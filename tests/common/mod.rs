@@ -9,6 +9,8 @@
 //! - [`Client`] / [`Response`]: a tiny HTTP/1.1 client over `TcpStream` that
 //!   reads exactly one response at a time, plus helpers for raw exchanges
 //!   and pipelined replies.
+//! - [`Origin`] / [`FullClient`] (`origin.rs`): scriptable loopback origins
+//!   and a client that also reads chunked responses, for the proxy tests.
 //!
 //! Every wait here is bounded; the functions panic with a message saying
 //! what did not happen in time.
@@ -17,10 +19,13 @@
 
 mod client;
 mod conf;
+mod origin;
 mod server;
 
 pub use client::*;
 pub use conf::*;
+#[allow(unused_imports)] // only the proxy tests use it
+pub use origin::*;
 pub use server::*;
 
 use std::fs::{self, File};
