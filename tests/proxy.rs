@@ -63,9 +63,6 @@ fn get_head_and_404_through_a_sluice_origin() {
 }
 
 #[test]
-#[ignore = "BUG: a proxied HEAD response loses the origin's Content-Length \
-            (response.rs drops it and writes none for ClientFraming::None); \
-            nginx relays it, and RFC 9110 says HEAD SHOULD carry GET's headers"]
 fn head_through_proxy_keeps_content_length() {
     let origin = Origin::fixed(ok_response(b"twelve bytes"));
     let px = proxy(&format!(
@@ -319,12 +316,6 @@ fn chunked_request_body_is_forwarded_chunked() {
 }
 
 #[test]
-#[ignore = "BUG: a request body that does not arrive within the worker's first \
-            read (head + body > 2 KiB, INITIAL_RBUF) is never forwarded: \
-            Conn::on_ready stops reading while `proxying && !want_body`, and \
-            when the session later sets want_body nothing reads the client \
-            socket again (its edge-triggered readiness was consumed), so the \
-            request hangs until the client sends more bytes or closes"]
 fn request_body_beyond_the_first_read_is_forwarded() {
     let origin = body_len_origin();
     let px = proxy(&format!(
@@ -338,11 +329,6 @@ fn request_body_beyond_the_first_read_is_forwarded() {
 }
 
 #[test]
-#[ignore = "BUG: 200 KB request bodies sent at once hang (see \
-            request_body_beyond_the_first_read_is_forwarded) or get the client \
-            connection reset: once reading resumes, on_ready reads in a loop \
-            without the session draining the buffer, the read buffer reaches its \
-            33 KiB cap with rstart == 0 and Conn::read returns Error"]
 fn large_request_bodies_arrive_byte_exact() {
     let origin = body_len_origin();
     let px = proxy(&format!(

@@ -282,11 +282,6 @@ fn get_on_a_stale_idle_connection_is_retried() {
 }
 
 #[test]
-#[ignore = "BUG: a POST on an idle upstream keep-alive connection that the origin \
-            closed long before gets 502: idle connections are kept deregistered, so \
-            their EOF goes unnoticed (upstream.rs), and Session::retry only treats a \
-            reused connection as stale while !body_sent, which the first write of \
-            any request with a body sets (the head included)"]
 fn post_on_a_stale_idle_connection_succeeds() {
     let origin = idle_closing_origin();
     let px = proxy(

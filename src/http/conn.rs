@@ -183,13 +183,12 @@ impl Conn {
             if self.is_writing() || self.close_after_write {
                 continue;
             }
-            if self.drained || (self.proxying && !self.want_body) {
+            if self.drained || self.proxying {
                 break;
             }
             match self.read() {
                 ReadResult::Data(drained) => self.drained = drained,
                 ReadResult::WouldBlock => break,
-                ReadResult::Eof if self.proxying && !self.want_body => break,
                 ReadResult::Eof | ReadResult::Error => {
                     log::debug!(
                         "close: eof/error after {} requests, rstart {} rend {}",
@@ -233,6 +232,41 @@ impl Conn {
         if self.rstart == self.rend {
             self.rstart = 0;
             self.rend = 0;
+        }
+    }
+
+    /// Read more request-body bytes for the proxy into the buffer (never
+    /// growing it past the head limit). Ok(true): got bytes; Ok(false): none
+    /// now (would block, or the buffer is full); Err: closed or failed.
+    #[allow(clippy::result_unit_err)]
+    pub fn read_body(&mut self) -> Result<bool, ()> {
+        if self.rstart == self.rend {
+            self.rstart = 0;
+            self.rend = 0;
+        } else if self.rstart > 0 {
+            self.rbuf.copy_within(self.rstart..self.rend, 0);
+            self.rend -= self.rstart;
+            self.rstart = 0;
+        }
+        if self.rend == self.rbuf.len() {
+            let max = self.limits.head.total_bytes + 1024;
+            if self.rbuf.len() >= max {
+                return Ok(false);
+            }
+            let new_len = (self.rbuf.len() * 2).min(max);
+            self.rbuf.resize(new_len, 0);
+        }
+        loop {
+            match self.sock.read(&mut self.rbuf[self.rend..]) {
+                Ok(0) => return Err(()),
+                Ok(n) => {
+                    self.rend += n;
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return Err(()),
+            }
         }
     }
 

@@ -199,7 +199,11 @@ pub fn write_client_head(
     out.extend_from_slice(b"\r\n");
     for h in resp.headers.iter() {
         let n = h.name.as_bytes();
-        if DROP.iter().any(|d| n.eq_ignore_ascii_case(d))
+        // A bodiless answer (HEAD, 304) keeps the length the body would have.
+        let keep_length = framing == ClientFraming::None
+            && up.status != 204
+            && n.eq_ignore_ascii_case(b"content-length");
+        if !keep_length && DROP.iter().any(|d| n.eq_ignore_ascii_case(d))
             || p.hide.iter().any(|d| n.eq_ignore_ascii_case(d.as_bytes()))
         {
             continue;

@@ -477,8 +477,18 @@ impl Session {
         }
         loop {
             let mut progress = false;
-            // Client body -> send queue.
+            // Client body -> send queue, reading the client as needed.
             progress |= self.take_body(conn);
+            if self.wants_body()
+                && conn.body_bytes().is_empty()
+                && self.sendq.len() - self.sendq_pos < SEND_BUF
+            {
+                match conn.read_body() {
+                    Ok(true) => progress = true,
+                    Ok(false) => {}
+                    Err(()) => return self.abort(pools),
+                }
+            }
             // Send queue -> upstream.
             match self.send() {
                 Ok(p) => progress |= p,

@@ -142,9 +142,18 @@ impl Pool {
         }
     }
 
-    /// An idle keep-alive connection to server `i`, if any.
+    /// An idle keep-alive connection to server `i`, if any that is still
+    /// open: one the upstream closed meanwhile (EOF or data waiting) is dropped.
     pub fn take_idle(&mut self, i: usize) -> Option<TcpStream> {
-        self.peers.get_mut(i)?.idle.pop()
+        let idle = &mut self.peers.get_mut(i)?.idle;
+        while let Some(s) = idle.pop() {
+            let mut b = [0u8; 1];
+            match s.peek(&mut b) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Some(s),
+                _ => continue, // closed, reset, or unexpected bytes: not reusable
+            }
+        }
+        None
     }
 
     /// Keep a connection for reuse (false when the pool is full or off).
