@@ -149,6 +149,9 @@ fn start(init: WorkerInit) -> std::io::Result<()> {
             let mut p = Pools::new(&cfg.http.upstreams);
             if !cfg.http.cache_paths.is_empty() {
                 p.cache = Some(crate::proxy::cached::Writer::start()?);
+                if init.index == 0 {
+                    crate::proxy::cache_manager::start(cfg.http.cache_paths.clone())?;
+                }
             }
             p
         },

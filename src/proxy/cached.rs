@@ -229,6 +229,20 @@ pub struct HotEntry {
     size: u64,
     mtime_ns: i64,
     checked_ms: Cell<u64>,
+    touched_ms: Cell<u64>,
+    path: PathBuf,
+}
+
+/// How often a hot entry's file gets its access time refreshed (for the manager's LRU).
+const TOUCH_EVERY_MS: u64 = 60_000;
+
+impl HotEntry {
+    fn used(&self, now_ms: u64) {
+        if now_ms.saturating_sub(self.touched_ms.get()) >= TOUCH_EVERY_MS {
+            self.touched_ms.set(now_ms);
+            crate::proxy::cache_manager::touch(&self.path);
+        }
+    }
 }
 
 /// The worker's map of hot entries, by entry md5.
@@ -267,6 +281,7 @@ impl Hot {
     pub fn get(&mut self, path: &Path, md5: &[u8; 16], key: &[u8], now_ms: u64) -> Option<Entry> {
         if let Some(h) = self.map.get(md5) {
             if now_ms.saturating_sub(h.checked_ms.get()) < HOT_REVALIDATE_MS && h.meta.key == key {
+                h.used(now_ms);
                 return Some(Entry::Hot(h.clone()));
             }
         }
@@ -284,12 +299,16 @@ impl Hot {
                 && h.meta.key == key
             {
                 h.checked_ms.set(now_ms);
+                h.used(now_ms);
                 return Some(Entry::Hot(h.clone()));
             }
         }
         self.remove(md5);
         let found = read_entry(path, key)?;
         if found.meta.body_len > HOT_MAX_BODY {
+            let _ = found
+                .file
+                .set_times(std::fs::FileTimes::new().set_accessed(std::time::SystemTime::now()));
             return Some(Entry::Disk(Box::new(found)));
         }
         let mut body = Vec::new();
@@ -300,6 +319,8 @@ impl Hot {
             size: fm.len(),
             mtime_ns: mtime_ns(&fm),
             checked_ms: Cell::new(now_ms),
+            touched_ms: Cell::new(now_ms),
+            path: path.to_path_buf(),
             meta: found.meta,
             body,
         });
