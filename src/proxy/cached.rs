@@ -230,6 +230,7 @@ pub struct HotEntry {
     mtime_ns: i64,
     checked_ms: Cell<u64>,
     touched_ms: Cell<u64>,
+    epoch: Cell<u64>,
     path: PathBuf,
 }
 
@@ -278,9 +279,21 @@ fn mtime_ns(m: &std::fs::Metadata) -> i64 {
 
 impl Hot {
     /// The entry at `path` (md5 `md5`) for `key`, from memory when fresh.
-    pub fn get(&mut self, path: &Path, md5: &[u8; 16], key: &[u8], now_ms: u64) -> Option<Entry> {
+    /// `epoch` is the shared purge counter: when it moved, the file is
+    /// checked even within the revalidation interval.
+    pub fn get(
+        &mut self,
+        path: &Path,
+        md5: &[u8; 16],
+        key: &[u8],
+        now_ms: u64,
+        epoch: u64,
+    ) -> Option<Entry> {
         if let Some(h) = self.map.get(md5) {
-            if now_ms.saturating_sub(h.checked_ms.get()) < HOT_REVALIDATE_MS && h.meta.key == key {
+            if now_ms.saturating_sub(h.checked_ms.get()) < HOT_REVALIDATE_MS
+                && h.epoch.get() == epoch
+                && h.meta.key == key
+            {
                 h.used(now_ms);
                 return Some(Entry::Hot(h.clone()));
             }
@@ -299,6 +312,7 @@ impl Hot {
                 && h.meta.key == key
             {
                 h.checked_ms.set(now_ms);
+                h.epoch.set(epoch);
                 h.used(now_ms);
                 return Some(Entry::Hot(h.clone()));
             }
@@ -320,6 +334,7 @@ impl Hot {
             mtime_ns: mtime_ns(&fm),
             checked_ms: Cell::new(now_ms),
             touched_ms: Cell::new(now_ms),
+            epoch: Cell::new(epoch),
             path: path.to_path_buf(),
             meta: found.meta,
             body,
@@ -331,6 +346,11 @@ impl Hot {
         }
         self.map.insert(*md5, h.clone());
         Some(Entry::Hot(h))
+    }
+
+    /// Forget an entry (purged or invalidated).
+    pub fn forget(&mut self, md5: &[u8; 16]) {
+        self.remove(md5);
     }
 
     fn remove(&mut self, md5: &[u8; 16]) {
@@ -388,11 +408,12 @@ pub fn lookup(
     now: i64,
     hot: &mut Hot,
     now_ms: u64,
+    epoch: u64,
 ) -> LookupResult {
     use crate::cache::CacheStatus;
     let primary = key::cache_key_md5(key_bytes);
     let path = key::entry_path(&zone.dir, &zone.levels, &primary);
-    let Some(mut found) = hot.get(&path, &primary, key_bytes, now_ms) else {
+    let Some(mut found) = hot.get(&path, &primary, key_bytes, now_ms, epoch) else {
         return LookupResult::Origin(CacheStatus::Miss, None);
     };
     if let Some(v) = policy::vary_mismatch(found.meta(), req_headers) {
@@ -401,6 +422,7 @@ pub fn lookup(
             &v,
             key_bytes,
             now_ms,
+            epoch,
         ) {
             Some(f) if policy::vary_mismatch(f.meta(), req_headers).is_none() => found = f,
             _ => {

@@ -100,6 +100,8 @@ pub struct Session {
     /// The cache fill in progress.
     fill: Option<u64>,
     looked_up: bool,
+    /// Request targets to invalidate if this unsafe request succeeds.
+    invalidate: Vec<Vec<u8>>,
 }
 
 fn location<'a>(cfg: &'a crate::config::Config, req: &ProxyReq) -> &'a LocationConf {
@@ -161,6 +163,7 @@ impl Session {
             cached_meta: None,
             fill: None,
             looked_up: false,
+            invalidate: Vec::new(),
         }
     }
 
@@ -251,35 +254,20 @@ impl Session {
         ctx: &mut HttpCtx,
         pools: &mut Pools,
     ) -> Option<Next> {
-        let zone = cached::zone(&self.cfg.http.cache_paths, &loc.cache)?;
+        let cfg = self.cfg.clone();
+        let zone = cached::zone(&cfg.http.cache_paths, &loc.cache)?;
         pools.cache.as_ref()?;
+        self.cache_key = self.compute_key(loc, None)?;
+        if self.req.head.method == Method::Other
+            && crate::http::request::at(&self.req.head_bytes, self.req.head.method_span) == b"PURGE"
+            && loc.cache.purge
+        {
+            return Some(self.purge(loc, zone, conn, ctx, pools));
+        }
         if !matches!(self.req.head.method, Method::Get | Method::Head) {
             self.cache_status = Some(CacheStatus::Bypass);
             return None;
         }
-        let pass = loc.proxy.pass.as_ref()?;
-        let proxy_host = self
-            .cfg
-            .http
-            .upstreams
-            .get(pass.upstream)
-            .map_or("", |u| u.name.as_str());
-        let c = ReqCtx {
-            head_bytes: &self.req.head_bytes,
-            head: &self.req.head,
-            norm_path: &self.req.path,
-            query: self.req.query.as_deref(),
-            loc_path: &loc.path,
-            pass,
-            proxy_host,
-            client: self.req.peer,
-            set_headers: &loc.proxy.set_headers,
-            http_minor: loc.proxy.http_version_minor,
-            keepalive: false,
-        };
-        let mut key = Vec::with_capacity(128);
-        upreq::expand_str(&c, &loc.cache.key, &mut key);
-        self.cache_key = key;
         let req_headers = upreq::header_pairs(&self.req.head_bytes);
         let now = ctx.unix_secs;
         match cached::lookup(
@@ -290,6 +278,10 @@ impl Session {
             now,
             &mut pools.hot,
             ctx.now_ms,
+            ctx.stats
+                .retired()
+                .cache_epoch
+                .load(std::sync::atomic::Ordering::Acquire),
         ) {
             LookupResult::Serve(found, stale) => {
                 let server: &[u8] = if loc.server_tokens {
@@ -349,6 +341,134 @@ impl Session {
                 Some(self.fail(conn, ctx, 504))
             }
         }
+    }
+
+    /// The evaluated `proxy_cache_key`, for the request or for another
+    /// target of the same origin (`$request_uri` replaced by it).
+    fn compute_key(&self, loc: &LocationConf, target: Option<&[u8]>) -> Option<Vec<u8>> {
+        let pass = loc.proxy.pass.as_ref()?;
+        let proxy_host = self
+            .cfg
+            .http
+            .upstreams
+            .get(pass.upstream)
+            .map_or("", |u| u.name.as_str());
+        let c = ReqCtx {
+            head_bytes: &self.req.head_bytes,
+            head: &self.req.head,
+            norm_path: &self.req.path,
+            query: self.req.query.as_deref(),
+            loc_path: &loc.path,
+            pass,
+            proxy_host,
+            client: self.req.peer,
+            set_headers: &loc.proxy.set_headers,
+            http_minor: loc.proxy.http_version_minor,
+            keepalive: false,
+        };
+        let template = match target {
+            Some(t) => loc
+                .cache
+                .key
+                .replace("$request_uri", &String::from_utf8_lossy(t)),
+            None => loc.cache.key.clone(),
+        };
+        let mut key = Vec::with_capacity(128);
+        upreq::expand_str(&c, &template, &mut key);
+        Some(key)
+    }
+
+    /// `PURGE`: delete the entry (its primary file and this request's Vary
+    /// variant) if the client is allowed. 200 purged, 404 absent, 403 refused.
+    fn purge(
+        &mut self,
+        loc: &LocationConf,
+        zone: &crate::config::CachePathConf,
+        conn: &mut Conn,
+        ctx: &mut HttpCtx,
+        pools: &mut Pools,
+    ) -> Next {
+        if !loc
+            .cache
+            .purge_allow
+            .iter()
+            .any(|a| a.contains(self.req.peer))
+        {
+            return self.fail(conn, ctx, 403);
+        }
+        let primary = crate::cache::cache_key_md5(&self.cache_key);
+        let mut md5s = vec![primary];
+        let path = crate::cache::entry_path(&zone.dir, &zone.levels, &primary);
+        let req_headers = upreq::header_pairs(&self.req.head_bytes);
+        if let Some(found) = cached::read_entry(&path, &self.cache_key) {
+            if let Some(v) = crate::cache::policy::vary_mismatch(&found.meta, &req_headers) {
+                md5s.push(v);
+            }
+        }
+        let mut purged = 0;
+        for md5 in md5s {
+            pools.hot.forget(&md5);
+            let p = crate::cache::entry_path(&zone.dir, &zone.levels, &md5);
+            if p.exists() {
+                purged += 1;
+                // Removed here, not by the writer: other workers see the
+                // epoch move only once the file is gone.
+                let _ = crate::cache::store::remove_entry(&p);
+            }
+        }
+        ctx.stats
+            .retired()
+            .cache_epoch
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let (code, body): (u16, &[u8]) = if purged > 0 {
+            (200, b"{\"purged\":true}\n")
+        } else {
+            (404, b"{\"purged\":false}\n")
+        };
+        let keep_alive = self.client_keep_alive && !self.wants_body();
+        crate::http::response::begin(
+            conn.out(),
+            &crate::http::response::HeadParams {
+                status: code,
+                date: &ctx.date,
+                server: b"sluice",
+                content_type: Some(b"application/json"),
+                content_length: Some(body.len() as u64),
+                keep_alive,
+            },
+        );
+        crate::http::response::end(conn.out());
+        conn.out().extend_from_slice(body);
+        self.state = St::Done;
+        self.log(ctx, code, body.len() as u64);
+        conn.finish_proxy(keep_alive, ctx.now_ms);
+        Next::Finished
+    }
+
+    /// After a successful unsafe request: drop the stored responses of its
+    /// URI and of its same-origin Location / Content-Location (RFC 9111 §4.4).
+    fn invalidate_targets(&mut self, pools: &mut Pools, ctx: &HttpCtx) {
+        if self.invalidate.is_empty() {
+            return;
+        }
+        let cfg = self.cfg.clone();
+        let loc = location(&cfg, &self.req);
+        let Some(zone) = cached::zone(&cfg.http.cache_paths, &loc.cache) else {
+            return;
+        };
+        for t in std::mem::take(&mut self.invalidate) {
+            let Some(key) = self.compute_key(loc, Some(&t)) else {
+                continue;
+            };
+            let md5 = crate::cache::cache_key_md5(&key);
+            pools.hot.forget(&md5);
+            let p = crate::cache::entry_path(&zone.dir, &zone.levels, &md5);
+            let _ = crate::cache::store::remove_entry(&p);
+        }
+        ctx.stats
+            .retired()
+            .cache_epoch
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// After the upstream head: start storing the response if it may be stored.
@@ -694,6 +814,20 @@ impl Session {
                 b"sluice"
             };
             self.begin_fill(&up, pools, ctx);
+            let method = crate::http::request::at(&self.req.head_bytes, self.req.head.method_span);
+            if self.cache_status == Some(CacheStatus::Bypass)
+                && crate::cache::revalidate::invalidates(method, up.status)
+            {
+                let resp_headers = upresp::header_pairs(&self.resp[..up.len]);
+                let host = self.req.host.as_deref().unwrap_or(b"");
+                let target = crate::http::request::at(&self.req.head_bytes, self.req.head.target);
+                self.invalidate = crate::cache::revalidate::invalidation_targets(
+                    b"http",
+                    host,
+                    target,
+                    &resp_headers,
+                );
+            }
             let mut extra: Vec<(&[u8], &[u8])> = loc
                 .add_headers
                 .iter()
@@ -913,6 +1047,7 @@ impl Session {
     ) -> Next {
         let up = self.head;
         self.end_fill(pools, true);
+        self.invalidate_targets(pools, ctx);
         if let Some(p) = pools.pools.get_mut(self.pool) {
             p.succeeded(self.peer);
         }

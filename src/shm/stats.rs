@@ -51,6 +51,9 @@ pub struct Retired {
     pub reloads: AtomicU64,
     /// Workers respawned after dying.
     pub respawns: AtomicU64,
+    /// Bumped by every cache purge or invalidation: workers recheck the
+    /// entries they hold in memory when it moves.
+    pub cache_epoch: AtomicU64,
 }
 
 // SAFETY: only AtomicU64 fields.
