@@ -5,21 +5,25 @@
 //! [`load_str`] (text), both taking the `-g` main-context override text.
 //!
 //! Stages: `lexer` (tokens) -> `parse` (directive tree, includes expanded) ->
-//! `resolve` + `resolve_http` (typed `Config`, nginx merge rules, defaults).
+//! `resolve` + `resolve_http` + `resolve_limits` (typed `Config`, nginx
+//! merge rules, defaults).
 
 mod lexer;
 mod mime_default;
 mod parse;
 mod resolve;
 mod resolve_http;
+mod resolve_limits;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_http;
 mod types;
+mod types_limits;
 
 pub use mime_default::default_mime_types;
 pub use types::*;
+pub use types_limits::*;
 
 use std::collections::HashSet;
 use std::fmt;

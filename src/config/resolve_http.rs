@@ -16,10 +16,12 @@ use super::resolve::{
     arg0, check, duration, flag, invalid_value, not_allowed, number, path_arg, positive, size,
     HTTP, LOCATION, SERVER,
 };
+use super::resolve_limits::{self, LimitsInherit, LocationOnly};
 use super::types::{
     AccessLogConf, AddHeader, HttpConf, ListenConf, LocationConf, LocationMatch, LogFormat,
     ReturnConf, ServerConf,
 };
+use super::types_limits::{LimitZoneConf, LimitsConf};
 use super::ConfigError;
 use crate::util::units::{parse_duration_ms, parse_size};
 
@@ -49,6 +51,7 @@ struct Inherit {
     tcp_nodelay: Option<bool>,
     server_tokens: Option<bool>,
     add_headers: Option<Vec<AddHeader>>,
+    limits: LimitsInherit,
 }
 
 /// http + server settings (`client_header_timeout`, `large_client_header_buffers`).
@@ -65,6 +68,7 @@ struct RawLocation {
     inherit: Inherit,
     ret: Option<ReturnConf>,
     status: bool,
+    limits: LocationOnly,
 }
 
 struct RawServer {
@@ -80,6 +84,9 @@ struct RawServer {
 impl Inherit {
     /// Applies `d` if it is an inheritable setting; `Ok(false)` otherwise.
     fn apply(&mut self, d: &Directive, st: &mut State) -> Result<bool, ConfigError> {
+        if self.limits.apply(d)? {
+            return Ok(true);
+        }
         let v = arg0(d);
         match d.name.as_str() {
             "root" => self.root = Some(path_arg(d, st.conf_dir, v)?),
@@ -143,12 +150,19 @@ impl Inherit {
             tcp_nodelay: self.tcp_nodelay.or(outer.tcp_nodelay),
             server_tokens: self.server_tokens.or(outer.server_tokens),
             add_headers: self.add_headers.or_else(|| outer.add_headers.clone()),
+            limits: self.limits.over(&outer.limits),
         }
     }
 
     /// A location with these (fully merged) settings and the defaults.
-    fn into_location(self, raw: RawLocation, conf_dir: &Path) -> LocationConf {
-        LocationConf {
+    fn into_location(
+        self,
+        raw: RawLocation,
+        conf_dir: &Path,
+        zones: &[LimitZoneConf],
+    ) -> Result<LocationConf, ConfigError> {
+        let limits = resolve_limits::finish_location(&self.limits, raw.limits, zones)?;
+        Ok(LocationConf {
             line: raw.line,
             match_kind: raw.match_kind,
             path: raw.path,
@@ -166,7 +180,8 @@ impl Inherit {
             tcp_nodelay: self.tcp_nodelay.unwrap_or(true),
             server_tokens: self.server_tokens.unwrap_or(true),
             add_headers: self.add_headers.unwrap_or_default(),
-        }
+            limits,
+        })
     }
 }
 
@@ -209,9 +224,13 @@ pub(crate) fn resolve_http(block: &[Directive], conf_dir: &Path) -> Result<HttpC
     let mut mime: Option<Vec<(String, String)>> = None;
     let mut default_type = None;
     let mut raw_servers = Vec::new();
+    let mut zones = Vec::new();
     for d in block {
         check(d, HTTP, &mut seen)?;
-        if inherit.apply(d, &mut st)? || headers.apply(d)? {
+        if inherit.apply(d, &mut st)?
+            || headers.apply(d)?
+            || resolve_limits::zone_directive(d, &mut zones)?
+        {
             continue;
         }
         match d.name.as_str() {
@@ -222,15 +241,17 @@ pub(crate) fn resolve_http(block: &[Directive], conf_dir: &Path) -> Result<HttpC
         }
     }
     let http_inherit = inherit.finish();
+    http_inherit.limits.check_refs(&zones)?;
     let servers = raw_servers
         .into_iter()
-        .map(|s| merge_server(s, &http_inherit, headers, conf_dir))
-        .collect();
+        .map(|s| merge_server(s, &http_inherit, headers, conf_dir, &zones))
+        .collect::<Result<_, _>>()?;
     Ok(HttpConf {
         access_logs: st.logs,
         mime_types: mime.unwrap_or_else(default_mime_types),
         default_type: default_type.unwrap_or_else(|| "application/octet-stream".to_string()),
         servers,
+        limits: LimitsConf { zones },
     })
 }
 
@@ -240,7 +261,9 @@ fn merge_server(
     http: &Inherit,
     http_headers: HeaderSettings,
     conf_dir: &Path,
-) -> ServerConf {
+    zones: &[LimitZoneConf],
+) -> Result<ServerConf, ConfigError> {
+    raw.inherit.limits.check_refs(zones)?;
     let server_inherit = raw.inherit.over(http);
     let covers_root = raw.locations.iter().any(|l| {
         l.path == "/"
@@ -258,15 +281,16 @@ fn merge_server(
             inherit: Inherit::default(),
             ret: None,
             status: false,
+            limits: LocationOnly::default(),
         });
     }
     let locations = raw_locations
         .into_iter()
         .map(|mut l| {
             let merged = std::mem::take(&mut l.inherit).over(&server_inherit);
-            merged.into_location(l, conf_dir)
+            merged.into_location(l, conf_dir, zones)
         })
-        .collect();
+        .collect::<Result<_, _>>()?;
     let listens = if raw.listens.is_empty() {
         vec![ListenConf {
             addr: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 80)),
@@ -277,7 +301,7 @@ fn merge_server(
     } else {
         raw.listens
     };
-    ServerConf {
+    Ok(ServerConf {
         line: raw.line,
         listens,
         server_names: raw.server_names,
@@ -293,7 +317,7 @@ fn merge_server(
             .unwrap_or((4, 8192)),
         server_return: raw.ret,
         locations,
-    }
+    })
 }
 
 fn resolve_server(server: &Directive, st: &mut State) -> Result<RawServer, ConfigError> {
@@ -360,6 +384,7 @@ fn resolve_location(loc: &Directive, st: &mut State) -> Result<RawLocation, Conf
         inherit: Inherit::default(),
         ret: None,
         status: false,
+        limits: LocationOnly::default(),
     };
     let mut seen = HashSet::new();
     for d in loc.children() {
@@ -367,7 +392,7 @@ fn resolve_location(loc: &Directive, st: &mut State) -> Result<RawLocation, Conf
             return Err(d.error("nested locations are not supported"));
         }
         check(d, LOCATION, &mut seen)?;
-        if raw.inherit.apply(d, st)? {
+        if raw.inherit.apply(d, st)? || raw.limits.apply(d)? {
             continue;
         }
         match d.name.as_str() {

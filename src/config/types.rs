@@ -7,6 +7,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use super::types_limits::{LimitsConf, LocationLimits};
+
 /// How connections reach workers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AcceptMode {
@@ -94,6 +96,8 @@ pub struct HttpConf {
     /// Servers in file order. The first server for a listen address is its default
     /// unless another has `default_server`.
     pub servers: Vec<ServerConf>,
+    /// Traffic-limit zones (`limit_req_zone`, `count_zone`, `limit_bytes_zone`).
+    pub limits: LimitsConf,
 }
 
 /// `listen ADDR:PORT [default_server] [reuseport] [backlog=N];`
@@ -189,6 +193,8 @@ pub struct LocationConf {
     /// `add_header NAME VALUE [always];` (merged like nginx: a level with any
     /// add_header replaces the inherited list).
     pub add_headers: Vec<AddHeader>,
+    /// Traffic limits applied here (`limit_req`, `count`, ...).
+    pub limits: LocationLimits,
 }
 
 /// `add_header NAME VALUE [always];`
