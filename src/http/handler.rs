@@ -1,9 +1,11 @@
 //! Request phases for one parsed head: find server and location, check the
-//! body limits, run the content handler (`return`, `status`, static file),
-//! write the access-log line. Returns what the connection must do next.
+//! body limits, the traffic limits (`limits_phase`), run the content handler
+//! (`return`, `status`, static file), write the access-log line. Returns
+//! what the connection must do next.
 
 use crate::config::{LocationConf, ReturnConf};
 use crate::http::ctx::HttpCtx;
+use crate::http::limits_phase::{self, LimitFlow, LimitRequest};
 use crate::http::request::{at, BodyFraming, Head, HeadError, Method};
 use crate::http::response::{self as resp, HeadParams};
 use crate::http::static_file::{self, Conditions, Decision, Found};
@@ -22,6 +24,9 @@ pub struct ConnInfo {
     pub requests: u64,
     /// Bytes after the head already in the buffer.
     pub body_pending: usize,
+    /// The request was held by a `limit_req` delay and is dispatched again:
+    /// its limits were already decided.
+    pub skip_limits: bool,
 }
 
 /// What the connection does after the response is queued.
@@ -44,6 +49,10 @@ pub struct Outcome {
     pub sendfile: bool,
     /// tcp_nodelay on/off.
     pub tcp_nodelay: bool,
+    /// `limit_req` delays the request: nothing was queued; keep the head in
+    /// the buffer and dispatch it again (with `skip_limits`) at this
+    /// monotonic ms. The other fields are then meaningless.
+    pub delay_until_ms: Option<u64>,
 }
 
 struct Reply {
@@ -88,7 +97,8 @@ pub fn simple_error(ctx: &HttpCtx, code: u16, keep_alive: bool, out: &mut Vec<u8
     resp::error_page(out, code);
 }
 
-fn error_reply(
+/// Queue an error page with `extra` headers; returns the body bytes.
+pub(crate) fn error_reply(
     ctx: &HttpCtx,
     loc: &LocationConf,
     code: u16,
@@ -218,6 +228,27 @@ pub fn dispatch(
         }
     }
 
+    let out_start = out.len();
+    let limited = if path_ok && !too_big && loc.limits.is_active() {
+        let req = LimitRequest {
+            peer: info.peer,
+            buf,
+            head,
+            host,
+            query,
+            keep_alive,
+            head_only,
+        };
+        limits_phase::run(ctx, loc, &req, info.skip_limits, out)
+    } else {
+        LimitFlow::Next
+    };
+    if let LimitFlow::Delay(until_ms) = limited {
+        return Outcome {
+            delay_until_ms: Some(until_ms),
+            ..location_outcome(loc, keep_alive, linger, discard)
+        };
+    }
     let reply = if !path_ok {
         keep_alive = false;
         let n = error_reply(ctx, loc, 400, false, head_only, &[], out);
@@ -235,6 +266,13 @@ pub fn dispatch(
             file: None,
             close: true,
         }
+    } else if let LimitFlow::Done(r) = limited {
+        Reply {
+            status: r.status,
+            body_bytes: r.body_bytes,
+            file: None,
+            close: false,
+        }
     } else if let Some(r) = server.server_return.as_ref().or(loc.ret.as_ref()) {
         do_return(
             ctx, loc, r, head_only, keep_alive, buf, head, host, query, out,
@@ -245,7 +283,7 @@ pub fn dispatch(
                 .windows(16)
                 .any(|w| w.eq_ignore_ascii_case(b"application/json"))
         });
-        let (ct, body) = status::render(&ctx.stats, json);
+        let (ct, body) = status::render(&ctx.stats, &ctx.limits.zones, ctx.now_unix_ms(), json);
         resp::begin(
             out,
             &HeadParams {
@@ -278,6 +316,8 @@ pub fn dispatch(
     if reply.status == 444 {
         linger = false;
     }
+    let sent = (out.len() - out_start) as u64 + reply.file.as_ref().map_or(0, |f| f.2);
+    limits_phase::account_bytes(ctx, sent);
 
     let rec = AccessRecord {
         remote_addr: info.peer,
@@ -298,15 +338,29 @@ pub fn dispatch(
     }
     ctx.counters.requests += 1;
     Outcome {
+        file: reply.file,
+        ..location_outcome(loc, keep_alive, linger, discard)
+    }
+}
+
+/// An outcome with `loc`'s connection settings and no file.
+fn location_outcome(
+    loc: &LocationConf,
+    keep_alive: bool,
+    linger: bool,
+    discard: BodyFraming,
+) -> Outcome {
+    Outcome {
         keep_alive,
         linger,
-        file: reply.file,
+        file: None,
         discard,
         keepalive_timeout_ms: loc.keepalive_timeout_ms,
         send_timeout_ms: loc.send_timeout_ms,
         body_timeout_ms: loc.client_body_timeout_ms,
         sendfile: loc.sendfile,
         tcp_nodelay: loc.tcp_nodelay,
+        delay_until_ms: None,
     }
 }
 
