@@ -18,6 +18,8 @@ mod resolve_limits;
 mod tests;
 #[cfg(test)]
 mod tests_http;
+#[cfg(test)]
+mod tests_limits;
 mod types;
 mod types_limits;
 

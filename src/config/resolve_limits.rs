@@ -27,9 +27,9 @@ use crate::util::units::{parse_duration_ms, parse_number, parse_size};
 
 /// The limit directives, for the generic checks in `resolve.rs`.
 pub(super) const SPECS: &[Spec] = &[
-    Spec::new("limit_req_zone", HTTP, 3, 3).repeatable(),
+    Spec::new("limit_req_zone", HTTP, 2, 4).repeatable(),
     Spec::new("count_zone", HTTP, 2, 3).repeatable(),
-    Spec::new("limit_bytes_zone", HTTP, 4, 4).repeatable(),
+    Spec::new("limit_bytes_zone", HTTP, 2, 5).repeatable(),
     Spec::new("limit_req", HSL, 1, 3).repeatable(),
     Spec::new("limit_req_status", HSL, 1, 1),
     Spec::new("limit_req_dry_run", HSL, 1, 1),
