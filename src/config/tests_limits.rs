@@ -27,10 +27,21 @@ fn zones_parse_with_their_units() {
     assert_eq!(z.len(), 4);
     assert_eq!(
         (z[0].name.as_str(), z[0].size_bytes, z[0].kind),
-        ("ip", 1 << 20, ZoneKind::Rate { interval_us: 100_000 })
+        (
+            "ip",
+            1 << 20,
+            ZoneKind::Rate {
+                interval_us: 100_000
+            }
+        )
     );
     assert_eq!(z[0].key.parts, [KeyPart::BinaryRemoteAddr]);
-    assert_eq!(z[1].kind, ZoneKind::Rate { interval_us: 2_000_000 });
+    assert_eq!(
+        z[1].kind,
+        ZoneKind::Rate {
+            interval_us: 2_000_000
+        }
+    );
     assert_eq!(
         z[2].kind,
         ZoneKind::Count {
