@@ -95,7 +95,8 @@ fn refusal_carries_retry_after_and_ratelimit_headers() {
         &conf_template(
             1,
             "limit_req_zone $arg_user zone=u:64k rate=1r/m;",
-            "location = /a { limit_req zone=u burst=1 nodelay; limit_req_status 503; return 200 \"ok\\n\"; }",
+            "location = /a { limit_req zone=u burst=1 nodelay; limit_req_status 503; return 200 \"ok\\n\"; }\n\
+             location = /dry { limit_req zone=u; limit_req_dry_run on; return 200 \"dry\\n\"; }",
         ),
     );
     assert_eq!(s.get("/a?user=bob").status, 200);
@@ -114,6 +115,50 @@ fn refusal_carries_retry_after_and_ratelimit_headers() {
         assert_eq!(s.get("/a").status, 200);
     }
     assert!(s.error_log().contains("limiting requests by zone \"u\""));
+    // Dry run: counted and logged, never refused.
+    for _ in 0..3 {
+        assert_eq!(s.get("/dry?user=dan").status, 200);
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(zone_metric(&status_json(&s), "u", "dry_run_rejected"), 2);
+    assert!(s
+        .error_log()
+        .contains("limiting requests, dry run, by zone \"u\""));
+}
+
+#[test]
+fn reload_keeps_migrates_or_rebuilds_zones_and_says_which() {
+    let dir = TempDir::new("migrate");
+    let conf = |size: &str, window: &str| {
+        conf_template(
+            2,
+            &format!(
+                "limit_req_zone $binary_remote_addr zone=ip:{size} rate=1r/m;\n\
+                 count_zone zone=c:1m window={window} precision=1s;"
+            ),
+            "location = /r { limit_req zone=ip; count zone=c; count_report zone=c; }",
+        )
+    };
+    let s = Sluice::start(&dir.0, &conf("64k", "60s"));
+    assert_eq!(s.get("/r").status, 200);
+    assert_eq!(s.get("/r").status, 429);
+    // Same sizes: kept, state and all.
+    s.reload();
+    assert_eq!(s.get("/r").status, 429);
+    // A bigger rate zone and a longer window.
+    let text = conf("128k", "120s")
+        .replace("{dir}", &dir.0.display().to_string())
+        .replace("{port}", &s.port.to_string());
+    std::fs::write(&s.conf, text).unwrap();
+    s.reload();
+    assert_eq!(s.get("/r").status, 429, "the rate key lost its state");
+    let log = s.error_log();
+    assert!(
+        log.contains("zone \"ip\": size changed from 65536 to 131072 bytes: migrated 1 keys"),
+        "{log}"
+    );
+    assert!(log.contains("zone \"c\": kind or layout changed"), "{log}");
+    assert!(!log.contains("reload failed"), "{log}");
 }
 
 #[test]
@@ -359,10 +404,7 @@ fn limit_check_behind_nginx_auth_request() {
     assert_eq!(r.status, 429);
     let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry), "retry-after {retry}");
-    assert_eq!(
-        request(nginx.port, "/app.txt", &[]).body.contains("app"),
-        false
-    );
+    assert!(!request(nginx.port, "/app.txt", &[]).body.contains("app"));
     // Every subrequest was counted by sluice; 10.9.9.9 is untouched by nginx's client.
     assert_eq!(request(s.port, "/checks", &[]).body, "{\"requestCount\":8}");
     assert_eq!(

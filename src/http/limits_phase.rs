@@ -458,7 +458,9 @@ fn decide(lc: &mut LimitsCtx, lim: &LocationLimits, src: &Source<'_>, skip: bool
         }
         let mut delay_us = 0;
         for i in 0..lc.admitted.len() {
+            // A dry run limits nothing: no delays either (as nginx).
             let (zi, _, _, d) = lc.admitted[i];
+            let d = if lim.dry_run { 0 } else { d };
             delay_us = delay_us.max(d);
             lc.bump(
                 zi,
