@@ -185,7 +185,7 @@ impl<'a> Table<'a> {
             return None;
         }
         let home = self.home(k);
-        for _ in 0..CLAIM_ATTEMPTS {
+        for attempt in 0..CLAIM_ATTEMPTS {
             let mut busy = false;
             let mut victim: Option<Victim> = None;
             let mut best: Option<(bool, u64)> = None; // (live, seen) of the reuse victim
@@ -229,8 +229,14 @@ impl<'a> Table<'a> {
                 }
             }
             if busy {
-                // Someone is installing a key in this window, maybe this one.
-                std::hint::spin_loop();
+                // Someone is installing a key in this window, maybe this one:
+                // a few hundred ns. If it takes longer the claimer was
+                // preempted; give it the CPU (no lock is held here).
+                if attempt < 64 {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
                 continue;
             }
             let (slot, expect, live) = match victim {

@@ -55,7 +55,6 @@ fn port_open(port: u16) -> bool {
 }
 
 fn alive(pid: i32) -> bool {
-    // SAFETY-free: kill(pid, 0) via nix.
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
 }
 
