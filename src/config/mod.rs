@@ -5,8 +5,9 @@
 //! [`load_str`] (text), both taking the `-g` main-context override text.
 //!
 //! Stages: `lexer` (tokens) -> `parse` (directive tree, includes expanded) ->
-//! `resolve` + `resolve_http` (typed `Config`, nginx merge rules, defaults);
-//! `resolve_cache` parses the cache directives into `types_cache`.
+//! `resolve` + `resolve_http` + `resolve_limits` (typed `Config`, nginx
+//! merge rules, defaults); `resolve_cache` parses the cache directives into
+//! `types_cache`, `resolve_proxy` the proxy ones into `types_proxy`.
 
 mod lexer;
 mod mime_default;
@@ -15,19 +16,24 @@ mod resolve;
 mod resolve_cache;
 mod resolve_http;
 mod resolve_proxy;
+mod resolve_limits;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_cache;
 #[cfg(test)]
 mod tests_http;
+#[cfg(test)]
+mod tests_limits;
 mod types;
 mod types_cache;
+mod types_limits;
 mod types_proxy;
 
 pub use mime_default::default_mime_types;
 pub use types::*;
 pub use types_cache::*;
+pub use types_limits::*;
 pub use types_proxy::*;
 
 use std::collections::HashSet;

@@ -23,11 +23,12 @@ pub(crate) const SERVER: u8 = 1 << 3;
 /// Inside `location { }`.
 pub(crate) const LOCATION: u8 = 1 << 4;
 
-const HSL: u8 = HTTP | SERVER | LOCATION;
+/// http, server and location.
+pub(crate) const HSL: u8 = HTTP | SERVER | LOCATION;
 const MANY: usize = usize::MAX;
 
 /// What the generic checks need to know about a directive.
-struct Spec {
+pub(crate) struct Spec {
     name: &'static str,
     contexts: u8,
     block: bool,
@@ -35,6 +36,23 @@ struct Spec {
     max_args: usize,
     /// May appear several times in one block (values accumulate).
     repeatable: bool,
+}
+
+impl Spec {
+    /// A `;` directive allowed once per block.
+    pub(crate) const fn new(
+        name: &'static str,
+        contexts: u8,
+        min_args: usize,
+        max_args: usize,
+    ) -> Spec {
+        spec(name, contexts, min_args, max_args)
+    }
+
+    /// May appear several times in one block.
+    pub(crate) const fn repeatable(self) -> Spec {
+        repeatable(self)
+    }
 }
 
 const fn spec(name: &'static str, contexts: u8, min_args: usize, max_args: usize) -> Spec {
@@ -144,6 +162,7 @@ pub(crate) fn check<'a>(
         });
     let Some(spec) = SPECS
         .iter()
+        .chain(super::resolve_limits::SPECS)
         .find(|s| s.name == name)
         .or(cache_spec.as_ref())
     else {

@@ -20,11 +20,13 @@ use super::resolve_cache::{
     check_cache_path_unique, check_zone_ref, parse_proxy_cache_path, CacheInherit,
 };
 use super::resolve_proxy::{parse_pass, resolve_pass, upstream_block, PassTarget, ProxyInherit};
+use super::resolve_limits::{self, LimitsInherit, LocationOnly};
 use super::types::{
     AccessLogConf, AddHeader, HttpConf, ListenConf, LocationConf, LocationMatch, LogFormat,
     ReturnConf, ServerConf,
 };
 use super::types_proxy::UpstreamConf;
+use super::types_limits::{LimitZoneConf, LimitsConf};
 use super::ConfigError;
 use crate::util::units::{parse_duration_ms, parse_size};
 
@@ -58,6 +60,7 @@ struct Inherit {
     cache: CacheInherit,
     /// Line of this level's `proxy_cache`, to report an unknown zone there.
     cache_ref: Option<Directive>,
+    limits: LimitsInherit,
 }
 
 /// http + server settings (`client_header_timeout`, `large_client_header_buffers`).
@@ -75,6 +78,7 @@ struct RawLocation {
     ret: Option<ReturnConf>,
     status: bool,
     pass: Option<PassTarget>,
+    limits: LocationOnly,
 }
 
 struct RawServer {
@@ -90,6 +94,9 @@ struct RawServer {
 impl Inherit {
     /// Applies `d` if it is an inheritable setting; `Ok(false)` otherwise.
     fn apply(&mut self, d: &Directive, st: &mut State) -> Result<bool, ConfigError> {
+        if self.limits.apply(d)? {
+            return Ok(true);
+        }
         let v = arg0(d);
         match d.name.as_str() {
             "root" => self.root = Some(path_arg(d, st.conf_dir, v)?),
@@ -164,6 +171,7 @@ impl Inherit {
             proxy: self.proxy.over(&outer.proxy),
             cache: self.cache.over(&outer.cache),
             cache_ref: self.cache_ref.or_else(|| outer.cache_ref.clone()),
+            limits: self.limits.over(&outer.limits),
         }
     }
 
@@ -174,6 +182,7 @@ impl Inherit {
         conf_dir: &Path,
         upstreams: &mut Vec<UpstreamConf>,
         cache_paths: &[super::types_cache::CachePathConf],
+        zones: &[LimitZoneConf],
     ) -> Result<LocationConf, ConfigError> {
         let pass = match &raw.pass {
             Some(t) => Some(resolve_pass(t, upstreams)?),
@@ -183,6 +192,7 @@ impl Inherit {
         if let (Some(zone), Some(d)) = (&cache.zone, &self.cache_ref) {
             check_zone_ref(d, zone, cache_paths)?;
         }
+        let limits = resolve_limits::finish_location(&self.limits, raw.limits, zones)?;
         Ok(LocationConf {
             line: raw.line,
             match_kind: raw.match_kind,
@@ -203,6 +213,7 @@ impl Inherit {
             add_headers: self.add_headers.unwrap_or_default(),
             proxy: self.proxy.into_conf(pass),
             cache,
+            limits,
         })
     }
 }
@@ -248,9 +259,13 @@ pub(crate) fn resolve_http(block: &[Directive], conf_dir: &Path) -> Result<HttpC
     let mut raw_servers = Vec::new();
     let mut upstreams: Vec<UpstreamConf> = Vec::new();
     let mut cache_paths = Vec::new();
+    let mut zones = Vec::new();
     for d in block {
         check(d, HTTP, &mut seen)?;
-        if inherit.apply(d, &mut st)? || headers.apply(d)? {
+        if inherit.apply(d, &mut st)?
+            || headers.apply(d)?
+            || resolve_limits::zone_directive(d, &mut zones)?
+        {
             continue;
         }
         match d.name.as_str() {
@@ -273,6 +288,7 @@ pub(crate) fn resolve_http(block: &[Directive], conf_dir: &Path) -> Result<HttpC
         }
     }
     let http_inherit = inherit.finish();
+    http_inherit.limits.check_refs(&zones)?;
     let servers = raw_servers
         .into_iter()
         .map(|s| {
@@ -283,6 +299,7 @@ pub(crate) fn resolve_http(block: &[Directive], conf_dir: &Path) -> Result<HttpC
                 conf_dir,
                 &mut upstreams,
                 &cache_paths,
+                &zones,
             )
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -293,6 +310,7 @@ pub(crate) fn resolve_http(block: &[Directive], conf_dir: &Path) -> Result<HttpC
         servers,
         upstreams,
         cache_paths,
+        limits: LimitsConf { zones },
     })
 }
 
@@ -304,7 +322,9 @@ fn merge_server(
     conf_dir: &Path,
     upstreams: &mut Vec<UpstreamConf>,
     cache_paths: &[super::types_cache::CachePathConf],
+    zones: &[LimitZoneConf],
 ) -> Result<ServerConf, ConfigError> {
+    raw.inherit.limits.check_refs(zones)?;
     let server_inherit = raw.inherit.over(http);
     let covers_root = raw.locations.iter().any(|l| {
         l.path == "/"
@@ -323,13 +343,14 @@ fn merge_server(
             ret: None,
             status: false,
             pass: None,
+            limits: LocationOnly::default(),
         });
     }
     let locations = raw_locations
         .into_iter()
         .map(|mut l| {
             let merged = std::mem::take(&mut l.inherit).over(&server_inherit);
-            merged.into_location(l, conf_dir, upstreams, cache_paths)
+            merged.into_location(l, conf_dir, upstreams, cache_paths, zones)
         })
         .collect::<Result<Vec<_>, _>>()?;
     let listens = if raw.listens.is_empty() {
@@ -426,6 +447,7 @@ fn resolve_location(loc: &Directive, st: &mut State) -> Result<RawLocation, Conf
         ret: None,
         status: false,
         pass: None,
+        limits: LocationOnly::default(),
     };
     let mut seen = HashSet::new();
     for d in loc.children() {
@@ -433,7 +455,7 @@ fn resolve_location(loc: &Directive, st: &mut State) -> Result<RawLocation, Conf
             return Err(d.error("nested locations are not supported"));
         }
         check(d, LOCATION, &mut seen)?;
-        if raw.inherit.apply(d, st)? {
+        if raw.inherit.apply(d, st)? || raw.limits.apply(d)? {
             continue;
         }
         match d.name.as_str() {

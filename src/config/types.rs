@@ -7,6 +7,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use super::types_limits::{LimitsConf, LocationLimits};
+
 /// How connections reach workers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AcceptMode {
@@ -98,6 +100,8 @@ pub struct HttpConf {
     pub upstreams: Vec<super::UpstreamConf>,
     /// `proxy_cache_path` zones.
     pub cache_paths: Vec<super::CachePathConf>,
+    /// Traffic-limit zones (`limit_req_zone`, `count_zone`, `limit_bytes_zone`).
+    pub limits: LimitsConf,
 }
 
 /// `listen ADDR:PORT [default_server] [reuseport] [backlog=N];`
@@ -197,6 +201,8 @@ pub struct LocationConf {
     pub proxy: super::LocationProxy,
     /// Cache settings (`proxy_cache` and friends).
     pub cache: super::LocationCacheConf,
+    /// Traffic limits applied here (`limit_req`, `count`, ...).
+    pub limits: LocationLimits,
 }
 
 /// `add_header NAME VALUE [always];`

@@ -14,6 +14,7 @@ pub struct Clock {
     start: Instant,
     now_ms: u64,
     unix_secs: i64,
+    unix_us: u64,
 }
 
 impl Default for Clock {
@@ -29,6 +30,7 @@ impl Clock {
             start: Instant::now(),
             now_ms: 0,
             unix_secs: 0,
+            unix_us: 0,
         };
         c.update();
         c
@@ -37,10 +39,11 @@ impl Clock {
     /// Re-read the time.
     pub fn update(&mut self) {
         self.now_ms = self.start.elapsed().as_millis() as u64;
-        self.unix_secs = SystemTime::now()
+        let wall = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
+            .unwrap_or(Duration::ZERO);
+        self.unix_secs = wall.as_secs() as i64;
+        self.unix_us = wall.as_micros() as u64;
     }
 
     /// Monotonic milliseconds at the last update.
@@ -51,6 +54,12 @@ impl Clock {
     /// Wall-clock seconds at the last update.
     pub fn unix_secs(&self) -> i64 {
         self.unix_secs
+    }
+
+    /// Wall-clock microseconds at the last update (the clock of the limit
+    /// zones, meaningful across restarts).
+    pub fn unix_us(&self) -> u64 {
+        self.unix_us
     }
 
     /// Monotonic time at the last update as an Instant.

@@ -9,6 +9,11 @@
 //! arrive within `client_header_timeout` of its first byte; body reads and
 //! writes must progress within `client_body_timeout` / `send_timeout`; an idle
 //! keep-alive connection lives `keepalive_timeout`.
+//!
+//! A request that `limit_req` delays stays parsed-but-unanswered at the
+//! front of the read buffer; the deadline becomes its release time, and when
+//! the timer fires (`on_timeout`) it is dispatched again with the limits
+//! skipped. Requests pipelined behind it wait.
 
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::ctx::HttpCtx;
@@ -98,6 +103,11 @@ pub struct Conn {
     pub want_body: bool,
     /// The worker's proxy session for this connection.
     pub session: Option<usize>,
+    /// A `limit_req` delay holds the head at `rstart` until this monotonic
+    /// ms (0 = none).
+    delayed_until_ms: u64,
+    /// The next dispatch is the held request's second one.
+    skip_limits: bool,
 }
 
 impl Conn {
@@ -140,6 +150,8 @@ impl Conn {
             proxying: false,
             want_body: false,
             session: None,
+            delayed_until_ms: 0,
+            skip_limits: false,
         }
     }
 
@@ -183,7 +195,7 @@ impl Conn {
             if self.is_writing() || self.close_after_write {
                 continue;
             }
-            if self.drained || self.proxying {
+            if self.drained || self.proxying || self.delayed_until_ms > 0 {
                 break;
             }
             match self.read() {
@@ -205,7 +217,9 @@ impl Conn {
     }
 
     fn set_wait_deadline(&mut self, ctx: &HttpCtx) {
-        self.deadline_ms = if !matches!(self.discard, Discard::None) {
+        self.deadline_ms = if self.delayed_until_ms > 0 {
+            self.delayed_until_ms
+        } else if !matches!(self.discard, Discard::None) {
             ctx.now_ms + self.body_timeout_ms
         } else if self.rend > self.rstart || self.requests == 0 {
             // A request is being received (or the first one is awaited): the
@@ -319,6 +333,10 @@ impl Conn {
         if self.phase == Phase::Lingering || self.is_writing() {
             return false;
         }
+        if self.delayed_until_ms > 0 {
+            // A limit_req delay ended: answer the held request and go on.
+            return self.on_ready(ctx);
+        }
         if self.rend > self.rstart && matches!(self.discard, Discard::None) {
             // Head never completed (slowloris): tell the client, then close.
             self.wbuf.clear();
@@ -411,6 +429,13 @@ impl Conn {
 
     /// Parse and answer as many buffered requests as allowed.
     fn process(&mut self, ctx: &mut HttpCtx) {
+        if self.delayed_until_ms > 0 {
+            if ctx.now_ms < self.delayed_until_ms {
+                return;
+            }
+            self.delayed_until_ms = 0;
+            self.skip_limits = true;
+        }
         loop {
             if self.proxying
                 || self.close_after_write
@@ -437,15 +462,21 @@ impl Conn {
             match request::parse(buf, &self.limits.head) {
                 Ok(None) => return,
                 Ok(Some(head)) => {
-                    self.requests += 1;
                     self.head_deadline_ms = 0;
                     let info = handler::ConnInfo {
                         peer: self.peer,
                         listen_idx: self.listen_idx,
-                        requests: self.requests,
+                        requests: self.requests + 1,
                         body_pending: self.rend - self.rstart - head.len,
+                        skip_limits: std::mem::take(&mut self.skip_limits),
                     };
                     let out = handler::dispatch(ctx, &info, buf, &head, &mut self.wbuf);
+                    if let Some(until) = out.delay_until_ms {
+                        // Keep the head; the timer brings it back.
+                        self.delayed_until_ms = until.max(ctx.now_ms + 1);
+                        return;
+                    }
+                    self.requests += 1;
                     self.rstart += head.len;
                     self.apply(out);
                 }

@@ -1,11 +1,13 @@
 //! Worker-wide HTTP state shared by all connections of one worker: routing
 //! tables, the cached clock and Date header, the open-file cache, access-log
-//! buffers and local counters (published to shared memory once per loop
-//! iteration).
+//! buffers, the limits phase's state and local counters (published to shared
+//! memory once per loop iteration).
 
 use crate::config::{Config, LogFormat};
+use crate::http::limits_phase::LimitsCtx;
 use crate::http::site::Site;
 use crate::http::static_file::FileCache;
+use crate::limits::ZoneSet;
 use crate::log::format::{self, AccessRecord};
 use crate::log::writer::LogThread;
 use crate::shm::stats::StatsZone;
@@ -163,11 +165,18 @@ pub struct HttpCtx {
     pub stats: Arc<StatsZone>,
     /// `Server:` value with tokens.
     pub server_full: Vec<u8>,
+    /// Traffic-limit zones and the limits phase's scratch state.
+    pub limits: LimitsCtx,
 }
 
 impl HttpCtx {
     /// State for a worker running `cfg`.
-    pub fn new(cfg: Arc<Config>, logs: AccessLogs, stats: Arc<StatsZone>) -> HttpCtx {
+    pub fn new(
+        cfg: Arc<Config>,
+        logs: AccessLogs,
+        stats: Arc<StatsZone>,
+        zones: Arc<ZoneSet>,
+    ) -> HttpCtx {
         let mut ctx = HttpCtx {
             site: Site::new(cfg),
             now_ms: 0,
@@ -182,9 +191,15 @@ impl HttpCtx {
             draining: false,
             stats,
             server_full: format!("sluice/{}", env!("CARGO_PKG_VERSION")).into_bytes(),
+            limits: LimitsCtx::new(zones),
         };
         ctx.set_time(0, 0);
         ctx
+    }
+
+    /// Wall-clock ms of the limits clock (cached per loop iteration).
+    pub fn now_unix_ms(&self) -> u64 {
+        self.limits.now_us / 1000
     }
 
     /// Update the cached clock (once per loop iteration).

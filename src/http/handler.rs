@@ -1,10 +1,12 @@
 //! Request phases for one parsed head: find server and location, check the
-//! body limits, run the content handler (`return`, `status`, static file),
-//! write the access-log line. Returns what the connection must do next.
+//! body limits, the traffic limits (`limits_phase`), run the content handler
+//! (`return`, `status`, static file), write the access-log line. Returns
+//! what the connection must do next.
 
 use crate::config::{LocationConf, ReturnConf};
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::ctx::HttpCtx;
+use crate::http::limits_phase::{self, LimitFlow, LimitRequest};
 use crate::http::request::{at, BodyFraming, Head, HeadError, Method};
 use crate::http::response::{self as resp, HeadParams};
 use crate::http::static_file::{self, Conditions, Decision, Found};
@@ -23,6 +25,9 @@ pub struct ConnInfo {
     pub requests: u64,
     /// Bytes after the head already in the buffer.
     pub body_pending: usize,
+    /// The request was held by a `limit_req` delay and is dispatched again:
+    /// its limits were already decided.
+    pub skip_limits: bool,
 }
 
 /// A request the reverse proxy takes over (the head is copied: the
@@ -74,6 +79,10 @@ pub struct Outcome {
     pub tcp_nodelay: bool,
     /// The reverse proxy answers this request.
     pub proxy: Option<Box<ProxyReq>>,
+    /// `limit_req` delays the request: nothing was queued; keep the head in
+    /// the buffer and dispatch it again (with `skip_limits`) at this
+    /// monotonic ms. The other fields are then meaningless.
+    pub delay_until_ms: Option<u64>,
 }
 
 struct Reply {
@@ -118,7 +127,8 @@ pub fn simple_error(ctx: &HttpCtx, code: u16, keep_alive: bool, out: &mut Vec<u8
     resp::error_page(out, code);
 }
 
-fn error_reply(
+/// Queue an error page with `extra` headers; returns the body bytes.
+pub(crate) fn error_reply(
     ctx: &HttpCtx,
     loc: &LocationConf,
     code: u16,
@@ -261,39 +271,7 @@ pub fn dispatch(
     let mut linger = true;
     let mut discard = head.body;
 
-    if loc.proxy.pass.is_some()
-        && path_ok
-        && server.server_return.is_none()
-        && loc.ret.is_none()
-        && !matches!(head.body, BodyFraming::Length(n) if loc.client_max_body_size_bytes > 0 && n > loc.client_max_body_size_bytes)
-    {
-        let req = ProxyReq {
-            server: si,
-            location: li,
-            head_bytes: buf[..head.len].to_vec(),
-            head: head.clone(),
-            path: ctx.path_buf.clone(),
-            query: query.map(<[u8]>::to_vec),
-            host: host.map(<[u8]>::to_vec),
-            peer: info.peer,
-            keep_alive,
-            body_pending: info.body_pending,
-        };
-        return Outcome {
-            keep_alive,
-            linger: true,
-            file: None,
-            discard: BodyFraming::None,
-            keepalive_timeout_ms: loc.keepalive_timeout_ms,
-            send_timeout_ms: loc.send_timeout_ms,
-            body_timeout_ms: loc.client_body_timeout_ms,
-            sendfile: loc.sendfile,
-            max_body_bytes: loc.client_max_body_size_bytes,
-            tcp_nodelay: loc.tcp_nodelay,
-            proxy: Some(Box::new(req)),
-        };
-    }
-
+    let requested_keep_alive = keep_alive;
     let limit = loc.client_max_body_size_bytes;
     let too_big = limit > 0
         && match head.body {
@@ -313,6 +291,52 @@ pub fn dispatch(
         discard = BodyFraming::None;
     }
 
+    let out_start = out.len();
+    let limited = if path_ok && !too_big && loc.limits.is_active() {
+        let req = LimitRequest {
+            peer: info.peer,
+            buf,
+            head,
+            host,
+            query,
+            keep_alive,
+            head_only,
+        };
+        limits_phase::run(ctx, loc, &req, info.skip_limits, out)
+    } else {
+        LimitFlow::Next
+    };
+    if let LimitFlow::Delay(until_ms) = limited {
+        return Outcome {
+            delay_until_ms: Some(until_ms),
+            ..location_outcome(loc, keep_alive, linger, discard)
+        };
+    }
+    if loc.proxy.pass.is_some()
+        && path_ok
+        && !too_big
+        && matches!(limited, LimitFlow::Next)
+        && server.server_return.is_none()
+        && loc.ret.is_none()
+    {
+        // The reverse proxy answers; it reads the body itself.
+        let req = ProxyReq {
+            server: si,
+            location: li,
+            head_bytes: buf[..head.len].to_vec(),
+            head: head.clone(),
+            path: ctx.path_buf.clone(),
+            query: query.map(<[u8]>::to_vec),
+            host: host.map(<[u8]>::to_vec),
+            peer: info.peer,
+            keep_alive: requested_keep_alive,
+            body_pending: info.body_pending,
+        };
+        return Outcome {
+            proxy: Some(Box::new(req)),
+            ..location_outcome(loc, requested_keep_alive, true, BodyFraming::None)
+        };
+    }
     let reply = if !path_ok {
         keep_alive = false;
         let n = error_reply(ctx, loc, 400, false, head_only, &[], out);
@@ -330,6 +354,13 @@ pub fn dispatch(
             file: None,
             close: true,
         }
+    } else if let LimitFlow::Done(r) = limited {
+        Reply {
+            status: r.status,
+            body_bytes: r.body_bytes,
+            file: None,
+            close: false,
+        }
     } else if let Some(r) = server.server_return.as_ref().or(loc.ret.as_ref()) {
         do_return(
             ctx, loc, r, head_only, keep_alive, buf, head, host, query, out,
@@ -340,7 +371,7 @@ pub fn dispatch(
                 .windows(16)
                 .any(|w| w.eq_ignore_ascii_case(b"application/json"))
         });
-        let (ct, body) = status::render(&ctx.stats, json);
+        let (ct, body) = status::render(&ctx.stats, &ctx.limits.zones, ctx.now_unix_ms(), json);
         resp::begin(
             out,
             &HeadParams {
@@ -373,6 +404,8 @@ pub fn dispatch(
     if reply.status == 444 {
         linger = false;
     }
+    let sent = (out.len() - out_start) as u64 + reply.file.as_ref().map_or(0, |f| f.2);
+    limits_phase::account_bytes(ctx, sent);
 
     log_access(
         ctx,
@@ -386,9 +419,22 @@ pub fn dispatch(
         0,
     );
     Outcome {
+        file: reply.file,
+        ..location_outcome(loc, keep_alive, linger, discard)
+    }
+}
+
+/// An outcome with `loc`'s connection settings and no file.
+fn location_outcome(
+    loc: &LocationConf,
+    keep_alive: bool,
+    linger: bool,
+    discard: BodyFraming,
+) -> Outcome {
+    Outcome {
         keep_alive,
         linger,
-        file: reply.file,
+        file: None,
         discard,
         keepalive_timeout_ms: loc.keepalive_timeout_ms,
         send_timeout_ms: loc.send_timeout_ms,
@@ -397,6 +443,7 @@ pub fn dispatch(
         max_body_bytes: loc.client_max_body_size_bytes,
         tcp_nodelay: loc.tcp_nodelay,
         proxy: None,
+        delay_until_ms: None,
     }
 }
 

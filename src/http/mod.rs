@@ -1,11 +1,13 @@
 //! HTTP/1.1: connection state machine (`conn`), head parsing (`request`),
-//! request phases (`handler`), static files, `status;`, response heads, and
-//! protocol helpers (targets, ranges, chunked bodies, conditionals).
+//! request phases (`handler`, `limits_phase`), static files, `status;`,
+//! response heads, and protocol helpers (targets, ranges, chunked bodies,
+//! conditionals).
 pub mod chunked;
 pub mod cond;
 pub mod conn;
 pub mod ctx;
 pub mod handler;
+pub mod limits_phase;
 pub mod range;
 pub mod request;
 pub mod response;

@@ -326,6 +326,27 @@ pub fn parse(buf: &[u8], limits: &HeadLimits) -> Result<Option<Head>, HeadError>
     Ok(Some(head))
 }
 
+/// The header fields of a complete head (`buf[..head.len]`), as (name,
+/// trimmed value) pairs in order; the request line is skipped. For the
+/// headers later phases look up by name (`$http_NAME`, cookies, X-Real-IP).
+pub fn header_fields(head: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    head.split(|&b| b == b'\n')
+        .skip(1)
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| {
+            let colon = l.iter().position(|&b| b == b':')?;
+            Some((&l[..colon], trim(&l[colon + 1..])))
+        })
+}
+
+/// The first header named `name` (any case) in a complete head.
+pub fn find_header<'a>(head: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    header_fields(head)
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+}
+
 fn looks_like_http_version(buf: &[u8]) -> bool {
     let line_end = buf.iter().position(|&b| b == b'\r' || b == b'\n');
     let line = &buf[..line_end.unwrap_or(buf.len())];
@@ -484,6 +505,20 @@ mod tests {
         assert!(p(s).unwrap().unwrap().expect_continue);
         let s = "PUT / HTTP/1.1\r\nHost: x\r\nExpect: teapot\r\n\r\n";
         assert_eq!(p(s).unwrap_err(), HeadError::ExpectationFailed);
+    }
+
+    #[test]
+    fn headers_by_name() {
+        let s = b"GET / HTTP/1.1\r\nHost: x\r\nX-Real-IP:  10.0.0.7 \r\nCookie: a=1\r\ncookie: b=2\r\n\r\nBODY: no";
+        let h = p(std::str::from_utf8(s).unwrap()).unwrap().unwrap();
+        let head = &s[..h.len];
+        assert_eq!(find_header(head, b"x-real-ip"), Some(&b"10.0.0.7"[..]));
+        assert_eq!(find_header(head, b"body"), None);
+        let cookies: Vec<&[u8]> = header_fields(head)
+            .filter(|(n, _)| n.eq_ignore_ascii_case(b"cookie"))
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(cookies, [&b"a=1"[..], &b"b=2"[..]]);
     }
 
     #[test]

@@ -1,7 +1,11 @@
 //! `status;`: counters from shared memory as Prometheus text, or JSON when
 //! the client asks for `application/json`. Totals include workers that have
-//! exited (reloads, crashes), so counters never go backwards.
+//! exited (reloads, crashes), so counters never go backwards. Each limit
+//! zone adds its decisions (allowed, delayed, rejected, dry-run), keys in
+//! use, capacity, evictions, and requests counted or bytes accounted; those
+//! live in the zone files and survive restarts too.
 
+use crate::limits::{Metric, ZoneSet, ZoneStats};
 use crate::shm::stats::StatsZone;
 use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
@@ -36,8 +40,15 @@ fn rows(stats: &StatsZone) -> Vec<Row> {
         .collect()
 }
 
-/// Render the status page; returns (content type, body).
-pub fn render(stats: &StatsZone, json: bool) -> (&'static [u8], Vec<u8>) {
+/// Render the status page (`now_ms`: wall clock, for key expiry); returns
+/// (content type, body).
+pub fn render(
+    stats: &StatsZone,
+    zones: &ZoneSet,
+    now_ms: u64,
+    json: bool,
+) -> (&'static [u8], Vec<u8>) {
+    let zone_stats: Vec<ZoneStats> = zones.zones().iter().map(|z| z.stats(now_ms)).collect();
     let t = stats.totals();
     let rows = rows(stats);
     let idle = t.active.saturating_sub(t.reading + t.writing);
@@ -56,7 +67,21 @@ pub fn render(stats: &StatsZone, json: bool) -> (&'static [u8], Vec<u8>) {
                 r.worker, r.pid, r.requests, r.accepted, r.handled, r.active, r.reading, r.writing
             );
         }
-        s.push_str("]}\n");
+        s.push_str("],\"limits\":{");
+        for (i, z) in zone_stats.iter().enumerate() {
+            let _ = write!(
+                s,
+                "{}\"{}\":{{\"kind\":\"{}\"",
+                if i > 0 { "," } else { "" },
+                z.name,
+                z.kind
+            );
+            for m in Metric::ALL {
+                let _ = write!(s, ",\"{}\":{}", m.as_str(), z.metrics[m as usize]);
+            }
+            let _ = write!(s, ",\"keys\":{},\"capacity\":{}}}", z.keys, z.slots);
+        }
+        s.push_str("}}\n");
         return (b"application/json", s.into_bytes());
     }
     type Family = (
@@ -146,7 +171,70 @@ pub fn render(stats: &StatsZone, json: bool) -> (&'static [u8], Vec<u8>) {
         "# HELP sluice_worker_respawns_total Workers respawned after dying.\n# TYPE sluice_worker_respawns_total counter\nsluice_worker_respawns_total {}",
         t.respawns
     );
+    render_limits_text(&zone_stats, &mut s);
     (b"text/plain; version=0.0.4", s.into_bytes())
+}
+
+fn render_limits_text(zones: &[ZoneStats], s: &mut String) {
+    if zones.is_empty() {
+        return;
+    }
+    s.push_str("# HELP sluice_limit_decisions_total Limit decisions per zone.\n# TYPE sluice_limit_decisions_total counter\n");
+    for z in zones {
+        for m in [
+            Metric::Allowed,
+            Metric::Delayed,
+            Metric::Rejected,
+            Metric::DryRun,
+        ] {
+            let _ = writeln!(
+                s,
+                "sluice_limit_decisions_total{{zone=\"{}\",decision=\"{}\"}} {}",
+                z.name,
+                m.as_str(),
+                z.metrics[m as usize]
+            );
+        }
+    }
+    type Family = (
+        &'static str,
+        &'static str,
+        &'static str,
+        fn(&ZoneStats) -> u64,
+    );
+    let families: [Family; 5] = [
+        ("keys", "gauge", "Keys in use per zone.", |z| z.keys),
+        ("capacity_keys", "gauge", "Keys a zone can hold.", |z| {
+            z.slots
+        }),
+        (
+            "evictions_total",
+            "counter",
+            "Live keys evicted from a full zone.",
+            |z| z.metrics[Metric::Evictions as usize],
+        ),
+        (
+            "counted_total",
+            "counter",
+            "Requests counted (count_zone).",
+            |z| z.metrics[Metric::Counted as usize],
+        ),
+        (
+            "bytes_total",
+            "counter",
+            "Bytes accounted (limit_bytes_zone).",
+            |z| z.metrics[Metric::Bytes as usize],
+        ),
+    ];
+    for (name, kind, help, get) in families {
+        let _ = writeln!(
+            s,
+            "# HELP sluice_limit_{name} {help}\n# TYPE sluice_limit_{name} {kind}"
+        );
+        for z in zones {
+            let _ = writeln!(s, "sluice_limit_{name}{{zone=\"{}\"}} {}", z.name, get(z));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -161,12 +249,13 @@ mod tests {
         z.slot(a).requests.store(3, Relaxed);
         z.slot(b).requests.store(4, Relaxed);
         z.slot(b).active.store(2, Relaxed);
-        let (_, body) = render(&z, false);
+        let zones = ZoneSet::empty();
+        let (_, body) = render(&z, &zones, 0, false);
         let text = String::from_utf8(body).unwrap();
         assert!(text.contains("\nsluice_requests_total 7\n"), "{text}");
         assert!(text.contains("sluice_worker_requests_total{slot=\"1\",pid=\"12\"} 4"));
         assert!(text.contains("\nsluice_connections_idle 2\n"));
-        let (ct, body) = render(&z, true);
+        let (ct, body) = render(&z, &zones, 0, true);
         assert_eq!(ct, b"application/json");
         assert!(String::from_utf8(body)
             .unwrap()

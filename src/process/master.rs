@@ -15,6 +15,7 @@
 use crate::config::{self, Config};
 use crate::event::Clock;
 use crate::http::site::{listen_table, ListenEntry};
+use crate::limits::ZoneSet;
 use crate::process::handoff::{self, Meta};
 use crate::process::listeners::Listeners;
 use crate::process::worker::{self, WorkerInit};
@@ -71,6 +72,7 @@ pub struct Master {
     rr: usize,
     pending: VecDeque<(OwnedFd, Meta)>,
     stats: Arc<StatsZone>,
+    zones: Arc<ZoneSet>,
     stop: Stop,
     stop_deadline_ms: u64,
     respawn: Vec<(usize, u64)>,
@@ -85,6 +87,8 @@ pub struct Prepared {
     pub cfg: Arc<Config>,
     /// Listeners already bound.
     pub listeners: Listeners,
+    /// Limit zones, opened (created, migrated) in the state directory.
+    pub zones: Arc<ZoneSet>,
 }
 
 /// Bind what `cfg` needs (before daemonizing, so errors reach the terminal).
@@ -92,7 +96,14 @@ pub fn prepare(cfg: Arc<Config>) -> io::Result<Prepared> {
     let mut listeners = Listeners::default();
     let table = listen_table(&cfg);
     listeners.update(&table, cfg.events.accept_mode, cfg.worker_processes)?;
-    Ok(Prepared { cfg, listeners })
+    // After the listeners: a second instance on the same ports fails there,
+    // before it touches the running one's zone files.
+    let zones = Arc::new(ZoneSet::open(&cfg, None)?);
+    Ok(Prepared {
+        cfg,
+        listeners,
+        zones,
+    })
 }
 
 impl Master {
@@ -127,6 +138,7 @@ impl Master {
             rr: 0,
             pending: VecDeque::new(),
             stats: Arc::new(StatsZone::new()?),
+            zones: p.zones,
             stop: Stop::Running,
             stop_deadline_ms: 0,
             respawn: Vec::new(),
@@ -308,6 +320,15 @@ impl Master {
                 return;
             }
         };
+        // Zones with the same name and size keep their mapping; others are
+        // opened, migrated or rebuilt (each with a log line).
+        let zones = match ZoneSet::open(&cfg, Some(&self.zones)) {
+            Ok(z) => Arc::new(z),
+            Err(e) => {
+                log::error!("reload failed, keeping the running configuration: {e}");
+                return;
+            }
+        };
         let table = listen_table(&cfg);
         // Hand queued connections to the old generation while indices still match.
         self.hand_off();
@@ -341,6 +362,7 @@ impl Master {
         }
         crate::log::error::set_level(cfg.error_log.level);
         self.cfg = cfg;
+        self.zones = zones;
         self.generation += 1;
         self.respawn.clear();
         let old: Vec<usize> = self
@@ -499,6 +521,7 @@ impl Master {
             channel,
             listeners: mine,
             stats: self.stats.clone(),
+            zones: self.zones.clone(),
             master_pid,
         }
     }

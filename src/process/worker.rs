@@ -10,6 +10,7 @@ use crate::event::{Clock, TimerWheel};
 use crate::http::conn::{Conn, ConnLimits};
 use crate::http::ctx::{AccessLogs, HttpCtx, ERROR_LOG_FILE};
 use crate::http::request::HeadLimits;
+use crate::limits::ZoneSet;
 use crate::log::writer::LogThread;
 use crate::process::handoff;
 use crate::proxy::session::{Next, Session};
@@ -47,6 +48,8 @@ pub struct WorkerInit {
     pub listeners: Vec<(usize, std::net::TcpListener)>,
     /// Shared counters.
     pub stats: Arc<StatsZone>,
+    /// Traffic-limit zones of this generation (mapped by the master).
+    pub zones: Arc<ZoneSet>,
     /// The master's pid (to notice it died before PDEATHSIG was set).
     pub master_pid: i32,
 }
@@ -160,6 +163,7 @@ fn start(init: WorkerInit) -> std::io::Result<()> {
             cfg.clone(),
             AccessLogs::new(&cfg, Some(log_thread)),
             init.stats.clone(),
+            init.zones,
         ),
         limits: conn_limits(&cfg),
         listeners,
@@ -193,6 +197,7 @@ impl Worker {
             }
             clock.update();
             self.ctx.set_time(clock.now_ms(), clock.unix_secs());
+            self.ctx.limits.now_us = clock.unix_us();
             for ev in events.iter() {
                 match ev.token() {
                     SIGNALS => {
@@ -485,7 +490,9 @@ impl Worker {
                 continue; // stale entry
             }
             c.scheduled_ms = 0;
-            if c.deadline_ms > now {
+            if c.deadline_ms > now || c.on_timeout(&mut self.ctx) {
+                // Not due yet, or a limit_req delay ended and the
+                // connection goes on with a new deadline.
                 self.wheel.schedule(key, c.deadline_ms);
                 c.scheduled_ms = c.deadline_ms;
             } else if let Some(sk) = c.session {
@@ -505,7 +512,11 @@ impl Worker {
                     }
                     Next::Wait => self.after_conn(key),
                 }
-            } else if !c.on_timeout(&mut self.ctx) {
+            } else if c.on_timeout(&mut self.ctx) {
+                // A limit_req delay ended: the request goes on (and may
+                // start a proxy session); after_conn re-arms the timer.
+                self.after_conn(key);
+            } else {
                 log::debug!("close: timeout");
                 self.close_conn(key);
             }
@@ -519,6 +530,7 @@ impl Worker {
     }
 
     fn publish(&mut self, gauges: bool) {
+        self.ctx.limits.publish();
         let s = self.stats.slot(self.slot);
         let c = self.ctx.counters;
         s.requests.store(c.requests, Relaxed);

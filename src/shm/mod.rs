@@ -1,9 +1,11 @@
 //! Shared memory: regions mapped MAP_SHARED by the master before forking, so
 //! every worker (and every later generation of workers) sees the same pages.
 //! Access is through atomics only. `stats` holds the per-worker counters that
-//! `status;` reports.
+//! `status;` reports; `zone` the file-backed zones of the traffic limits,
+//! whose pages are a file's and so outlive every sluice process.
 
 pub mod stats;
+pub mod zone;
 
 use std::io;
 use std::ptr::NonNull;
@@ -33,6 +35,38 @@ impl ShmRegion {
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED | libc::MAP_ANONYMOUS,
                 -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr =
+            NonNull::new(p as *mut u8).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        Ok(ShmRegion { ptr, len })
+    }
+
+    /// Map the first `len` bytes of `file` MAP_SHARED, read-write. The file
+    /// must be open for reading and writing and at least `len` bytes long;
+    /// the mapping outlives `file` (and a later rename or unlink of it).
+    pub fn map_file(file: &std::fs::File, len: usize) -> io::Result<ShmRegion> {
+        use std::os::fd::AsRawFd;
+        if len == 0 || (file.metadata()?.len() as usize) < len {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "file shorter than the mapping",
+            ));
+        }
+        // SAFETY: a fresh mapping of a file we hold open; we check for
+        // MAP_FAILED before using the pointer. Other processes may write the
+        // same pages concurrently, which is why every view is atomics only.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
                 0,
             )
         };
@@ -84,3 +118,6 @@ impl Drop for ShmRegion {
 /// Implement only for types whose every field is an atomic integer (or an
 /// array of them), so any bit pattern is valid and `&T` may be shared.
 pub unsafe trait AtomicsOnly: Sync {}
+
+// SAFETY: a plain atomic integer: every bit pattern is valid and it is Sync.
+unsafe impl AtomicsOnly for std::sync::atomic::AtomicU64 {}

@@ -384,6 +384,26 @@ pub fn set_linger_zero(fd: RawFd) -> io::Result<()> {
     .map(|_| ())
 }
 
+/// Fill `buf` with random bytes from the kernel (getrandom(2)).
+pub fn fill_random(buf: &mut [u8]) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        let rest = &mut buf[done..];
+        // SAFETY: `rest` is valid for writes of `rest.len()` bytes.
+        let n = syscall!(getrandom(
+            rest.as_mut_ptr() as *mut libc::c_void,
+            rest.len(),
+            0
+        ));
+        match n {
+            Ok(n) => done += n as usize,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Number of online CPUs.
 pub fn cpu_count() -> usize {
     std::thread::available_parallelism()

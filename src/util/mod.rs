@@ -1,4 +1,5 @@
-//! Small pure helpers: units, time formatting.
+//! Small pure helpers: units, time formatting, a stable keyed hash.
 
+pub mod hash;
 pub mod httpdate;
 pub mod units;

@@ -1,0 +1,725 @@
+//! The limits phase: applies a location's traffic limits (`limits/`) to a
+//! request, between choosing the location and running its content handler.
+//!
+//! Order, for a request seen for the first time:
+//! 1. `count`: every request reaching the location is counted;
+//! 2. `limit_bytes`: a key over its quota is refused;
+//! 3. `limit_req`: each zone decides (GCRA); one refusal refuses the request
+//!    (and gives back what the earlier zones admitted); otherwise the
+//!    longest delay holds the request — the connection keeps the head and
+//!    comes back after the delay with `skip` set (`Outcome::delay_until_ms`);
+//! 4. content of the location itself, when it is `count_report` (JSON) or
+//!    `limit_check` (204 / refusal, for nginx's `auth_request`).
+//!
+//! Refusals use `limit_req_status` (default 429) with `Retry-After` and
+//! `RateLimit-Limit/-Remaining/-Reset`; `limit_req_dry_run on` counts and
+//! logs them but lets the request through. Bytes for `limit_bytes` are added
+//! by [`account_bytes`] once the response size is known. Counters are kept
+//! per worker and folded into the zone headers once per loop iteration
+//! ([`LimitsCtx::publish`]).
+//!
+//! For `limit_check`, key variables describe the original request behind
+//! the subrequest: the client is `X-Real-IP` (else the first
+//! `X-Forwarded-For`), `$uri`/`$arg_*` come from `X-Original-URI`, `$host`
+//! from `X-Forwarded-Host` (else `Host`).
+
+use crate::config::{KeyTemplate, LocationConf, LocationLimits, ReqDelay, ZoneKind};
+use crate::http::ctx::HttpCtx;
+use crate::http::handler::error_reply;
+use crate::http::request::{at, find_header, header_fields, Head};
+use crate::http::response::{self as resp, HeadParams};
+use crate::http::uri;
+use crate::limits::key::{self, KeySource, Subnet};
+use crate::limits::{Gcra, Metric, Verdict, ZoneSet, METRICS};
+use std::net::IpAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+/// Worker-wide state of the limits phase.
+pub struct LimitsCtx {
+    /// This generation's zones.
+    pub zones: Arc<ZoneSet>,
+    /// Wall clock in µs (cached once per loop iteration).
+    pub now_us: u64,
+    key: Vec<u8>,
+    uri: Vec<u8>,
+    pending: Vec<[u64; METRICS]>,
+    dirty: bool,
+    /// (zone, slot) of the current request's `limit_bytes` keys.
+    bytes_slots: Vec<(usize, usize)>,
+    admitted: Vec<(usize, usize, Gcra, u64)>,
+    /// A refusal `limit_req_dry_run` let through, to log.
+    dry_hit: Option<RateInfo>,
+}
+
+impl LimitsCtx {
+    /// State over `zones`.
+    pub fn new(zones: Arc<ZoneSet>) -> LimitsCtx {
+        let n = zones.zones().len();
+        LimitsCtx {
+            zones,
+            now_us: 0,
+            key: Vec::with_capacity(64),
+            uri: Vec::with_capacity(256),
+            pending: vec![[0; METRICS]; n],
+            dirty: false,
+            bytes_slots: Vec::new(),
+            admitted: Vec::new(),
+            dry_hit: None,
+        }
+    }
+
+    fn bump(&mut self, zone: usize, m: Metric, n: u64) {
+        if let Some(p) = self.pending.get_mut(zone) {
+            p[m as usize] += n;
+            self.dirty = true;
+        }
+    }
+
+    /// Fold this worker's counters into the shared zone headers.
+    pub fn publish(&mut self) {
+        if !self.dirty {
+            return;
+        }
+        self.dirty = false;
+        for (i, p) in self.pending.iter_mut().enumerate() {
+            let Some(z) = self.zones.get(i) else {
+                continue;
+            };
+            for m in Metric::ALL {
+                let v = std::mem::take(&mut p[m as usize]);
+                if v > 0 {
+                    z.metric(m).fetch_add(v, Relaxed);
+                }
+            }
+        }
+    }
+}
+
+/// The request as the limits phase sees it.
+pub struct LimitRequest<'a> {
+    /// Client address.
+    pub peer: IpAddr,
+    /// The read buffer, starting with the head.
+    pub buf: &'a [u8],
+    /// The parsed head.
+    pub head: &'a Head,
+    /// Host (header or absolute target), with port.
+    pub host: Option<&'a [u8]>,
+    /// Raw query string.
+    pub query: Option<&'a [u8]>,
+    /// Keep the connection after the response.
+    pub keep_alive: bool,
+    /// HEAD request.
+    pub head_only: bool,
+}
+
+/// A response the phase queued.
+pub struct LimitReply {
+    /// Status sent.
+    pub status: u16,
+    /// Body bytes sent.
+    pub body_bytes: u64,
+}
+
+/// What the request does next.
+pub enum LimitFlow {
+    /// Go on to the content handler.
+    Next,
+    /// Hold the request until this monotonic ms, then dispatch it again
+    /// with the limits skipped.
+    Delay(u64),
+    /// The phase answered (refusal, `count_report`, `limit_check`).
+    Done(LimitReply),
+}
+
+/// RateLimit-* values of the tightest limit.
+#[derive(Clone, Copy)]
+struct RateInfo {
+    zone: usize,
+    limit: u64,
+    remaining: u64,
+    reset_us: u64,
+}
+
+enum Decided {
+    Pass {
+        rate: Option<RateInfo>,
+        report: Option<u64>,
+    },
+    Delay(u64, RateInfo),
+    Reject {
+        retry_us: u64,
+        rate: RateInfo,
+    },
+}
+
+/// Key variables of a request (or, for `limit_check`, of the request behind
+/// the subrequest).
+struct Source<'a> {
+    peer: IpAddr,
+    head: &'a [u8],
+    host: &'a [u8],
+    uri: &'a [u8],
+    query: &'a [u8],
+}
+
+impl KeySource for Source<'_> {
+    fn remote_addr(&self) -> IpAddr {
+        self.peer
+    }
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        find_header(self.head, name.as_bytes())
+    }
+    fn cookie(&self, name: &str) -> Option<&[u8]> {
+        header_fields(self.head)
+            .filter(|(n, _)| n.eq_ignore_ascii_case(b"cookie"))
+            .flat_map(|(_, v)| v.split(|&b| b == b';'))
+            .find_map(|pair| pair_value(pair, name.as_bytes()))
+    }
+    fn arg(&self, name: &str) -> Option<&[u8]> {
+        self.query
+            .split(|&b| b == b'&')
+            .find_map(|pair| pair_value(pair, name.as_bytes()))
+    }
+    fn host(&self) -> &[u8] {
+        self.host
+    }
+    fn uri(&self) -> &[u8] {
+        self.uri
+    }
+}
+
+/// The value of `name=value` (surrounding spaces trimmed) when the name
+/// matches, in any case (as nginx's `$cookie_`/`$arg_`).
+fn pair_value<'a>(pair: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    let pair = pair.trim_ascii();
+    let eq = pair.iter().position(|&b| b == b'=')?;
+    pair[..eq]
+        .eq_ignore_ascii_case(name)
+        .then(|| pair[eq + 1..].trim_ascii())
+}
+
+/// `host[:port]` without the port (IPv6 literals keep their brackets).
+fn host_only(h: &[u8]) -> &[u8] {
+    if h.first() == Some(&b'[') {
+        return match h.iter().position(|&b| b == b']') {
+            Some(end) => &h[..=end],
+            None => h,
+        };
+    }
+    match h.iter().rposition(|&b| b == b':') {
+        Some(c) => &h[..c],
+        None => h,
+    }
+}
+
+fn parse_ip(v: &[u8]) -> Option<IpAddr> {
+    std::str::from_utf8(v.trim_ascii()).ok()?.parse().ok()
+}
+
+/// The client behind an `auth_request` subrequest.
+fn original_client(head: &[u8], peer: IpAddr) -> IpAddr {
+    find_header(head, b"x-real-ip")
+        .and_then(parse_ip)
+        .or_else(|| {
+            find_header(head, b"x-forwarded-for")
+                .and_then(|v| v.split(|&b| b == b',').next())
+                .and_then(parse_ip)
+        })
+        .unwrap_or(peer)
+}
+
+/// Run the phase for `loc` (whose limits are active).
+pub fn run(
+    ctx: &mut HttpCtx,
+    loc: &LocationConf,
+    req: &LimitRequest<'_>,
+    skip: bool,
+    out: &mut Vec<u8>,
+) -> LimitFlow {
+    let lim = &loc.limits;
+    let head = &req.buf[..req.head.len];
+    let mut uri_buf = std::mem::take(&mut ctx.limits.uri);
+    let src = if lim.check {
+        let original = find_header(head, b"x-original-uri").unwrap_or(b"/");
+        let (path, query) = match original.iter().position(|&b| b == b'?') {
+            Some(q) => (&original[..q], &original[q + 1..]),
+            None => (original, &b""[..]),
+        };
+        if uri::normalize_path(path, &mut uri_buf).is_err() {
+            uri_buf.clear();
+            uri_buf.extend_from_slice(path);
+        }
+        let host = find_header(head, b"x-forwarded-host").or(req.host);
+        Source {
+            peer: original_client(head, req.peer),
+            head,
+            host: host_only(host.unwrap_or_default()),
+            uri: &uri_buf,
+            query,
+        }
+    } else {
+        Source {
+            peer: req.peer,
+            head,
+            host: host_only(req.host.unwrap_or_default()),
+            uri: &ctx.path_buf,
+            query: req.query.unwrap_or_default(),
+        }
+    };
+    let decided = decide(&mut ctx.limits, lim, &src, skip);
+    let client = src.peer;
+    ctx.limits.uri = uri_buf;
+    if let Some(rate) = ctx.limits.dry_hit.take() {
+        log_refusal(
+            &ctx.limits.zones,
+            lim,
+            req,
+            client,
+            "limiting requests",
+            &rate,
+            lim.log_level,
+        );
+    }
+    match decided {
+        Decided::Delay(delay_us, rate) => {
+            ctx.limits.bytes_slots.clear();
+            let level = match lim.log_level {
+                log::Level::Error => log::Level::Warn,
+                log::Level::Warn => log::Level::Info,
+                _ => log::Level::Debug,
+            };
+            log_refusal(
+                &ctx.limits.zones,
+                lim,
+                req,
+                client,
+                "delaying request",
+                &rate,
+                level,
+            );
+            LimitFlow::Delay(ctx.now_ms + delay_us.div_ceil(1000))
+        }
+        Decided::Reject { retry_us, rate } => {
+            ctx.limits.bytes_slots.clear();
+            log_refusal(
+                &ctx.limits.zones,
+                lim,
+                req,
+                client,
+                "limiting requests",
+                &rate,
+                lim.log_level,
+            );
+            LimitFlow::Done(refuse(ctx, loc, req, retry_us, &rate, out))
+        }
+        Decided::Pass { rate, report } => {
+            if lim.check {
+                LimitFlow::Done(check_answer(ctx, loc, req, rate.as_ref(), out))
+            } else if let Some(n) = report {
+                LimitFlow::Done(report_answer(ctx, loc, req, n, out))
+            } else {
+                LimitFlow::Next
+            }
+        }
+    }
+}
+
+/// Key bytes of `t` into `buf`; false when the key is empty (not limited).
+fn build(t: &KeyTemplate, src: &Source<'_>, lim: &LocationLimits, buf: &mut Vec<u8>) -> bool {
+    let subnet = Subnet {
+        v4_bits: lim.subnet_v4_bits,
+        v6_bits: lim.subnet_v6_bits,
+    };
+    key::build(t, src, subnet, buf)
+}
+
+fn decide(lc: &mut LimitsCtx, lim: &LocationLimits, src: &Source<'_>, skip: bool) -> Decided {
+    let zones = lc.zones.clone();
+    let now_us = lc.now_us;
+    let now_ms = now_us / 1000;
+    let mut keybuf = std::mem::take(&mut lc.key);
+    lc.bytes_slots.clear();
+    let decided = 'd: {
+        if !skip {
+            for c in &lim.count {
+                let Some(z) = zones.get(c.zone) else { continue };
+                if build(&c.key, src, lim, &mut keybuf) {
+                    z.count_add(z.key_hash(&keybuf), now_ms);
+                    lc.bump(c.zone, Metric::Counted, 1);
+                }
+            }
+        }
+        for &zi in &lim.bytes {
+            let Some(z) = zones.get(zi) else { continue };
+            if !build(&z.conf.key, src, lim, &mut keybuf) {
+                continue;
+            }
+            let Some((slot, over)) = z.quota_check(z.key_hash(&keybuf), now_ms) else {
+                continue;
+            };
+            if !lim.check {
+                lc.bytes_slots.push((zi, slot));
+            }
+            if skip {
+                continue;
+            }
+            match over {
+                None => lc.bump(zi, Metric::Allowed, 1),
+                Some(retry_ms) => {
+                    let rate = RateInfo {
+                        zone: zi,
+                        limit: z.quota().map_or(0, |q| q.quota_bytes),
+                        remaining: 0,
+                        reset_us: retry_ms * 1000,
+                    };
+                    if lim.dry_run {
+                        lc.bump(zi, Metric::DryRun, 1);
+                        lc.dry_hit = Some(rate);
+                        continue;
+                    }
+                    lc.bump(zi, Metric::Rejected, 1);
+                    break 'd Decided::Reject {
+                        retry_us: retry_ms * 1000,
+                        rate,
+                    };
+                }
+            }
+        }
+        if skip {
+            break 'd Decided::Pass {
+                rate: None,
+                report: report_sum(&zones, lim, src, &mut keybuf, now_ms),
+            };
+        }
+        lc.admitted.clear();
+        let mut tightest: Option<RateInfo> = None;
+        for r in &lim.req {
+            let Some(z) = zones.get(r.zone) else { continue };
+            let ZoneKind::Rate { interval_us } = z.conf.kind else {
+                continue;
+            };
+            if !build(&z.conf.key, src, lim, &mut keybuf) {
+                continue;
+            }
+            let free = match r.delay {
+                ReqDelay::NoDelay => None,
+                ReqDelay::After(n) => Some(n),
+            };
+            let g = Gcra::new(interval_us, r.burst, free);
+            let Some((verdict, slot)) = z.rate_check(z.key_hash(&keybuf), &g, now_us) else {
+                continue;
+            };
+            match verdict {
+                Verdict::Allow {
+                    delay_us,
+                    remaining,
+                    reset_us,
+                } => {
+                    lc.admitted.push((r.zone, slot, g, delay_us));
+                    if tightest.is_none_or(|t| remaining < t.remaining) {
+                        tightest = Some(RateInfo {
+                            zone: r.zone,
+                            limit: g.limit(),
+                            remaining,
+                            reset_us,
+                        });
+                    }
+                }
+                Verdict::Reject { retry_us, reset_us } => {
+                    if lim.dry_run {
+                        lc.bump(r.zone, Metric::DryRun, 1);
+                        lc.dry_hit = Some(RateInfo {
+                            zone: r.zone,
+                            limit: g.limit(),
+                            remaining: 0,
+                            reset_us,
+                        });
+                        continue;
+                    }
+                    for (zi, slot, g, _) in lc.admitted.drain(..) {
+                        if let Some(z) = zones.get(zi) {
+                            z.rate_undo(slot, &g, now_us);
+                        }
+                    }
+                    lc.bump(r.zone, Metric::Rejected, 1);
+                    break 'd Decided::Reject {
+                        retry_us,
+                        rate: RateInfo {
+                            zone: r.zone,
+                            limit: g.limit(),
+                            remaining: 0,
+                            reset_us,
+                        },
+                    };
+                }
+            }
+        }
+        let mut delay_us = 0;
+        for i in 0..lc.admitted.len() {
+            // A dry run limits nothing: no delays either (as nginx).
+            let (zi, _, _, d) = lc.admitted[i];
+            let d = if lim.dry_run { 0 } else { d };
+            delay_us = delay_us.max(d);
+            lc.bump(
+                zi,
+                if d > 0 {
+                    Metric::Delayed
+                } else {
+                    Metric::Allowed
+                },
+                1,
+            );
+        }
+        if delay_us > 0 {
+            let rate = tightest.unwrap_or(RateInfo {
+                zone: 0,
+                limit: 0,
+                remaining: 0,
+                reset_us: delay_us,
+            });
+            break 'd Decided::Delay(delay_us, rate);
+        }
+        Decided::Pass {
+            rate: tightest,
+            report: report_sum(&zones, lim, src, &mut keybuf, now_ms),
+        }
+    };
+    lc.key = keybuf;
+    decided
+}
+
+fn report_sum(
+    zones: &ZoneSet,
+    lim: &LocationLimits,
+    src: &Source<'_>,
+    keybuf: &mut Vec<u8>,
+    now_ms: u64,
+) -> Option<u64> {
+    let r = lim.report.as_ref()?;
+    let z = zones.get(r.zone)?;
+    if !build(&r.key, src, lim, keybuf) {
+        return Some(0);
+    }
+    Some(z.count_sum(z.key_hash(keybuf), now_ms))
+}
+
+/// Bytes of the response just queued, for the request's `limit_bytes` keys.
+pub fn account_bytes(ctx: &mut HttpCtx, bytes: u64) {
+    let lc = &mut ctx.limits;
+    if lc.bytes_slots.is_empty() {
+        return;
+    }
+    let now_ms = lc.now_us / 1000;
+    let zones = lc.zones.clone();
+    for i in 0..lc.bytes_slots.len() {
+        let (zi, slot) = lc.bytes_slots[i];
+        if let Some(z) = zones.get(zi) {
+            z.quota_add(slot, now_ms, bytes);
+            lc.bump(zi, Metric::Bytes, bytes);
+        }
+    }
+    lc.bytes_slots.clear();
+}
+
+/// A decimal number in a stack buffer (header values without allocating).
+struct Num {
+    buf: [u8; 20],
+    start: usize,
+}
+
+impl Num {
+    fn new(mut n: u64) -> Num {
+        let mut buf = [0u8; 20];
+        let mut i = buf.len();
+        loop {
+            i -= 1;
+            buf[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        Num { buf, start: i }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+}
+
+fn secs_ceil(us: u64) -> u64 {
+    us.div_ceil(1_000_000)
+}
+
+fn log_refusal(
+    zones: &ZoneSet,
+    lim: &LocationLimits,
+    req: &LimitRequest<'_>,
+    client: IpAddr,
+    what: &str,
+    rate: &RateInfo,
+    level: log::Level,
+) {
+    if !log::log_enabled!(level) {
+        return;
+    }
+    let head = req.head;
+    log::log!(
+        level,
+        "{what}{} by zone \"{}\", limit {}, reset in {:.3}s, client: {client}, request: \"{} {} HTTP/1.{}\", host: \"{}\"",
+        if lim.dry_run { ", dry run," } else { "" },
+        zones.get(rate.zone).map_or("", |z| z.name()),
+        rate.limit,
+        rate.reset_us as f64 / 1e6,
+        String::from_utf8_lossy(at(req.buf, head.method_span)),
+        String::from_utf8_lossy(at(req.buf, head.target)),
+        head.version_minor,
+        String::from_utf8_lossy(req.host.unwrap_or_default()),
+    );
+}
+
+fn refuse(
+    ctx: &HttpCtx,
+    loc: &LocationConf,
+    req: &LimitRequest<'_>,
+    retry_us: u64,
+    rate: &RateInfo,
+    out: &mut Vec<u8>,
+) -> LimitReply {
+    let status = loc.limits.req_status;
+    let retry = Num::new(secs_ceil(retry_us).max(1));
+    let limit = Num::new(rate.limit);
+    let reset = Num::new(secs_ceil(rate.reset_us).max(1));
+    let extra: [(&[u8], &[u8]); 4] = [
+        (b"Retry-After", retry.bytes()),
+        (b"RateLimit-Limit", limit.bytes()),
+        (b"RateLimit-Remaining", b"0"),
+        (b"RateLimit-Reset", reset.bytes()),
+    ];
+    let body_bytes = error_reply(ctx, loc, status, req.keep_alive, req.head_only, &extra, out);
+    LimitReply { status, body_bytes }
+}
+
+fn server<'a>(ctx: &'a HttpCtx, loc: &LocationConf) -> &'a [u8] {
+    if loc.server_tokens {
+        &ctx.server_full
+    } else {
+        b"sluice"
+    }
+}
+
+/// `limit_check` passed: 204, with the tightest limit's RateLimit-* values.
+fn check_answer(
+    ctx: &HttpCtx,
+    loc: &LocationConf,
+    req: &LimitRequest<'_>,
+    rate: Option<&RateInfo>,
+    out: &mut Vec<u8>,
+) -> LimitReply {
+    resp::begin(
+        out,
+        &HeadParams {
+            status: 204,
+            date: &ctx.date,
+            server: server(ctx, loc),
+            content_type: None,
+            content_length: None,
+            keep_alive: req.keep_alive,
+        },
+    );
+    if let Some(r) = rate {
+        resp::header(out, b"RateLimit-Limit", Num::new(r.limit).bytes());
+        resp::header(out, b"RateLimit-Remaining", Num::new(r.remaining).bytes());
+        resp::header(
+            out,
+            b"RateLimit-Reset",
+            Num::new(secs_ceil(r.reset_us)).bytes(),
+        );
+    }
+    resp::end(out);
+    LimitReply {
+        status: 204,
+        body_bytes: 0,
+    }
+}
+
+/// `count_report`: `{"requestCount":N}`.
+fn report_answer(
+    ctx: &HttpCtx,
+    loc: &LocationConf,
+    req: &LimitRequest<'_>,
+    n: u64,
+    out: &mut Vec<u8>,
+) -> LimitReply {
+    let num = Num::new(n);
+    let len = b"{\"requestCount\":}".len() + num.bytes().len();
+    resp::begin(
+        out,
+        &HeadParams {
+            status: 200,
+            date: &ctx.date,
+            server: server(ctx, loc),
+            content_type: Some(b"application/json"),
+            content_length: Some(len as u64),
+            keep_alive: req.keep_alive,
+        },
+    );
+    resp::header(out, b"Cache-Control", b"no-store");
+    resp::end(out);
+    if req.head_only {
+        return LimitReply {
+            status: 200,
+            body_bytes: 0,
+        };
+    }
+    out.extend_from_slice(b"{\"requestCount\":");
+    out.extend_from_slice(num.bytes());
+    out.push(b'}');
+    LimitReply {
+        status: 200,
+        body_bytes: len as u64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_and_hosts() {
+        assert_eq!(pair_value(b" sid=abc ", b"SID"), Some(&b"abc"[..]));
+        assert_eq!(pair_value(b"sidx=abc", b"sid"), None);
+        assert_eq!(pair_value(b"flag", b"flag"), None);
+        assert_eq!(host_only(b"Example.com:8080"), b"Example.com");
+        assert_eq!(host_only(b"[::1]:80"), b"[::1]");
+        assert_eq!(host_only(b"a"), b"a");
+    }
+
+    #[test]
+    fn subrequest_client_address() {
+        let peer: IpAddr = "127.0.0.1".parse().unwrap();
+        let h = b"GET /c HTTP/1.1\r\nX-Forwarded-For: 10.0.0.1, 10.0.0.2\r\n\r\n";
+        assert_eq!(
+            original_client(h, peer),
+            "10.0.0.1".parse::<IpAddr>().unwrap()
+        );
+        let h = b"GET /c HTTP/1.1\r\nX-Real-IP: 2001:db8::5\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n";
+        assert_eq!(
+            original_client(h, peer),
+            "2001:db8::5".parse::<IpAddr>().unwrap()
+        );
+        let h = b"GET /c HTTP/1.1\r\nX-Real-IP: junk\r\n\r\n";
+        assert_eq!(original_client(h, peer), peer);
+    }
+
+    #[test]
+    fn numbers_without_allocating() {
+        assert_eq!(Num::new(0).bytes(), b"0");
+        assert_eq!(Num::new(429).bytes(), b"429");
+        assert_eq!(Num::new(u64::MAX).bytes(), b"18446744073709551615");
+        assert_eq!(secs_ceil(1), 1);
+        assert_eq!(secs_ceil(2_000_000), 2);
+    }
+}
