@@ -321,7 +321,8 @@ fn status_speaks_json_when_asked() {
     let body = r.text();
     assert!(body.contains("\"connections\":{\"accepted\":"), "{body}");
     assert_eq!(body.matches("\"slot\":").count(), 2, "{body}");
-    assert!(body.trim_end().ends_with("]}"), "{body}");
+    assert!(body.contains("],\"limits\":{"), "{body}");
+    assert!(body.trim_end().ends_with('}'), "{body}");
 }
 
 #[test]

@@ -15,8 +15,8 @@ mod parse;
 mod resolve;
 mod resolve_cache;
 mod resolve_http;
-mod resolve_proxy;
 mod resolve_limits;
+mod resolve_proxy;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

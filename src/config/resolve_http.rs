@@ -19,14 +19,14 @@ use super::resolve::{
 use super::resolve_cache::{
     check_cache_path_unique, check_zone_ref, parse_proxy_cache_path, CacheInherit,
 };
-use super::resolve_proxy::{parse_pass, resolve_pass, upstream_block, PassTarget, ProxyInherit};
 use super::resolve_limits::{self, LimitsInherit, LocationOnly};
+use super::resolve_proxy::{parse_pass, resolve_pass, upstream_block, PassTarget, ProxyInherit};
 use super::types::{
     AccessLogConf, AddHeader, HttpConf, ListenConf, LocationConf, LocationMatch, LogFormat,
     ReturnConf, ServerConf,
 };
-use super::types_proxy::UpstreamConf;
 use super::types_limits::{LimitZoneConf, LimitsConf};
+use super::types_proxy::UpstreamConf;
 use super::ConfigError;
 use crate::util::units::{parse_duration_ms, parse_size};
 

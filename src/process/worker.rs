@@ -490,9 +490,7 @@ impl Worker {
                 continue; // stale entry
             }
             c.scheduled_ms = 0;
-            if c.deadline_ms > now || c.on_timeout(&mut self.ctx) {
-                // Not due yet, or a limit_req delay ended and the
-                // connection goes on with a new deadline.
+            if c.deadline_ms > now {
                 self.wheel.schedule(key, c.deadline_ms);
                 c.scheduled_ms = c.deadline_ms;
             } else if let Some(sk) = c.session {
