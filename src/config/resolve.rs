@@ -129,7 +129,6 @@ const NOT_YET: &[&str] = &[
     "proxy_cache_lock",
     "proxy_cache_lock_timeout",
     "proxy_cache_lock_age",
-    "proxy_cache_use_stale",
     "proxy_cache_background_update",
     "proxy_cache_bypass",
     "proxy_no_cache",

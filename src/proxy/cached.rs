@@ -37,6 +37,7 @@ enum WriteMsg {
     Data(u64, Vec<u8>),
     Commit(u64),
     Abort(u64),
+    Rewrite(PathBuf, Box<EntryMeta>),
 }
 
 /// Handle to the worker's cache writer thread.
@@ -107,6 +108,11 @@ fn run_writer(rx: Receiver<WriteMsg>) {
             WriteMsg::Abort(id) => {
                 fills.remove(&id);
             }
+            WriteMsg::Rewrite(path, meta) => {
+                if let Err(e) = store::rewrite_header(&path, &meta) {
+                    log::warn!("cache: updating {} after a 304 failed: {e}", path.display());
+                }
+            }
         }
     }
 }
@@ -165,6 +171,12 @@ impl Writer {
     pub fn abort(&self, id: u64) {
         let _ = self.send(WriteMsg::Abort(id));
     }
+
+    /// Store a merged header after a 304 (header rewritten beside the old
+    /// body, then renamed into place).
+    pub fn rewrite(&self, path: PathBuf, meta: EntryMeta) {
+        let _ = self.send(WriteMsg::Rewrite(path, Box::new(meta)));
+    }
 }
 
 /// A usable stored entry.
@@ -177,6 +189,8 @@ pub struct Found {
     pub body_off: u64,
     /// The first bytes read (header and possibly the body).
     pub prefix: Vec<u8>,
+    /// Where the entry lives.
+    pub path: PathBuf,
 }
 
 /// Read and check the entry at `path` for `key`; `None` = MISS (absent,
@@ -203,6 +217,7 @@ pub fn read_entry(path: &std::path::Path, key: &[u8]) -> Option<Found> {
         file,
         body_off: body_off as u64,
         prefix,
+        path: path.to_path_buf(),
     })
 }
 
@@ -262,6 +277,14 @@ pub enum Entry {
 }
 
 impl Entry {
+    /// Its file.
+    pub fn path(&self) -> &Path {
+        match self {
+            Entry::Hot(h) => &h.path,
+            Entry::Disk(f) => &f.path,
+        }
+    }
+
     /// Its header.
     pub fn meta(&self) -> &EntryMeta {
         match self {
@@ -348,6 +371,27 @@ impl Hot {
         Some(Entry::Hot(h))
     }
 
+    /// After a 304 merge: keep serving the same body with the merged header
+    /// until the rewritten file replaces the entry (a later stat sees it).
+    pub fn replace_meta(&mut self, path: &Path, meta: &EntryMeta) {
+        let Some((md5, h)) = self.map.iter().find(|(_, h)| h.path == path) else {
+            return;
+        };
+        let md5 = *md5;
+        let fresh = Rc::new(HotEntry {
+            meta: meta.clone(),
+            body: h.body.clone(),
+            ino: h.ino,
+            size: h.size,
+            mtime_ns: h.mtime_ns,
+            checked_ms: Cell::new(h.checked_ms.get()),
+            touched_ms: Cell::new(h.touched_ms.get()),
+            epoch: Cell::new(h.epoch.get()),
+            path: h.path.clone(),
+        });
+        self.map.insert(md5, fresh);
+    }
+
     /// Forget an entry (purged or invalidated).
     pub fn forget(&mut self, md5: &[u8; 16]) {
         self.remove(md5);
@@ -393,7 +437,14 @@ pub enum LookupResult {
     /// Serve this entry; `stale` = X-Cache-Status STALE instead of HIT.
     Serve(Entry, bool),
     /// Go to the origin; the entry (if any) is kept for the Vary decision.
-    Origin(crate::cache::CacheStatus, Option<Box<EntryMeta>>),
+    /// Go to the origin: the status word, the primary entry's header (for
+    /// Vary placement) and the stored entry that may still answer (stale, to
+    /// revalidate or to serve if the origin fails).
+    Origin(
+        crate::cache::CacheStatus,
+        Option<Box<EntryMeta>>,
+        Option<Entry>,
+    ),
     /// `only-if-cached` with nothing usable: 504.
     Unsatisfiable,
 }
@@ -414,7 +465,7 @@ pub fn lookup(
     let primary = key::cache_key_md5(key_bytes);
     let path = key::entry_path(&zone.dir, &zone.levels, &primary);
     let Some(mut found) = hot.get(&path, &primary, key_bytes, now_ms, epoch) else {
-        return LookupResult::Origin(CacheStatus::Miss, None);
+        return LookupResult::Origin(CacheStatus::Miss, None, None);
     };
     if let Some(v) = policy::vary_mismatch(found.meta(), req_headers) {
         match hot.get(
@@ -429,6 +480,7 @@ pub fn lookup(
                 return LookupResult::Origin(
                     CacheStatus::Miss,
                     Some(Box::new(found.meta().clone())),
+                    None,
                 )
             }
         }
@@ -438,9 +490,11 @@ pub fn lookup(
         Lookup::Fresh => LookupResult::Serve(found, false),
         Lookup::ClientAcceptsStale => LookupResult::Serve(found, true),
         Lookup::Unsatisfiable => LookupResult::Unsatisfiable,
-        Lookup::Stale { .. } | Lookup::MustRevalidate => {
-            LookupResult::Origin(CacheStatus::Expired, Some(Box::new(found.meta().clone())))
-        }
+        Lookup::Stale { .. } | Lookup::MustRevalidate => LookupResult::Origin(
+            CacheStatus::Expired,
+            Some(Box::new(found.meta().clone())),
+            Some(found),
+        ),
     }
 }
 
@@ -467,7 +521,16 @@ pub struct HitParams<'a> {
 /// Write the cached response (head and body) into `out`. Returns (status,
 /// body bytes) for the access log.
 pub fn write_hit(f: &Entry, p: &HitParams<'_>, out: &mut Vec<u8>) -> io::Result<(u16, u64)> {
-    let meta = f.meta();
+    write_hit_with(f.meta(), f, p, out)
+}
+
+/// [`write_hit`] with a header other than the stored one (after a 304 merge).
+pub fn write_hit_with(
+    meta: &EntryMeta,
+    f: &Entry,
+    p: &HitParams<'_>,
+    out: &mut Vec<u8>,
+) -> io::Result<(u16, u64)> {
     let answer = revalidate::client_conditional(meta, p.method, p.req_headers);
     let (status, with_body) = match answer {
         revalidate::ClientAnswer::Full => (meta.status, p.method != b"HEAD"),

@@ -32,7 +32,18 @@ pub struct ReqCtx<'a> {
     pub http_minor: u8,
     /// Ask the upstream to keep the connection.
     pub keepalive: bool,
+    /// Headers the cache adds to revalidate an entry; when present, the
+    /// client's own conditional headers are not forwarded.
+    pub conditional: &'a [(&'static [u8], Vec<u8>)],
 }
+
+const CONDITIONALS: &[&[u8]] = &[
+    b"if-none-match",
+    b"if-modified-since",
+    b"if-match",
+    b"if-unmodified-since",
+    b"if-range",
+];
 
 const HOP_BY_HOP: &[&[u8]] = &[
     b"connection",
@@ -198,6 +209,7 @@ pub fn build(c: &ReqCtx<'_>, out: &mut Vec<u8>) {
         let name = h.name.as_bytes();
         let lower_is = |x: &[u8]| name.eq_ignore_ascii_case(x);
         if HOP_BY_HOP.iter().any(|x| lower_is(x))
+            || (!c.conditional.is_empty() && CONDITIONALS.iter().any(|x| lower_is(x)))
             || overridden(name)
             || (lower_is(b"x-forwarded-for") && !overridden(b"x-forwarded-for"))
             || connection_tokens
@@ -240,6 +252,12 @@ pub fn build(c: &ReqCtx<'_>, out: &mut Vec<u8>) {
         }
         BodyFraming::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
         BodyFraming::None => {}
+    }
+    for (n, v) in c.conditional {
+        out.extend_from_slice(n);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(v);
+        out.extend_from_slice(b"\r\n");
     }
     if c.http_minor == 0 || !c.keepalive {
         out.extend_from_slice(b"Connection: close\r\n");
@@ -285,6 +303,7 @@ mod tests {
             set_headers: &sets,
             http_minor: 1,
             keepalive: true,
+            conditional: &[],
         };
         let mut out = Vec::new();
         build(&c, &mut out);

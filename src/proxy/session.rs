@@ -6,6 +6,7 @@
 //! request or no body sent). 502 for a refused/failed/malformed upstream,
 //! 504 for a timeout.
 
+use crate::cache::freshness::OriginFailure;
 use crate::cache::{CacheStatus, EntryMeta};
 use crate::config::LocationConf;
 use crate::http::chunked::ChunkedDecoder;
@@ -102,6 +103,14 @@ pub struct Session {
     looked_up: bool,
     /// Request targets to invalidate if this unsafe request succeeds.
     invalidate: Vec<Vec<u8>>,
+    /// The stored entry that may still answer: revalidated by a 304, or
+    /// served stale when the origin fails (`proxy_cache_use_stale`).
+    stale: Option<cached::Entry>,
+    /// The origin request carries the stale entry's validators.
+    revalidating: bool,
+    /// (status, body bytes) of a response served from the cache after the
+    /// origin was asked (for the access log).
+    served: Option<(u16, u64)>,
 }
 
 fn location<'a>(cfg: &'a crate::config::Config, req: &ProxyReq) -> &'a LocationConf {
@@ -164,6 +173,9 @@ impl Session {
             fill: None,
             looked_up: false,
             invalidate: Vec::new(),
+            stale: None,
+            revalidating: false,
+            served: None,
         }
     }
 
@@ -331,9 +343,15 @@ impl Session {
                     }
                 }
             }
-            LookupResult::Origin(status, meta) => {
+            LookupResult::Origin(status, meta, stale) => {
                 self.cache_status = Some(status);
                 self.cached_meta = meta;
+                self.revalidating = loc.cache.revalidate
+                    && self.req.head.method == Method::Get
+                    && stale.as_ref().is_some_and(|e| {
+                        e.meta().etag.is_some() || e.meta().last_modified.is_some()
+                    });
+                self.stale = stale;
                 None
             }
             LookupResult::Unsatisfiable => {
@@ -365,6 +383,7 @@ impl Session {
             set_headers: &loc.proxy.set_headers,
             http_minor: loc.proxy.http_version_minor,
             keepalive: false,
+            conditional: &[],
         };
         let template = match target {
             Some(t) => loc
@@ -471,6 +490,118 @@ impl Session {
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
+    /// May the stored entry answer after the origin failed this way?
+    fn stale_allowed(&self, failure: OriginFailure, ctx: &HttpCtx) -> bool {
+        let Some(e) = &self.stale else {
+            return false;
+        };
+        let req_headers = upreq::header_pairs(&self.req.head_bytes);
+        let req_cc = crate::cache::control::CacheControl::from_request(&req_headers);
+        crate::cache::freshness::may_serve_stale_on(
+            e.meta(),
+            &req_cc,
+            ctx.unix_secs,
+            &self.loc().cache.use_stale,
+            failure,
+        )
+    }
+
+    /// Answer from the stored entry (with `meta` instead of its own header
+    /// after a 304 merge). False when the entry could not be read.
+    fn serve_stored(
+        &mut self,
+        word: CacheStatus,
+        meta: Option<&EntryMeta>,
+        conn: &mut Conn,
+        ctx: &HttpCtx,
+    ) -> bool {
+        let Some(entry) = &self.stale else {
+            return false;
+        };
+        let cfg = self.cfg.clone();
+        let loc = location(&cfg, &self.req);
+        let meta = meta.unwrap_or(entry.meta());
+        let server: &[u8] = if loc.server_tokens {
+            &ctx.server_full
+        } else {
+            b"sluice"
+        };
+        let extra: Vec<(&[u8], &[u8])> = loc
+            .add_headers
+            .iter()
+            .filter(|h| h.always || meta.status < 400)
+            .map(|h| (h.name.as_bytes(), h.value.as_bytes()))
+            .collect();
+        let req_headers = upreq::header_pairs(&self.req.head_bytes);
+        let keep_alive = self.client_keep_alive && !self.wants_body();
+        let params = cached::HitParams {
+            method: crate::http::request::at(&self.req.head_bytes, self.req.head.method_span),
+            req_headers: &req_headers,
+            date: &ctx.date,
+            server,
+            keep_alive,
+            status_word: word.as_str().as_bytes(),
+            extra: &extra,
+            now: ctx.unix_secs,
+        };
+        let mark = conn.out().len();
+        match cached::write_hit_with(meta, entry, &params, conn.out()) {
+            Ok(served) => {
+                self.served = Some(served);
+                self.cache_status = Some(word);
+                true
+            }
+            Err(e) => {
+                conn.out().truncate(mark);
+                log::warn!("cache: reading a stored entry failed: {e}");
+                false
+            }
+        }
+    }
+
+    /// A 304 answered our revalidation: merge it into the stored entry,
+    /// update the file, answer from the cache (REVALIDATED). False when the
+    /// 304 does not match the stored response.
+    fn revalidated(
+        &mut self,
+        up: &UpHead,
+        pools: &mut Pools,
+        conn: &mut Conn,
+        ctx: &HttpCtx,
+    ) -> bool {
+        let Some(entry) = &self.stale else {
+            return false;
+        };
+        let h304 = upresp::header_pairs(&self.resp[..up.len]);
+        let req_headers = upreq::header_pairs(&self.req.head_bytes);
+        let store_cfg = crate::cache::StoreConfig::from_location(&self.loc().cache);
+        let waited_s = (ctx.now_ms.saturating_sub(self.started_ms) / 1000) as i64;
+        let Some(merged) = crate::cache::revalidate::merge_304(
+            entry.meta(),
+            &req_headers,
+            &h304,
+            &store_cfg,
+            ctx.unix_secs - waited_s,
+            ctx.unix_secs,
+        ) else {
+            return false;
+        };
+        let path = entry.path().to_path_buf();
+        match merged.action {
+            crate::cache::revalidate::MergeAction::Rewrite => {
+                pools.hot.replace_meta(&path, &merged.meta);
+                if let Some(w) = pools.cache.as_ref() {
+                    w.rewrite(path, merged.meta.clone());
+                }
+            }
+            crate::cache::revalidate::MergeAction::Remove(_) => {
+                let _ = crate::cache::store::remove_entry(&path);
+            }
+            crate::cache::revalidate::MergeAction::Leave => {}
+        }
+        self.serve_stored(CacheStatus::Revalidated, Some(&merged.meta), conn, ctx)
+    }
+
     /// After the upstream head: start storing the response if it may be stored.
     fn begin_fill(&mut self, up: &UpHead, pools: &mut Pools, ctx: &HttpCtx) {
         if !matches!(
@@ -551,6 +682,10 @@ impl Session {
         };
         self.sendq.clear();
         self.sendq_pos = 0;
+        let conditional = match (&self.stale, self.revalidating) {
+            (Some(e), true) => crate::cache::revalidate::revalidation_headers(e.meta()),
+            _ => Vec::new(),
+        };
         let c = ReqCtx {
             head_bytes: &self.req.head_bytes,
             head: &self.req.head,
@@ -563,6 +698,7 @@ impl Session {
             set_headers: &loc.proxy.set_headers,
             http_minor: loc.proxy.http_version_minor,
             keepalive,
+            conditional: &conditional,
         };
         upreq::build(&c, &mut self.sendq);
     }
@@ -813,6 +949,20 @@ impl Session {
             } else {
                 b"sluice"
             };
+            if self.revalidating && up.status == 304 && self.revalidated(&up, pools, conn, ctx) {
+                self.resp.drain(..up.len);
+                self.head = Some(up);
+                self.state = St::Done;
+                return Ok(true);
+            }
+            if (500..=504).contains(&up.status)
+                && self.stale_allowed(OriginFailure::Status(up.status), ctx)
+                && self.serve_stored(CacheStatus::Stale, None, conn, ctx)
+            {
+                self.head = Some(up);
+                self.state = St::Done;
+                return Ok(true);
+            }
             self.begin_fill(&up, pools, ctx);
             let method = crate::http::request::at(&self.req.head_bytes, self.req.head.method_span);
             if self.cache_status == Some(CacheStatus::Bypass)
@@ -1031,6 +1181,20 @@ impl Session {
     /// Answer the client with an error status and finish.
     fn fail(&mut self, conn: &mut Conn, ctx: &mut HttpCtx, code: u16) -> Next {
         let keep_alive = self.client_keep_alive && !self.wants_body();
+        let failure = if code == 504 {
+            OriginFailure::Timeout
+        } else {
+            OriginFailure::Error
+        };
+        if self.stale_allowed(failure, ctx)
+            && self.serve_stored(CacheStatus::Stale, None, conn, ctx)
+        {
+            let (status, bytes) = self.served.unwrap_or((200, 0));
+            self.log(ctx, status, bytes);
+            self.state = St::Done;
+            conn.finish_proxy(keep_alive, ctx.now_ms);
+            return Next::Finished;
+        }
         handler::simple_error(ctx, code, keep_alive, conn.out());
         self.log(ctx, code, crate::http::response::error_page_len(code));
         self.state = St::Done;
@@ -1052,6 +1216,7 @@ impl Session {
             p.succeeded(self.peer);
         }
         let reusable = up.is_some_and(|h| h.reusable)
+            && self.served.is_none()
             && self.resp.is_empty()
             && !self.up_eof
             && self.sendq_pos >= self.sendq.len()
@@ -1065,8 +1230,10 @@ impl Session {
                     .is_some_and(|p| p.put_idle(self.peer, s));
             let _ = kept;
         }
-        let status = up.map_or(502, |h| h.status);
-        self.log(ctx, status, self.body_bytes);
+        let (status, bytes) = self
+            .served
+            .unwrap_or((up.map_or(502, |h| h.status), self.body_bytes));
+        self.log(ctx, status, bytes);
         // A request body the upstream did not read ends the client connection.
         let keep_alive = self.client_keep_alive && !self.wants_body();
         conn.finish_proxy(keep_alive, ctx.now_ms);
