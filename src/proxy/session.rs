@@ -649,6 +649,8 @@ impl Session {
         let primary = crate::cache::cache_key_md5(&self.cache_key);
         let md5 = crate::cache::policy::store_md5(primary, &meta, self.cached_meta.as_deref());
         let path = crate::cache::entry_path(&zone.dir, &zone.levels, &md5);
+        // The entry held in memory is about to be replaced.
+        pools.hot.forget(&md5);
         let expected = match up.framing {
             UpFraming::Length(n) => Some(n),
             _ => None,
