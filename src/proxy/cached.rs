@@ -464,7 +464,11 @@ pub fn lookup(
     use crate::cache::CacheStatus;
     let primary = key::cache_key_md5(key_bytes);
     let path = key::entry_path(&zone.dir, &zone.levels, &primary);
+    let req_cc = CacheControl::from_request(req_headers);
     let Some(mut found) = hot.get(&path, &primary, key_bytes, now_ms, epoch) else {
+        if req_cc.only_if_cached {
+            return LookupResult::Unsatisfiable;
+        }
         return LookupResult::Origin(CacheStatus::Miss, None, None);
     };
     if let Some(v) = policy::vary_mismatch(found.meta(), req_headers) {
@@ -476,6 +480,7 @@ pub fn lookup(
             epoch,
         ) {
             Some(f) if policy::vary_mismatch(f.meta(), req_headers).is_none() => found = f,
+            _ if req_cc.only_if_cached => return LookupResult::Unsatisfiable,
             _ => {
                 return LookupResult::Origin(
                     CacheStatus::Miss,
@@ -485,7 +490,6 @@ pub fn lookup(
             }
         }
     }
-    let req_cc = CacheControl::from_request(req_headers);
     match freshness::lookup_decision(found.meta(), &req_cc, now, &c.use_stale) {
         Lookup::Fresh => LookupResult::Serve(found, false),
         Lookup::ClientAcceptsStale => LookupResult::Serve(found, true),
@@ -514,6 +518,8 @@ pub struct HitParams<'a> {
     pub status_word: &'a [u8],
     /// `add_header` pairs.
     pub extra: &'a [(&'a [u8], &'a [u8])],
+    /// `proxy_hide_header` names (lowercase).
+    pub hide: &'a [String],
     /// Unix seconds now.
     pub now: i64,
 }
@@ -551,7 +557,14 @@ pub fn write_hit_with(
             resp::header(out, n, v);
         }
     } else if status != 412 {
+        // Our own Server and Date replace the origin's, as on a MISS.
         for (n, v) in &meta.headers {
+            if n.eq_ignore_ascii_case(b"date")
+                || n.eq_ignore_ascii_case(b"server")
+                || p.hide.iter().any(|h| n.eq_ignore_ascii_case(h.as_bytes()))
+            {
+                continue;
+            }
             resp::header(out, n, v);
         }
     }
@@ -563,7 +576,7 @@ pub fn write_hit_with(
     for (n, v) in p.extra {
         resp::header(out, n, v);
     }
-    if status != 304 {
+    if status != 304 && status != 204 && !(100..200).contains(&status) {
         out.extend_from_slice(b"Content-Length: ");
         put_u64(out, if status == 412 { 0 } else { meta.body_len });
         out.extend_from_slice(b"\r\n");

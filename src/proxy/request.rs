@@ -35,6 +35,8 @@ pub struct ReqCtx<'a> {
     /// Headers the cache adds to revalidate an entry; when present, the
     /// client's own conditional headers are not forwarded.
     pub conditional: &'a [(&'static [u8], Vec<u8>)],
+    /// Send this method instead of the client's (HEAD converted to GET).
+    pub method: Option<&'a [u8]>,
 }
 
 const CONDITIONALS: &[&[u8]] = &[
@@ -191,7 +193,7 @@ pub fn build(c: &ReqCtx<'_>, out: &mut Vec<u8>) {
     // The head was parsed before; a failure here leaves no headers to copy.
     let _ = req.parse(c.head_bytes);
     let headers: &[httparse::Header<'_>] = req.headers;
-    out.extend_from_slice(at(c.head_bytes, c.head.method_span));
+    out.extend_from_slice(c.method.unwrap_or(at(c.head_bytes, c.head.method_span)));
     out.push(b' ');
     upstream_uri(c, out);
     out.extend_from_slice(if c.http_minor == 0 {
@@ -304,6 +306,7 @@ mod tests {
             http_minor: 1,
             keepalive: true,
             conditional: &[],
+            method: None,
         };
         let mut out = Vec::new();
         build(&c, &mut out);

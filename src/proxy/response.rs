@@ -150,6 +150,8 @@ pub struct ClientHeadParams<'a> {
     pub keep_alive: bool,
     /// Client speaks HTTP/1.1 (can read chunked).
     pub client_http11: bool,
+    /// The client asked HEAD (the upstream got GET): send the head only.
+    pub head_only: bool,
     /// `proxy_hide_header` names (lowercase).
     pub hide: &'a [String],
     /// Extra headers (`add_header`, `X-Cache-Status`).
@@ -181,6 +183,7 @@ pub fn write_client_head(
     let mut resp = httparse::Response::new(&mut storage);
     let _ = resp.parse(&buf[..up.len]);
     let framing = match up.framing {
+        _ if p.head_only => ClientFraming::None,
         UpFraming::None => ClientFraming::None,
         UpFraming::Length(n) => ClientFraming::Length(n),
         UpFraming::Chunked if p.client_http11 => ClientFraming::PassChunked,
@@ -325,6 +328,7 @@ mod tests {
                 server: b"sluice",
                 keep_alive: true,
                 client_http11: true,
+                head_only: false,
                 hide: &hide,
                 extra: &[(b"X-Cache-Status", b"MISS")],
             },

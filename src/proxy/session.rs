@@ -111,6 +111,9 @@ pub struct Session {
     /// (status, body bytes) of a response served from the cache after the
     /// origin was asked (for the access log).
     served: Option<(u16, u64)>,
+    /// A HEAD miss is fetched as GET to fill the cache
+    /// (`proxy_cache_convert_head`); the client gets the head only.
+    head_as_get: bool,
 }
 
 fn location<'a>(cfg: &'a crate::config::Config, req: &ProxyReq) -> &'a LocationConf {
@@ -176,6 +179,7 @@ impl Session {
             stale: None,
             revalidating: false,
             served: None,
+            head_as_get: false,
         }
     }
 
@@ -324,6 +328,7 @@ impl Session {
                     keep_alive,
                     status_word: word.as_str().as_bytes(),
                     extra: &extra,
+                    hide: &loc.proxy.hide_headers,
                     now,
                 };
                 let mark = conn.out().len();
@@ -352,6 +357,7 @@ impl Session {
                         e.meta().etag.is_some() || e.meta().last_modified.is_some()
                     });
                 self.stale = stale;
+                self.head_as_get = loc.cache.convert_head && self.req.head.method == Method::Head;
                 None
             }
             LookupResult::Unsatisfiable => {
@@ -384,6 +390,7 @@ impl Session {
             http_minor: loc.proxy.http_version_minor,
             keepalive: false,
             conditional: &[],
+            method: None,
         };
         let template = match target {
             Some(t) => loc
@@ -542,6 +549,7 @@ impl Session {
             keep_alive,
             status_word: word.as_str().as_bytes(),
             extra: &extra,
+            hide: &loc.proxy.hide_headers,
             now: ctx.unix_secs,
         };
         let mark = conn.out().len();
@@ -607,7 +615,7 @@ impl Session {
         if !matches!(
             self.cache_status,
             Some(CacheStatus::Miss) | Some(CacheStatus::Expired)
-        ) || self.req.head.method != Method::Get
+        ) || !(self.req.head.method == Method::Get || self.head_as_get)
         {
             return;
         }
@@ -701,6 +709,7 @@ impl Session {
             http_minor: loc.proxy.http_version_minor,
             keepalive,
             conditional: &conditional,
+            method: self.head_as_get.then_some(&b"GET"[..]),
         };
         upreq::build(&c, &mut self.sendq);
     }
@@ -920,7 +929,7 @@ impl Session {
             if self.resp.is_empty() {
                 return if self.up_eof { Err(502) } else { Ok(false) };
             }
-            let head_req = self.req.head.method == Method::Head;
+            let head_req = self.req.head.method == Method::Head && !self.head_as_get;
             let minor = self.loc().proxy.http_version_minor;
             let up = match upresp::parse_head(&self.resp, head_req, minor) {
                 Ok(Some(h)) => h,
@@ -997,6 +1006,7 @@ impl Session {
                     server,
                     keep_alive: self.client_keep_alive && !self.wants_body(),
                     client_http11: self.req.head.version_minor == 1,
+                    head_only: self.head_as_get,
                     hide: &loc.proxy.hide_headers,
                     extra: &extra,
                 },
@@ -1011,7 +1021,7 @@ impl Session {
             self.resp.drain(..up.len);
             self.head = Some(up);
             progress = true;
-            if up.framing == UpFraming::None {
+            if matches!(up.framing, UpFraming::None | UpFraming::Length(0)) {
                 self.state = St::Done;
                 return Ok(true);
             }
@@ -1027,7 +1037,9 @@ impl Session {
             UpFraming::None => self.state = St::Done,
             UpFraming::Length(_) => {
                 let n = (self.up_left as usize).min(self.resp.len());
-                out.extend_from_slice(&self.resp[..n]);
+                if self.framing != ClientFraming::None {
+                    out.extend_from_slice(&self.resp[..n]);
+                }
                 Self::fill_data(&mut self.fill, pools, &self.resp[..n]);
                 self.body_bytes += n as u64;
                 self.up_left -= n as u64;
@@ -1075,7 +1087,7 @@ impl Session {
                         out.extend_from_slice(&hex);
                         out.extend_from_slice(&self.resp);
                         out.extend_from_slice(b"\r\n");
-                    } else {
+                    } else if self.framing != ClientFraming::None {
                         out.extend_from_slice(&self.resp);
                     }
                     Self::fill_data(&mut self.fill, pools, &self.resp);
