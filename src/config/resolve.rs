@@ -126,9 +126,6 @@ const SPECS: &[Spec] = &[
 /// Directives sluice knows but does not implement yet: a precise error
 /// rather than a setting that would be silently ignored.
 const NOT_YET: &[&str] = &[
-    "proxy_cache_lock",
-    "proxy_cache_lock_timeout",
-    "proxy_cache_lock_age",
     "proxy_cache_background_update",
     "proxy_cache_bypass",
     "proxy_no_cache",

@@ -378,14 +378,7 @@ impl CacheInherit {
             "proxy_cache_lock" => self.lock = Some(flag(d)?),
             "proxy_cache_lock_timeout" => self.lock_timeout_ms = Some(duration(d, v)?),
             "proxy_cache_lock_age" => self.lock_age_ms = Some(duration(d, v)?),
-            "proxy_cache_use_stale" => {
-                let u = parse_use_stale(d)?;
-                if u.updating {
-                    // Needs the cache lock, which sluice does not have yet.
-                    return Err(d.error("\"proxy_cache_use_stale updating\" is not supported yet"));
-                }
-                self.use_stale = Some(u);
-            }
+            "proxy_cache_use_stale" => self.use_stale = Some(parse_use_stale(d)?),
             "proxy_cache_background_update" => self.background_update = Some(flag(d)?),
             "proxy_cache_revalidate" => self.revalidate = Some(flag(d)?),
             "proxy_cache_convert_head" => self.convert_head = Some(flag(d)?),

@@ -208,9 +208,6 @@ fn location_settings_parse() {
     assert_eq!((c.lock_timeout_ms, c.min_uses), (2000, 3));
     let s = c.use_stale;
     assert!(s.error && s.timeout && !s.updating && s.http_500 && s.http_503);
-    // `updating` needs the cache lock: refused for now, with the line.
-    let e = level("proxy_cache_use_stale error updating;").unwrap_err();
-    assert!(e.to_string().contains("not supported yet"), "{e}");
     assert!(!s.http_502 && !s.http_504 && !s.invalid_header);
     assert!(s.on_status(503) && !s.on_status(502) && s.any_failure());
     assert_eq!(c.methods, vec!["GET", "HEAD", "POST"]);

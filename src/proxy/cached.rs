@@ -33,6 +33,7 @@ enum WriteMsg {
         meta: Box<EntryMeta>,
         expected: Option<u64>,
         path: PathBuf,
+        lock: Option<PathBuf>,
     },
     Data(u64, Vec<u8>),
     Commit(u64),
@@ -48,12 +49,27 @@ pub struct Writer {
 
 fn run_writer(rx: Receiver<WriteMsg>) {
     let mut fills: HashMap<u64, (store::TempWriter, PathBuf, Instant)> = HashMap::new();
+    // Fill locks to release once their fill is published or dropped.
+    let mut locks: HashMap<u64, PathBuf> = HashMap::new();
+    let release = |locks: &mut HashMap<u64, PathBuf>, id: u64| {
+        if let Some(l) = locks.remove(&id) {
+            let _ = std::fs::remove_file(l);
+        }
+    };
     let mut gate = store::StoreGate::default();
     loop {
         let msg = match rx.recv_timeout(Duration::from_secs(10)) {
             Ok(m) => m,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 fills.retain(|_, (_, _, t)| t.elapsed() < FILL_IDLE);
+                let orphans: Vec<u64> = locks
+                    .keys()
+                    .filter(|id| !fills.contains_key(id))
+                    .copied()
+                    .collect();
+                for id in orphans {
+                    release(&mut locks, id);
+                }
                 continue;
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
@@ -66,8 +82,13 @@ fn run_writer(rx: Receiver<WriteMsg>) {
                 meta,
                 expected,
                 path,
+                lock,
             } => {
+                if let Some(l) = lock {
+                    locks.insert(id, l);
+                }
                 if !gate.allow(now) {
+                    release(&mut locks, id);
                     continue;
                 }
                 match store::TempWriter::create(&dir, &meta, expected) {
@@ -75,6 +96,7 @@ fn run_writer(rx: Receiver<WriteMsg>) {
                         fills.insert(id, (w, path, Instant::now()));
                     }
                     Err(e) => {
+                        release(&mut locks, id);
                         if gate.on_error(&e, now) {
                             log::error!("cache: storing paused: {e}");
                         }
@@ -86,6 +108,7 @@ fn run_writer(rx: Receiver<WriteMsg>) {
                     *t = Instant::now();
                     if let Err(e) = w.write_body(&bytes) {
                         fills.remove(&id);
+                        release(&mut locks, id);
                         if gate.on_error(&e, now) {
                             log::error!("cache: storing paused: {e}");
                         }
@@ -104,9 +127,11 @@ fn run_writer(rx: Receiver<WriteMsg>) {
                         }
                     }
                 }
+                release(&mut locks, id);
             }
             WriteMsg::Abort(id) => {
                 fills.remove(&id);
+                release(&mut locks, id);
             }
             WriteMsg::Rewrite(path, meta) => {
                 if let Err(e) = store::rewrite_header(&path, &meta) {
@@ -141,6 +166,7 @@ impl Writer {
         meta: EntryMeta,
         expected: Option<u64>,
         path: PathBuf,
+        lock: Option<PathBuf>,
     ) -> Option<u64> {
         let id = self.next_id;
         self.next_id += 1;
@@ -150,6 +176,7 @@ impl Writer {
             meta: Box::new(meta),
             expected,
             path,
+            lock,
         })
         .then_some(id)
     }
@@ -594,4 +621,50 @@ pub fn write_hit_with(
         Entry::Disk(d) => read_body(d, out)?,
     }
     Ok((status, meta.body_len))
+}
+
+/// Result of trying to take a key's fill lock.
+pub enum LockTry {
+    /// This request fills the entry; release the lock file when done.
+    Acquired(PathBuf),
+    /// Another request (any worker) is filling it.
+    Busy,
+    /// Locks cannot be taken (the directory is unusable): go on unlocked.
+    Unavailable,
+}
+
+/// Take the fill lock of `md5` in `zone`: a file created with O_EXCL in the
+/// zone's tmp directory, so it is shared by every worker. A lock older than
+/// `lock_age_ms` is considered abandoned and taken over (nginx's
+/// `proxy_cache_lock_age`).
+pub fn try_lock(zone: &CachePathConf, md5: &[u8; 16], lock_age_ms: u64) -> LockTry {
+    let dir = zone.dir.join("tmp");
+    let path = dir.join(format!("{}.lock", key::hex_string(md5)));
+    for attempt in 0..2 {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(_) => return LockTry::Acquired(path),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let age_ms = std::fs::metadata(&path)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .map_or(0, |d| d.as_millis() as u64);
+                if age_ms < lock_age_ms || attempt > 0 {
+                    return LockTry::Busy;
+                }
+                let _ = std::fs::remove_file(&path);
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound && attempt == 0 => {
+                if std::fs::create_dir_all(&dir).is_err() {
+                    return LockTry::Unavailable;
+                }
+            }
+            Err(_) => return LockTry::Unavailable,
+        }
+    }
+    LockTry::Busy
 }

@@ -36,10 +36,15 @@ const BROKEN: u16 = 0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum St {
+    /// Another request holds the key's fill lock: poll the cache.
+    WaitLock,
     Connecting,
     Active,
     Done,
 }
+
+/// How often a request waiting on a fill lock looks at the cache again.
+const LOCK_POLL_MS: u64 = 25;
 
 enum ReqBody {
     None,
@@ -114,6 +119,12 @@ pub struct Session {
     /// A HEAD miss is fetched as GET to fill the cache
     /// (`proxy_cache_convert_head`); the client gets the head only.
     head_as_get: bool,
+    /// The fill lock this request holds.
+    lock: Option<std::path::PathBuf>,
+    /// When waiting on another request's fill lock ends (then: uncached).
+    lock_wait_until_ms: u64,
+    /// Go to the origin without storing (lock wait timed out).
+    no_store: bool,
 }
 
 fn location<'a>(cfg: &'a crate::config::Config, req: &ProxyReq) -> &'a LocationConf {
@@ -180,6 +191,9 @@ impl Session {
             revalidating: false,
             served: None,
             head_as_get: false,
+            lock: None,
+            lock_wait_until_ms: 0,
+            no_store: false,
         }
     }
 
@@ -358,7 +372,41 @@ impl Session {
                     });
                 self.stale = stale;
                 self.head_as_get = loc.cache.convert_head && self.req.head.method == Method::Head;
-                None
+                if !loc.cache.lock || self.no_store {
+                    return None;
+                }
+                let md5 = crate::cache::cache_key_md5(&self.cache_key);
+                match cached::try_lock(zone, &md5, loc.cache.lock_age_ms) {
+                    cached::LockTry::Acquired(p) => {
+                        self.lock = Some(p);
+                        self.state = St::Connecting;
+                        None
+                    }
+                    cached::LockTry::Unavailable => {
+                        self.state = St::Connecting;
+                        None
+                    }
+                    cached::LockTry::Busy => {
+                        // Someone else is filling: a stale copy may answer
+                        // meanwhile (UPDATING), else wait for the fill.
+                        if self.updating_allowed(loc, ctx)
+                            && self.serve_stored(CacheStatus::Updating, None, conn, ctx)
+                        {
+                            let (status, bytes) = self.served.unwrap_or((200, 0));
+                            self.log(ctx, status, bytes);
+                            self.state = St::Done;
+                            let keep_alive = self.client_keep_alive && !self.wants_body();
+                            conn.finish_proxy(keep_alive, ctx.now_ms);
+                            return Some(Next::Finished);
+                        }
+                        if self.lock_wait_until_ms == 0 {
+                            self.lock_wait_until_ms = ctx.now_ms + loc.cache.lock_timeout_ms;
+                        }
+                        self.state = St::WaitLock;
+                        self.deadline_ms = ctx.now_ms + LOCK_POLL_MS;
+                        Some(Next::Wait)
+                    }
+                }
             }
             LookupResult::Unsatisfiable => {
                 self.cache_status = Some(CacheStatus::Miss);
@@ -495,6 +543,29 @@ impl Session {
             .retired()
             .cache_epoch
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// May a stale entry answer while another request refreshes it
+    /// (`proxy_cache_use_stale updating`, or the response's
+    /// `stale-while-revalidate` window)?
+    fn updating_allowed(&self, loc: &LocationConf, ctx: &HttpCtx) -> bool {
+        let Some(e) = &self.stale else {
+            return false;
+        };
+        let req_headers = upreq::header_pairs(&self.req.head_bytes);
+        let req_cc = crate::cache::control::CacheControl::from_request(&req_headers);
+        match crate::cache::freshness::lookup_decision(
+            e.meta(),
+            &req_cc,
+            ctx.unix_secs,
+            &loc.cache.use_stale,
+        ) {
+            crate::cache::freshness::Lookup::Stale {
+                can_serve_while_revalidate,
+                ..
+            } => can_serve_while_revalidate,
+            _ => false,
+        }
     }
 
     /// May the stored entry answer after the origin failed this way?
@@ -663,7 +734,10 @@ impl Session {
             UpFraming::Length(n) => Some(n),
             _ => None,
         };
-        self.fill = writer.begin(zone.dir.clone(), meta, expected, path);
+        self.fill = writer.begin(zone.dir.clone(), meta, expected, path, self.lock.take());
+        if self.fill.is_none() {
+            self.release_lock();
+        }
     }
 
     /// Tee body bytes into the fill; a full writer queue abandons it.
@@ -676,7 +750,14 @@ impl Session {
         }
     }
 
+    fn release_lock(&mut self) {
+        if let Some(l) = self.lock.take() {
+            let _ = std::fs::remove_file(l);
+        }
+    }
+
     fn end_fill(&mut self, pools: &Pools, commit: bool) {
+        self.release_lock();
         if let (Some(id), Some(w)) = (self.fill.take(), pools.cache.as_ref()) {
             if commit {
                 w.commit(id);
@@ -724,6 +805,9 @@ impl Session {
     ) -> Next {
         if self.state == St::Done {
             return Next::Finished;
+        }
+        if self.state == St::WaitLock {
+            return Next::Wait;
         }
         if self.state == St::Connecting {
             let Some(sock) = &self.sock else {
@@ -974,7 +1058,11 @@ impl Session {
                 self.state = St::Done;
                 return Ok(true);
             }
-            self.begin_fill(&up, pools, ctx);
+            if !self.no_store {
+                self.begin_fill(&up, pools, ctx);
+            }
+            // Not stored after all (or the writer took the lock): free it.
+            self.release_lock();
             let method = crate::http::request::at(&self.req.head_bytes, self.req.head.method_span);
             if self.cache_status == Some(CacheStatus::Bypass)
                 && crate::cache::revalidate::invalidates(method, up.status)
@@ -1175,6 +1263,20 @@ impl Session {
     ) -> Next {
         if self.deadline_ms > ctx.now_ms {
             return Next::Wait;
+        }
+        if self.state == St::WaitLock {
+            // Look again: the fill may be done, or the lock free; past
+            // proxy_cache_lock_timeout go to the origin without storing.
+            if ctx.now_ms >= self.lock_wait_until_ms {
+                self.no_store = true;
+                self.state = St::Connecting;
+            } else {
+                self.looked_up = false;
+            }
+            return match self.start(conn, ctx, pools, reg) {
+                Next::Wait if self.state != St::WaitLock => self.pump(conn, ctx, pools, reg),
+                other => other,
+            };
         }
         if conn.out_pending() >= HIGH_WATER || self.head.is_some() {
             log::info!("proxy: timeout while relaying the response");

@@ -84,10 +84,6 @@ fn unknown_zone_is_reported_at_the_proxy_cache_line() {
 #[test]
 fn unimplemented_cache_directives_are_not_supported_yet() {
     for d in [
-        "proxy_cache_lock on",
-        "proxy_cache_lock_timeout 5s",
-        "proxy_cache_lock_age 5s",
-        "proxy_cache_use_stale updating",
         "proxy_cache_background_update on",
         "proxy_cache_bypass $http_x",
         "proxy_no_cache $http_x",
