@@ -8,6 +8,7 @@
 //!   upstream framings, large entries, restarts, a stopped origin, workers.
 //! - `cache/lookups.rs`: request Cache-Control, Vary, HEAD, client
 //!   conditionals, POST, damaged entries, the headers of a hit.
+//! - `cache/upkeep.rs`: the fill lock, revalidation, stale answers.
 //! - `cache/config.rs`: cache directives `sluice -t` refuses, with file:line.
 //!
 //! Fills are published by a writer thread after the response, so tests wait
@@ -25,3 +26,5 @@ mod lookups;
 mod origin;
 #[path = "cache/support.rs"]
 mod support;
+#[path = "cache/upkeep.rs"]
+mod upkeep;

@@ -1,0 +1,110 @@
+//! The cache keeping itself up to date: one fill per key under
+//! `proxy_cache_lock`, conditional revalidation (304 → REVALIDATED), stale
+//! answers when the origin fails (`proxy_cache_use_stale`) and while another
+//! request refreshes the entry (UPDATING).
+
+use crate::origin::Canned;
+use crate::support::{assert_served, cache_status, request, Harness};
+use std::time::Duration;
+
+#[test]
+fn cache_lock_lets_one_request_fill_a_cold_key() {
+    let h = Harness::start_workers(2, "proxy_cache_lock on; proxy_cache_lock_timeout 10s;");
+    h.origin.route_fn("/cold", |r| {
+        std::thread::sleep(Duration::from_millis(300));
+        Canned::ok(format!("fill {}", r.n)).cc("max-age=60")
+    });
+    let port = h.srv.port;
+    let handles: Vec<_> = (0..40)
+        .map(|_| std::thread::spawn(move || request(port, "GET", "/cold", &[])))
+        .collect();
+    let rs: Vec<_> = handles.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(h.origin.count("/cold"), 1, "one request reached the origin");
+    for r in &rs {
+        assert_eq!(r.status, 200);
+        assert_eq!(r.text(), "fill 1");
+    }
+    let misses = rs.iter().filter(|r| cache_status(r) == "MISS").count();
+    assert_eq!(misses, 1, "exactly one MISS, the others HIT after the fill");
+}
+
+#[test]
+fn expired_entry_is_revalidated_with_the_origin() {
+    let h = Harness::start("");
+    h.origin.route_fn("/r", |r| {
+        if r.header("if-none-match") == Some("\"v1\"") {
+            Canned::ok("")
+                .status(304)
+                .header("ETag", "\"v1\"")
+                .cc("max-age=1")
+        } else {
+            Canned::ok("body v1")
+                .header("ETag", "\"v1\"")
+                .cc("max-age=1")
+        }
+    });
+    assert_served(&h.get("/r"), "MISS", "body v1");
+    h.wait_stored("/r");
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_served(&h.get("/r"), "REVALIDATED", "body v1");
+    let reqs = h.origin.requests("/r");
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(reqs[1].header("if-none-match"), Some("\"v1\""));
+    // The merged entry is fresh again: a HIT without the origin.
+    assert_served(&h.get("/r"), "HIT", "body v1");
+    assert_eq!(h.origin.count("/r"), 2);
+}
+
+#[test]
+fn stale_entry_answers_when_the_origin_fails() {
+    let mut h = Harness::start("proxy_cache_use_stale error timeout http_500;");
+    h.origin.route_fn("/s", |r| {
+        if r.n == 1 {
+            Canned::ok("good").cc("max-age=1")
+        } else {
+            Canned::ok("broken").status(500)
+        }
+    });
+    assert_served(&h.get("/s"), "MISS", "good");
+    h.wait_stored("/s");
+    std::thread::sleep(Duration::from_millis(1200));
+    // The origin answers 500: the stale copy is served instead.
+    assert_served(&h.get("/s"), "STALE", "good");
+    // The origin is gone: still the stale copy.
+    h.origin.stop();
+    assert_served(&h.get("/s"), "STALE", "good");
+}
+
+#[test]
+fn without_use_stale_an_origin_error_is_a_502() {
+    let mut h = Harness::start("");
+    h.origin.route("/e", Canned::ok("good").cc("max-age=1"));
+    assert_served(&h.get("/e"), "MISS", "good");
+    h.wait_stored("/e");
+    std::thread::sleep(Duration::from_millis(1200));
+    h.origin.stop();
+    assert_eq!(h.get("/e").status, 502);
+}
+
+#[test]
+fn stale_copy_answers_while_another_request_refreshes() {
+    let h = Harness::start_workers(2, "proxy_cache_lock on; proxy_cache_use_stale updating;");
+    h.origin.route_fn("/u", |r| {
+        if r.n > 1 {
+            std::thread::sleep(Duration::from_millis(800));
+        }
+        Canned::ok(format!("v{}", r.n)).cc("max-age=1")
+    });
+    assert_served(&h.get("/u"), "MISS", "v1");
+    h.wait_stored("/u");
+    std::thread::sleep(Duration::from_millis(1200));
+    let port = h.srv.port;
+    let refresher = std::thread::spawn(move || request(port, "GET", "/u", &[]));
+    std::thread::sleep(Duration::from_millis(200));
+    // While the refresh holds the lock, the stale copy answers at once.
+    let r = h.get("/u");
+    assert_served(&r, "UPDATING", "v1");
+    let refreshed = refresher.join().unwrap();
+    assert_served(&refreshed, "EXPIRED", "v2");
+    assert_eq!(h.origin.count("/u"), 2);
+}
