@@ -127,8 +127,6 @@ const SPECS: &[Spec] = &[
 /// rather than a setting that would be silently ignored.
 const NOT_YET: &[&str] = &[
     "proxy_cache_background_update",
-    "proxy_cache_bypass",
-    "proxy_no_cache",
     "proxy_cache_min_uses",
     "proxy_cache_methods",
 ];

@@ -151,6 +151,27 @@ fn expand(c: &ReqCtx<'_>, headers: &[httparse::Header<'_>], value: &str, out: &m
                 }
                 put_ip(out, c.client);
             }
+            _ if name.starts_with("cookie_") => {
+                let want = name[7..].as_bytes();
+                let v = header(headers, b"cookie").and_then(|c| {
+                    c.split(|&x| x == b';').find_map(|kv| {
+                        let kv = kv.trim_ascii();
+                        let eq = kv.iter().position(|&x| x == b'=')?;
+                        (&kv[..eq] == want).then(|| &kv[eq + 1..])
+                    })
+                });
+                out.extend_from_slice(v.unwrap_or(b""));
+            }
+            _ if name.starts_with("arg_") => {
+                let want = name[4..].as_bytes();
+                let v = c.query.and_then(|q| {
+                    q.split(|&x| x == b'&').find_map(|kv| {
+                        let eq = kv.iter().position(|&x| x == b'=').unwrap_or(kv.len());
+                        (&kv[..eq] == want).then(|| kv.get(eq + 1..).unwrap_or(b""))
+                    })
+                });
+                out.extend_from_slice(v.unwrap_or(b""));
+            }
             _ if name.starts_with("http_") => {
                 let want: Vec<u8> = name[5..]
                     .bytes()

@@ -123,8 +123,10 @@ pub struct Session {
     lock: Option<std::path::PathBuf>,
     /// When waiting on another request's fill lock ends (then: uncached).
     lock_wait_until_ms: u64,
-    /// Go to the origin without storing (lock wait timed out).
+    /// Go to the origin without storing (lock wait timed out, proxy_no_cache).
     no_store: bool,
+    /// proxy_cache_bypass matched: origin asked, response may be stored.
+    bypassed: bool,
 }
 
 fn location<'a>(cfg: &'a crate::config::Config, req: &ProxyReq) -> &'a LocationConf {
@@ -194,6 +196,7 @@ impl Session {
             lock: None,
             lock_wait_until_ms: 0,
             no_store: false,
+            bypassed: false,
         }
     }
 
@@ -294,8 +297,16 @@ impl Session {
         {
             return Some(self.purge(loc, zone, conn, ctx, pools));
         }
+        self.no_store |= self.any_condition(loc, &loc.cache.no_cache);
         if !matches!(self.req.head.method, Method::Get | Method::Head) {
             self.cache_status = Some(CacheStatus::Bypass);
+            return None;
+        }
+        if self.any_condition(loc, &loc.cache.bypass) {
+            // proxy_cache_bypass: not answered from the cache, but the
+            // response may still be stored.
+            self.cache_status = Some(CacheStatus::Bypass);
+            self.bypassed = true;
             return None;
         }
         let req_headers = upreq::header_pairs(&self.req.head_bytes);
@@ -413,6 +424,33 @@ impl Session {
                 Some(self.fail(conn, ctx, 504))
             }
         }
+    }
+
+    /// nginx's condition lists (`proxy_cache_bypass`, `proxy_no_cache`): true
+    /// when any string expands to something other than empty or "0".
+    fn any_condition(&self, loc: &LocationConf, list: &[String]) -> bool {
+        list.iter().any(|v| {
+            let mut out = Vec::new();
+            if let Some(pass) = loc.proxy.pass.as_ref() {
+                let c = ReqCtx {
+                    head_bytes: &self.req.head_bytes,
+                    head: &self.req.head,
+                    norm_path: &self.req.path,
+                    query: self.req.query.as_deref(),
+                    loc_path: &loc.path,
+                    pass,
+                    proxy_host: "",
+                    client: self.req.peer,
+                    set_headers: &[],
+                    http_minor: 1,
+                    keepalive: false,
+                    conditional: &[],
+                    method: None,
+                };
+                upreq::expand_str(&c, v, &mut out);
+            }
+            !out.is_empty() && out != b"0"
+        })
     }
 
     /// The evaluated `proxy_cache_key`, for the request or for another
@@ -683,11 +721,11 @@ impl Session {
 
     /// After the upstream head: start storing the response if it may be stored.
     fn begin_fill(&mut self, up: &UpHead, pools: &mut Pools, ctx: &HttpCtx) {
-        if !matches!(
+        let fillable = matches!(
             self.cache_status,
             Some(CacheStatus::Miss) | Some(CacheStatus::Expired)
-        ) || !(self.req.head.method == Method::Get || self.head_as_get)
-        {
+        ) || self.bypassed;
+        if !fillable || !(self.req.head.method == Method::Get || self.head_as_get) {
             return;
         }
         let cfg = self.cfg.clone();

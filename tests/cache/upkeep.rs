@@ -108,3 +108,19 @@ fn stale_copy_answers_while_another_request_refreshes() {
     assert_served(&refreshed, "EXPIRED", "v2");
     assert_eq!(h.origin.count("/u"), 2);
 }
+
+#[test]
+fn bypass_skips_the_cache_and_no_cache_skips_storing() {
+    let h = Harness::start("proxy_cache_bypass $arg_fresh; proxy_no_cache $http_x_nostore;");
+    h.origin
+        .route_fn("/b", |r| Canned::ok(format!("b{}", r.n)).cc("max-age=60"));
+    // Not stored: the request said X-NoStore.
+    let r = crate::support::request(h.srv.port, "GET", "/b", &[("X-NoStore", "1")]);
+    assert_served(&r, "MISS", "b1");
+    assert_served(&h.get("/b"), "MISS", "b2");
+    h.wait_stored("/b");
+    assert_served(&h.get("/b"), "HIT", "b2");
+    // ?fresh=1 goes to the origin (BYPASS) and refreshes the entry; ?fresh=0 does not bypass.
+    assert_served(&h.get("/b?fresh=1"), "BYPASS", "b3");
+    assert_eq!(cache_status(&h.get("/b?fresh=0")), "MISS");
+}
