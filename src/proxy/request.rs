@@ -152,7 +152,7 @@ fn expand(c: &ReqCtx<'_>, headers: &[httparse::Header<'_>], value: &str, out: &m
                 put_ip(out, c.client);
             }
             _ if name.starts_with("cookie_") => {
-                let want = name[7..].as_bytes();
+                let want = &name.as_bytes()[7..];
                 let v = header(headers, b"cookie").and_then(|c| {
                     c.split(|&x| x == b';').find_map(|kv| {
                         let kv = kv.trim_ascii();
@@ -163,7 +163,7 @@ fn expand(c: &ReqCtx<'_>, headers: &[httparse::Header<'_>], value: &str, out: &m
                 out.extend_from_slice(v.unwrap_or(b""));
             }
             _ if name.starts_with("arg_") => {
-                let want = name[4..].as_bytes();
+                let want = &name.as_bytes()[4..];
                 let v = c.query.and_then(|q| {
                     q.split(|&x| x == b'&').find_map(|kv| {
                         let eq = kv.iter().position(|&x| x == b'=').unwrap_or(kv.len());
