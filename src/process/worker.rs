@@ -30,6 +30,7 @@ use std::time::Duration;
 
 const SIGNALS: Token = Token(0);
 const CHANNEL: Token = Token(1);
+const IO_DONE: Token = Token(2);
 const LISTENER_BASE: usize = 16;
 const CONN_BASE: usize = 1 << 20;
 const UPSTREAM_BASE: usize = 1 << 40;
@@ -144,20 +145,23 @@ fn start(init: WorkerInit) -> std::io::Result<()> {
         listeners.push((idx, l));
     }
     let clock = Clock::new();
+    let pools = {
+        let mut p = Pools::new(&cfg.http.upstreams);
+        if !cfg.http.cache_paths.is_empty() {
+            p.cache = Some(crate::proxy::cached::Writer::start()?);
+            if init.index == 0 {
+                crate::proxy::cache_manager::start(cfg.http.cache_paths.clone())?;
+            }
+            let waker = Arc::new(mio::Waker::new(poll.registry(), IO_DONE)?);
+            p.io = Some(crate::proxy::cached::IoPool::start(waker)?);
+        }
+        p
+    };
     let mut w = Worker {
         poll,
         conns: Slab::with_capacity(1024),
         sessions: Slab::new(),
-        pools: {
-            let mut p = Pools::new(&cfg.http.upstreams);
-            if !cfg.http.cache_paths.is_empty() {
-                p.cache = Some(crate::proxy::cached::Writer::start()?);
-                if init.index == 0 {
-                    crate::proxy::cache_manager::start(cfg.http.cache_paths.clone())?;
-                }
-            }
-            p
-        },
+        pools,
         wheel: TimerWheel::new(clock.now_ms()),
         ctx: HttpCtx::new(
             cfg.clone(),
@@ -216,6 +220,7 @@ impl Worker {
                         }
                     }
                     CHANNEL => self.receive_fds(),
+                    IO_DONE => self.io_done(),
                     Token(t) if (LISTENER_BASE..CONN_BASE).contains(&t) => {
                         self.accept(t - LISTENER_BASE)
                     }
@@ -453,6 +458,25 @@ impl Worker {
         if c.scheduled_ms == 0 || c.deadline_ms < c.scheduled_ms {
             self.wheel.schedule(key, c.deadline_ms);
             c.scheduled_ms = c.deadline_ms;
+        }
+    }
+
+    /// Cache reads finished by the I/O pool: resume their sessions.
+    fn io_done(&mut self) {
+        let mut tokens = Vec::new();
+        if let Some(io) = &self.pools.io {
+            while let Ok(t) = io.done.try_recv() {
+                tokens.push(t);
+            }
+        }
+        for t in tokens {
+            let Some(sk) = t.checked_sub(UPSTREAM_BASE) else {
+                continue;
+            };
+            if let Some(s) = self.sessions.get_mut(sk) {
+                s.io_finished();
+                self.upstream_ready(sk);
+            }
         }
     }
 

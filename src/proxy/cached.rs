@@ -220,32 +220,68 @@ pub struct Found {
     pub path: PathBuf,
 }
 
+/// A read that would have waited for the disk (page cache miss): hand it
+/// to the I/O pool and look again when it is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pending;
+
+fn read_at(file: &File, buf: &mut [u8], off: u64, nowait: bool) -> io::Result<usize> {
+    if nowait {
+        use std::os::fd::AsRawFd;
+        crate::sys::pread_nowait(file.as_raw_fd(), buf, off)
+    } else {
+        file.read_at(buf, off)
+    }
+}
+
 /// Read and check the entry at `path` for `key`; `None` = MISS (absent,
-/// torn, other key or version — never served).
+/// torn, other key or version — never served). Blocking.
 pub fn read_entry(path: &std::path::Path, key: &[u8]) -> Option<Found> {
-    let file = File::open(path).ok()?;
-    let len = file.metadata().ok()?.len();
+    read_entry_mode(path, key, false).ok().flatten()
+}
+
+/// [`read_entry`]; with `nowait`, `Err(Pending)` instead of waiting for the disk.
+pub fn read_entry_mode(path: &Path, key: &[u8], nowait: bool) -> Result<Option<Found>, Pending> {
+    let Ok(file) = File::open(path) else {
+        return Ok(None);
+    };
+    let Ok(m) = file.metadata() else {
+        return Ok(None);
+    };
+    let len = m.len();
     let mut prefix = vec![0u8; READ_CHUNK.min(len as usize)];
-    let n = file.read_at(&mut prefix, 0).ok()?;
+    let n = match read_at(&file, &mut prefix, 0, nowait) {
+        Ok(n) => n,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(Pending),
+        Err(_) => return Ok(None),
+    };
     prefix.truncate(n);
-    let need = entry::header_len(&prefix).ok()?;
+    let Ok(need) = entry::header_len(&prefix) else {
+        return Ok(None);
+    };
     if need > prefix.len() {
         let mut more = vec![0u8; need - prefix.len()];
-        let m = file.read_at(&mut more, prefix.len() as u64).ok()?;
+        let m = match read_at(&file, &mut more, prefix.len() as u64, nowait) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(Pending),
+            Err(_) => return Ok(None),
+        };
         more.truncate(m);
         prefix.extend_from_slice(&more);
     }
-    let (meta, body_off) = entry::decode_for_key(&prefix, key).ok()?;
+    let Ok((meta, body_off)) = entry::decode_for_key(&prefix, key) else {
+        return Ok(None);
+    };
     if !entry::validate_file_len(&meta, len, body_off) {
-        return None;
+        return Ok(None);
     }
-    Some(Found {
+    Ok(Some(Found {
         meta,
         file,
         body_off: body_off as u64,
         prefix,
         path: path.to_path_buf(),
-    })
+    }))
 }
 
 /// The cache zone a location uses.
@@ -338,21 +374,22 @@ impl Hot {
         key: &[u8],
         now_ms: u64,
         epoch: u64,
-    ) -> Option<Entry> {
+        nowait: bool,
+    ) -> Result<Option<Entry>, Pending> {
         if let Some(h) = self.map.get(md5) {
             if now_ms.saturating_sub(h.checked_ms.get()) < HOT_REVALIDATE_MS
                 && h.epoch.get() == epoch
                 && h.meta.key == key
             {
                 h.used(now_ms);
-                return Some(Entry::Hot(h.clone()));
+                return Ok(Some(Entry::Hot(h.clone())));
             }
         }
         let m = match std::fs::metadata(path) {
             Ok(m) => m,
             Err(_) => {
                 self.remove(md5);
-                return None;
+                return Ok(None);
             }
         };
         if let Some(h) = self.map.get(md5) {
@@ -364,20 +401,28 @@ impl Hot {
                 h.checked_ms.set(now_ms);
                 h.epoch.set(epoch);
                 h.used(now_ms);
-                return Some(Entry::Hot(h.clone()));
+                return Ok(Some(Entry::Hot(h.clone())));
             }
         }
         self.remove(md5);
-        let found = read_entry(path, key)?;
+        let Some(found) = read_entry_mode(path, key, nowait)? else {
+            return Ok(None);
+        };
         if found.meta.body_len > HOT_MAX_BODY {
             let _ = found
                 .file
                 .set_times(std::fs::FileTimes::new().set_accessed(std::time::SystemTime::now()));
-            return Some(Entry::Disk(Box::new(found)));
+            return Ok(Some(Entry::Disk(Box::new(found))));
         }
         let mut body = Vec::new();
-        read_body(&found, &mut body).ok()?;
-        let fm = found.file.metadata().ok()?;
+        match read_body_mode(&found, &mut body, nowait) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(Pending),
+            Err(_) => return Ok(None),
+        }
+        let Ok(fm) = found.file.metadata() else {
+            return Ok(None);
+        };
         let h = Rc::new(HotEntry {
             ino: fm.ino(),
             size: fm.len(),
@@ -395,7 +440,7 @@ impl Hot {
             self.bytes = h.body.len() + 512;
         }
         self.map.insert(*md5, h.clone());
-        Some(Entry::Hot(h))
+        Ok(Some(Entry::Hot(h)))
     }
 
     /// After a 304 merge: keep serving the same body with the merged header
@@ -431,8 +476,15 @@ impl Hot {
     }
 }
 
-/// Read the whole body of `f` into `out` (appending).
+/// Read the whole body of `f` into `out` (appending). Blocking.
 pub fn read_body(f: &Found, out: &mut Vec<u8>) -> io::Result<()> {
+    read_body_mode(f, out, false)
+}
+
+/// [`read_body`]; with `nowait`, `WouldBlock` instead of waiting for the disk
+/// (`out` is left as it was).
+pub fn read_body_mode(f: &Found, out: &mut Vec<u8>, nowait: bool) -> io::Result<()> {
+    let mark = out.len();
     let start = f.body_off as usize;
     let end = (start as u64 + f.meta.body_len) as usize;
     let have_end = end.min(f.prefix.len());
@@ -445,7 +497,13 @@ pub fn read_body(f: &Found, out: &mut Vec<u8>) -> io::Result<()> {
     out.resize(base + rest, 0);
     let mut filled = 0;
     while filled < rest {
-        let n = f.file.read_at(&mut out[base + filled..], off)?;
+        let n = match read_at(&f.file, &mut out[base + filled..], off, nowait) {
+            Ok(n) => n,
+            Err(e) => {
+                out.truncate(mark);
+                return Err(e);
+            }
+        };
         if n == 0 {
             out.truncate(base);
             return Err(io::Error::new(
@@ -474,6 +532,9 @@ pub enum LookupResult {
     ),
     /// `only-if-cached` with nothing usable: 504.
     Unsatisfiable,
+    /// Reading the entry would wait for the disk: warm this file in the
+    /// I/O pool, then look again.
+    Pending(PathBuf),
 }
 
 /// Look the request up.
@@ -487,25 +548,29 @@ pub fn lookup(
     hot: &mut Hot,
     now_ms: u64,
     epoch: u64,
+    nowait: bool,
 ) -> LookupResult {
     use crate::cache::CacheStatus;
     let primary = key::cache_key_md5(key_bytes);
     let path = key::entry_path(&zone.dir, &zone.levels, &primary);
     let req_cc = CacheControl::from_request(req_headers);
-    let Some(mut found) = hot.get(&path, &primary, key_bytes, now_ms, epoch) else {
+    let got = match hot.get(&path, &primary, key_bytes, now_ms, epoch, nowait) {
+        Ok(g) => g,
+        Err(Pending) => return LookupResult::Pending(path),
+    };
+    let Some(mut found) = got else {
         if req_cc.only_if_cached {
             return LookupResult::Unsatisfiable;
         }
         return LookupResult::Origin(CacheStatus::Miss, None, None);
     };
     if let Some(v) = policy::vary_mismatch(found.meta(), req_headers) {
-        match hot.get(
-            &key::entry_path(&zone.dir, &zone.levels, &v),
-            &v,
-            key_bytes,
-            now_ms,
-            epoch,
-        ) {
+        let vpath = key::entry_path(&zone.dir, &zone.levels, &v);
+        let got = match hot.get(&vpath, &v, key_bytes, now_ms, epoch, nowait) {
+            Ok(g) => g,
+            Err(Pending) => return LookupResult::Pending(vpath),
+        };
+        match got {
             Some(f) if policy::vary_mismatch(f.meta(), req_headers).is_none() => found = f,
             _ if req_cc.only_if_cached => return LookupResult::Unsatisfiable,
             _ => {
@@ -618,7 +683,7 @@ pub fn write_hit_with(
     }
     match f {
         Entry::Hot(h) => out.extend_from_slice(&h.body),
-        Entry::Disk(d) => read_body(d, out)?,
+        Entry::Disk(d) => read_body_mode(d, out, true)?,
     }
     Ok((status, meta.body_len))
 }
@@ -667,4 +732,61 @@ pub fn try_lock(zone: &CachePathConf, md5: &[u8; 16], lock_age_ms: u64) -> LockT
         }
     }
     LockTry::Busy
+}
+
+/// The worker's I/O threads: a read that would block the event loop is done
+/// here (it pulls the file into the page cache), and the worker is woken
+/// through its `mio::Waker` to look again.
+pub struct IoPool {
+    tx: mpsc::Sender<(usize, PathBuf)>,
+    /// Completed jobs (the token they were submitted with).
+    pub done: Receiver<usize>,
+}
+
+/// Threads per worker.
+pub const IO_THREADS: usize = 2;
+
+impl IoPool {
+    /// Start the threads; `waker` wakes the worker's poll.
+    pub fn start(waker: std::sync::Arc<mio::Waker>) -> io::Result<IoPool> {
+        let (tx, rx) = mpsc::channel::<(usize, PathBuf)>();
+        let (done_tx, done) = mpsc::channel();
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        for i in 0..IO_THREADS {
+            let rx = rx.clone();
+            let done_tx = done_tx.clone();
+            let waker = waker.clone();
+            std::thread::Builder::new()
+                .name(format!("sluice-io-{i}"))
+                .spawn(move || loop {
+                    let job = match rx.lock() {
+                        Ok(r) => r.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok((token, path)) = job else {
+                        return;
+                    };
+                    warm(&path);
+                    if done_tx.send(token).is_err() {
+                        return;
+                    }
+                    let _ = waker.wake();
+                })?;
+        }
+        Ok(IoPool { tx, done })
+    }
+
+    /// Queue a file to read for the session with `token`.
+    pub fn submit(&self, token: usize, path: PathBuf) -> bool {
+        self.tx.send((token, path)).is_ok()
+    }
+}
+
+/// Read a whole file so its pages are cached.
+fn warm(path: &Path) {
+    use std::io::Read;
+    if let Ok(mut f) = File::open(path) {
+        let mut buf = vec![0u8; READ_CHUNK];
+        while matches!(f.read(&mut buf), Ok(n) if n > 0) {}
+    }
 }

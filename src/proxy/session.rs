@@ -38,6 +38,8 @@ const BROKEN: u16 = 0;
 enum St {
     /// Another request holds the key's fill lock: poll the cache.
     WaitLock,
+    /// An entry file is being read by the I/O pool: look again when done.
+    WaitIo,
     Connecting,
     Active,
     Done,
@@ -127,6 +129,10 @@ pub struct Session {
     no_store: bool,
     /// proxy_cache_bypass matched: origin asked, response may be stored.
     bypassed: bool,
+    /// Reads handed to the I/O pool so far (after two, read inline).
+    io_tries: u8,
+    /// The I/O pool finished this session's read.
+    io_done: bool,
 }
 
 fn location<'a>(cfg: &'a crate::config::Config, req: &ProxyReq) -> &'a LocationConf {
@@ -197,6 +203,8 @@ impl Session {
             lock_wait_until_ms: 0,
             no_store: false,
             bypassed: false,
+            io_tries: 0,
+            io_done: false,
         }
     }
 
@@ -323,7 +331,25 @@ impl Session {
                 .retired()
                 .cache_epoch
                 .load(std::sync::atomic::Ordering::Acquire),
+            self.io_tries < 2 && pools.io.is_some(),
         ) {
+            LookupResult::Pending(path) => {
+                // Reading would wait for the disk: an I/O thread pulls the
+                // file into the page cache; the worker wakes us to look again.
+                self.io_tries += 1;
+                let queued = pools
+                    .io
+                    .as_ref()
+                    .is_some_and(|io| io.submit(self.token.0, path));
+                if !queued {
+                    self.io_tries = 2;
+                    self.looked_up = false;
+                    return self.cache_lookup(loc, conn, ctx, pools);
+                }
+                self.state = St::WaitIo;
+                self.deadline_ms = ctx.now_ms + 5000;
+                Some(Next::Wait)
+            }
             LookupResult::Serve(found, stale) => {
                 let server: &[u8] = if loc.server_tokens {
                     &ctx.server_full
@@ -364,6 +390,22 @@ impl Session {
                         self.log(ctx, status, bytes);
                         conn.finish_proxy(keep_alive, ctx.now_ms);
                         Some(Next::Finished)
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && self.io_tries < 2 => {
+                        conn.out().truncate(mark);
+                        self.io_tries += 1;
+                        let path = found.path().to_path_buf();
+                        if pools
+                            .io
+                            .as_ref()
+                            .is_some_and(|io| io.submit(self.token.0, path))
+                        {
+                            self.state = St::WaitIo;
+                            self.deadline_ms = ctx.now_ms + 5000;
+                            return Some(Next::Wait);
+                        }
+                        self.cache_status = Some(CacheStatus::Miss);
+                        None
                     }
                     Err(e) => {
                         conn.out().truncate(mark);
@@ -847,6 +889,13 @@ impl Session {
         if self.state == St::WaitLock {
             return Next::Wait;
         }
+        if self.state == St::WaitIo {
+            if !self.io_done {
+                return Next::Wait;
+            }
+            self.io_done = false;
+            return self.look_again(conn, ctx, pools, reg);
+        }
         if self.state == St::Connecting {
             let Some(sock) = &self.sock else {
                 return self.retry(conn, ctx, pools, reg, 502);
@@ -1291,6 +1340,29 @@ impl Session {
         self.fail(conn, ctx, if code == 504 { 504 } else { 502 })
     }
 
+    /// The I/O pool finished this session's read.
+    pub fn io_finished(&mut self) {
+        self.io_done = true;
+    }
+
+    /// Run the cache lookup again (after an I/O wait).
+    fn look_again(
+        &mut self,
+        conn: &mut Conn,
+        ctx: &mut HttpCtx,
+        pools: &mut Pools,
+        reg: &Registry,
+    ) -> Next {
+        self.looked_up = false;
+        self.state = St::Connecting;
+        match self.start(conn, ctx, pools, reg) {
+            Next::Wait if !matches!(self.state, St::WaitIo | St::WaitLock) => {
+                self.pump(conn, ctx, pools, reg)
+            }
+            other => other,
+        }
+    }
+
     /// The deadline passed.
     pub fn on_timeout(
         &mut self,
@@ -1301,6 +1373,11 @@ impl Session {
     ) -> Next {
         if self.deadline_ms > ctx.now_ms {
             return Next::Wait;
+        }
+        if self.state == St::WaitIo {
+            // The I/O pool is slow: read inline rather than wait longer.
+            self.io_tries = 2;
+            return self.look_again(conn, ctx, pools, reg);
         }
         if self.state == St::WaitLock {
             // Look again: the fill may be done, or the lock free; past

@@ -42,6 +42,8 @@ pub struct Pools {
     pub cache: Option<crate::proxy::cached::Writer>,
     /// Small cache entries held in memory.
     pub hot: crate::proxy::cached::Hot,
+    /// I/O threads for cache reads that would block.
+    pub io: Option<crate::proxy::cached::IoPool>,
 }
 
 impl Pools {
@@ -50,6 +52,7 @@ impl Pools {
         Pools {
             cache: None,
             hot: Default::default(),
+            io: None,
             pools: confs
                 .iter()
                 .map(|u| Pool {
