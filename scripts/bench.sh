@@ -10,7 +10,8 @@
 #   static     612-byte file, keep-alive          static64k  64 KiB file, keep-alive
 #   latency    612-byte file at one fixed request rate (--latency-rate) for both: p99
 #   burst      one-shot connections at once, for each size in --bursts
-#   cache      cache hit through the caching proxy (one nginx origin behind both)
+#   cache      cache hit (612 B) through the caching proxy (one nginx origin behind both)
+#   cache64k   the same with a 64 KiB body
 #   limits     limit_req on vs off, for each server
 #   reload     keep-alive load while each server gets SIGHUP every second
 #   wrk        (not default) sluice-bench vs wrk on the same nginx: checks the tool
@@ -23,7 +24,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-SCENARIOS=static,latency,static64k,burst,cache,limits,reload
+SCENARIOS=static,latency,static64k,burst,cache,cache64k,limits,reload
 LAT_RATE=20000
 DURATION=5
 CONNS=100
@@ -43,7 +44,7 @@ BUILD=1
 usage() {
   cat <<EOF
 usage: scripts/bench.sh [options]
-  --scenarios LIST   static,latency,static64k,burst,cache,limits,reload[,wrk] (default: $SCENARIOS)
+  --scenarios LIST   static,latency,static64k,burst,cache,cache64k,limits,reload[,wrk] (default: $SCENARIOS)
   --latency-rate R   requests/s both servers get in the latency scenario (open loop; default 20000)
   --duration SECS    seconds per measured run (default $DURATION)
   --conns N          keep-alive connections (default $CONNS)
@@ -95,7 +96,7 @@ done
 [[ $WARMUP =~ ^[0-9]+$ ]] || bad "--warmup wants a whole number of seconds"
 [[ $BURSTS =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] || bad "--bursts wants a list like 100,1000"
 for sc in ${SCENARIOS//,/ }; do
-  case $sc in static|latency|static64k|burst|cache|limits|reload|wrk) ;; *) bad "unknown scenario '$sc'" ;; esac
+  case $sc in static|latency|static64k|burst|cache|cache64k|limits|reload|wrk) ;; *) bad "unknown scenario '$sc'" ;; esac
 done
 OUT=${OUT:-$ROOT/results/$(date +%Y%m%d-%H%M%S)}
 
@@ -352,25 +353,28 @@ scenario_limits() {
   add_instance limits-on nginx "limit_req" "$zone" "$rule"
   run_instances /index.html; stop_instances
 }
-scenario_cache() {
-  ORDER+=(cache)
+scenario_cache() { cache_scenario cache /index.html; }
+scenario_cache64k() { cache_scenario cache64k /64k.bin; }
+cache_scenario() { # NAME PATH
+  local name=$1 path=$2
+  ORDER+=("$name")
   # One origin for both fronts: nginx serving the same files with a 10-minute
   # Cache-Control, so the fronts need nothing beyond proxy_pass + proxy_cache.
   local o="$W/origin" before after
   mkdir -p "$o/logs"; free_port >"$o/port"
   gen_conf nginx "$o" "$(cat "$o/port")" "" "expires 10m;"
   sed -i "s|access_log off;|access_log $o/logs/access.log;|" "$o/server.conf"
-  if ! start_server nginx "$o"; then note cache "skipped: origin nginx did not start"; return; fi
-  local sdir="$W/cache-sluice" ndir="$W/cache-nginx"
+  if ! start_server nginx "$o"; then note "$name" "skipped: origin nginx did not start"; return; fi
+  local sdir="$W/$name-sluice" ndir="$W/$name-nginx"
   local http="proxy_cache_path CACHE levels=1:2 keys_zone=c1:10m;"
   local loc
   loc="location / { proxy_pass http://127.0.0.1:$(cat "$o/port"); proxy_cache c1; }"
-  add_instance cache sluice "proxy_cache" "${http/CACHE/$sdir/cache}" "$loc"
-  add_instance cache nginx "proxy_cache" "${http/CACHE/$ndir/cache}" "$loc"
+  add_instance "$name" sluice "proxy_cache" "${http/CACHE/$sdir/cache}" "$loc"
+  add_instance "$name" nginx "proxy_cache" "${http/CACHE/$ndir/cache}" "$loc"
   before=$(wc -l <"$o/logs/access.log")
-  run_instances /index.html
+  run_instances "$path"
   after=$(wc -l <"$o/logs/access.log")
-  note cache "origin saw $((after - before)) requests during warm-up and runs (misses)"
+  note "$name" "origin saw $((after - before)) requests during warm-up and runs (misses)"
   stop_instances; stop_pidfile "$o/server.pid"
 }
 scenario_wrk() {
