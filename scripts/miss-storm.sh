@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Cache hits under a miss storm: p99 latency of cache hits (open loop, fixed
+# rate) alone, then while 64 clients request keys that are never cached yet
+# (every request a MISS that goes to the origin and writes an entry).
+# Issue 4's goal: p99 of hits during the storm within 2x of hits alone.
+# Usage: scripts/miss-storm.sh [seconds] [hit-rate] [miss-rate]; loopback only,
+# stops by itself. FRONT=nginx runs the same with nginx as the caching proxy
+# (same config) for comparison. The storm is paced (miss-rate per second over 64 clients) so
+# it measures interference, not a saturated CPU.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SECS=${1:-5}; RATE=${2:-5000}; MISS_RATE=${3:-2000}; FRONT=${FRONT:-sluice}
+BIN=$ROOT/target/release/sluice; BENCH=$ROOT/target/release/sluice-bench
+[ -x "$BIN" ] && [ -x "$BENCH" ] || (cd "$ROOT" && cargo build --release --workspace -q)
+W=$(mktemp -d /tmp/miss-storm.XXXXXX); chmod 755 "$W"  # nginx workers run as nobody
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+OP=$(port); PP=$(port)
+mkdir -p "$W/www" "$W/cache"; head -c 1024 /dev/urandom | base64 -w0 | head -c 1024 > "$W/www/hit.txt"
+cat > "$W/origin.conf" <<CONF
+worker_processes 1; daemon on; pid $W/o.pid; error_log $W/o.err;
+events { worker_connections 4096; }
+http { server { listen 127.0.0.1:$OP; root $W/www; add_header Cache-Control "max-age=600"; location /m { return 200 "miss body"; } } }
+CONF
+cat > "$W/proxy.conf" <<CONF
+worker_processes 1; daemon on; pid $W/p.pid; error_log $W/p.err;
+$( [ "$FRONT" = nginx ] || echo "state_dir $W/state;" )
+events { worker_connections 4096; }
+http { proxy_cache_path $W/cache levels=1:2 keys_zone=c:10m;
+  server { listen 127.0.0.1:$PP; location / { proxy_pass http://127.0.0.1:$OP; proxy_cache c; proxy_cache_valid 200 10m; } } }
+CONF
+cleanup() { for p in "$W/p.pid" "$W/o.pid"; do [ -s "$p" ] && kill -QUIT "$(cat "$p")" 2>/dev/null || true; done; sleep 0.3; rm -rf "$W"; }
+trap cleanup EXIT
+"$BIN" -c "$W/origin.conf"
+if [ "$FRONT" = nginx ]; then
+  mkdir -p "$W/logs"; nginx -p "$W" -c "$W/proxy.conf"
+else
+  "$BIN" -c "$W/proxy.conf"
+fi
+sleep 0.5
+curl -s -o /dev/null "http://127.0.0.1:$PP/hit.txt"; sleep 0.3
+p99() { "$BENCH" --mode rate --rate "$RATE" -c 64 -d "${SECS}s" --json "http://127.0.0.1:$PP/hit.txt" 2>/dev/null |
+  python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["latency_ms"]["p99"], d["ok"], d["error_total"])'; }
+read -r alone ok1 err1 <<<"$(p99)"
+python3 - "$PP" "$SECS" "$MISS_RATE" >"$W/storm.out" <<'PY' &
+import socket, sys, threading, time
+port, secs, rate = int(sys.argv[1]), float(sys.argv[2]) + 1, float(sys.argv[3])
+gap = 64.0 / rate
+end = time.time() + secs; n = [0]; lock = threading.Lock()
+def run(t):
+    i = 0
+    s = socket.create_connection(("127.0.0.1", port))
+    nxt = time.time()
+    while time.time() < end:
+        nxt += gap
+        pause = nxt - time.time()
+        if pause > 0:
+            time.sleep(pause)
+        i += 1
+        s.sendall(b"GET /m/%d-%d HTTP/1.1\r\nHost: x\r\n\r\n" % (t, i))
+        buf = b""
+        while b"miss body" not in buf:
+            d = s.recv(65536)
+            if not d: return
+            buf += d
+        with lock: n[0] += 1
+ts = [threading.Thread(target=run, args=(t,)) for t in range(64)]
+[t.start() for t in ts]; [t.join() for t in ts]
+print(n[0])
+PY
+SP=$!
+sleep 0.5
+read -r storm ok2 err2 <<<"$(p99)"
+wait "$SP"
+misses=$(cat "$W/storm.out")
+ratio=$(awk -v a="$storm" -v b="$alone" 'BEGIN {printf "%.2f", (b>0)?a/b:0}')
+echo "$FRONT: cache hits at $RATE req/s, storm paced at $MISS_RATE misses/s: p99 alone ${alone} ms ($ok1 ok, $err1 errors); during a miss storm ${storm} ms ($ok2 ok, $err2 errors); storm: $misses misses in $((SECS+1)) s; ratio $ratio (goal <= 2)"
