@@ -273,7 +273,7 @@ impl Session {
                             loc.proxy.connect_timeout_ms
                         };
                     let keepalive = loc.proxy.http_version_minor == 1 && pool.keepalive > 0;
-                    self.build_request(loc, pool.name.as_str(), keepalive);
+                    self.build_request(loc, keepalive);
                     return Next::Wait;
                 }
                 Err(e) => {
@@ -468,44 +468,21 @@ impl Session {
         }
     }
 
-    /// nginx's condition lists (`proxy_cache_bypass`, `proxy_no_cache`): true
-    /// when any string expands to something other than empty or "0".
-    fn any_condition(&self, loc: &LocationConf, list: &[String]) -> bool {
-        list.iter().any(|v| {
-            let mut out = Vec::new();
-            if let Some(pass) = loc.proxy.pass.as_ref() {
-                let c = ReqCtx {
-                    head_bytes: &self.req.head_bytes,
-                    head: &self.req.head,
-                    norm_path: &self.req.path,
-                    query: self.req.query.as_deref(),
-                    loc_path: &loc.path,
-                    pass,
-                    proxy_host: "",
-                    client: self.req.peer,
-                    set_headers: &[],
-                    http_minor: 1,
-                    keepalive: false,
-                    conditional: &[],
-                    method: None,
-                };
-                upreq::expand_str(&c, v, &mut out);
-            }
-            !out.is_empty() && out != b"0"
-        })
-    }
-
-    /// The evaluated `proxy_cache_key`, for the request or for another
-    /// target of the same origin (`$request_uri` replaced by it).
-    fn compute_key(&self, loc: &LocationConf, target: Option<&[u8]>) -> Option<Vec<u8>> {
-        let pass = loc.proxy.pass.as_ref()?;
+    /// The request-building context for this request in `loc` (no
+    /// keep-alive, no conditionals, the client's method); callers override
+    /// fields with struct update syntax.
+    fn req_ctx<'a>(
+        &'a self,
+        loc: &'a LocationConf,
+        pass: &'a crate::config::ProxyPass,
+    ) -> ReqCtx<'a> {
         let proxy_host = self
             .cfg
             .http
             .upstreams
             .get(pass.upstream)
             .map_or("", |u| u.name.as_str());
-        let c = ReqCtx {
+        ReqCtx {
             head_bytes: &self.req.head_bytes,
             head: &self.req.head,
             norm_path: &self.req.path,
@@ -519,7 +496,27 @@ impl Session {
             keepalive: false,
             conditional: &[],
             method: None,
-        };
+        }
+    }
+
+    /// nginx's condition lists (`proxy_cache_bypass`, `proxy_no_cache`): true
+    /// when any string expands to something other than empty or "0".
+    fn any_condition(&self, loc: &LocationConf, list: &[String]) -> bool {
+        list.iter().any(|v| {
+            let mut out = Vec::new();
+            if let Some(pass) = loc.proxy.pass.as_ref() {
+                let c = self.req_ctx(loc, pass);
+                upreq::expand_str(&c, v, &mut out);
+            }
+            !out.is_empty() && out != b"0"
+        })
+    }
+
+    /// The evaluated `proxy_cache_key`, for the request or for another
+    /// target of the same origin (`$request_uri` replaced by it).
+    fn compute_key(&self, loc: &LocationConf, target: Option<&[u8]>) -> Option<Vec<u8>> {
+        let pass = loc.proxy.pass.as_ref()?;
+        let c = self.req_ctx(loc, pass);
         let template = match target {
             Some(t) => loc
                 .cache
@@ -847,32 +844,25 @@ impl Session {
         }
     }
 
-    fn build_request(&mut self, loc: &LocationConf, proxy_host: &str, keepalive: bool) {
+    fn build_request(&mut self, loc: &LocationConf, keepalive: bool) {
         let Some(pass) = loc.proxy.pass.as_ref() else {
             return;
         };
-        self.sendq.clear();
-        self.sendq_pos = 0;
         let conditional = match (&self.stale, self.revalidating) {
             (Some(e), true) => crate::cache::revalidate::revalidation_headers(e.meta()),
             _ => Vec::new(),
         };
+        let mut q = std::mem::take(&mut self.sendq);
+        q.clear();
         let c = ReqCtx {
-            head_bytes: &self.req.head_bytes,
-            head: &self.req.head,
-            norm_path: &self.req.path,
-            query: self.req.query.as_deref(),
-            loc_path: &loc.path,
-            pass,
-            proxy_host,
-            client: self.req.peer,
-            set_headers: &loc.proxy.set_headers,
-            http_minor: loc.proxy.http_version_minor,
             keepalive,
             conditional: &conditional,
             method: self.head_as_get.then_some(&b"GET"[..]),
+            ..self.req_ctx(loc, pass)
         };
-        upreq::build(&c, &mut self.sendq);
+        upreq::build(&c, &mut q);
+        self.sendq = q;
+        self.sendq_pos = 0;
     }
 
     /// Drive the session after readiness on either socket.
