@@ -1,0 +1,564 @@
+//! The cache side of a proxied request (a child of `session`, so it sees
+//! the session's fields): lookups and hits, PURGE, invalidation after unsafe
+//! requests, stale answers, 304 revalidation, fills and the fill lock.
+
+use super::*;
+
+impl Session {
+    /// Answer from the cache when a usable entry exists; `None` = go upstream.
+    pub(super) fn cache_lookup(
+        &mut self,
+        loc: &LocationConf,
+        conn: &mut Conn,
+        ctx: &mut HttpCtx,
+        pools: &mut Pools,
+    ) -> Option<Next> {
+        let cfg = self.cfg.clone();
+        let zone = cached::zone(&cfg.http.cache_paths, &loc.cache)?;
+        pools.cache.as_ref()?;
+        self.cache_key = self.compute_key(loc, None)?;
+        if self.req.head.method == Method::Other
+            && crate::http::request::at(&self.req.head_bytes, self.req.head.method_span) == b"PURGE"
+            && loc.cache.purge
+        {
+            return Some(self.purge(loc, zone, conn, ctx, pools));
+        }
+        self.no_store |= self.any_condition(loc, &loc.cache.no_cache);
+        if !matches!(self.req.head.method, Method::Get | Method::Head) {
+            self.cache_status = Some(CacheStatus::Bypass);
+            return None;
+        }
+        if self.any_condition(loc, &loc.cache.bypass) {
+            // proxy_cache_bypass: not answered from the cache, but the
+            // response may still be stored.
+            self.cache_status = Some(CacheStatus::Bypass);
+            self.bypassed = true;
+            return None;
+        }
+        let req_headers = upreq::header_pairs(&self.req.head_bytes);
+        let now = ctx.unix_secs;
+        match cached::lookup(
+            zone,
+            &loc.cache,
+            &self.cache_key,
+            &req_headers,
+            now,
+            &mut pools.hot,
+            ctx.now_ms,
+            ctx.stats
+                .retired()
+                .cache_epoch
+                .load(std::sync::atomic::Ordering::Acquire),
+            self.io_tries < 2 && pools.io.is_some(),
+        ) {
+            LookupResult::Pending(path) => {
+                // Reading would wait for the disk: an I/O thread pulls the
+                // file into the page cache; the worker wakes us to look again.
+                self.io_tries += 1;
+                let queued = pools
+                    .io
+                    .as_ref()
+                    .is_some_and(|io| io.submit(self.token.0, path));
+                if !queued {
+                    self.io_tries = 2;
+                    self.looked_up = false;
+                    return self.cache_lookup(loc, conn, ctx, pools);
+                }
+                self.state = St::WaitIo;
+                self.deadline_ms = ctx.now_ms + 5000;
+                Some(Next::Wait)
+            }
+            LookupResult::Serve(found, stale) => {
+                let server: &[u8] = if loc.server_tokens {
+                    &ctx.server_full
+                } else {
+                    b"sluice"
+                };
+                let extra: Vec<(&[u8], &[u8])> = loc
+                    .add_headers
+                    .iter()
+                    .filter(|h| h.always || found.meta().status < 400)
+                    .map(|h| (h.name.as_bytes(), h.value.as_bytes()))
+                    .collect();
+                let keep_alive = self.client_keep_alive && !self.wants_body();
+                let word = if stale {
+                    CacheStatus::Stale
+                } else {
+                    CacheStatus::Hit
+                };
+                let params = cached::HitParams {
+                    method: crate::http::request::at(
+                        &self.req.head_bytes,
+                        self.req.head.method_span,
+                    ),
+                    req_headers: &req_headers,
+                    date: &ctx.date,
+                    server,
+                    keep_alive,
+                    status_word: word.as_str().as_bytes(),
+                    extra: &extra,
+                    hide: &loc.proxy.hide_headers,
+                    now,
+                };
+                let mark = conn.out().len();
+                match cached::write_hit(&found, &params, conn.out()) {
+                    Ok((status, bytes)) => {
+                        self.cache_status = Some(word);
+                        self.state = St::Done;
+                        self.log(ctx, status, bytes);
+                        conn.finish_proxy(keep_alive, ctx.now_ms);
+                        Some(Next::Finished)
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && self.io_tries < 2 => {
+                        conn.out().truncate(mark);
+                        self.io_tries += 1;
+                        let path = found.path().to_path_buf();
+                        if pools
+                            .io
+                            .as_ref()
+                            .is_some_and(|io| io.submit(self.token.0, path))
+                        {
+                            self.state = St::WaitIo;
+                            self.deadline_ms = ctx.now_ms + 5000;
+                            return Some(Next::Wait);
+                        }
+                        self.cache_status = Some(CacheStatus::Miss);
+                        None
+                    }
+                    Err(e) => {
+                        conn.out().truncate(mark);
+                        log::warn!("cache: reading an entry failed: {e}");
+                        self.cache_status = Some(CacheStatus::Miss);
+                        None
+                    }
+                }
+            }
+            LookupResult::Origin(status, meta, stale) => {
+                self.cache_status = Some(status);
+                self.cached_meta = meta;
+                self.revalidating = loc.cache.revalidate
+                    && self.req.head.method == Method::Get
+                    && stale.as_ref().is_some_and(|e| {
+                        e.meta().etag.is_some() || e.meta().last_modified.is_some()
+                    });
+                self.stale = stale;
+                self.head_as_get = loc.cache.convert_head && self.req.head.method == Method::Head;
+                if !loc.cache.lock || self.no_store {
+                    return None;
+                }
+                let md5 = crate::cache::cache_key_md5(&self.cache_key);
+                match cached::try_lock(zone, &md5, loc.cache.lock_age_ms) {
+                    cached::LockTry::Acquired(p) => {
+                        self.lock = Some(p);
+                        self.state = St::Connecting;
+                        None
+                    }
+                    cached::LockTry::Unavailable => {
+                        self.state = St::Connecting;
+                        None
+                    }
+                    cached::LockTry::Busy => {
+                        // Someone else is filling: a stale copy may answer
+                        // meanwhile (UPDATING), else wait for the fill.
+                        if self.updating_allowed(loc, ctx)
+                            && self.serve_stored(CacheStatus::Updating, None, conn, ctx)
+                        {
+                            let (status, bytes) = self.served.unwrap_or((200, 0));
+                            self.log(ctx, status, bytes);
+                            self.state = St::Done;
+                            let keep_alive = self.client_keep_alive && !self.wants_body();
+                            conn.finish_proxy(keep_alive, ctx.now_ms);
+                            return Some(Next::Finished);
+                        }
+                        if self.lock_wait_until_ms == 0 {
+                            self.lock_wait_until_ms = ctx.now_ms + loc.cache.lock_timeout_ms;
+                        }
+                        self.state = St::WaitLock;
+                        self.deadline_ms = ctx.now_ms + LOCK_POLL_MS;
+                        Some(Next::Wait)
+                    }
+                }
+            }
+            LookupResult::Unsatisfiable => {
+                self.cache_status = Some(CacheStatus::Miss);
+                Some(self.fail(conn, ctx, 504))
+            }
+        }
+    }
+
+    /// The request-building context for this request in `loc` (no
+    /// keep-alive, no conditionals, the client's method); callers override
+    /// fields with struct update syntax.
+    pub(super) fn req_ctx<'a>(
+        &'a self,
+        loc: &'a LocationConf,
+        pass: &'a crate::config::ProxyPass,
+    ) -> ReqCtx<'a> {
+        let proxy_host = self
+            .cfg
+            .http
+            .upstreams
+            .get(pass.upstream)
+            .map_or("", |u| u.name.as_str());
+        ReqCtx {
+            head_bytes: &self.req.head_bytes,
+            head: &self.req.head,
+            norm_path: &self.req.path,
+            query: self.req.query.as_deref(),
+            loc_path: &loc.path,
+            pass,
+            proxy_host,
+            client: self.req.peer,
+            set_headers: &loc.proxy.set_headers,
+            http_minor: loc.proxy.http_version_minor,
+            keepalive: false,
+            conditional: &[],
+            method: None,
+        }
+    }
+
+    /// nginx's condition lists (`proxy_cache_bypass`, `proxy_no_cache`): true
+    /// when any string expands to something other than empty or "0".
+    pub(super) fn any_condition(&self, loc: &LocationConf, list: &[String]) -> bool {
+        list.iter().any(|v| {
+            let mut out = Vec::new();
+            if let Some(pass) = loc.proxy.pass.as_ref() {
+                let c = self.req_ctx(loc, pass);
+                upreq::expand_str(&c, v, &mut out);
+            }
+            !out.is_empty() && out != b"0"
+        })
+    }
+
+    /// The evaluated `proxy_cache_key`, for the request or for another
+    /// target of the same origin (`$request_uri` replaced by it).
+    pub(super) fn compute_key(&self, loc: &LocationConf, target: Option<&[u8]>) -> Option<Vec<u8>> {
+        let pass = loc.proxy.pass.as_ref()?;
+        let c = self.req_ctx(loc, pass);
+        let template = match target {
+            Some(t) => loc
+                .cache
+                .key
+                .replace("$request_uri", &String::from_utf8_lossy(t)),
+            None => loc.cache.key.clone(),
+        };
+        let mut key = Vec::with_capacity(128);
+        upreq::expand_str(&c, &template, &mut key);
+        Some(key)
+    }
+
+    /// `PURGE`: delete the entry (its primary file and this request's Vary
+    /// variant) if the client is allowed. 200 purged, 404 absent, 403 refused.
+    pub(super) fn purge(
+        &mut self,
+        loc: &LocationConf,
+        zone: &crate::config::CachePathConf,
+        conn: &mut Conn,
+        ctx: &mut HttpCtx,
+        pools: &mut Pools,
+    ) -> Next {
+        if !loc
+            .cache
+            .purge_allow
+            .iter()
+            .any(|a| a.contains(self.req.peer))
+        {
+            return self.fail(conn, ctx, 403);
+        }
+        let primary = crate::cache::cache_key_md5(&self.cache_key);
+        let mut md5s = vec![primary];
+        let path = crate::cache::entry_path(&zone.dir, &zone.levels, &primary);
+        let req_headers = upreq::header_pairs(&self.req.head_bytes);
+        if let Some(found) = cached::read_entry(&path, &self.cache_key) {
+            if let Some(v) = crate::cache::policy::vary_mismatch(&found.meta, &req_headers) {
+                md5s.push(v);
+            }
+        }
+        let mut purged = 0;
+        for md5 in md5s {
+            pools.hot.forget(&md5);
+            let p = crate::cache::entry_path(&zone.dir, &zone.levels, &md5);
+            if p.exists() {
+                purged += 1;
+                // Removed here, not by the writer: other workers see the
+                // epoch move only once the file is gone.
+                let _ = crate::cache::store::remove_entry(&p);
+            }
+        }
+        ctx.stats
+            .retired()
+            .cache_epoch
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let (code, body): (u16, &[u8]) = if purged > 0 {
+            (200, b"{\"purged\":true}\n")
+        } else {
+            (404, b"{\"purged\":false}\n")
+        };
+        let keep_alive = self.client_keep_alive && !self.wants_body();
+        crate::http::response::begin(
+            conn.out(),
+            &crate::http::response::HeadParams {
+                status: code,
+                date: &ctx.date,
+                server: b"sluice",
+                content_type: Some(b"application/json"),
+                content_length: Some(body.len() as u64),
+                keep_alive,
+            },
+        );
+        crate::http::response::end(conn.out());
+        conn.out().extend_from_slice(body);
+        self.state = St::Done;
+        self.log(ctx, code, body.len() as u64);
+        conn.finish_proxy(keep_alive, ctx.now_ms);
+        Next::Finished
+    }
+
+    /// After a successful unsafe request: drop the stored responses of its
+    /// URI and of its same-origin Location / Content-Location (RFC 9111 §4.4).
+    pub(super) fn invalidate_targets(&mut self, pools: &mut Pools, ctx: &HttpCtx) {
+        if self.invalidate.is_empty() {
+            return;
+        }
+        let cfg = self.cfg.clone();
+        let loc = location(&cfg, &self.req);
+        let Some(zone) = cached::zone(&cfg.http.cache_paths, &loc.cache) else {
+            return;
+        };
+        for t in std::mem::take(&mut self.invalidate) {
+            let Some(key) = self.compute_key(loc, Some(&t)) else {
+                continue;
+            };
+            let md5 = crate::cache::cache_key_md5(&key);
+            pools.hot.forget(&md5);
+            let p = crate::cache::entry_path(&zone.dir, &zone.levels, &md5);
+            let _ = crate::cache::store::remove_entry(&p);
+        }
+        ctx.stats
+            .retired()
+            .cache_epoch
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// May a stale entry answer while another request refreshes it
+    /// (`proxy_cache_use_stale updating`, or the response's
+    /// `stale-while-revalidate` window)?
+    pub(super) fn updating_allowed(&self, loc: &LocationConf, ctx: &HttpCtx) -> bool {
+        let Some(e) = &self.stale else {
+            return false;
+        };
+        let req_headers = upreq::header_pairs(&self.req.head_bytes);
+        let req_cc = crate::cache::control::CacheControl::from_request(&req_headers);
+        match crate::cache::freshness::lookup_decision(
+            e.meta(),
+            &req_cc,
+            ctx.unix_secs,
+            &loc.cache.use_stale,
+        ) {
+            crate::cache::freshness::Lookup::Stale {
+                can_serve_while_revalidate,
+                ..
+            } => can_serve_while_revalidate,
+            _ => false,
+        }
+    }
+
+    /// May the stored entry answer after the origin failed this way?
+    pub(super) fn stale_allowed(&self, failure: OriginFailure, ctx: &HttpCtx) -> bool {
+        let Some(e) = &self.stale else {
+            return false;
+        };
+        let req_headers = upreq::header_pairs(&self.req.head_bytes);
+        let req_cc = crate::cache::control::CacheControl::from_request(&req_headers);
+        crate::cache::freshness::may_serve_stale_on(
+            e.meta(),
+            &req_cc,
+            ctx.unix_secs,
+            &self.loc().cache.use_stale,
+            failure,
+        )
+    }
+
+    /// Answer from the stored entry (with `meta` instead of its own header
+    /// after a 304 merge). False when the entry could not be read.
+    pub(super) fn serve_stored(
+        &mut self,
+        word: CacheStatus,
+        meta: Option<&EntryMeta>,
+        conn: &mut Conn,
+        ctx: &HttpCtx,
+    ) -> bool {
+        let Some(entry) = &self.stale else {
+            return false;
+        };
+        let cfg = self.cfg.clone();
+        let loc = location(&cfg, &self.req);
+        let meta = meta.unwrap_or(entry.meta());
+        let server: &[u8] = if loc.server_tokens {
+            &ctx.server_full
+        } else {
+            b"sluice"
+        };
+        let extra: Vec<(&[u8], &[u8])> = loc
+            .add_headers
+            .iter()
+            .filter(|h| h.always || meta.status < 400)
+            .map(|h| (h.name.as_bytes(), h.value.as_bytes()))
+            .collect();
+        let req_headers = upreq::header_pairs(&self.req.head_bytes);
+        let keep_alive = self.client_keep_alive && !self.wants_body();
+        let params = cached::HitParams {
+            method: crate::http::request::at(&self.req.head_bytes, self.req.head.method_span),
+            req_headers: &req_headers,
+            date: &ctx.date,
+            server,
+            keep_alive,
+            status_word: word.as_str().as_bytes(),
+            extra: &extra,
+            hide: &loc.proxy.hide_headers,
+            now: ctx.unix_secs,
+        };
+        let mark = conn.out().len();
+        match cached::write_hit_with(meta, entry, &params, conn.out()) {
+            Ok(served) => {
+                self.served = Some(served);
+                self.cache_status = Some(word);
+                true
+            }
+            Err(e) => {
+                conn.out().truncate(mark);
+                log::warn!("cache: reading a stored entry failed: {e}");
+                false
+            }
+        }
+    }
+
+    /// A 304 answered our revalidation: merge it into the stored entry,
+    /// update the file, answer from the cache (REVALIDATED). False when the
+    /// 304 does not match the stored response.
+    pub(super) fn revalidated(
+        &mut self,
+        up: &UpHead,
+        pools: &mut Pools,
+        conn: &mut Conn,
+        ctx: &HttpCtx,
+    ) -> bool {
+        let Some(entry) = &self.stale else {
+            return false;
+        };
+        let h304 = upresp::header_pairs(&self.resp[..up.len]);
+        let req_headers = upreq::header_pairs(&self.req.head_bytes);
+        let store_cfg = crate::cache::StoreConfig::from_location(&self.loc().cache);
+        let waited_s = (ctx.now_ms.saturating_sub(self.started_ms) / 1000) as i64;
+        let Some(merged) = crate::cache::revalidate::merge_304(
+            entry.meta(),
+            &req_headers,
+            &h304,
+            &store_cfg,
+            ctx.unix_secs - waited_s,
+            ctx.unix_secs,
+        ) else {
+            return false;
+        };
+        let path = entry.path().to_path_buf();
+        match merged.action {
+            crate::cache::revalidate::MergeAction::Rewrite => {
+                pools.hot.replace_meta(&path, &merged.meta);
+                if let Some(w) = pools.cache.as_ref() {
+                    w.rewrite(path, merged.meta.clone());
+                }
+            }
+            crate::cache::revalidate::MergeAction::Remove(_) => {
+                let _ = crate::cache::store::remove_entry(&path);
+            }
+            crate::cache::revalidate::MergeAction::Leave => {}
+        }
+        self.serve_stored(CacheStatus::Revalidated, Some(&merged.meta), conn, ctx)
+    }
+
+    /// After the upstream head: start storing the response if it may be stored.
+    pub(super) fn begin_fill(&mut self, up: &UpHead, pools: &mut Pools, ctx: &HttpCtx) {
+        let fillable = matches!(
+            self.cache_status,
+            Some(CacheStatus::Miss) | Some(CacheStatus::Expired)
+        ) || self.bypassed;
+        if !fillable || !(self.req.head.method == Method::Get || self.head_as_get) {
+            return;
+        }
+        let cfg = self.cfg.clone();
+        let loc = location(&cfg, &self.req);
+        let Some(zone) = cached::zone(&self.cfg.http.cache_paths, &loc.cache) else {
+            return;
+        };
+        let Some(writer) = pools.cache.as_mut() else {
+            return;
+        };
+        let resp_headers = upresp::header_pairs(&self.resp[..up.len]);
+        let req_headers = upreq::header_pairs(&self.req.head_bytes);
+        let cfg = crate::cache::StoreConfig::from_location(&loc.cache);
+        let waited_s = (ctx.now_ms.saturating_sub(self.started_ms) / 1000) as i64;
+        let request_time = ctx.unix_secs - waited_s;
+        let response_time = ctx.unix_secs;
+        let decision = crate::cache::policy::storable(
+            b"GET",
+            &req_headers,
+            up.status,
+            &resp_headers,
+            &cfg,
+            request_time,
+            response_time,
+        );
+        let crate::cache::Storable::Yes(d) = decision else {
+            return;
+        };
+        let meta = crate::cache::policy::build_meta(
+            &self.cache_key,
+            &req_headers,
+            up.status,
+            &resp_headers,
+            &d,
+            request_time,
+            response_time,
+        );
+        let primary = crate::cache::cache_key_md5(&self.cache_key);
+        let md5 = crate::cache::policy::store_md5(primary, &meta, self.cached_meta.as_deref());
+        let path = crate::cache::entry_path(&zone.dir, &zone.levels, &md5);
+        // The entry held in memory is about to be replaced.
+        pools.hot.forget(&md5);
+        let expected = match up.framing {
+            UpFraming::Length(n) => Some(n),
+            _ => None,
+        };
+        self.fill = writer.begin(zone.dir.clone(), meta, expected, path, self.lock.take());
+        if self.fill.is_none() {
+            self.release_lock();
+        }
+    }
+
+    /// Tee body bytes into the fill; a full writer queue abandons it.
+    pub(super) fn fill_data(fill: &mut Option<u64>, pools: &Pools, bytes: &[u8]) {
+        if let (Some(id), Some(w)) = (*fill, pools.cache.as_ref()) {
+            if !bytes.is_empty() && !w.data(id, bytes) {
+                w.abort(id);
+                *fill = None;
+            }
+        }
+    }
+
+    pub(super) fn release_lock(&mut self) {
+        if let Some(l) = self.lock.take() {
+            let _ = std::fs::remove_file(l);
+        }
+    }
+
+    pub(super) fn end_fill(&mut self, pools: &Pools, commit: bool) {
+        self.release_lock();
+        if let (Some(id), Some(w)) = (self.fill.take(), pools.cache.as_ref()) {
+            if commit {
+                w.commit(id);
+            } else {
+                w.abort(id);
+            }
+        }
+    }
+}
