@@ -14,3 +14,4 @@ pub mod proxy;
 pub mod shm;
 pub mod sys;
 pub mod util;
+pub mod waiting_room;

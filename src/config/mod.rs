@@ -16,6 +16,7 @@ mod resolve;
 mod resolve_cache;
 mod resolve_http;
 mod resolve_limits;
+mod resolve_waiting_room;
 mod resolve_proxy;
 #[cfg(test)]
 mod tests;
@@ -28,12 +29,14 @@ mod tests_limits;
 mod types;
 mod types_cache;
 mod types_limits;
+mod types_waiting_room;
 mod types_proxy;
 
 pub use mime_default::default_mime_types;
 pub use types::*;
 pub use types_cache::*;
 pub use types_limits::*;
+pub use types_waiting_room::*;
 pub use types_proxy::*;
 
 use std::collections::HashSet;
