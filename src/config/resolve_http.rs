@@ -20,8 +20,8 @@ use super::resolve_cache::{
     check_cache_path_unique, check_zone_ref, parse_proxy_cache_path, CacheInherit,
 };
 use super::resolve_limits::{self, LimitsInherit, LocationOnly};
-use super::resolve_waiting_room::{HttpRooms, LocationRooms};
 use super::resolve_proxy::{parse_pass, resolve_pass, upstream_block, PassTarget, ProxyInherit};
+use super::resolve_waiting_room::{HttpRooms, LocationRooms};
 use super::types::{
     AccessLogConf, AddHeader, HttpConf, ListenConf, LocationConf, LocationMatch, LogFormat,
     ReturnConf, ServerConf,

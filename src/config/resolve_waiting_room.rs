@@ -15,9 +15,7 @@ use std::sync::Arc;
 
 use super::parse::Directive;
 use super::resolve::{arg0, path_arg, Spec, HTTP, LOCATION};
-use super::types_waiting_room::{
-    LocationRoom, RoomKeys, RoomMode, RoomZoneConf, WaitingRoomsConf,
-};
+use super::types_waiting_room::{LocationRoom, RoomKeys, RoomMode, RoomZoneConf, WaitingRoomsConf};
 use super::ConfigError;
 use crate::util::units::{parse_duration_ms, parse_number, parse_size};
 
@@ -159,7 +157,9 @@ fn read_secret(d: &Directive, path: &PathBuf) -> Result<RoomKeys, ConfigError> {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
         if !id_ok {
-            return Err(bad("key id must be 1-16 letters, digits, \"_\", \"-\", \".\""));
+            return Err(bad(
+                "key id must be 1-16 letters, digits, \"_\", \"-\", \".\"",
+            ));
         }
         if secret.len() < MIN_SECRET {
             return Err(bad("secret shorter than 16 bytes"));
@@ -248,7 +248,9 @@ fn room_zone(d: &Directive) -> Result<RoomZoneConf, ConfigError> {
                     "fifo" => RoomMode::Fifo,
                     "random" => RoomMode::Random,
                     "reject" => RoomMode::Reject,
-                    _ => return Err(d.error(format!("invalid mode \"{v}\" (fifo, random, reject)"))),
+                    _ => {
+                        return Err(d.error(format!("invalid mode \"{v}\" (fifo, random, reject)")))
+                    }
                 };
             }
             "bind_ip" => {

@@ -17,7 +17,6 @@ pub enum RoomMode {
     Reject,
 }
 
-
 /// `waiting_room_zone NAME:SIZE admit_rate=N/m max_active=N session=TIME
 /// [max_wait=TIME] [mode=fifo|random|reject] [bind_ip=on|off];`
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -177,11 +177,7 @@ impl<'a> Room<'a> {
             if !add && (e != epoch || n == 0) {
                 return;
             }
-            let n = if add {
-                (n + 1).min(COUNT_MASK)
-            } else {
-                n - 1
-            };
+            let n = if add { (n + 1).min(COUNT_MASK) } else { n - 1 };
             match cell.compare_exchange_weak(cur, epoch << COUNT_BITS | n, Relaxed, Relaxed) {
                 Ok(_) => return,
                 Err(c) => cur = c,
@@ -318,7 +314,9 @@ mod tests {
         assert_eq!(r.take_slot(T0, 7), Some(T0));
         for i in 0..50u64 {
             let end = T0 + (i + 1) * 1_000_000;
-            let s = r.take_slot(T0, i.wrapping_mul(0x9e37_79b9_7f4a_7c15)).unwrap();
+            let s = r
+                .take_slot(T0, i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+                .unwrap();
             assert!(s > T0 && s <= end, "{s} outside the queue");
         }
     }

@@ -297,7 +297,9 @@ mod tests {
     fn sign_then_verify_returns_the_claims() {
         let s = keys(&[("k1", "secret-one")]);
         let t = signed(&s, &ticket(5_000), "/shop/x");
-        assert!(t.iter().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(b)));
+        assert!(t
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(b)));
         assert_eq!(
             s.verify(&t, Kind::Ticket, &scope("/shop/x"), 2_000),
             Ok(ticket(5_000))
@@ -379,7 +381,9 @@ mod tests {
         let old = keys(&[("k1", "secret-one")]);
         let t_old = signed(&old, &ticket(5_000), "/a");
         let rotated = keys(&[("k2", "secret-two"), ("k1", "secret-one")]);
-        assert!(rotated.verify(&t_old, Kind::Ticket, &scope("/a"), 2_000).is_ok());
+        assert!(rotated
+            .verify(&t_old, Kind::Ticket, &scope("/a"), 2_000)
+            .is_ok());
         let t_new = signed(&rotated, &ticket(5_000), "/a");
         assert!(old.verify(&t_new, Kind::Ticket, &scope("/a"), 2_000) == Err(Reject::UnknownKey));
         let dropped = keys(&[("k2", "secret-two")]);
@@ -407,7 +411,12 @@ mod tests {
         let mut ok = 0;
         for _ in 0..n {
             ok += s
-                .verify(std::hint::black_box(&t), Kind::Ticket, &scope("/shop/x"), 2_000)
+                .verify(
+                    std::hint::black_box(&t),
+                    Kind::Ticket,
+                    &scope("/shop/x"),
+                    2_000,
+                )
                 .is_ok() as u32;
         }
         let ns = start.elapsed().as_nanos() as f64 / n as f64;
