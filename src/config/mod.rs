@@ -26,6 +26,8 @@ mod tests_cache;
 mod tests_http;
 #[cfg(test)]
 mod tests_limits;
+#[cfg(test)]
+mod tests_waiting_room;
 mod types;
 mod types_cache;
 mod types_limits;

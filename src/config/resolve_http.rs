@@ -324,6 +324,7 @@ pub(crate) fn resolve_http(block: &[Directive], conf_dir: &Path) -> Result<HttpC
 }
 
 /// Merges a server with the http level and fills defaults.
+#[allow(clippy::too_many_arguments)]
 fn merge_server(
     raw: RawServer,
     http: &Inherit,

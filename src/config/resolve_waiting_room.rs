@@ -21,7 +21,7 @@ use crate::util::units::{parse_duration_ms, parse_number, parse_size};
 
 /// The waiting-room directives, for the generic checks in `resolve.rs`.
 pub(super) const SPECS: &[Spec] = &[
-    Spec::new("waiting_room_zone", HTTP, 4, 7).repeatable(),
+    Spec::new("waiting_room_zone", HTTP, 1, 7).repeatable(),
     Spec::new("waiting_room_secret", HTTP, 1, 1),
     Spec::new("waiting_room_page", HTTP | LOCATION, 1, 1),
     Spec::new("waiting_room", LOCATION, 1, 1),
