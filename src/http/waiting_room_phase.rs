@@ -26,7 +26,7 @@ use crate::http::handler::error_reply;
 use crate::http::limits_phase::LimitReply;
 use crate::http::request::{find_header, header_fields, Head};
 use crate::http::response::{self as resp, HeadParams};
-use crate::waiting_room::{Claims, Kind, Room, RoomSet, RoomZone, Scope};
+use crate::waiting_room::{Claims, Kind, Reject, Room, RoomSet, RoomZone, Scope};
 use std::net::IpAddr;
 
 /// Query parameter carrying a ticket.
@@ -247,7 +247,9 @@ pub fn run(
             }
             Ok(c) => {
                 let t = t.to_vec();
-                let wait_s = (c.slot_ms - now_ms).div_ceil(1000);
+                let wait_s = (c.slot_ms * 1000)
+                    .saturating_sub(now_us)
+                    .div_ceil(1_000_000);
                 return RoomFlow::Done(wait_page(
                     ctx,
                     loc,
@@ -295,7 +297,8 @@ pub fn run(
         room.count_refused();
         return RoomFlow::Done(refuse(ctx, loc, &room, req, now_us, out));
     }
-    let slot_ms = slot_us.div_ceil(1000);
+    // Rounded down: a ticket may admit up to 1 ms early, never late.
+    let slot_ms = slot_us / 1000;
     let claims = Claims {
         kind: Kind::Ticket,
         issued_ms: now_ms,
@@ -306,10 +309,10 @@ pub fn run(
     let mut t = std::mem::take(&mut ctx.rooms.scratch);
     t.clear();
     rooms.signer.sign(&claims, &scope, &mut t);
-    let wait_s = if slot_ms <= now_ms {
+    let wait_s = if slot_us <= now_us {
         FULL_RETRY_S
     } else {
-        (slot_ms - now_ms).div_ceil(1000)
+        (slot_ms * 1000).saturating_sub(now_us).div_ceil(1_000_000)
     };
     let r = wait_page(ctx, loc, lr, &room, req, &t, slot_us, wait_s, out);
     ctx.rooms.scratch = t;
@@ -337,7 +340,10 @@ fn session(
         .copied();
     let (claims, renewed) = match hit {
         Some(c) if now_ms < c.claims.expires_ms => (c.claims, c.renewed),
-        Some(_) => return None,
+        Some(_) => {
+            room.count_reject(Reject::Expired);
+            return None;
+        }
         None => {
             let scope = Scope {
                 zone: zone.conf.name.as_bytes(),
@@ -505,7 +511,7 @@ fn wait_page(
     room.count_wait_page();
     let now_us = ctx.limits.now_us;
     let position = room.position(slot_us, now_us);
-    let shown_wait_s = slot_us
+    let shown_wait_s = (slot_us / 1000 * 1000)
         .saturating_sub(now_us)
         .div_ceil(1_000_000)
         .max(wait_s);
