@@ -289,11 +289,19 @@ fn reload_and_restart_keep_the_queue() {
     let dir = TempDir::new("wr-reload");
     let s = start(&dir, "admit_rate=6/m max_active=1000 session=10m");
     let json = [("Accept", "application/json")];
-    assert!(get(&s, "/shop/x", &[]).body.contains("shop-content"));
+    let a = get(&s, "/shop/x", &[]);
+    assert!(a.body.contains("shop-content"));
+    let cookie_a = cookie(&a);
     let b = get(&s, "/shop/x", &json);
     assert_eq!(json_field(&b.body, "position"), 1, "{}", b.body);
     let b_url = b.body.split("\"retry_url\":\"").nth(1).unwrap();
     let b_url = b_url.split('"').next().unwrap().to_string();
+    // Rotate: a new key signs, the old one still verifies B's ticket.
+    std::fs::write(
+        dir.join("wr.key"),
+        "k2 fedcba9876543210fedcba9876543210\nk1 0123456789abcdef0123456789abcdef\n",
+    )
+    .unwrap();
     s.reload();
     let c = get(&s, "/shop/x", &json);
     assert_eq!(
@@ -312,8 +320,21 @@ fn reload_and_restart_keep_the_queue() {
         "restart lost the queue: {}",
         d.body
     );
-    // B's ticket is still good after both, and still early.
+    // B's ticket (old key) is still good after both, and still early; the
+    // session admitted before the reload (old key) still passes.
     let r = get(&s, &b_url, &json);
     assert_eq!(json_field(&r.body, "position"), 1, "{}", r.body);
     assert!(r.body.contains(&b_url), "{}", r.body);
+    let r = get(&s, "/shop/x", &[("Cookie", &cookie_a)]);
+    assert!(r.body.contains("shop-content"), "{}", r.head);
+    // New tickets are signed with the new key ("k2").
+    let tok = d.body.split("sluice_wr=").nth(1).unwrap();
+    // base64 of [1, 2, 'k', '2', ..]: "AQJrM" then a character of 'g'..='v'
+    // (the high bits "10" of '2'; '1' gives 'Q'..='f').
+    let sixth = tok.as_bytes()[5];
+    assert!(
+        tok.starts_with("AQJrM") && (b'g'..=b'v').contains(&sixth),
+        "not signed by k2: {tok}"
+    );
+    assert_eq!(json_field(&status_json(&s), "unknown_key"), 0);
 }
