@@ -56,6 +56,10 @@ fn request(port: u16, path: &str, extra: &[(&str, &str)]) -> Response {
 }
 
 fn start(dir: &TempDir, zone: &str) -> Sluice {
+    start_with(dir, zone, "")
+}
+
+fn start_with(dir: &TempDir, zone: &str, extra_http: &str) -> Sluice {
     std::fs::create_dir_all(dir.join("www/shop")).unwrap();
     std::fs::write(dir.join("www/shop/x"), "shop-content\n").unwrap();
     std::fs::write(dir.join("www/shop/y"), "shop-y\n").unwrap();
@@ -67,7 +71,7 @@ fn start(dir: &TempDir, zone: &str) -> Sluice {
         &conf_template(
             2,
             &format!(
-                "waiting_room_zone shop:64k {zone};\nwaiting_room_secret {};",
+                "waiting_room_zone shop:64k {zone};\nwaiting_room_secret {};\n{extra_http}",
                 key.display()
             ),
             "location /shop/ { waiting_room shop; }",
@@ -337,4 +341,48 @@ fn reload_and_restart_keep_the_queue() {
         "not signed by k2: {tok}"
     );
     assert_eq!(json_field(&status_json(&s), "unknown_key"), 0);
+}
+
+#[test]
+fn page_template_and_prometheus_metrics() {
+    let dir = TempDir::new("wr-page");
+    std::fs::write(
+        dir.join("page.html"),
+        "<html><head>{{refresh}}</head><body>Queue! #{{position}}, ~{{wait_s}}s \
+         <a href=\"{{url}}\">go</a> {{unknown}}</body></html>",
+    )
+    .unwrap();
+    let s = start_with(
+        &dir,
+        "admit_rate=6/m max_active=100 session=10m",
+        &format!("waiting_room_page {};", dir.join("page.html").display()),
+    );
+    assert!(get(&s, "/shop/x", &[]).body.contains("shop-content"));
+    let r = get(&s, "/shop/x?a=1&b=2", &[]);
+    assert!(
+        r.body
+            .starts_with("<html><head><meta http-equiv=\"refresh\" content=\""),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("Queue! #1, ~10s"), "{}", r.body);
+    assert!(
+        r.body.contains("href=\"/shop/x?a=1&amp;b=2&amp;sluice_wr="),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("{{unknown}}"), "{}", r.body);
+    assert!(retry_url(&r).starts_with("/shop/x?a=1&b=2&sluice_wr="));
+    let text = get(&s, "/status", &[]).body;
+    for line in [
+        "sluice_waiting_room_admitted_total{zone=\"shop\"} 1",
+        "sluice_waiting_room_queued_total{zone=\"shop\"} 1",
+        "sluice_waiting_room_wait_pages_total{zone=\"shop\"} 1",
+        "sluice_waiting_room_active_sessions{zone=\"shop\"} 1",
+        "sluice_waiting_room_queue_length{zone=\"shop\"} 1",
+        "sluice_waiting_room_rejected_tokens_total{zone=\"shop\",reason=\"tampered\"} 0",
+    ] {
+        assert!(text.contains(line), "{line} missing in\n{text}");
+    }
+    assert!(text.contains("sluice_waiting_room_estimated_wait_seconds{zone=\"shop\"} "));
 }

@@ -243,7 +243,7 @@ fn render_rooms_text(rooms: &[(&str, RoomStats)], s: &mut String) {
         (
             "queue_length",
             "gauge",
-            "Users ahead of a new arrival.",
+            "Users waiting (slots still ahead).",
             |r| r.queue_len,
         ),
         (

@@ -66,7 +66,7 @@ pub struct RoomStats {
     pub wait_pages: u64,
     /// Sessions active now.
     pub active: u64,
-    /// Users ahead of a new arrival now.
+    /// Users waiting now (slots still ahead).
     pub queue_len: u64,
     /// Wait of a new arrival now, ms.
     pub wait_ms: u64,
@@ -127,11 +127,13 @@ impl<'a> Room<'a> {
         self.w[W_NEXT].load(Relaxed) <= now_us && self.active(now_us / 1000) < self.p.max_active
     }
 
-    /// (users ahead of a new arrival, its wait in ms) at `now_us`.
+    /// (users waiting, the wait of a new arrival in ms) at `now_us`. The
+    /// last place taken ends `interval` before `next_slot`, so the users with
+    /// slots still ahead number `(next_slot - now - 1µs) / interval`.
     pub fn estimate(&self, now_us: u64) -> (u64, u64) {
         let ahead_us = self.w[W_NEXT].load(Relaxed).saturating_sub(now_us);
         (
-            ahead_us.div_ceil(self.p.interval_us.max(1)),
+            ahead_us.saturating_sub(1) / self.p.interval_us.max(1),
             ahead_us.div_ceil(1000),
         )
     }
@@ -264,7 +266,7 @@ mod tests {
         assert_eq!(r.take_slot(T0, 0), Some(T0 + 3_000_000));
         assert_eq!(r.take_slot(T0 + 1_000_000, 0), Some(T0 + 6_000_000));
         assert_eq!(r.position(T0 + 6_000_000, T0 + 1_000_000), 2);
-        assert_eq!(r.estimate(T0 + 1_000_000), (3, 8_000));
+        assert_eq!(r.estimate(T0 + 1_000_000), (2, 8_000));
         // After a quiet spell the queue is empty again: admitted at once.
         assert_eq!(r.take_slot(T0 + 60_000_000, 0), Some(T0 + 60_000_000));
     }
