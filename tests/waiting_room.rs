@@ -386,3 +386,38 @@ fn page_template_and_prometheus_metrics() {
     }
     assert!(text.contains("sluice_waiting_room_estimated_wait_seconds{zone=\"shop\"} "));
 }
+
+#[test]
+fn proxied_location_gets_its_cookie_by_a_307_to_itself() {
+    let dir = TempDir::new("wr-proxy");
+    std::fs::create_dir_all(dir.join("www/app")).unwrap();
+    std::fs::write(dir.join("www/app/x"), "app-content\n").unwrap();
+    let key = dir.join("wr.key");
+    std::fs::write(&key, "k1 0123456789abcdef0123456789abcdef\n").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let origin = limits_common::free_port();
+    let s = Sluice::start(
+        &dir.0,
+        &conf_template(
+            1,
+            &format!(
+                "waiting_room_zone app:64k admit_rate=6/m max_active=10 session=10m;\n\
+                 waiting_room_secret {};\n\
+                 server {{ listen 127.0.0.1:{origin}; root {{dir}}/www; }}",
+                key.display()
+            ),
+            &format!(
+                "location /app/ {{ waiting_room app; proxy_pass http://127.0.0.1:{origin}; }}"
+            ),
+        ),
+    );
+    let r = get(&s, "/app/x?k=v", &[]);
+    assert_eq!(r.status, 307, "{}", r.head);
+    assert_eq!(r.header("location").as_deref(), Some("/app/x?k=v"));
+    let c = cookie(&r);
+    let ok = get(&s, "/app/x?k=v", &[("Cookie", &c)]);
+    assert_eq!(ok.status, 200, "{}", ok.head);
+    assert!(ok.body.contains("app-content"), "{}", ok.body);
+    // The next new user waits; nothing reaches the origin for them.
+    assert!(get(&s, "/app/x", &[]).body.contains("sluice_wr="));
+}
