@@ -1,7 +1,9 @@
 //! sluice: HTTP server, caching reverse proxy, traffic limiter and waiting room.
 //!
 //! Layers (a module uses only the ones below it): process -> http -> limits ->
-//! event -> log -> config -> shm -> sys -> util. See shared/DESIGN.md.
+//! waiting_room -> event -> log -> config -> shm -> sys -> util. See
+//! shared/DESIGN.md. (`limits::ZoneSet` carries the waiting rooms' zones, so
+//! both are opened, kept and handed to workers the same way.)
 
 pub mod cache;
 pub mod config;
@@ -14,3 +16,4 @@ pub mod proxy;
 pub mod shm;
 pub mod sys;
 pub mod util;
+pub mod waiting_room;

@@ -17,6 +17,7 @@ mod resolve_cache;
 mod resolve_http;
 mod resolve_limits;
 mod resolve_proxy;
+mod resolve_waiting_room;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -25,16 +26,20 @@ mod tests_cache;
 mod tests_http;
 #[cfg(test)]
 mod tests_limits;
+#[cfg(test)]
+mod tests_waiting_room;
 mod types;
 mod types_cache;
 mod types_limits;
 mod types_proxy;
+mod types_waiting_room;
 
 pub use mime_default::default_mime_types;
 pub use types::*;
 pub use types_cache::*;
 pub use types_limits::*;
 pub use types_proxy::*;
+pub use types_waiting_room::*;
 
 use std::collections::HashSet;
 use std::fmt;

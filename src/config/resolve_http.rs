@@ -21,6 +21,7 @@ use super::resolve_cache::{
 };
 use super::resolve_limits::{self, LimitsInherit, LocationOnly};
 use super::resolve_proxy::{parse_pass, resolve_pass, upstream_block, PassTarget, ProxyInherit};
+use super::resolve_waiting_room::{HttpRooms, LocationRooms};
 use super::types::{
     AccessLogConf, AddHeader, HttpConf, ListenConf, LocationConf, LocationMatch, LogFormat,
     ReturnConf, ServerConf,
@@ -79,6 +80,7 @@ struct RawLocation {
     status: bool,
     pass: Option<PassTarget>,
     limits: LocationOnly,
+    rooms: LocationRooms,
 }
 
 struct RawServer {
@@ -183,6 +185,7 @@ impl Inherit {
         upstreams: &mut Vec<UpstreamConf>,
         cache_paths: &[super::types_cache::CachePathConf],
         zones: &[LimitZoneConf],
+        rooms: &HttpRooms,
     ) -> Result<LocationConf, ConfigError> {
         let pass = match &raw.pass {
             Some(t) => Some(resolve_pass(t, upstreams)?),
@@ -193,6 +196,7 @@ impl Inherit {
             check_zone_ref(d, zone, cache_paths)?;
         }
         let limits = resolve_limits::finish_location(&self.limits, raw.limits, zones)?;
+        let waiting_room = rooms.location(raw.rooms)?;
         Ok(LocationConf {
             line: raw.line,
             match_kind: raw.match_kind,
@@ -214,6 +218,7 @@ impl Inherit {
             proxy: self.proxy.into_conf(pass),
             cache,
             limits,
+            waiting_room,
         })
     }
 }
@@ -260,11 +265,13 @@ pub(crate) fn resolve_http(block: &[Directive], conf_dir: &Path) -> Result<HttpC
     let mut upstreams: Vec<UpstreamConf> = Vec::new();
     let mut cache_paths = Vec::new();
     let mut zones = Vec::new();
+    let mut rooms = HttpRooms::default();
     for d in block {
         check(d, HTTP, &mut seen)?;
         if inherit.apply(d, &mut st)?
             || headers.apply(d)?
             || resolve_limits::zone_directive(d, &mut zones)?
+            || rooms.apply(d, conf_dir)?
         {
             continue;
         }
@@ -300,6 +307,7 @@ pub(crate) fn resolve_http(block: &[Directive], conf_dir: &Path) -> Result<HttpC
                 &mut upstreams,
                 &cache_paths,
                 &zones,
+                &rooms,
             )
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -311,10 +319,12 @@ pub(crate) fn resolve_http(block: &[Directive], conf_dir: &Path) -> Result<HttpC
         upstreams,
         cache_paths,
         limits: LimitsConf { zones },
+        waiting_rooms: rooms.finish()?,
     })
 }
 
 /// Merges a server with the http level and fills defaults.
+#[allow(clippy::too_many_arguments)]
 fn merge_server(
     raw: RawServer,
     http: &Inherit,
@@ -323,6 +333,7 @@ fn merge_server(
     upstreams: &mut Vec<UpstreamConf>,
     cache_paths: &[super::types_cache::CachePathConf],
     zones: &[LimitZoneConf],
+    rooms: &HttpRooms,
 ) -> Result<ServerConf, ConfigError> {
     raw.inherit.limits.check_refs(zones)?;
     let server_inherit = raw.inherit.over(http);
@@ -344,13 +355,14 @@ fn merge_server(
             status: false,
             pass: None,
             limits: LocationOnly::default(),
+            rooms: LocationRooms::default(),
         });
     }
     let locations = raw_locations
         .into_iter()
         .map(|mut l| {
             let merged = std::mem::take(&mut l.inherit).over(&server_inherit);
-            merged.into_location(l, conf_dir, upstreams, cache_paths, zones)
+            merged.into_location(l, conf_dir, upstreams, cache_paths, zones, rooms)
         })
         .collect::<Result<Vec<_>, _>>()?;
     let listens = if raw.listens.is_empty() {
@@ -448,6 +460,7 @@ fn resolve_location(loc: &Directive, st: &mut State) -> Result<RawLocation, Conf
         status: false,
         pass: None,
         limits: LocationOnly::default(),
+        rooms: LocationRooms::default(),
     };
     let mut seen = HashSet::new();
     for d in loc.children() {
@@ -455,7 +468,7 @@ fn resolve_location(loc: &Directive, st: &mut State) -> Result<RawLocation, Conf
             return Err(d.error("nested locations are not supported"));
         }
         check(d, LOCATION, &mut seen)?;
-        if raw.inherit.apply(d, st)? || raw.limits.apply(d)? {
+        if raw.inherit.apply(d, st)? || raw.limits.apply(d)? || raw.rooms.apply(d, st.conf_dir)? {
             continue;
         }
         match d.name.as_str() {

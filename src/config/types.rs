@@ -102,6 +102,8 @@ pub struct HttpConf {
     pub cache_paths: Vec<super::CachePathConf>,
     /// Traffic-limit zones (`limit_req_zone`, `count_zone`, `limit_bytes_zone`).
     pub limits: LimitsConf,
+    /// Waiting rooms (`waiting_room_zone`, `waiting_room_secret`).
+    pub waiting_rooms: super::WaitingRoomsConf,
 }
 
 /// `listen ADDR:PORT [default_server] [reuseport] [backlog=N];`
@@ -203,6 +205,8 @@ pub struct LocationConf {
     pub cache: super::LocationCacheConf,
     /// Traffic limits applied here (`limit_req`, `count`, ...).
     pub limits: LocationLimits,
+    /// `waiting_room NAME;` (and its page template).
+    pub waiting_room: Option<super::LocationRoom>,
 }
 
 /// `add_header NAME VALUE [always];`

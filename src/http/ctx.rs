@@ -7,6 +7,7 @@ use crate::config::{Config, LogFormat};
 use crate::http::limits_phase::LimitsCtx;
 use crate::http::site::Site;
 use crate::http::static_file::FileCache;
+use crate::http::waiting_room_phase::RoomCtx;
 use crate::limits::ZoneSet;
 use crate::log::format::{self, AccessRecord};
 use crate::log::writer::LogThread;
@@ -167,6 +168,8 @@ pub struct HttpCtx {
     pub server_full: Vec<u8>,
     /// Traffic-limit zones and the limits phase's scratch state.
     pub limits: LimitsCtx,
+    /// The waiting-room phase's scratch state (cookie cache, pending cookie).
+    pub rooms: RoomCtx,
 }
 
 impl HttpCtx {
@@ -192,6 +195,7 @@ impl HttpCtx {
             stats,
             server_full: format!("sluice/{}", env!("CARGO_PKG_VERSION")).into_bytes(),
             limits: LimitsCtx::new(zones),
+            rooms: RoomCtx::default(),
         };
         ctx.set_time(0, 0);
         ctx

@@ -10,6 +10,7 @@ use crate::http::limits_phase::{self, LimitFlow, LimitRequest};
 use crate::http::request::{at, BodyFraming, Head, HeadError, Method};
 use crate::http::response::{self as resp, HeadParams};
 use crate::http::static_file::{self, Conditions, Decision, Found};
+use crate::http::waiting_room_phase::{self, RoomFlow, RoomRequest};
 use crate::http::{status, uri};
 use crate::log::format::AccessRecord;
 use std::fs::File;
@@ -292,7 +293,29 @@ pub fn dispatch(
     }
 
     let out_start = out.len();
-    let limited = if path_ok && !too_big && loc.limits.is_active() {
+    // Waiting room first (skipped when a `limit_req` delay re-dispatches).
+    let roomed = match &loc.waiting_room {
+        Some(lr) if path_ok && !too_big && !info.skip_limits => {
+            let path = std::mem::take(&mut ctx.path_buf);
+            let req = RoomRequest {
+                peer: info.peer,
+                head_bytes: buf,
+                head,
+                raw_path: parsed.as_ref().map_or(&b"/"[..], |t| t.path),
+                path: &path,
+                query,
+                keep_alive,
+                head_only,
+            };
+            let flow = waiting_room_phase::run(ctx, loc, lr, &req, out);
+            ctx.path_buf = path;
+            flow
+        }
+        _ => RoomFlow::Next,
+    };
+    let limited = if let RoomFlow::Done(r) = roomed {
+        LimitFlow::Done(r)
+    } else if path_ok && !too_big && loc.limits.is_active() {
         let req = LimitRequest {
             peer: info.peer,
             buf,
@@ -307,6 +330,7 @@ pub fn dispatch(
         LimitFlow::Next
     };
     if let LimitFlow::Delay(until_ms) = limited {
+        waiting_room_phase::drop_cookie(ctx);
         return Outcome {
             delay_until_ms: Some(until_ms),
             ..location_outcome(loc, keep_alive, linger, discard)
@@ -404,6 +428,7 @@ pub fn dispatch(
     if reply.status == 444 {
         linger = false;
     }
+    waiting_room_phase::inject_cookie(ctx, out, out_start);
     let sent = (out.len() - out_start) as u64 + reply.file.as_ref().map_or(0, |f| f.2);
     limits_phase::account_bytes(ctx, sent);
 

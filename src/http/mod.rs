@@ -15,3 +15,4 @@ pub mod site;
 pub mod static_file;
 pub mod status;
 pub mod uri;
+pub mod waiting_room_phase;

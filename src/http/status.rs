@@ -7,6 +7,7 @@
 
 use crate::limits::{Metric, ZoneSet, ZoneStats};
 use crate::shm::stats::StatsZone;
+use crate::waiting_room::{Reject, RoomStats};
 use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -49,6 +50,12 @@ pub fn render(
     json: bool,
 ) -> (&'static [u8], Vec<u8>) {
     let zone_stats: Vec<ZoneStats> = zones.zones().iter().map(|z| z.stats(now_ms)).collect();
+    let rooms: Vec<(&str, RoomStats)> = zones
+        .rooms
+        .rooms()
+        .iter()
+        .filter_map(|z| Some((z.conf.name.as_str(), z.room()?.stats(now_ms * 1000))))
+        .collect();
     let t = stats.totals();
     let rows = rows(stats);
     let idle = t.active.saturating_sub(t.reading + t.writing);
@@ -80,6 +87,31 @@ pub fn render(
                 let _ = write!(s, ",\"{}\":{}", m.as_str(), z.metrics[m as usize]);
             }
             let _ = write!(s, ",\"keys\":{},\"capacity\":{}}}", z.keys, z.slots);
+        }
+        s.push_str("},\"waiting_rooms\":{");
+        for (i, (name, r)) in rooms.iter().enumerate() {
+            let _ = write!(
+                s,
+                "{}\"{name}\":{{\"admitted\":{},\"waiting_pages\":{},\"queued\":{},\"refused\":{},\"active_sessions\":{},\"queue_length\":{},\"estimated_wait_ms\":{},\"rejected_tokens\":{{",
+                if i > 0 { "," } else { "" },
+                r.admitted,
+                r.wait_pages,
+                r.queued,
+                r.refused,
+                r.active,
+                r.queue_len,
+                r.wait_ms
+            );
+            for (j, why) in Reject::ALL.iter().enumerate() {
+                let _ = write!(
+                    s,
+                    "{}\"{}\":{}",
+                    if j > 0 { "," } else { "" },
+                    why.as_str(),
+                    r.token_rejects[j]
+                );
+            }
+            s.push_str("}}");
         }
         s.push_str("}}\n");
         return (b"application/json", s.into_bytes());
@@ -172,7 +204,79 @@ pub fn render(
         t.respawns
     );
     render_limits_text(&zone_stats, &mut s);
+    render_rooms_text(&rooms, &mut s);
     (b"text/plain; version=0.0.4", s.into_bytes())
+}
+
+fn render_rooms_text(rooms: &[(&str, RoomStats)], s: &mut String) {
+    if rooms.is_empty() {
+        return;
+    }
+    type Family = (
+        &'static str,
+        &'static str,
+        &'static str,
+        fn(&RoomStats) -> u64,
+    );
+    let families: [Family; 7] = [
+        ("admitted_total", "counter", "Users admitted.", |r| {
+            r.admitted
+        }),
+        (
+            "queued_total",
+            "counter",
+            "Places handed out in the queue.",
+            |r| r.queued,
+        ),
+        ("wait_pages_total", "counter", "Wait pages served.", |r| {
+            r.wait_pages
+        }),
+        (
+            "refused_total",
+            "counter",
+            "Users turned away (mode=reject, max_wait).",
+            |r| r.refused,
+        ),
+        ("active_sessions", "gauge", "Sessions active now.", |r| {
+            r.active
+        }),
+        (
+            "queue_length",
+            "gauge",
+            "Users waiting (slots still ahead).",
+            |r| r.queue_len,
+        ),
+        (
+            "estimated_wait_seconds",
+            "gauge",
+            "Wait of a new arrival.",
+            |r| r.wait_ms / 1000,
+        ),
+    ];
+    for (name, kind, help, get) in families {
+        let _ = writeln!(
+            s,
+            "# HELP sluice_waiting_room_{name} {help}\n# TYPE sluice_waiting_room_{name} {kind}"
+        );
+        for (zone, r) in rooms {
+            let _ = writeln!(
+                s,
+                "sluice_waiting_room_{name}{{zone=\"{zone}\"}} {}",
+                get(r)
+            );
+        }
+    }
+    s.push_str("# HELP sluice_waiting_room_rejected_tokens_total Tokens and cookies ignored, by reason.\n# TYPE sluice_waiting_room_rejected_tokens_total counter\n");
+    for (zone, r) in rooms {
+        for why in Reject::ALL {
+            let _ = writeln!(
+                s,
+                "sluice_waiting_room_rejected_tokens_total{{zone=\"{zone}\",reason=\"{}\"}} {}",
+                why.as_str(),
+                r.token_rejects[why as usize]
+            );
+        }
+    }
 }
 
 fn render_limits_text(zones: &[ZoneStats], s: &mut String) {

@@ -21,6 +21,7 @@ use super::window::Window;
 use crate::config::{Config, LimitZoneConf, ZoneKind};
 use crate::shm::zone::{self, Opened, ZoneMap, ZoneSpec};
 use crate::util::hash::hash_words;
+use crate::waiting_room::RoomSet;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -290,6 +291,9 @@ impl LimitZone {
 #[derive(Default)]
 pub struct ZoneSet {
     zones: Vec<Arc<LimitZone>>,
+    /// The waiting rooms, opened and kept with the limit zones (same
+    /// `shm::zone` files, same master/reload path).
+    pub rooms: Arc<RoomSet>,
 }
 
 impl ZoneSet {
@@ -321,7 +325,8 @@ impl ZoneSet {
             })?;
             zones.push(Arc::new(z));
         }
-        Ok(ZoneSet { zones })
+        let rooms = Arc::new(RoomSet::open(cfg, previous.map(|p| &*p.rooms))?);
+        Ok(ZoneSet { zones, rooms })
     }
 }
 
