@@ -363,6 +363,31 @@ fn transfer_quota_per_host() {
 }
 
 #[test]
+fn transfer_quota_counts_proxied_responses() {
+    let odir = TempDir::new("bytes-origin");
+    std::fs::create_dir_all(odir.join("www/files")).unwrap();
+    std::fs::write(odir.join("www/files/f"), vec![b'p'; 1500]).unwrap();
+    let origin = Sluice::start(&odir.0, &conf_template(1, "", ""));
+    let dir = TempDir::new("bytes-proxy");
+    let s = Sluice::start(
+        &dir.0,
+        &conf_template(
+            1,
+            "limit_bytes_zone $host zone=q:64k quota=2k per=1h;",
+            &format!(
+                "location /files/ {{ proxy_pass http://127.0.0.1:{}; limit_bytes zone=q; }}",
+                origin.port
+            ),
+        ),
+    );
+    let mut c = Conn::new(s.port);
+    assert_eq!(c.get("/files/f", "p.example").status, 200);
+    assert_eq!(c.get("/files/f", "p.example").status, 200);
+    // 3000 bytes went out through the proxy: over the 2k quota.
+    assert_eq!(c.get("/files/f", "p.example").status, 429);
+}
+
+#[test]
 fn limit_check_behind_nginx_auth_request() {
     let dir = TempDir::new("nginx");
     let s = Sluice::start(

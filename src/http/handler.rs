@@ -54,6 +54,8 @@ pub struct ProxyReq {
     pub keep_alive: bool,
     /// Request body bytes already buffered after the head.
     pub body_pending: usize,
+    /// `limit_bytes` slots to charge with the response size when it is done.
+    pub bytes_slots: Vec<(usize, usize)>,
 }
 
 /// What the connection does after the response is queued.
@@ -355,6 +357,7 @@ pub fn dispatch(
             peer: info.peer,
             keep_alive: requested_keep_alive,
             body_pending: info.body_pending,
+            bytes_slots: limits_phase::take_bytes_slots(ctx),
         };
         return Outcome {
             proxy: Some(Box::new(req)),

@@ -505,6 +505,22 @@ fn report_sum(
     Some(z.count_sum(z.key_hash(keybuf), now_ms))
 }
 
+/// Take the `limit_bytes` slots of the request just dispatched, for a
+/// response that completes later (the reverse proxy); see [`account_bytes_to`].
+pub fn take_bytes_slots(ctx: &mut HttpCtx) -> Vec<(usize, usize)> {
+    std::mem::take(&mut ctx.limits.bytes_slots)
+}
+
+/// [`account_bytes`] for slots taken earlier with [`take_bytes_slots`].
+pub fn account_bytes_to(ctx: &mut HttpCtx, slots: Vec<(usize, usize)>, bytes: u64) {
+    if slots.is_empty() {
+        return;
+    }
+    let saved = std::mem::replace(&mut ctx.limits.bytes_slots, slots);
+    account_bytes(ctx, bytes);
+    ctx.limits.bytes_slots = saved;
+}
+
 /// Bytes of the response just queued, for the request's `limit_bytes` keys.
 pub fn account_bytes(ctx: &mut HttpCtx, bytes: u64) {
     let lc = &mut ctx.limits;

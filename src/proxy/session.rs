@@ -907,7 +907,10 @@ impl Session {
         Next::Finished
     }
 
-    fn log(&self, ctx: &mut HttpCtx, status: u16, bytes: u64) {
+    fn log(&mut self, ctx: &mut HttpCtx, status: u16, bytes: u64) {
+        // Transfer quotas (`limit_bytes`) are charged with what the client got.
+        let slots = std::mem::take(&mut self.req.bytes_slots);
+        crate::http::limits_phase::account_bytes_to(ctx, slots, bytes);
         let elapsed_us = ctx.now_ms.saturating_sub(self.started_ms) * 1000;
         let logs = self.loc().access_logs.clone();
         handler::log_access(
