@@ -1,0 +1,316 @@
+//! The byte relay of a proxied request (a child of `session`): the client's
+//! request body to the upstream, and the upstream's response head and body
+//! to the client with backpressure, framing and the cache fill tee.
+
+use super::*;
+
+impl Session {
+    pub(super) fn wants_body(&self) -> bool {
+        match &self.body {
+            ReqBody::None => false,
+            ReqBody::Length(n) => *n > 0,
+            ReqBody::Chunked(d) => !d.is_done(),
+        }
+    }
+
+    /// Move request-body bytes from the client buffer to the send queue.
+    pub(super) fn take_body(&mut self, conn: &mut Conn) -> bool {
+        if self.sendq.len() - self.sendq_pos >= SEND_BUF || !self.wants_body() {
+            return false;
+        }
+        if !self.continue_sent && self.req.head.expect_continue && conn.body_bytes().is_empty() {
+            conn.out()
+                .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+            self.continue_sent = true;
+        }
+        let avail = conn.body_bytes();
+        if avail.is_empty() {
+            return false;
+        }
+        let room = SEND_BUF - (self.sendq.len() - self.sendq_pos);
+        let used = match &mut self.body {
+            ReqBody::None => 0,
+            ReqBody::Length(left) => {
+                let n = (*left as usize).min(avail.len()).min(room);
+                self.sendq.extend_from_slice(&avail[..n]);
+                *left -= n as u64;
+                n
+            }
+            ReqBody::Chunked(dec) => {
+                let take = avail.len().min(room);
+                match dec.feed(&avail[..take], &mut |_| {}) {
+                    Ok((n, _)) => {
+                        self.sendq.extend_from_slice(&avail[..n]);
+                        n
+                    }
+                    Err(_) => {
+                        // Broken framing: nothing sensible can follow.
+                        self.body = ReqBody::None;
+                        0
+                    }
+                }
+            }
+        };
+        conn.consume(used);
+        used > 0
+    }
+
+    pub(super) fn send(&mut self) -> Result<bool, ()> {
+        let Some(sock) = &mut self.sock else {
+            return Ok(false);
+        };
+        let mut progress = false;
+        while self.sendq_pos < self.sendq.len() {
+            match sock.write(&self.sendq[self.sendq_pos..]) {
+                Ok(0) => return Err(()),
+                Ok(n) => {
+                    self.sendq_pos += n;
+                    progress = true;
+                    if !matches!(self.body, ReqBody::None)
+                        || self.req.head.body != BodyFraming::None
+                    {
+                        self.body_sent = true;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return Err(()),
+            }
+        }
+        if self.sendq_pos == self.sendq.len() {
+            self.sendq.clear();
+            self.sendq_pos = 0;
+        }
+        Ok(progress)
+    }
+
+    pub(super) fn receive(&mut self, _ctx: &mut HttpCtx) -> Result<bool, ()> {
+        let Some(sock) = &mut self.sock else {
+            return Ok(false);
+        };
+        let start = self.resp.len();
+        self.resp.resize(start + READ_CHUNK, 0);
+        let r = loop {
+            match sock.read(&mut self.resp[start..]) {
+                Ok(0) => {
+                    self.up_eof = true;
+                    break Ok(0);
+                }
+                Ok(n) => break Ok(n),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break Ok(0),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => break Err(()),
+            }
+        };
+        match r {
+            Ok(n) => {
+                self.resp.truncate(start + n);
+                Ok(n > 0 || self.up_eof)
+            }
+            Err(()) => {
+                self.resp.truncate(start);
+                // A reset after a complete close-delimited body still ends it.
+                if self.head.is_some() {
+                    self.up_eof = true;
+                    Ok(true)
+                } else {
+                    Err(())
+                }
+            }
+        }
+    }
+
+    /// Parse the head / move body bytes to the client. Err(status) when the
+    /// upstream failed before the client saw anything.
+    pub(super) fn process_response(
+        &mut self,
+        conn: &mut Conn,
+        ctx: &mut HttpCtx,
+        pools: &mut Pools,
+    ) -> Result<bool, u16> {
+        let mut progress = false;
+        if self.head.is_none() {
+            if self.resp.is_empty() {
+                return if self.up_eof { Err(502) } else { Ok(false) };
+            }
+            let head_req = self.req.head.method == Method::Head && !self.head_as_get;
+            let minor = self.loc().proxy.http_version_minor;
+            let up = match upresp::parse_head(&self.resp, head_req, minor) {
+                Ok(Some(h)) => h,
+                Ok(None) => return if self.up_eof { Err(502) } else { Ok(false) },
+                Err(_) => {
+                    log::error!("upstream sent an invalid response head");
+                    return Err(INVALID_HEADER);
+                }
+            };
+            if (100..200).contains(&up.status) {
+                // Interim responses are not relayed (101 is not supported).
+                if up.status == 101 {
+                    return Err(INVALID_HEADER);
+                }
+                self.resp.drain(..up.len);
+                return Ok(true);
+            }
+            if self.loc().proxy.next_upstream.retries_status(up.status)
+                && self.can_retry()
+                && self.more_peers
+            {
+                return Err(up.status);
+            }
+            let cfg = self.cfg.clone();
+            let loc = location(&cfg, &self.req);
+            let server: &[u8] = if loc.server_tokens {
+                &ctx.server_full
+            } else {
+                b"sluice"
+            };
+            if self.revalidating && up.status == 304 && self.revalidated(&up, pools, conn, ctx) {
+                self.resp.drain(..up.len);
+                self.head = Some(up);
+                self.state = St::Done;
+                return Ok(true);
+            }
+            if (500..=504).contains(&up.status)
+                && self.stale_allowed(OriginFailure::Status(up.status), ctx)
+                && self.serve_stored(CacheStatus::Stale, None, conn, ctx)
+            {
+                self.head = Some(up);
+                self.state = St::Done;
+                return Ok(true);
+            }
+            if !self.no_store {
+                self.begin_fill(&up, pools, ctx);
+            }
+            // Not stored after all (or the writer took the lock): free it.
+            self.release_lock();
+            let method = crate::http::request::at(&self.req.head_bytes, self.req.head.method_span);
+            if self.cache_status == Some(CacheStatus::Bypass)
+                && crate::cache::revalidate::invalidates(method, up.status)
+            {
+                let resp_headers = upresp::header_pairs(&self.resp[..up.len]);
+                let host = self.req.host.as_deref().unwrap_or(b"");
+                let target = crate::http::request::at(&self.req.head_bytes, self.req.head.target);
+                self.invalidate = crate::cache::revalidate::invalidation_targets(
+                    b"http",
+                    host,
+                    target,
+                    &resp_headers,
+                );
+            }
+            let mut extra: Vec<(&[u8], &[u8])> = loc
+                .add_headers
+                .iter()
+                .filter(|h| h.always || up.status < 400)
+                .map(|h| (h.name.as_bytes(), h.value.as_bytes()))
+                .collect();
+            if let Some(cs) = self.cache_status {
+                extra.push((b"X-Cache-Status", cs.as_str().as_bytes()));
+            }
+            let (framing, keep_alive) = upresp::write_client_head(
+                &self.resp,
+                &up,
+                &ClientHeadParams {
+                    date: &ctx.date,
+                    server,
+                    keep_alive: self.client_keep_alive && !self.wants_body(),
+                    client_http11: self.req.head.version_minor == 1,
+                    head_only: self.head_as_get,
+                    hide: &loc.proxy.hide_headers,
+                    extra: &extra,
+                },
+                conn.out(),
+            );
+            self.client_keep_alive = keep_alive;
+            self.framing = framing;
+            self.up_left = match up.framing {
+                UpFraming::Length(n) => n,
+                _ => 0,
+            };
+            self.resp.drain(..up.len);
+            self.head = Some(up);
+            progress = true;
+            if matches!(up.framing, UpFraming::None | UpFraming::Length(0)) {
+                self.state = St::Done;
+                return Ok(true);
+            }
+        }
+        let Some(up) = self.head else {
+            return Ok(progress);
+        };
+        if self.resp.is_empty() && !self.up_eof {
+            return Ok(progress);
+        }
+        let out = conn.out();
+        match up.framing {
+            UpFraming::None => self.state = St::Done,
+            UpFraming::Length(_) => {
+                let n = (self.up_left as usize).min(self.resp.len());
+                if self.framing != ClientFraming::None {
+                    out.extend_from_slice(&self.resp[..n]);
+                }
+                Self::fill_data(&mut self.fill, pools, &self.resp[..n]);
+                self.body_bytes += n as u64;
+                self.up_left -= n as u64;
+                self.resp.drain(..n);
+                if self.up_left == 0 {
+                    self.state = St::Done;
+                } else if self.up_eof {
+                    return Err(BROKEN); // truncated upstream body
+                }
+                progress |= n > 0;
+            }
+            UpFraming::Chunked => {
+                let framing = self.framing;
+                let mut body = 0u64;
+                let fill = &mut self.fill;
+                let res = self.dec.feed(&self.resp, &mut |d| {
+                    if framing == ClientFraming::Close {
+                        out.extend_from_slice(d);
+                    }
+                    Self::fill_data(fill, pools, d);
+                    body += d.len() as u64;
+                });
+                match res {
+                    Ok((used, done)) => {
+                        if framing == ClientFraming::PassChunked {
+                            out.extend_from_slice(&self.resp[..used]);
+                        }
+                        self.body_bytes += body;
+                        self.resp.drain(..used);
+                        progress |= used > 0;
+                        if done {
+                            self.state = St::Done;
+                        } else if self.up_eof {
+                            return Err(BROKEN);
+                        }
+                    }
+                    Err(_) => return Err(BROKEN),
+                }
+            }
+            UpFraming::Close => {
+                if !self.resp.is_empty() {
+                    if self.framing == ClientFraming::Encode {
+                        let mut hex = Vec::with_capacity(18);
+                        let _ = write!(hex, "{:x}\r\n", self.resp.len());
+                        out.extend_from_slice(&hex);
+                        out.extend_from_slice(&self.resp);
+                        out.extend_from_slice(b"\r\n");
+                    } else if self.framing != ClientFraming::None {
+                        out.extend_from_slice(&self.resp);
+                    }
+                    Self::fill_data(&mut self.fill, pools, &self.resp);
+                    self.body_bytes += self.resp.len() as u64;
+                    self.resp.clear();
+                    progress = true;
+                }
+                if self.up_eof {
+                    if self.framing == ClientFraming::Encode {
+                        out.extend_from_slice(b"0\r\n\r\n");
+                    }
+                    self.state = St::Done;
+                }
+            }
+        }
+        Ok(progress)
+    }
+}
