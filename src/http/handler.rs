@@ -37,6 +37,7 @@ pub struct ConnInfo {
 
 /// A request the reverse proxy takes over (the head is copied: the
 /// connection's buffer moves on to the request body).
+#[derive(Clone)]
 pub struct ProxyReq {
     /// Server index.
     pub server: usize,

@@ -13,7 +13,7 @@ use crate::http::request::HeadLimits;
 use crate::limits::ZoneSet;
 use crate::log::writer::LogThread;
 use crate::process::handoff;
-use crate::proxy::session::{Next, Session};
+use crate::proxy::session::{Next, NullClient, Session, DETACHED};
 use crate::proxy::upstream::Pools;
 use crate::shm::stats::StatsZone;
 use crate::sys;
@@ -34,6 +34,8 @@ const IO_DONE: Token = Token(2);
 const LISTENER_BASE: usize = 16;
 const CONN_BASE: usize = 1 << 20;
 const UPSTREAM_BASE: usize = 1 << 40;
+/// Timer-wheel keys of background refreshes (sessions without a client).
+const DETACHED_TIMER: usize = 1 << 30;
 
 /// Everything a worker starts with (moved out of the master after fork).
 pub struct WorkerInit {
@@ -60,6 +62,7 @@ struct Worker {
     conns: Slab<Conn>,
     sessions: Slab<Session>,
     pools: Pools,
+    null: NullClient,
     wheel: TimerWheel,
     ctx: HttpCtx,
     limits: Vec<ConnLimits>,
@@ -162,6 +165,7 @@ fn start(init: WorkerInit) -> std::io::Result<()> {
         conns: Slab::with_capacity(1024),
         sessions: Slab::new(),
         pools,
+        null: NullClient::default(),
         wheel: TimerWheel::new(clock.now_ms()),
         ctx: HttpCtx::new(
             cfg.clone(),
@@ -229,6 +233,9 @@ impl Worker {
                 }
             }
             self.run_timers();
+            if !self.pools.spawn.is_empty() {
+                self.start_background();
+            }
             self.before_sleep();
             if self.draining {
                 let now = self.ctx.now_ms;
@@ -480,10 +487,61 @@ impl Worker {
         }
     }
 
+    /// Start the background refreshes sessions asked for.
+    fn start_background(&mut self) {
+        while let Some((req, lock)) = self.pools.spawn.pop() {
+            let entry = self.sessions.vacant_entry();
+            let sk = entry.key();
+            let mut s = Session::background(
+                req,
+                self.ctx.site.cfg.clone(),
+                Token(UPSTREAM_BASE + sk),
+                self.ctx.now_ms,
+                lock,
+            );
+            let reg = self.poll.registry();
+            let mut next = s.start(&mut self.null, &mut self.ctx, &mut self.pools, reg);
+            if next == Next::Wait {
+                next = s.pump(&mut self.null, &mut self.ctx, &mut self.pools, reg);
+            }
+            entry.insert(s);
+            self.after_detached(sk, next);
+        }
+    }
+
+    /// After a background refresh ran: re-arm its timer or drop it.
+    fn after_detached(&mut self, sk: usize, next: Next) {
+        match next {
+            Next::Wait => {
+                if let Some(s) = self.sessions.get_mut(sk) {
+                    if s.scheduled_ms == 0 || s.deadline_ms < s.scheduled_ms {
+                        self.wheel.schedule(DETACHED_TIMER + sk, s.deadline_ms);
+                        s.scheduled_ms = s.deadline_ms;
+                    }
+                }
+            }
+            Next::Finished | Next::Abort => {
+                if let Some(mut s) = self.sessions.try_remove(sk) {
+                    s.close(self.poll.registry(), &mut self.pools);
+                }
+            }
+        }
+    }
+
     fn upstream_ready(&mut self, sk: usize) {
-        let Some(s) = self.sessions.get(sk) else {
+        let Some(s) = self.sessions.get_mut(sk) else {
             return;
         };
+        if s.conn_key == DETACHED {
+            let next = s.pump(
+                &mut self.null,
+                &mut self.ctx,
+                &mut self.pools,
+                self.poll.registry(),
+            );
+            self.after_detached(sk, next);
+            return;
+        }
         let key = s.conn_key;
         if self.conns.get(key).is_some_and(|c| c.session == Some(sk)) {
             self.after_conn(key);
@@ -507,6 +565,10 @@ impl Worker {
         self.wheel.expire(now, &mut self.expired);
         for i in 0..self.expired.len() {
             let (key, at) = self.expired[i];
+            if key >= DETACHED_TIMER {
+                self.detached_timer(key - DETACHED_TIMER, at);
+                continue;
+            }
             let Some(c) = self.conns.get_mut(key) else {
                 continue;
             };
@@ -543,6 +605,28 @@ impl Worker {
                 self.close_conn(key);
             }
         }
+    }
+
+    fn detached_timer(&mut self, sk: usize, at: u64) {
+        let now = self.ctx.now_ms;
+        let Some(s) = self.sessions.get_mut(sk) else {
+            return;
+        };
+        if s.conn_key != DETACHED || s.scheduled_ms != at {
+            return;
+        }
+        s.scheduled_ms = 0;
+        let next = if s.deadline_ms > now {
+            Next::Wait
+        } else {
+            s.on_timeout(
+                &mut self.null,
+                &mut self.ctx,
+                &mut self.pools,
+                self.poll.registry(),
+            )
+        };
+        self.after_detached(sk, next);
     }
 
     fn before_sleep(&mut self) {

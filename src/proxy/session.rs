@@ -133,7 +133,98 @@ pub struct Session {
     io_tries: u8,
     /// The I/O pool finished this session's read.
     io_done: bool,
+    /// A background refresh: timer entry the worker holds (0 = none).
+    pub scheduled_ms: u64,
 }
+
+/// The client side of a session: a connection, or nobody (a background
+/// refresh whose response only fills the cache).
+pub trait Client {
+    /// Request-body bytes buffered.
+    fn body_bytes(&self) -> &[u8];
+    /// The session took `n` body bytes.
+    fn consume(&mut self, n: usize);
+    /// Read more body bytes; Ok(false) when none now.
+    #[allow(clippy::result_unit_err)]
+    fn read_body(&mut self) -> Result<bool, ()>;
+    /// Output buffer.
+    fn out(&mut self) -> &mut Vec<u8>;
+    /// Output not yet written.
+    fn out_pending(&self) -> usize;
+    /// Write output; Ok(true) when all is out.
+    #[allow(clippy::result_unit_err)]
+    fn flush_out(&mut self) -> Result<bool, ()>;
+    /// The response is complete.
+    fn finish_proxy(&mut self, keep_alive: bool, now_ms: u64);
+    /// The client's send_timeout.
+    fn send_timeout_ms(&self) -> u64;
+    /// Whether the session wants more body bytes.
+    fn set_want_body(&mut self, on: bool);
+}
+
+impl Client for Conn {
+    fn body_bytes(&self) -> &[u8] {
+        Conn::body_bytes(self)
+    }
+    fn consume(&mut self, n: usize) {
+        Conn::consume(self, n)
+    }
+    fn read_body(&mut self) -> Result<bool, ()> {
+        Conn::read_body(self)
+    }
+    fn out(&mut self) -> &mut Vec<u8> {
+        Conn::out(self)
+    }
+    fn out_pending(&self) -> usize {
+        Conn::out_pending(self)
+    }
+    fn flush_out(&mut self) -> Result<bool, ()> {
+        Conn::flush_out(self)
+    }
+    fn finish_proxy(&mut self, keep_alive: bool, now_ms: u64) {
+        Conn::finish_proxy(self, keep_alive, now_ms)
+    }
+    fn send_timeout_ms(&self) -> u64 {
+        Conn::send_timeout_ms(self)
+    }
+    fn set_want_body(&mut self, on: bool) {
+        self.want_body = on;
+    }
+}
+
+/// The client of a background refresh: output is dropped.
+#[derive(Default)]
+pub struct NullClient {
+    out: Vec<u8>,
+}
+
+impl Client for NullClient {
+    fn body_bytes(&self) -> &[u8] {
+        &[]
+    }
+    fn consume(&mut self, _n: usize) {}
+    fn read_body(&mut self) -> Result<bool, ()> {
+        Ok(false)
+    }
+    fn out(&mut self) -> &mut Vec<u8> {
+        &mut self.out
+    }
+    fn out_pending(&self) -> usize {
+        0
+    }
+    fn flush_out(&mut self) -> Result<bool, ()> {
+        self.out.clear();
+        Ok(true)
+    }
+    fn finish_proxy(&mut self, _keep_alive: bool, _now_ms: u64) {}
+    fn send_timeout_ms(&self) -> u64 {
+        60_000
+    }
+    fn set_want_body(&mut self, _on: bool) {}
+}
+
+/// `conn_key` of a background refresh (no client connection).
+pub const DETACHED: usize = usize::MAX;
 
 #[path = "session_cache.rs"]
 mod cache;
@@ -210,7 +301,28 @@ impl Session {
             bypassed: false,
             io_tries: 0,
             io_done: false,
+            scheduled_ms: 0,
         }
+    }
+
+    /// A background refresh of `req`'s cache entry (no client): fetched
+    /// unconditionally and stored; `lock` is the fill lock it holds.
+    pub fn background(
+        req: Box<ProxyReq>,
+        cfg: Arc<crate::config::Config>,
+        token: Token,
+        now_ms: u64,
+        lock: std::path::PathBuf,
+    ) -> Session {
+        let mut s = Session::new(req, cfg, DETACHED, token, now_ms);
+        let cfg = s.cfg.clone();
+        let loc = location(&cfg, &s.req);
+        s.looked_up = true;
+        s.cache_key = s.compute_key(loc, None).unwrap_or_default();
+        s.cache_status = Some(CacheStatus::Expired);
+        s.head_as_get = s.req.head.method == Method::Head;
+        s.lock = Some(lock);
+        s
     }
 
     fn loc(&self) -> &LocationConf {
@@ -220,7 +332,7 @@ impl Session {
     /// Pick a server and connect (or reuse). Errors end in a 502 response.
     pub fn start(
         &mut self,
-        conn: &mut Conn,
+        conn: &mut dyn Client,
         ctx: &mut HttpCtx,
         pools: &mut Pools,
         reg: &Registry,
@@ -316,7 +428,7 @@ impl Session {
     /// Drive the session after readiness on either socket.
     pub fn pump(
         &mut self,
-        conn: &mut Conn,
+        conn: &mut dyn Client,
         ctx: &mut HttpCtx,
         pools: &mut Pools,
         reg: &Registry,
@@ -393,7 +505,7 @@ impl Session {
                 break;
             }
         }
-        conn.want_body = self.wants_body() && self.sendq.len() - self.sendq_pos < SEND_BUF;
+        conn.set_want_body(self.wants_body() && self.sendq.len() - self.sendq_pos < SEND_BUF);
         self.deadline_ms = ctx.now_ms
             + if conn.out_pending() >= HIGH_WATER {
                 conn.send_timeout_ms()
@@ -424,7 +536,7 @@ impl Session {
     /// status listed in `proxy_next_upstream`.
     fn retry(
         &mut self,
-        conn: &mut Conn,
+        conn: &mut dyn Client,
         ctx: &mut HttpCtx,
         pools: &mut Pools,
         reg: &Registry,
@@ -477,7 +589,7 @@ impl Session {
     /// Run the cache lookup again (after an I/O wait).
     fn look_again(
         &mut self,
-        conn: &mut Conn,
+        conn: &mut dyn Client,
         ctx: &mut HttpCtx,
         pools: &mut Pools,
         reg: &Registry,
@@ -495,7 +607,7 @@ impl Session {
     /// The deadline passed.
     pub fn on_timeout(
         &mut self,
-        conn: &mut Conn,
+        conn: &mut dyn Client,
         ctx: &mut HttpCtx,
         pools: &mut Pools,
         reg: &Registry,
@@ -539,7 +651,7 @@ impl Session {
     }
 
     /// Answer the client with an error status and finish.
-    fn fail(&mut self, conn: &mut Conn, ctx: &mut HttpCtx, code: u16) -> Next {
+    fn fail(&mut self, conn: &mut dyn Client, ctx: &mut HttpCtx, code: u16) -> Next {
         let keep_alive = self.client_keep_alive && !self.wants_body();
         let failure = if code == 504 {
             OriginFailure::Timeout
@@ -564,7 +676,7 @@ impl Session {
 
     fn finish(
         &mut self,
-        conn: &mut Conn,
+        conn: &mut dyn Client,
         ctx: &mut HttpCtx,
         pools: &mut Pools,
         reg: &Registry,

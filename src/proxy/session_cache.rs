@@ -9,7 +9,7 @@ impl Session {
     pub(super) fn cache_lookup(
         &mut self,
         loc: &LocationConf,
-        conn: &mut Conn,
+        conn: &mut dyn Client,
         ctx: &mut HttpCtx,
         pools: &mut Pools,
     ) -> Option<Next> {
@@ -143,6 +143,16 @@ impl Session {
                     });
                 self.stale = stale;
                 self.head_as_get = loc.cache.convert_head && self.req.head.method == Method::Head;
+                if loc.cache.background_update
+                    && status == CacheStatus::Expired
+                    && !self.no_store
+                    && matches!(self.req.head.method, Method::Get | Method::Head)
+                    && self.updating_allowed(loc, ctx)
+                {
+                    if let Some(next) = self.serve_and_refresh(zone, loc, conn, ctx, pools) {
+                        return Some(next);
+                    }
+                }
                 if !loc.cache.lock || self.no_store {
                     return None;
                 }
@@ -253,7 +263,7 @@ impl Session {
         &mut self,
         loc: &LocationConf,
         zone: &crate::config::CachePathConf,
-        conn: &mut Conn,
+        conn: &mut dyn Client,
         ctx: &mut HttpCtx,
         pools: &mut Pools,
     ) -> Next {
@@ -340,6 +350,44 @@ impl Session {
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
+    /// `proxy_cache_background_update`: answer with the stale copy now
+    /// (UPDATING) and refresh the entry from a background request that holds
+    /// the key's fill lock (only one refresh per key at a time). `None` when
+    /// the stale copy could not be sent.
+    pub(super) fn serve_and_refresh(
+        &mut self,
+        zone: &crate::config::CachePathConf,
+        loc: &LocationConf,
+        conn: &mut dyn Client,
+        ctx: &mut HttpCtx,
+        pools: &mut Pools,
+    ) -> Option<Next> {
+        let md5 = crate::cache::cache_key_md5(&self.cache_key);
+        let lock = match cached::try_lock(zone, &md5, loc.cache.lock_age_ms) {
+            cached::LockTry::Acquired(p) => Some(p),
+            cached::LockTry::Busy => None, // a refresh is under way already
+            cached::LockTry::Unavailable => return None,
+        };
+        if !self.serve_stored(CacheStatus::Updating, None, conn, ctx) {
+            if let Some(p) = lock {
+                let _ = std::fs::remove_file(p);
+            }
+            return None;
+        }
+        if let Some(lock) = lock {
+            let mut req = (*self.req).clone();
+            req.keep_alive = false;
+            req.bytes_slots.clear();
+            pools.spawn.push((Box::new(req), lock));
+        }
+        let (status, bytes) = self.served.unwrap_or((200, 0));
+        self.log(ctx, status, bytes);
+        self.state = St::Done;
+        let keep_alive = self.client_keep_alive && !self.wants_body();
+        conn.finish_proxy(keep_alive, ctx.now_ms);
+        Some(Next::Finished)
+    }
+
     /// May a stale entry answer while another request refreshes it
     /// (`proxy_cache_use_stale updating`, or the response's
     /// `stale-while-revalidate` window)?
@@ -385,7 +433,7 @@ impl Session {
         &mut self,
         word: CacheStatus,
         meta: Option<&EntryMeta>,
-        conn: &mut Conn,
+        conn: &mut dyn Client,
         ctx: &HttpCtx,
     ) -> bool {
         let Some(entry) = &self.stale else {
@@ -440,7 +488,7 @@ impl Session {
         &mut self,
         up: &UpHead,
         pools: &mut Pools,
-        conn: &mut Conn,
+        conn: &mut dyn Client,
         ctx: &HttpCtx,
     ) -> bool {
         let Some(entry) = &self.stale else {

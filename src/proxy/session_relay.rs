@@ -14,7 +14,7 @@ impl Session {
     }
 
     /// Move request-body bytes from the client buffer to the send queue.
-    pub(super) fn take_body(&mut self, conn: &mut Conn) -> bool {
+    pub(super) fn take_body(&mut self, conn: &mut dyn Client) -> bool {
         if self.sendq.len() - self.sendq_pos >= SEND_BUF || !self.wants_body() {
             return false;
         }
@@ -124,7 +124,7 @@ impl Session {
     /// upstream failed before the client saw anything.
     pub(super) fn process_response(
         &mut self,
-        conn: &mut Conn,
+        conn: &mut dyn Client,
         ctx: &mut HttpCtx,
         pools: &mut Pools,
     ) -> Result<bool, u16> {

@@ -44,6 +44,8 @@ pub struct Pools {
     pub hot: crate::proxy::cached::Hot,
     /// I/O threads for cache reads that would block.
     pub io: Option<crate::proxy::cached::IoPool>,
+    /// Background refreshes to start (request, fill lock held).
+    pub spawn: Vec<(Box<crate::http::handler::ProxyReq>, std::path::PathBuf)>,
 }
 
 impl Pools {
@@ -53,6 +55,7 @@ impl Pools {
             cache: None,
             hot: Default::default(),
             io: None,
+            spawn: Vec::new(),
             pools: confs
                 .iter()
                 .map(|u| Pool {

@@ -124,3 +124,37 @@ fn bypass_skips_the_cache_and_no_cache_skips_storing() {
     assert_served(&h.get("/b?fresh=1"), "BYPASS", "b3");
     assert_eq!(cache_status(&h.get("/b?fresh=0")), "MISS");
 }
+
+#[test]
+fn background_update_answers_stale_at_once_and_refreshes_behind() {
+    let h = Harness::start("proxy_cache_background_update on; proxy_cache_use_stale updating;");
+    h.origin.route_fn("/bg", |r| {
+        if r.n > 1 {
+            std::thread::sleep(Duration::from_millis(600));
+        }
+        Canned::ok(format!("v{}", r.n)).cc("max-age=1")
+    });
+    assert_served(&h.get("/bg"), "MISS", "v1");
+    h.wait_stored("/bg");
+    std::thread::sleep(Duration::from_millis(1200));
+    // Expired: the stale copy answers at once, without waiting for the origin.
+    let t = std::time::Instant::now();
+    assert_served(&h.get("/bg"), "UPDATING", "v1");
+    assert!(
+        t.elapsed() < Duration::from_millis(400),
+        "waited {:?}",
+        t.elapsed()
+    );
+    // The refresh lands in the background.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = h.get("/bg");
+        if r.text() == "v2" {
+            assert_eq!(cache_status(&r), "HIT");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no refresh: {r:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(h.origin.count("/bg"), 2, "exactly one background refresh");
+}
