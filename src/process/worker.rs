@@ -470,14 +470,23 @@ impl Worker {
 
     /// Cache reads finished by the I/O pool: resume their sessions.
     fn io_done(&mut self) {
-        let mut tokens = Vec::new();
+        let mut done = Vec::new();
         if let Some(io) = &self.pools.io {
-            while let Ok(t) = io.done.try_recv() {
-                tokens.push(t);
+            while let Ok(d) = io.done.try_recv() {
+                done.push(d);
             }
         }
-        for t in tokens {
-            let Some(sk) = t.checked_sub(UPSTREAM_BASE) else {
+        let epoch = self
+            .ctx
+            .stats
+            .retired()
+            .cache_epoch
+            .load(std::sync::atomic::Ordering::Acquire);
+        for d in done {
+            self.pools
+                .hot
+                .install(d.md5, d.loaded, self.ctx.now_ms, epoch);
+            let Some(sk) = d.token.checked_sub(UPSTREAM_BASE) else {
                 continue;
             };
             if let Some(s) = self.sessions.get_mut(sk) {

@@ -290,6 +290,9 @@ pub fn zone<'a>(paths: &'a [CachePathConf], c: &LocationCacheConf) -> Option<&'a
     paths.iter().find(|p| p.zone_name == name)
 }
 
+/// Most remembered absent/warmed keys per worker before they are dropped.
+const MAX_ABSENT: usize = 65_536;
+
 /// Entries up to this body size are kept in the worker's memory.
 pub const HOT_MAX_BODY: u64 = 256 * 1024;
 /// Memory budget of the hot-entry map per worker.
@@ -329,6 +332,21 @@ impl HotEntry {
 pub struct Hot {
     map: HashMap<[u8; 16], Rc<HotEntry>>,
     bytes: usize,
+    /// Keys the I/O pool found absent: (when, purge epoch). A miss is
+    /// answered from here for `HOT_REVALIDATE_MS` without touching the disk.
+    absent: HashMap<[u8; 16], (u64, u64)>,
+    /// Large entries the I/O pool pulled into the page cache (when).
+    warmed: HashMap<[u8; 16], u64>,
+}
+
+/// What the I/O pool found for a lookup.
+pub enum Loaded {
+    /// A small entry, read whole.
+    Entry(Box<HotEntry>),
+    /// No usable entry.
+    Absent,
+    /// A large entry, now in the page cache.
+    Warmed,
 }
 
 /// A stored entry to answer from.
@@ -383,6 +401,22 @@ impl Hot {
             {
                 h.used(now_ms);
                 return Ok(Some(Entry::Hot(h.clone())));
+            }
+        }
+        if nowait && !self.map.contains_key(md5) {
+            // Unknown here: the disk is asked by the I/O pool, never inline
+            // (a path lookup can wait on a directory the writer is changing).
+            if let Some(&(at, ep)) = self.absent.get(md5) {
+                if ep == epoch && now_ms.saturating_sub(at) < HOT_REVALIDATE_MS {
+                    return Ok(None);
+                }
+            }
+            let warm = self
+                .warmed
+                .get(md5)
+                .is_some_and(|&at| now_ms.saturating_sub(at) < HOT_REVALIDATE_MS);
+            if !warm {
+                return Err(Pending);
             }
         }
         let m = match std::fs::metadata(path) {
@@ -464,9 +498,41 @@ impl Hot {
         self.map.insert(md5, fresh);
     }
 
-    /// Forget an entry (purged or invalidated).
+    /// Forget an entry (purged, invalidated, or about to be refilled).
     pub fn forget(&mut self, md5: &[u8; 16]) {
         self.remove(md5);
+        self.absent.remove(md5);
+        self.warmed.remove(md5);
+    }
+
+    /// Take in what the I/O pool found for `md5`.
+    pub fn install(&mut self, md5: [u8; 16], loaded: Loaded, now_ms: u64, epoch: u64) {
+        if self.absent.len() > MAX_ABSENT {
+            self.absent.clear();
+            self.warmed.clear();
+        }
+        match loaded {
+            Loaded::Entry(h) => {
+                h.checked_ms.set(now_ms);
+                h.touched_ms.set(now_ms);
+                h.epoch.set(epoch);
+                self.absent.remove(&md5);
+                self.remove(&md5);
+                self.bytes += h.body.len() + 512;
+                if self.bytes > HOT_MAX_BYTES {
+                    self.map.clear();
+                    self.bytes = h.body.len() + 512;
+                }
+                self.map.insert(md5, Rc::from(h));
+            }
+            Loaded::Absent => {
+                self.remove(&md5);
+                self.absent.insert(md5, (now_ms, epoch));
+            }
+            Loaded::Warmed => {
+                self.warmed.insert(md5, now_ms);
+            }
+        }
     }
 
     fn remove(&mut self, md5: &[u8; 16]) {
@@ -532,9 +598,9 @@ pub enum LookupResult {
     ),
     /// `only-if-cached` with nothing usable: 504.
     Unsatisfiable,
-    /// Reading the entry would wait for the disk: warm this file in the
-    /// I/O pool, then look again.
-    Pending(PathBuf),
+    /// Reading the entry would wait for the disk: the I/O pool looks it
+    /// up (this file, this md5), then the worker looks again.
+    Pending(PathBuf, [u8; 16]),
 }
 
 /// Look the request up.
@@ -556,7 +622,7 @@ pub fn lookup(
     let req_cc = CacheControl::from_request(req_headers);
     let got = match hot.get(&path, &primary, key_bytes, now_ms, epoch, nowait) {
         Ok(g) => g,
-        Err(Pending) => return LookupResult::Pending(path),
+        Err(Pending) => return LookupResult::Pending(path, primary),
     };
     let Some(mut found) = got else {
         if req_cc.only_if_cached {
@@ -568,7 +634,7 @@ pub fn lookup(
         let vpath = key::entry_path(&zone.dir, &zone.levels, &v);
         let got = match hot.get(&vpath, &v, key_bytes, now_ms, epoch, nowait) {
             Ok(g) => g,
-            Err(Pending) => return LookupResult::Pending(vpath),
+            Err(Pending) => return LookupResult::Pending(vpath, v),
         };
         match got {
             Some(f) if policy::vary_mismatch(f.meta(), req_headers).is_none() => found = f,
@@ -734,22 +800,72 @@ pub fn try_lock(zone: &CachePathConf, md5: &[u8; 16], lock_age_ms: u64) -> LockT
     LockTry::Busy
 }
 
-/// The worker's I/O threads: a read that would block the event loop is done
-/// here (it pulls the file into the page cache), and the worker is woken
-/// through its `mio::Waker` to look again.
+/// The worker's I/O threads: entry lookups (stat, open, read) that would
+/// block the event loop run here; the result goes back to the worker, which
+/// is woken through its `mio::Waker` and looks again.
 pub struct IoPool {
-    tx: mpsc::Sender<(usize, PathBuf)>,
-    /// Completed jobs (the token they were submitted with).
-    pub done: Receiver<usize>,
+    tx: mpsc::Sender<IoJob>,
+    /// Finished lookups.
+    pub done: Receiver<IoDone>,
+}
+
+/// A lookup for the I/O pool.
+pub struct IoJob {
+    /// Token of the session waiting for it.
+    pub token: usize,
+    /// Entry file.
+    pub path: PathBuf,
+    /// Entry md5 (its file name).
+    pub md5: [u8; 16],
+    /// The cache key the entry must carry.
+    pub key: Vec<u8>,
+}
+
+/// A finished lookup.
+pub struct IoDone {
+    /// Token of the waiting session.
+    pub token: usize,
+    /// Entry md5.
+    pub md5: [u8; 16],
+    /// What was found.
+    pub loaded: Loaded,
 }
 
 /// Threads per worker.
 pub const IO_THREADS: usize = 2;
 
+fn load(job: &IoJob) -> Loaded {
+    let Some(found) = read_entry(&job.path, &job.key) else {
+        return Loaded::Absent;
+    };
+    if found.meta.body_len > HOT_MAX_BODY {
+        warm(&job.path);
+        return Loaded::Warmed;
+    }
+    let mut body = Vec::new();
+    if read_body(&found, &mut body).is_err() {
+        return Loaded::Absent;
+    }
+    let Ok(m) = found.file.metadata() else {
+        return Loaded::Absent;
+    };
+    Loaded::Entry(Box::new(HotEntry {
+        ino: m.ino(),
+        size: m.len(),
+        mtime_ns: mtime_ns(&m),
+        checked_ms: Cell::new(0),
+        touched_ms: Cell::new(0),
+        epoch: Cell::new(0),
+        path: job.path.clone(),
+        meta: found.meta,
+        body,
+    }))
+}
+
 impl IoPool {
     /// Start the threads; `waker` wakes the worker's poll.
     pub fn start(waker: std::sync::Arc<mio::Waker>) -> io::Result<IoPool> {
-        let (tx, rx) = mpsc::channel::<(usize, PathBuf)>();
+        let (tx, rx) = mpsc::channel::<IoJob>();
         let (done_tx, done) = mpsc::channel();
         let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
         for i in 0..IO_THREADS {
@@ -763,11 +879,16 @@ impl IoPool {
                         Ok(r) => r.recv(),
                         Err(_) => return,
                     };
-                    let Ok((token, path)) = job else {
+                    let Ok(job) = job else {
                         return;
                     };
-                    warm(&path);
-                    if done_tx.send(token).is_err() {
+                    let loaded = load(&job);
+                    let done = IoDone {
+                        token: job.token,
+                        md5: job.md5,
+                        loaded,
+                    };
+                    if done_tx.send(done).is_err() {
                         return;
                     }
                     let _ = waker.wake();
@@ -776,9 +897,9 @@ impl IoPool {
         Ok(IoPool { tx, done })
     }
 
-    /// Queue a file to read for the session with `token`.
-    pub fn submit(&self, token: usize, path: PathBuf) -> bool {
-        self.tx.send((token, path)).is_ok()
+    /// Queue a lookup.
+    pub fn submit(&self, job: IoJob) -> bool {
+        self.tx.send(job).is_ok()
     }
 }
 

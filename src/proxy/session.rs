@@ -628,6 +628,12 @@ impl Session {
                 self.state = St::Connecting;
             } else {
                 self.looked_up = false;
+                // What this worker remembers about the key predates the
+                // fill we are waiting for: ask the disk again.
+                pools
+                    .hot
+                    .forget(&crate::cache::cache_key_md5(&self.cache_key));
+                self.io_tries = 0;
             }
             return match self.start(conn, ctx, pools, reg) {
                 Next::Wait if self.state != St::WaitLock => self.pump(conn, ctx, pools, reg),

@@ -51,14 +51,12 @@ impl Session {
                 .load(std::sync::atomic::Ordering::Acquire),
             self.io_tries < 2 && pools.io.is_some(),
         ) {
-            LookupResult::Pending(path) => {
-                // Reading would wait for the disk: an I/O thread pulls the
-                // file into the page cache; the worker wakes us to look again.
+            LookupResult::Pending(path, md5) => {
+                // The entry is not in memory: an I/O thread looks it up
+                // (stat, open, read); the worker wakes us to look again.
                 self.io_tries += 1;
-                let queued = pools
-                    .io
-                    .as_ref()
-                    .is_some_and(|io| io.submit(self.token.0, path));
+                let job = self.io_job(path, md5);
+                let queued = pools.io.as_ref().is_some_and(|io| io.submit(job));
                 if !queued {
                     self.io_tries = 2;
                     self.looked_up = false;
@@ -113,11 +111,12 @@ impl Session {
                         conn.out().truncate(mark);
                         self.io_tries += 1;
                         let path = found.path().to_path_buf();
-                        if pools
-                            .io
-                            .as_ref()
-                            .is_some_and(|io| io.submit(self.token.0, path))
-                        {
+                        let md5 = path
+                            .file_name()
+                            .and_then(|n| crate::cache::key::from_hex(n.as_encoded_bytes()))
+                            .unwrap_or_else(|| crate::cache::cache_key_md5(&self.cache_key));
+                        let job = self.io_job(path, md5);
+                        if pools.io.as_ref().is_some_and(|io| io.submit(job)) {
                             self.state = St::WaitIo;
                             self.deadline_ms = ctx.now_ms + 5000;
                             return Some(Next::Wait);
@@ -348,6 +347,15 @@ impl Session {
             .retired()
             .cache_epoch
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    fn io_job(&self, path: std::path::PathBuf, md5: [u8; 16]) -> cached::IoJob {
+        cached::IoJob {
+            token: self.token.0,
+            path,
+            md5,
+            key: self.cache_key.clone(),
+        }
     }
 
     /// `proxy_cache_background_update`: answer with the stale copy now
