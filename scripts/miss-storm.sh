@@ -5,7 +5,8 @@
 # Issue 4's goal: p99 of hits during the storm within 2x of hits alone.
 # Usage: scripts/miss-storm.sh [seconds] [hit-rate] [miss-rate]; loopback only,
 # stops by itself. FRONT=nginx runs the same with nginx as the caching proxy
-# (same config) for comparison. The storm is paced (miss-rate per second over 64 clients) so
+# (same config) for comparison; PIN=1 puts the proxy on CPU 0 and all the
+# rest on CPU 1. The storm is paced (miss-rate per second over 64 clients) so
 # it measures interference, not a saturated CPU.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -35,6 +36,14 @@ if [ "$FRONT" = nginx ]; then
   mkdir -p "$W/logs"; nginx -p "$W" -c "$W/proxy.conf"
 else
   "$BIN" -c "$W/proxy.conf"
+fi
+if [ -n "${PIN:-}" ]; then
+  # PIN=1: the proxy (master, worker and its threads) on CPU 0, everything
+  # else (origin, storm clients, load generator) on CPU 1.
+  sleep 0.3
+  for p in $(cat "$W/p.pid") $(pgrep -P "$(cat "$W/p.pid")"); do taskset -a -p -c 0 "$p" >/dev/null; done
+  for p in $(cat "$W/o.pid") $(pgrep -P "$(cat "$W/o.pid")"); do taskset -a -p -c 1 "$p" >/dev/null; done
+  taskset -p -c 1 $$ >/dev/null
 fi
 sleep 0.5
 curl -s -o /dev/null "http://127.0.0.1:$PP/hit.txt"; sleep 0.3

@@ -132,10 +132,11 @@ impl<'a> Room<'a> {
     /// slots still ahead number `(next_slot - now - 1µs) / interval`.
     pub fn estimate(&self, now_us: u64) -> (u64, u64) {
         let ahead_us = self.w[W_NEXT].load(Relaxed).saturating_sub(now_us);
-        (
-            ahead_us.saturating_sub(1) / self.p.interval_us.max(1),
-            ahead_us.div_ceil(1000),
-        )
+        let interval = self.p.interval_us.max(1);
+        // Slots still ahead of `now`, rounded so that a `now` truncated to
+        // the millisecond (status pages) does not count one slot too many.
+        let queue = ((ahead_us + interval / 2) / interval).saturating_sub(1);
+        (queue, ahead_us.div_ceil(1000))
     }
 
     /// Position of a ticket whose slot is `slot_us` (1 = next).
@@ -269,6 +270,20 @@ mod tests {
         assert_eq!(r.estimate(T0 + 1_000_000), (2, 8_000));
         // After a quiet spell the queue is empty again: admitted at once.
         assert_eq!(r.take_slot(T0 + 60_000_000, 0), Some(T0 + 60_000_000));
+    }
+
+    #[test]
+    fn queue_length_is_not_inflated_by_a_millisecond_truncated_now() {
+        // Regression: a status page computed `now` in whole milliseconds, up to
+        // 999 us before the arrival's, and counted one waiting user too many.
+        let b = body();
+        let r = Room::new(&b, params(6, 1000)).unwrap(); // one slot per 10 s
+        assert_eq!(r.take_slot(T0 + 700, 0), Some(T0 + 700)); // admitted
+        assert!(r.take_slot(T0 + 800, 0).is_some()); // waits for the next slot
+        let truncated = (T0 + 900) / 1000 * 1000;
+        assert_eq!(r.estimate(truncated).0, 1);
+        assert_eq!(r.estimate(T0 + 900).0, 1);
+        assert_eq!(r.estimate(T0 + 10_000_700).0, 0);
     }
 
     #[test]
