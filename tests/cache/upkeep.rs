@@ -15,7 +15,7 @@ fn cache_lock_lets_one_request_fill_a_cold_key() {
         Canned::ok(format!("fill {}", r.n)).cc("max-age=60")
     });
     let port = h.srv.port;
-    let handles: Vec<_> = (0..40)
+    let handles: Vec<_> = (0..100)
         .map(|_| std::thread::spawn(move || request(port, "GET", "/cold", &[])))
         .collect();
     let rs: Vec<_> = handles.into_iter().map(|t| t.join().unwrap()).collect();
@@ -157,4 +157,17 @@ fn background_update_answers_stale_at_once_and_refreshes_behind() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(h.origin.count("/bg"), 2, "exactly one background refresh");
+}
+
+#[test]
+fn reload_keeps_the_cache() {
+    let h = Harness::start("");
+    h.origin.route("/k", Canned::ok("kept").cc("max-age=600"));
+    assert_served(&h.get("/k"), "MISS", "kept");
+    h.wait_stored("/k");
+    assert_served(&h.get("/k"), "HIT", "kept");
+    // New workers after SIGHUP: the entry is still served, without the origin.
+    h.srv.reload();
+    assert_served(&h.get("/k"), "HIT", "kept");
+    assert_eq!(h.origin.count("/k"), 1);
 }
