@@ -139,17 +139,7 @@ fn zone_param(d: &Directive, v: &str) -> Result<(String, u64), ConfigError> {
     let (name, size) = v
         .split_once(':')
         .ok_or_else(|| d.error(format!("invalid zone size \"{v}\"")))?;
-    let name_ok = !name.is_empty()
-        && name.len() <= 64
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
-    if !name_ok {
-        return Err(d.error(format!(
-            "invalid zone name \"{name}\" (letters, digits, \"_\", \"-\", \".\")"
-        )));
-    }
+    check_zone_name(d, name)?;
     let bytes = parse_size(size)
         .filter(|&b| b > 0)
         .ok_or_else(|| d.error(format!("invalid zone size \"{v}\"")))?;
@@ -587,4 +577,22 @@ pub(super) fn finish_location(
         out.check = true;
     }
     Ok(out)
+}
+
+/// A shared-memory zone name (it becomes a file name under `state_dir`):
+/// 1 to 64 letters, digits, `_`, `-` or `.`, not starting with `.`.
+pub(crate) fn check_zone_name(d: &Directive, name: &str) -> Result<(), ConfigError> {
+    let name_ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+    if name_ok {
+        Ok(())
+    } else {
+        Err(d.error(format!(
+            "invalid zone name \"{name}\" (letters, digits, \"_\", \"-\", \".\")"
+        )))
+    }
 }

@@ -180,17 +180,7 @@ fn room_zone(d: &Directive) -> Result<RoomZoneConf, ConfigError> {
     let (name, size) = first
         .split_once(':')
         .ok_or_else(|| d.error(format!("invalid zone \"{first}\", expected NAME:SIZE")))?;
-    let name_ok = !name.is_empty()
-        && name.len() <= 64
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
-    if !name_ok {
-        return Err(d.error(format!(
-            "invalid zone name \"{name}\" (letters, digits, \"_\", \"-\", \".\")"
-        )));
-    }
+    super::resolve_limits::check_zone_name(d, name)?;
     let size_bytes = parse_size(size)
         .and_then(|b| b.checked_next_multiple_of(4096))
         .filter(|&b| b >= 8192)
