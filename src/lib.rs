@@ -6,6 +6,7 @@
 //! both are opened, kept and handed to workers the same way.)
 
 pub mod cache;
+pub mod cluster;
 pub mod config;
 pub mod event;
 pub mod http;

@@ -153,6 +153,7 @@ pub(crate) fn check<'a>(
     let Some(spec) = SPECS
         .iter()
         .chain(super::resolve_limits::SPECS)
+        .chain(super::resolve_cluster::SPECS)
         .chain(super::resolve_waiting_room::SPECS)
         .find(|s| s.name == name)
         .or(cache_spec.as_ref())

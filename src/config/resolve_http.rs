@@ -19,6 +19,7 @@ use super::resolve::{
 use super::resolve_cache::{
     check_cache_path_unique, check_zone_ref, parse_proxy_cache_path, CacheInherit,
 };
+use super::resolve_cluster;
 use super::resolve_limits::{self, LimitsInherit, LocationOnly};
 use super::resolve_proxy::{parse_pass, resolve_pass, upstream_block, PassTarget, ProxyInherit};
 use super::resolve_waiting_room::{HttpRooms, LocationRooms};
@@ -266,16 +267,26 @@ pub(crate) fn resolve_http(block: &[Directive], conf_dir: &Path) -> Result<HttpC
     let mut cache_paths = Vec::new();
     let mut zones = Vec::new();
     let mut rooms = HttpRooms::default();
+    let mut cluster = None;
+    let mut cluster_zone = None;
     for d in block {
         check(d, HTTP, &mut seen)?;
-        if inherit.apply(d, &mut st)?
-            || headers.apply(d)?
-            || resolve_limits::zone_directive(d, &mut zones)?
-            || rooms.apply(d, conf_dir)?
-        {
+        let (zone_count, room_count) = (zones.len(), rooms.zone_count());
+        if resolve_limits::zone_directive(d, &mut zones)? || rooms.apply(d, conf_dir)? {
+            let new_cluster_zone = match zones.get(zone_count..) {
+                Some([z]) => z.cluster.then(|| z.name.clone()),
+                _ => rooms.cluster_zone_since(room_count),
+            };
+            if let (Some(name), None) = (new_cluster_zone, &cluster_zone) {
+                cluster_zone = Some(resolve_cluster::missing(d, &name));
+            }
+            continue;
+        }
+        if inherit.apply(d, &mut st)? || headers.apply(d)? {
             continue;
         }
         match d.name.as_str() {
+            "cluster" => cluster = Some(resolve_cluster::parse(d)?),
             "types" => types_block(d, mime.get_or_insert_with(Vec::new))?,
             "default_type" => default_type = Some(arg0(d).to_string()),
             "server" => raw_servers.push(resolve_server(d, &mut st)?),
@@ -293,6 +304,9 @@ pub(crate) fn resolve_http(block: &[Directive], conf_dir: &Path) -> Result<HttpC
             }
             _ => return Err(not_allowed(d)),
         }
+    }
+    if let (None, Some(e)) = (&cluster, cluster_zone) {
+        return Err(e);
     }
     let http_inherit = inherit.finish();
     http_inherit.limits.check_refs(&zones)?;
@@ -320,6 +334,7 @@ pub(crate) fn resolve_http(block: &[Directive], conf_dir: &Path) -> Result<HttpC
         cache_paths,
         limits: LimitsConf { zones },
         waiting_rooms: rooms.finish()?,
+        cluster,
     })
 }
 

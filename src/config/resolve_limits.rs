@@ -27,9 +27,9 @@ use crate::util::units::{parse_duration_ms, parse_number, parse_size};
 
 /// The limit directives, for the generic checks in `resolve.rs`.
 pub(super) const SPECS: &[Spec] = &[
-    Spec::new("limit_req_zone", HTTP, 2, 4).repeatable(),
-    Spec::new("count_zone", HTTP, 2, 3).repeatable(),
-    Spec::new("limit_bytes_zone", HTTP, 2, 5).repeatable(),
+    Spec::new("limit_req_zone", HTTP, 2, 5).repeatable(),
+    Spec::new("count_zone", HTTP, 2, 4).repeatable(),
+    Spec::new("limit_bytes_zone", HTTP, 2, 6).repeatable(),
     Spec::new("limit_req", HSL, 1, 3).repeatable(),
     Spec::new("limit_req_status", HSL, 1, 1),
     Spec::new("limit_req_dry_run", HSL, 1, 1),
@@ -196,7 +196,7 @@ fn need<'a>(d: &Directive, ps: &[(&str, &'a str)], k: &str) -> Result<&'a str, C
 
 fn rate_zone(d: &Directive) -> Result<LimitZoneConf, ConfigError> {
     let key = parse_key(d, arg0(d))?;
-    let ps = params(d, 1, &["zone", "rate"])?;
+    let ps = params(d, 1, &["zone", "rate", "cluster"])?;
     let (name, size_bytes) = zone_param(d, need(d, &ps, "zone")?)?;
     let rate = need(d, &ps, "rate")?;
     let bad = || d.error(format!("invalid rate \"{rate}\""));
@@ -212,18 +212,18 @@ fn rate_zone(d: &Directive) -> Result<LimitZoneConf, ConfigError> {
     if interval_us == 0 {
         return Err(d.error(format!("rate \"{rate}\" is too high (at most 1000000r/s)")));
     }
-    check_fits(d, &name, size_bytes, 1)?;
-    Ok(LimitZoneConf {
+    finish_zone(
+        d,
+        &ps,
         name,
         size_bytes,
         key,
-        kind: ZoneKind::Rate { interval_us },
-        line: d.line,
-    })
+        ZoneKind::Rate { interval_us },
+    )
 }
 
 fn count_zone(d: &Directive) -> Result<LimitZoneConf, ConfigError> {
-    let ps = params(d, 0, &["zone", "window", "precision"])?;
+    let ps = params(d, 0, &["zone", "window", "precision", "cluster"])?;
     let (name, size_bytes) = zone_param(d, need(d, &ps, "zone")?)?;
     let window = need(d, &ps, "window")?;
     let window_ms = parse_duration_ms(window)
@@ -240,28 +240,22 @@ fn count_zone(d: &Directive) -> Result<LimitZoneConf, ConfigError> {
             "window {window_ms}ms is not a multiple of precision {precision_ms}ms"
         )));
     }
-    let buckets = window_ms / precision_ms;
-    if buckets > MAX_BUCKETS {
+    if window_ms / precision_ms > MAX_BUCKETS {
         return Err(d.error(format!(
-            "window / precision is {buckets} buckets per key, at most {MAX_BUCKETS}"
+            "window / precision is {} buckets per key, at most {MAX_BUCKETS}",
+            window_ms / precision_ms
         )));
     }
-    check_fits(d, &name, size_bytes, buckets)?;
-    Ok(LimitZoneConf {
-        name,
-        size_bytes,
-        key: KeyTemplate::default(),
-        kind: ZoneKind::Count {
-            window_ms,
-            precision_ms,
-        },
-        line: d.line,
-    })
+    let kind = ZoneKind::Count {
+        window_ms,
+        precision_ms,
+    };
+    finish_zone(d, &ps, name, size_bytes, KeyTemplate::default(), kind)
 }
 
 fn bytes_zone(d: &Directive) -> Result<LimitZoneConf, ConfigError> {
     let key = parse_key(d, arg0(d))?;
-    let ps = params(d, 1, &["zone", "quota", "per"])?;
+    let ps = params(d, 1, &["zone", "quota", "per", "cluster"])?;
     let (name, size_bytes) = zone_param(d, need(d, &ps, "zone")?)?;
     let quota = need(d, &ps, "quota")?;
     let quota_bytes = parse_size(quota)
@@ -271,15 +265,34 @@ fn bytes_zone(d: &Directive) -> Result<LimitZoneConf, ConfigError> {
     let per_ms = parse_duration_ms(per)
         .filter(|&p| p > 0)
         .ok_or_else(|| d.error(format!("invalid period \"{per}\"")))?;
-    check_fits(d, &name, size_bytes, 1)?;
+    let kind = ZoneKind::Bytes {
+        quota_bytes,
+        per_ms,
+    };
+    finish_zone(d, &ps, name, size_bytes, key, kind)
+}
+
+/// The zone of a declaring directive, once its kind is known: `cluster=`
+/// read and the size checked against the kind's slot.
+fn finish_zone(
+    d: &Directive,
+    ps: &[(&str, &str)],
+    name: String,
+    size_bytes: u64,
+    key: KeyTemplate,
+    kind: ZoneKind,
+) -> Result<LimitZoneConf, ConfigError> {
+    let cluster = match get(ps, "cluster") {
+        Some(v) => super::resolve_cluster::flag(d, v)?,
+        None => false,
+    };
+    check_fits(d, &name, size_bytes, kind.payload_words(cluster))?;
     Ok(LimitZoneConf {
         name,
         size_bytes,
         key,
-        kind: ZoneKind::Bytes {
-            quota_bytes,
-            per_ms,
-        },
+        kind,
+        cluster,
         line: d.line,
     })
 }

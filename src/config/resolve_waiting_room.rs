@@ -21,7 +21,7 @@ use crate::util::units::{parse_duration_ms, parse_number, parse_size};
 
 /// The waiting-room directives, for the generic checks in `resolve.rs`.
 pub(super) const SPECS: &[Spec] = &[
-    Spec::new("waiting_room_zone", HTTP, 1, 7).repeatable(),
+    Spec::new("waiting_room_zone", HTTP, 1, 8).repeatable(),
     Spec::new("waiting_room_secret", HTTP, 1, 1),
     Spec::new("waiting_room_page", HTTP | LOCATION, 1, 1),
     Spec::new("waiting_room", LOCATION, 1, 1),
@@ -85,6 +85,17 @@ impl HttpRooms {
             _ => return Ok(false),
         }
         Ok(true)
+    }
+
+    /// Rooms declared so far.
+    pub(super) fn zone_count(&self) -> usize {
+        self.conf.zones.len()
+    }
+
+    /// The name of a `cluster=on` room declared after the first `since`.
+    pub(super) fn cluster_zone_since(&self, since: usize) -> Option<String> {
+        let new = self.conf.zones.get(since..)?;
+        new.iter().find(|z| z.cluster).map(|z| z.name.clone())
     }
 
     /// The rooms, checked: rooms need a secret.
@@ -194,6 +205,7 @@ fn room_zone(d: &Directive) -> Result<RoomZoneConf, ConfigError> {
         max_wait_ms: 30 * 60_000,
         mode: RoomMode::Fifo,
         bind_ip: false,
+        cluster: false,
         line: d.line,
     };
     let mut seen: Vec<&str> = Vec::new();
@@ -250,6 +262,7 @@ fn room_zone(d: &Directive) -> Result<RoomZoneConf, ConfigError> {
                     _ => return Err(bad()),
                 };
             }
+            "cluster" => z.cluster = super::resolve_cluster::flag(d, v)?,
             _ => return Err(bad()),
         }
     }

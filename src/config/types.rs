@@ -104,6 +104,8 @@ pub struct HttpConf {
     pub limits: LimitsConf,
     /// Waiting rooms (`waiting_room_zone`, `waiting_room_secret`).
     pub waiting_rooms: super::WaitingRoomsConf,
+    /// `cluster`: the Redis that makes `cluster=on` zones global.
+    pub cluster: Option<super::ClusterConf>,
 }
 
 /// `listen ADDR:PORT [default_server] [reuseport] [backlog=N];`

@@ -59,6 +59,20 @@ pub enum ZoneKind {
 }
 
 impl ZoneKind {
+    /// Words of state per key: the algorithm's cells, plus the cluster
+    /// bookkeeping of a `cluster=on` zone (see `limits::cluster`).
+    pub fn payload_words(&self, cluster: bool) -> u64 {
+        let (own, synced) = match *self {
+            ZoneKind::Rate { .. } => (1, 3),
+            ZoneKind::Count {
+                window_ms,
+                precision_ms,
+            } => ((window_ms / precision_ms.max(1)).max(1), 3),
+            ZoneKind::Bytes { .. } => (1, 2),
+        };
+        own + if cluster { synced } else { 0 }
+    }
+
     /// The directive that declares this kind of zone.
     pub fn directive(&self) -> &'static str {
         match self {
@@ -80,6 +94,8 @@ pub struct LimitZoneConf {
     pub key: KeyTemplate,
     /// Kind and parameters.
     pub kind: ZoneKind,
+    /// `cluster=on`: global over the `cluster` Redis.
+    pub cluster: bool,
     /// Line of the declaring directive.
     pub line: usize,
 }

@@ -18,7 +18,7 @@ pub enum RoomMode {
 }
 
 /// `waiting_room_zone NAME:SIZE admit_rate=N/m max_active=N session=TIME
-/// [max_wait=TIME] [mode=fifo|random|reject] [bind_ip=on|off];`
+/// [max_wait=TIME] [mode=fifo|random|reject] [bind_ip=on|off] [cluster=on|off];`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoomZoneConf {
     /// Zone name (file `STATE_DIR/wr.NAME.zone`).
@@ -37,6 +37,8 @@ pub struct RoomZoneConf {
     pub mode: RoomMode,
     /// Tokens and cookies are bound to the client address (default off).
     pub bind_ip: bool,
+    /// `cluster=on`: next slot and active sessions global over Redis.
+    pub cluster: bool,
     /// Line of the directive.
     pub line: usize,
 }

@@ -408,7 +408,8 @@ fn decide(lc: &mut LimitsCtx, lim: &LocationLimits, src: &Source<'_>, skip: bool
                 ReqDelay::After(n) => Some(n),
             };
             let g = Gcra::new(interval_us, r.burst, free);
-            let Some((verdict, slot)) = z.rate_check(z.key_hash(&keybuf), &g, now_us) else {
+            let Some((verdict, slot, applied)) = z.rate_check(z.key_hash(&keybuf), &g, now_us)
+            else {
                 continue;
             };
             match verdict {
@@ -417,7 +418,7 @@ fn decide(lc: &mut LimitsCtx, lim: &LocationLimits, src: &Source<'_>, skip: bool
                     remaining,
                     reset_us,
                 } => {
-                    lc.admitted.push((r.zone, slot, g, delay_us));
+                    lc.admitted.push((r.zone, slot, applied, delay_us));
                     if tightest.is_none_or(|t| remaining < t.remaining) {
                         tightest = Some(RateInfo {
                             zone: r.zone,

@@ -54,7 +54,7 @@ pub fn render(
         .rooms
         .rooms()
         .iter()
-        .filter_map(|z| Some((z.conf.name.as_str(), z.room()?.stats(now_ms * 1000))))
+        .filter_map(|z| Some((z.conf.name.as_str(), z.room(now_ms)?.stats(now_ms * 1000))))
         .collect();
     let t = stats.totals();
     let rows = rows(stats);

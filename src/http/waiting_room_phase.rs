@@ -20,12 +20,13 @@
 //! (by their full text), so a session costs one HMAC per worker, not one
 //! per request.
 
-use crate::config::{LocationConf, LocationRoom, RoomMode};
+use crate::config::{ClusterFailure, LocationConf, LocationRoom, RoomMode};
 use crate::http::ctx::HttpCtx;
 use crate::http::handler::error_reply;
 use crate::http::limits_phase::LimitReply;
 use crate::http::request::{find_header, header_fields, Head};
 use crate::http::response::{self as resp, HeadParams};
+use crate::limits::cluster::Gate;
 use crate::waiting_room::{Claims, Kind, Reject, Room, RoomSet, RoomZone, Scope};
 use std::net::IpAddr;
 
@@ -193,11 +194,19 @@ pub fn run(
     let Some(zone) = rooms.get(lr.zone) else {
         return RoomFlow::Next;
     };
-    let Some(room) = zone.room() else {
-        return RoomFlow::Next;
-    };
     let now_us = ctx.limits.now_us;
     let now_ms = now_us / 1000;
+    let gate = zone.gate(now_ms);
+    if let Some(Gate::Failed {
+        mode: ClusterFailure::Open,
+        ..
+    }) = gate
+    {
+        return RoomFlow::Next;
+    }
+    let Some(room) = zone.room(now_ms) else {
+        return RoomFlow::Next;
+    };
     let proxied = loc.proxy.pass.is_some();
     ctx.rooms.set_cookie.clear();
 
@@ -224,6 +233,16 @@ pub fn run(
         path: req.path,
         ip: req.peer,
     };
+    // A cluster room that cannot sync, failure mode closed: only sessions
+    // already admitted go on.
+    if let Some(Gate::Failed {
+        mode: ClusterFailure::Closed,
+        ..
+    }) = gate
+    {
+        room.count_refused();
+        return RoomFlow::Done(refuse(ctx, loc, &room, req, now_us, out));
+    }
     // 2. A ticket.
     if let Some(t) = req.query.and_then(ticket_param) {
         match rooms.signer.verify(t, Kind::Ticket, &scope, now_ms) {

@@ -24,6 +24,11 @@ pub struct Gcra {
     /// How far ahead of schedule a request may be before it is delayed
     /// (`delay=N` · interval; `u64::MAX` for `nodelay`).
     pub free_us: u64,
+    /// How late a request may arrive and still be scheduled from the old
+    /// TAT rather than from now (0 for a local zone). A node that enforces
+    /// its share of a global rate uses it so that arrival jitter does not
+    /// eat the share: see [`Gcra::share`].
+    pub slack_us: u64,
 }
 
 /// The decision for one request.
@@ -56,6 +61,7 @@ impl Gcra {
             interval_us,
             tolerance_us: burst.saturating_mul(interval_us),
             free_us: no_delay.map_or(u64::MAX, |n| n.saturating_mul(interval_us)),
+            slack_us: 0,
         }
     }
 
@@ -64,10 +70,27 @@ impl Gcra {
         self.tolerance_us / self.interval_us + 1
     }
 
+    /// This limit as one node's share of it: `share_ppm` millionths of the
+    /// rate (the interval stretched), the same burst *time* (so the burst
+    /// is shared the same way), and a slack of a quarter interval: a node
+    /// admitting one request in many at a low share would otherwise lose
+    /// half an arrival gap per admission, and the cluster would undershoot.
+    pub fn share(&self, share_ppm: u64) -> Gcra {
+        let ppm = share_ppm.clamp(1, 1_000_000);
+        let interval_us =
+            (self.interval_us as u128 * 1_000_000 / ppm as u128).min(u64::MAX as u128 / 2) as u64;
+        Gcra {
+            interval_us,
+            tolerance_us: self.tolerance_us,
+            free_us: self.free_us,
+            slack_us: interval_us / 4,
+        }
+    }
+
     /// The pure decision: the verdict and the new TAT (`None` = unchanged).
     pub fn decide(&self, tat_us: u64, now_us: u64) -> (Verdict, Option<u64>) {
-        let start = tat_us.max(now_us);
-        let ahead = start - now_us;
+        let start = tat_us.max(now_us.saturating_sub(self.slack_us));
+        let ahead = start.saturating_sub(now_us);
         if ahead > self.tolerance_us {
             return (
                 Verdict::Reject {
@@ -81,7 +104,7 @@ impl Gcra {
         let verdict = Verdict::Allow {
             delay_us: ahead.saturating_sub(self.free_us),
             remaining: (self.tolerance_us - ahead) / self.interval_us,
-            reset_us: new_tat - now_us,
+            reset_us: new_tat.saturating_sub(now_us),
         };
         (verdict, Some(new_tat))
     }
@@ -220,6 +243,31 @@ mod tests {
         }
         assert_eq!(allowed_total, 40);
         assert_eq!(g.limit(), 1);
+    }
+
+    #[test]
+    fn a_share_admits_its_part_of_the_rate_despite_arrival_jitter() {
+        // 20 r/s, this node's share a third: one request per 150 ms. Arrivals
+        // every 11 ms (never on the TAT): without slack each admission would
+        // come up to 11 ms late and the node would fall short of its share.
+        let g = Gcra::new(50_000, 0, None).share(333_333);
+        assert_eq!(g.interval_us, 150_000);
+        let cell = AtomicU64::new(0);
+        let t0 = 100 * SEC;
+        let n = (0..=909u64)
+            .filter(|i| allowed(g.check(&cell, t0 + i * 11_000)))
+            .count();
+        // 10 s at 6.67 r/s: 66.7, plus the first request of a full bucket.
+        assert!((66..=68).contains(&n), "{n}");
+        let plain = Gcra::new(150_000, 0, None);
+        let cell = AtomicU64::new(0);
+        let m = (0..=909u64)
+            .filter(|i| allowed(plain.check(&cell, t0 + i * 11_000)))
+            .count();
+        assert!(m < n, "without slack a node loses part of its share: {m} vs {n}");
+        // The burst stays the same time, so the node's part of it shrinks.
+        let b = Gcra::new(SEC, 9, None).share(500_000);
+        assert_eq!((b.interval_us, b.tolerance_us), (2 * SEC, 9 * SEC));
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //! - [`quota`]: transfer quotas (`limit_bytes`), bytes per key per period;
 //! - [`table`]: the bounded, lock-free hash table of keys inside a zone;
 //! - [`key`]: key templates evaluated against a request-like source;
+//! - [`cluster`]: what a `cluster=on` zone keeps for the sync thread, and
+//!   how it decides with the global totals (or its failure mode);
 //! - [`zones`]: opening, keeping and migrating zone files (master), and
 //!   running a zone's algorithm on a key (workers).
 //!
@@ -15,6 +17,7 @@
 //! CLOCK_REALTIME so state stays meaningful across restarts); unit tests
 //! drive them with a fake clock.
 
+pub mod cluster;
 pub mod gcra;
 pub mod key;
 pub mod quota;

@@ -28,7 +28,8 @@ fn unpack(w: u64) -> (u64, u64) {
 }
 
 impl Quota {
-    fn period(&self, now_ms: u64) -> u64 {
+    /// The period number of `now_ms`.
+    pub fn period(&self, now_ms: u64) -> u64 {
         now_ms / self.per_ms.max(1)
     }
 
@@ -42,13 +43,21 @@ impl Quota {
         }
     }
 
+    /// Record that `bytes` were used in the period of `now_ms` (a store,
+    /// for the cluster's `pushed` and `remote` words).
+    pub fn set(&self, cell: &AtomicU64, now_ms: u64, bytes: u64) {
+        cell.store(pack(self.period(now_ms) & PERIOD_MASK, bytes), Relaxed);
+    }
+
+    /// Milliseconds until the period of `now_ms` rolls.
+    pub fn until_next(&self, now_ms: u64) -> u64 {
+        let per = self.per_ms.max(1);
+        per - now_ms % per
+    }
+
     /// `Some(ms until the period rolls)` when the key is over its quota.
     pub fn over(&self, cell: &AtomicU64, now_ms: u64) -> Option<u64> {
-        if self.used(cell, now_ms) < self.quota_bytes {
-            return None;
-        }
-        let per = self.per_ms.max(1);
-        Some(per - now_ms % per)
+        (self.used(cell, now_ms) >= self.quota_bytes).then(|| self.until_next(now_ms))
     }
 
     /// Add `bytes` sent at `now_ms`.

@@ -267,6 +267,26 @@ impl<'a> Table<'a> {
         None
     }
 
+    /// The keys held now, with their slots and whether they expired (for
+    /// the cluster sync thread, which reads their payloads).
+    pub fn keys(&self, now_ms: u64) -> impl Iterator<Item = (usize, KeyHash, bool)> + '_ {
+        (0..self.slots).filter_map(move |s| {
+            let tag = self.word(s, TAG).load(Acquire);
+            (tag != 0 && tag & BUSY == 0).then(|| {
+                let k = KeyHash {
+                    tag,
+                    check: self.word(s, CHECK).load(Relaxed),
+                };
+                (s, k, self.expired(s, now_ms))
+            })
+        })
+    }
+
+    /// Whether `slot` still holds `k` (it may have been reused).
+    pub fn holds(&self, slot: usize, k: KeyHash) -> bool {
+        slot < self.slots && self.matches(slot, self.word(slot, TAG).load(Acquire), k)
+    }
+
     /// Keys whose state still matters.
     pub fn live_keys(&self, now_ms: u64) -> u64 {
         (0..self.slots)

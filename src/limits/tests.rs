@@ -43,7 +43,7 @@ fn rate_zone(size: &str, rate: &str) -> String {
 fn take(z: &LimitZone, key: &[u8], g: &Gcra, now_us: u64) -> bool {
     matches!(
         z.rate_check(z.key_hash(key), g, now_us),
-        Some((Verdict::Allow { .. }, _))
+        Some((Verdict::Allow { .. }, _, _))
     )
 }
 

@@ -14,11 +14,12 @@
 //!
 //! Every outcome is one error-log line naming the zone.
 
+use super::cluster::{self as cl, ClusterRt, Gate};
 use super::gcra::{Gcra, Verdict};
 use super::quota::Quota;
 use super::table::{Expiry, KeyHash, Table, SLOT_HEADER_WORDS};
 use super::window::Window;
-use crate::config::{Config, LimitZoneConf, ZoneKind};
+use crate::config::{ClusterFailure, Config, LimitZoneConf, ZoneKind};
 use crate::shm::zone::{self, Opened, ZoneMap, ZoneSpec};
 use crate::util::hash::hash_words;
 use crate::waiting_room::RoomSet;
@@ -97,6 +98,8 @@ pub struct LimitZone {
     seed: (u64, u64),
     slot_words: usize,
     expiry: Expiry,
+    /// `Some` for a `cluster=on` zone under a `cluster` directive.
+    pub cluster: Option<ClusterRt>,
 }
 
 fn kind_id(k: &ZoneKind) -> u64 {
@@ -107,31 +110,34 @@ fn kind_id(k: &ZoneKind) -> u64 {
     }
 }
 
-/// Slot size in words for a zone.
-pub fn slot_words(k: &ZoneKind) -> usize {
-    SLOT_HEADER_WORDS
-        + match *k {
-            ZoneKind::Count {
-                window_ms,
-                precision_ms,
-            } => Window::new(window_ms, precision_ms).buckets as usize,
-            _ => 1,
-        }
+/// Slot size in words for a zone (`cluster`: a `cluster=on` zone).
+pub fn slot_words(k: &ZoneKind, cluster: bool) -> usize {
+    SLOT_HEADER_WORDS + k.payload_words(cluster) as usize
 }
 
 /// Digest of what shapes a slot's payload.
-fn layout(k: &ZoneKind) -> u64 {
+fn layout(k: &ZoneKind, cluster: bool) -> u64 {
+    let words = slot_words(k, cluster) as u64;
+    let c = cluster as u64;
     match *k {
-        ZoneKind::Rate { .. } => hash_words(&[1, slot_words(k) as u64]),
-        ZoneKind::Count { precision_ms, .. } => {
-            hash_words(&[2, slot_words(k) as u64, precision_ms])
-        }
-        ZoneKind::Bytes { per_ms, .. } => hash_words(&[3, slot_words(k) as u64, per_ms]),
+        ZoneKind::Rate { .. } if cluster => hash_words(&[1, words, c]),
+        ZoneKind::Rate { .. } => hash_words(&[1, words]),
+        ZoneKind::Count { precision_ms, .. } if cluster => hash_words(&[2, words, precision_ms, c]),
+        ZoneKind::Count { precision_ms, .. } => hash_words(&[2, words, precision_ms]),
+        ZoneKind::Bytes { per_ms, .. } if cluster => hash_words(&[3, words, per_ms, c]),
+        ZoneKind::Bytes { per_ms, .. } => hash_words(&[3, words, per_ms]),
     }
 }
 
+/// The key-hash seed of a cluster zone: derived from its name, so that
+/// every node hashes a key to the same Redis key.
+pub fn cluster_seed(name: &str) -> (u64, u64) {
+    let h = crate::util::hash::siphash128(0x736c_7569_6365, 0x0063_6c75_7374_6572, name.as_bytes());
+    ((h >> 64) as u64, h as u64)
+}
+
 /// Digest of every parameter.
-fn fingerprint(k: &ZoneKind) -> u64 {
+fn fingerprint(k: &ZoneKind, cluster: bool) -> u64 {
     let params = match *k {
         ZoneKind::Rate { interval_us } => [interval_us, 0],
         ZoneKind::Count {
@@ -143,7 +149,7 @@ fn fingerprint(k: &ZoneKind) -> u64 {
             per_ms,
         } => [quota_bytes, per_ms],
     };
-    hash_words(&[kind_id(k), layout(k), params[0], params[1]])
+    hash_words(&[kind_id(k), layout(k, cluster), params[0], params[1]])
 }
 
 fn expiry(k: &ZoneKind) -> Expiry {
@@ -162,14 +168,25 @@ fn wall_ms() -> u64 {
 }
 
 impl LimitZone {
-    fn new(conf: &LimitZoneConf, map: Arc<ZoneMap>) -> LimitZone {
+    fn new(cfg: &Config, conf: &LimitZoneConf, map: Arc<ZoneMap>) -> LimitZone {
         LimitZone {
             seed: map.header().seed(),
             conf: conf.clone(),
-            slot_words: slot_words(&conf.kind),
+            slot_words: slot_words(&conf.kind, conf.cluster),
             expiry: expiry(&conf.kind),
+            cluster: ClusterRt::of(cfg.http.cluster.as_ref(), conf.cluster),
             map,
         }
+    }
+
+    /// The mapped file's header (the sync thread keeps its state there).
+    pub fn header(&self) -> &crate::shm::zone::ZoneHeader {
+        self.map.header()
+    }
+
+    /// How a cluster zone decides now; `None` for a local zone.
+    pub fn gate(&self, now_ms: u64) -> Option<Gate> {
+        Some(cl::gate(self.map.header(), self.cluster.as_ref()?, now_ms))
     }
 
     /// Zone name.
@@ -201,11 +218,30 @@ impl LimitZone {
     }
 
     /// `limit_req`: decide for key `k` at `now_us`. `None` (not limited)
-    /// only when the table could not give the key a slot; the slot index
-    /// comes back for [`LimitZone::rate_undo`].
-    pub fn rate_check(&self, k: KeyHash, g: &Gcra, now_us: u64) -> Option<(Verdict, usize)> {
-        let s = self.slot(k, now_us / 1000)?;
-        Some((g.check(&self.table().payload(s)[0], now_us), s))
+    /// when the table could not give the key a slot, or a cluster zone's
+    /// failure mode is `open`. The slot index and the limit as applied (a
+    /// cluster node's share of `g`) come back for [`LimitZone::rate_undo`].
+    pub fn rate_check(&self, k: KeyHash, g: &Gcra, now_us: u64) -> Option<(Verdict, usize, Gcra)> {
+        let now_ms = now_us / 1000;
+        let s = self.slot(k, now_ms)?;
+        let p = self.table().payload(s);
+        let Some(gate) = self.gate(now_ms) else {
+            return Some((g.check(&p[cl::RATE_TAT], now_us), s, *g));
+        };
+        p[cl::RATE_DEMAND].fetch_add(1, Relaxed);
+        let share = match gate {
+            Gate::Synced { nodes } => match p[cl::RATE_SHARE].load(Relaxed) {
+                0 => cl::PPM / nodes,
+                v => v,
+            },
+            Gate::Failed { mode, nodes } => match mode {
+                ClusterFailure::Open => return None,
+                ClusterFailure::Closed => return Some((refused(), s, *g)),
+                ClusterFailure::Local => cl::PPM / nodes,
+            },
+        };
+        let mine = g.share(share);
+        Some((mine.check(&p[cl::RATE_TAT], now_us), s, mine))
     }
 
     /// Take back a request admitted by [`LimitZone::rate_check`].
@@ -229,16 +265,40 @@ impl LimitZone {
     /// `count`: one more request for `k`.
     pub fn count_add(&self, k: KeyHash, now_ms: u64) {
         if let (Some(w), Some(s)) = (self.window(), self.slot(k, now_ms)) {
-            w.add(self.table().payload(s), now_ms, 1);
+            let p = self.table().payload(s);
+            let ring = w.buckets as usize;
+            w.add(&p[..ring], now_ms, 1);
+            if self.cluster.is_some() {
+                p[ring + cl::COUNT_HITS].fetch_add(1, Relaxed);
+            }
         }
     }
 
     /// `count_report`: requests of `k` in the window ending at `now_ms`.
+    /// A synced cluster zone reports the global count (all nodes, as of
+    /// the last sync, plus this node's requests since); a failed one, this
+    /// node's own. A cluster zone gives an unseen key a slot, so that the
+    /// sync thread fetches its global count.
     pub fn count_sum(&self, k: KeyHash, now_ms: u64) -> u64 {
-        let (Some(w), Some(s)) = (self.window(), self.table().find(k, now_ms)) else {
+        let Some(w) = self.window() else {
             return 0;
         };
-        w.sum(self.table().payload(s), now_ms)
+        let slot = match self.cluster {
+            Some(_) => self.slot(k, now_ms),
+            None => self.table().find(k, now_ms),
+        };
+        let Some(s) = slot else {
+            return 0;
+        };
+        let p = self.table().payload(s);
+        let ring = w.buckets as usize;
+        if let Some(Gate::Synced { .. }) = self.gate(now_ms) {
+            let hits = p[ring + cl::COUNT_HITS].load(Relaxed);
+            if let Some(g) = cl::global_count(p[ring + cl::COUNT_GLOBAL].load(Relaxed), hits) {
+                return g;
+            }
+        }
+        w.sum(&p[..ring], now_ms)
     }
 
     /// The quota of a `limit_bytes_zone`.
@@ -260,7 +320,23 @@ impl LimitZone {
     pub fn quota_check(&self, k: KeyHash, now_ms: u64) -> Option<(usize, Option<u64>)> {
         let q = self.quota()?;
         let s = self.slot(k, now_ms)?;
-        Some((s, q.over(&self.table().payload(s)[0], now_ms)))
+        let p = self.table().payload(s);
+        let Some(gate) = self.gate(now_ms) else {
+            return Some((s, q.over(&p[0], now_ms)));
+        };
+        let used = q.used(&p[0], now_ms);
+        let limit = match gate {
+            Gate::Synced { .. } => {
+                let remote = q.used(&p[cl::BYTES_REMOTE], now_ms);
+                q.quota_bytes.saturating_sub(remote)
+            }
+            Gate::Failed { mode, nodes } => match mode {
+                ClusterFailure::Open => u64::MAX,
+                ClusterFailure::Closed => 0,
+                ClusterFailure::Local => q.quota_bytes / nodes,
+            },
+        };
+        Some((s, (used >= limit).then(|| q.until_next(now_ms))))
     }
 
     /// `limit_bytes` after the response: `bytes` more for the key in `slot`.
@@ -328,6 +404,21 @@ impl ZoneSet {
         let rooms = Arc::new(RoomSet::open(cfg, previous.map(|p| &*p.rooms))?);
         Ok(ZoneSet { zones, rooms })
     }
+
+    /// Whether any zone or room is global (`cluster=on`).
+    pub fn has_cluster(&self) -> bool {
+        self.zones.iter().any(|z| z.cluster.is_some())
+            || self.rooms.rooms().iter().any(|r| r.cluster.is_some())
+    }
+}
+
+/// The verdict of a cluster zone whose failure mode is `closed`: refused,
+/// to be retried in a second.
+fn refused() -> Verdict {
+    Verdict::Reject {
+        retry_us: 1_000_000,
+        reset_us: 1_000_000,
+    }
 }
 
 fn open_one(
@@ -341,9 +432,10 @@ fn open_one(
         name,
         zone_bytes: conf.size_bytes,
         kind: kind_id(&conf.kind),
-        slot_words: slot_words(&conf.kind) as u64,
-        layout: layout(&conf.kind),
-        fingerprint: fingerprint(&conf.kind),
+        slot_words: slot_words(&conf.kind, conf.cluster) as u64,
+        layout: layout(&conf.kind, conf.cluster),
+        fingerprint: fingerprint(&conf.kind, conf.cluster),
+        seed: conf.cluster.then(|| cluster_seed(name)),
     };
     let same_shape = |m: &ZoneMap| {
         let h = m.header();
@@ -363,13 +455,13 @@ fn open_one(
     if let Some(prev) = previous.and_then(|p| p.zones.iter().find(|z| z.conf.name == *name)) {
         if same_shape(&prev.map) {
             refresh(&prev.map, "reload");
-            return Ok(LimitZone::new(conf, prev.map.clone()));
+            return Ok(LimitZone::new(cfg, conf, prev.map.clone()));
         }
     }
     let now_ms = wall_ms();
     let map = match zone::open(&spec)? {
         Opened::Created(m) => {
-            let z = LimitZone::new(conf, Arc::new(m));
+            let z = LimitZone::new(cfg, conf, Arc::new(m));
             log::info!(
                 "zone \"{name}\": created {} ({} keys)",
                 z.map.path().display(),
@@ -379,7 +471,7 @@ fn open_one(
         }
         Opened::Existing(m) => {
             refresh(&m, "file");
-            let z = LimitZone::new(conf, Arc::new(m));
+            let z = LimitZone::new(cfg, conf, Arc::new(m));
             log::info!(
                 "zone \"{name}\": using {} ({} of {} keys in use)",
                 z.map.path().display(),
@@ -429,5 +521,5 @@ fn open_one(
             new
         }
     };
-    Ok(LimitZone::new(conf, Arc::new(map)))
+    Ok(LimitZone::new(cfg, conf, Arc::new(map)))
 }

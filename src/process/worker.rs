@@ -24,7 +24,7 @@ use slab::Slab;
 use std::io::{ErrorKind, Write};
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -73,6 +73,9 @@ struct Worker {
     slot: usize,
     max_conns: usize,
     draining: bool,
+    /// Set when draining: the cluster sync thread (worker 0) pushes what
+    /// is left and lets the next generation's take over.
+    cluster_stop: Arc<AtomicBool>,
     shutdown_at_ms: u64,
     shutdown_timeout_ms: u64,
     accept_paused_until_ms: u64,
@@ -160,7 +163,17 @@ fn start(init: WorkerInit) -> std::io::Result<()> {
         }
         p
     };
+    let cluster_stop = Arc::new(AtomicBool::new(false));
+    if let (0, Some(c)) = (init.index, cfg.http.cluster.as_ref()) {
+        crate::cluster::start(
+            c,
+            cfg.state_dir.clone(),
+            init.zones.clone(),
+            cluster_stop.clone(),
+        )?;
+    }
     let mut w = Worker {
+        cluster_stop,
         poll,
         conns: Slab::with_capacity(1024),
         sessions: Slab::new(),
@@ -276,6 +289,7 @@ impl Worker {
         }
         self.draining = true;
         self.ctx.draining = true;
+        self.cluster_stop.store(true, Relaxed);
         self.shutdown_at_ms = self.ctx.now_ms + self.shutdown_timeout_ms;
         // Stop accepting on our own sockets; the master keeps them open for
         // the next generation, so queued connections are not lost.

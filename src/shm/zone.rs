@@ -116,6 +116,9 @@ pub struct ZoneSpec<'a> {
     pub layout: u64,
     /// Digest of every parameter.
     pub fingerprint: u64,
+    /// The key-hash seed of a new file; `None` = random. (Cluster zones
+    /// need the same key hashes on every node.)
+    pub seed: Option<(u64, u64)>,
 }
 
 /// A mapped zone file.
@@ -174,7 +177,7 @@ pub fn open(spec: &ZoneSpec) -> io::Result<Opened> {
     let file = match OpenOptions::new().read(true).write(true).open(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            let mut z = create_staged(spec, None)?;
+            let mut z = create_staged(spec, spec.seed)?;
             z.commit()?;
             return Ok(Opened::Created(z));
         }
@@ -193,7 +196,7 @@ pub fn open(spec: &ZoneSpec) -> io::Result<Opened> {
                 .dir
                 .join(format!("{}.zone.corrupt-{}", spec.name, unix_now()));
             fs::rename(&path, &moved_to)?;
-            let mut new = create_staged(spec, None)?;
+            let mut new = create_staged(spec, spec.seed)?;
             new.commit()?;
             return Ok(Opened::SetAside {
                 new,
@@ -210,7 +213,7 @@ pub fn open(spec: &ZoneSpec) -> io::Result<Opened> {
     if same {
         return Ok(Opened::Existing(old));
     }
-    let new = create_staged(spec, Some(h.seed()))?;
+    let new = create_staged(spec, spec.seed.or(Some(h.seed())))?;
     Ok(Opened::Changed { old, new })
 }
 
@@ -369,6 +372,7 @@ mod tests {
             slot_words: 4,
             layout,
             fingerprint: 7,
+            seed: None,
         }
     }
 

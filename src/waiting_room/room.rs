@@ -33,6 +33,12 @@ const W_ADMITTED: usize = 1;
 const W_QUEUED: usize = 2;
 const W_REFUSED: usize = 3;
 const W_PAGES: usize = 4;
+/// Cluster: slots taken here, monotonic.
+const W_TAKEN: usize = 5;
+/// Cluster: `W_TAKEN` as of the last push.
+const W_TAKEN_PUSHED: usize = 6;
+/// Cluster: sessions active on the other nodes, as of the last sync.
+const W_REMOTE_ACTIVE: usize = 7;
 const W_REJECTS: usize = 8;
 const W_BUCKETS: usize = 16;
 const COUNT_BITS: u32 = 24;
@@ -51,6 +57,8 @@ pub struct Params {
     pub max_wait_ms: u64,
     /// Queue discipline.
     pub mode: Mode,
+    /// Sessions active on other nodes (a synced cluster room; else 0).
+    pub remote_active: u64,
 }
 
 /// Counters of a room (for `status;`).
@@ -105,6 +113,7 @@ impl<'a> Room<'a> {
             }
             match next.compare_exchange_weak(cur, slot + self.p.interval_us, Relaxed, Relaxed) {
                 Ok(_) => {
+                    self.w[W_TAKEN].fetch_add(1, Relaxed);
                     if slot > now_us {
                         self.w[W_QUEUED].fetch_add(1, Relaxed);
                     }
@@ -155,8 +164,13 @@ impl<'a> Room<'a> {
         epoch + (BUCKETS as u64 - 3) > now_epoch && epoch <= now_epoch
     }
 
-    /// Sessions active at `now_ms`.
+    /// Sessions active at `now_ms`, on every node of a synced cluster room.
     pub fn active(&self, now_ms: u64) -> u64 {
+        self.local_active(now_ms) + self.p.remote_active
+    }
+
+    /// Sessions active at `now_ms` on this node.
+    pub fn local_active(&self, now_ms: u64) -> u64 {
         let now_epoch = now_ms / self.bucket_width_ms();
         self.w[W_BUCKETS..W_BUCKETS + BUCKETS]
             .iter()
@@ -202,6 +216,30 @@ impl<'a> Room<'a> {
     pub fn renew(&self, seen_ms: u64, now_ms: u64) {
         self.bucket_add(seen_ms, now_ms, false);
         self.bucket_add(now_ms, now_ms, true);
+    }
+
+    /// Cluster sync: slots taken here since the last push; the caller
+    /// pushes them, then calls [`Room::pushed`] with the returned total.
+    pub fn taken_since_push(&self) -> (u64, u64) {
+        let taken = self.w[W_TAKEN].load(Relaxed);
+        (
+            taken.wrapping_sub(self.w[W_TAKEN_PUSHED].load(Relaxed)),
+            taken,
+        )
+    }
+
+    /// Cluster sync: slots up to `taken` are pushed; the global next slot
+    /// is `next_us` (never moved back) and `remote_active` sessions are
+    /// active on the other nodes.
+    pub fn pushed(&self, taken: u64, next_us: u64, remote_active: u64) {
+        self.w[W_TAKEN_PUSHED].store(taken, Relaxed);
+        self.w[W_NEXT].fetch_max(next_us, Relaxed);
+        self.w[W_REMOTE_ACTIVE].store(remote_active, Relaxed);
+    }
+
+    /// Sessions active on other nodes as of the last sync.
+    pub fn remote_active_word(&self) -> u64 {
+        self.w[W_REMOTE_ACTIVE].load(Relaxed)
     }
 
     /// One more wait page served.
@@ -254,6 +292,7 @@ mod tests {
             session_ms: 600_000,
             max_wait_ms: 1_800_000,
             mode: Mode::Fifo,
+            remote_active: 0,
         }
     }
 

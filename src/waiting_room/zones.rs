@@ -7,7 +7,9 @@
 
 use super::room::{Params, Room, ROOM_WORDS};
 use super::token::Signer;
+use crate::config::ClusterFailure;
 use crate::config::{Config, RoomZoneConf};
+use crate::limits::cluster::{self as cl, ClusterRt, Gate};
 use crate::shm::zone::{self, Opened, ZoneMap, ZoneSpec};
 use crate::util::hash::hash_words;
 use std::io;
@@ -22,6 +24,8 @@ pub struct RoomZone {
     /// The room as configured.
     pub conf: RoomZoneConf,
     map: Arc<ZoneMap>,
+    /// `Some` for a `cluster=on` room under a `cluster` directive.
+    pub cluster: Option<ClusterRt>,
 }
 
 impl RoomZone {
@@ -33,12 +37,39 @@ impl RoomZone {
             session_ms: self.conf.session_ms,
             max_wait_ms: self.conf.max_wait_ms,
             mode: self.conf.mode,
+            remote_active: 0,
         }
     }
 
-    /// The shared state.
-    pub fn room(&self) -> Option<Room<'_>> {
-        Room::new(self.map.body(), self.params())
+    /// The shared state at `now_ms`: a synced cluster room counts the
+    /// other nodes' sessions; one in failure mode `local` admits its part
+    /// (capacity and rate divided by the last known node count).
+    pub fn room(&self, now_ms: u64) -> Option<Room<'_>> {
+        let mut p = self.params();
+        match self.gate(now_ms) {
+            Some(Gate::Synced { .. }) => {
+                p.remote_active = Room::new(self.map.body(), p)?.remote_active_word();
+            }
+            Some(Gate::Failed {
+                mode: ClusterFailure::Local,
+                nodes,
+            }) => {
+                p.max_active = (p.max_active / nodes).max(1);
+                p.interval_us = p.interval_us.saturating_mul(nodes);
+            }
+            _ => {}
+        }
+        Room::new(self.map.body(), p)
+    }
+
+    /// How a cluster room decides now; `None` for a local room.
+    pub fn gate(&self, now_ms: u64) -> Option<Gate> {
+        Some(cl::gate(self.map.header(), self.cluster.as_ref()?, now_ms))
+    }
+
+    /// The mapped file's header (the sync thread keeps its state there).
+    pub fn header(&self) -> &crate::shm::zone::ZoneHeader {
+        self.map.header()
     }
 }
 
@@ -90,6 +121,7 @@ impl RoomSet {
             })?;
             rooms.push(Arc::new(RoomZone {
                 conf: conf.clone(),
+                cluster: ClusterRt::of(cfg.http.cluster.as_ref(), conf.cluster),
                 map,
             }));
         }
@@ -122,6 +154,7 @@ fn open_one(
             conf.session_ms,
             conf.max_wait_ms,
         ]),
+        seed: None,
     };
     if let Some(prev) = previous.and_then(|p| p.rooms.iter().find(|z| z.conf.name == *name)) {
         if prev.map.len() as u64 == spec.zone_bytes {
