@@ -5,8 +5,10 @@
 //! use, capacity, evictions, and requests counted or bytes accounted; those
 //! live in the zone files and survive restarts too.
 
+use crate::limits::cluster::{self as cl, Gate};
 use crate::limits::{Metric, ZoneSet, ZoneStats};
 use crate::shm::stats::StatsZone;
+use crate::shm::zone::ZoneHeader;
 use crate::waiting_room::{Reject, RoomStats};
 use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
@@ -113,7 +115,9 @@ pub fn render(
             }
             s.push_str("}}");
         }
-        s.push_str("}}\n");
+        s.push('}');
+        render_cluster_json(&cluster_rows(zones, now_ms), &mut s);
+        s.push_str("}\n");
         return (b"application/json", s.into_bytes());
     }
     type Family = (
@@ -205,7 +209,106 @@ pub fn render(
     );
     render_limits_text(&zone_stats, &mut s);
     render_rooms_text(&rooms, &mut s);
+    render_cluster_text(&cluster_rows(zones, now_ms), &mut s);
     (b"text/plain; version=0.0.4", s.into_bytes())
+}
+
+/// The sync state of one global zone or room.
+struct ClusterRow<'a> {
+    name: &'a str,
+    gate: Gate,
+    syncs: u64,
+    failures: u64,
+    /// Milliseconds since the last successful sync (`None`: never).
+    age_ms: Option<u64>,
+}
+
+fn cluster_rows(zones: &ZoneSet, now_ms: u64) -> Vec<ClusterRow<'_>> {
+    let row = |name, gate, h: &ZoneHeader| {
+        let last = h.metrics[cl::H_LAST_OK_MS].load(Relaxed);
+        ClusterRow {
+            name,
+            gate,
+            syncs: h.metrics[cl::H_SYNCS].load(Relaxed),
+            failures: h.metrics[cl::H_FAILURES].load(Relaxed),
+            age_ms: (last > 0).then(|| now_ms.saturating_sub(last)),
+        }
+    };
+    let limits = zones
+        .zones()
+        .iter()
+        .filter_map(|z| Some(row(z.name(), z.gate(now_ms)?, z.header())));
+    let rooms = zones
+        .rooms
+        .rooms()
+        .iter()
+        .filter_map(|r| Some(row(r.conf.name.as_str(), r.gate(now_ms)?, r.header())));
+    limits.chain(rooms).collect()
+}
+
+/// (synced, failure mode in force or "none", nodes)
+fn gate_parts(g: Gate) -> (bool, &'static str, u64) {
+    match g {
+        Gate::Synced { nodes } => (true, "none", nodes),
+        Gate::Failed { mode, nodes } => (false, mode.as_str(), nodes),
+    }
+}
+
+fn render_cluster_json(rows: &[ClusterRow<'_>], s: &mut String) {
+    s.push_str(",\"cluster\":{");
+    for (i, r) in rows.iter().enumerate() {
+        let (synced, mode, nodes) = gate_parts(r.gate);
+        let _ = write!(
+            s,
+            "{}\"{}\":{{\"synced\":{synced},\"failure_mode_applied\":\"{mode}\",\"nodes\":{nodes},\"syncs\":{},\"sync_failures\":{},\"last_sync_ms_ago\":{}}}",
+            if i > 0 { "," } else { "" },
+            r.name,
+            r.syncs,
+            r.failures,
+            r.age_ms.map_or("null".to_string(), |a| a.to_string())
+        );
+    }
+    s.push('}');
+}
+
+fn render_cluster_text(rows: &[ClusterRow<'_>], s: &mut String) {
+    if rows.is_empty() {
+        return;
+    }
+    s.push_str("# HELP sluice_cluster_synced 1 if the global zone synced with Redis recently, 0 if its failure mode applies.\n# TYPE sluice_cluster_synced gauge\n");
+    for r in rows {
+        let (synced, mode, _) = gate_parts(r.gate);
+        let _ = writeln!(
+            s,
+            "sluice_cluster_synced{{zone=\"{}\",failure_mode_applied=\"{mode}\"}} {}",
+            r.name, synced as u8
+        );
+    }
+    s.push_str("# HELP sluice_cluster_nodes Live nodes at the last sync.\n# TYPE sluice_cluster_nodes gauge\n");
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "sluice_cluster_nodes{{zone=\"{}\"}} {}",
+            r.name,
+            gate_parts(r.gate).2
+        );
+    }
+    s.push_str("# HELP sluice_cluster_syncs_total Successful syncs.\n# TYPE sluice_cluster_syncs_total counter\n");
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "sluice_cluster_syncs_total{{zone=\"{}\"}} {}",
+            r.name, r.syncs
+        );
+    }
+    s.push_str("# HELP sluice_cluster_sync_failures_total Failed syncs (Redis down or slow).\n# TYPE sluice_cluster_sync_failures_total counter\n");
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "sluice_cluster_sync_failures_total{{zone=\"{}\"}} {}",
+            r.name, r.failures
+        );
+    }
 }
 
 fn render_rooms_text(rooms: &[(&str, RoomStats)], s: &mut String) {

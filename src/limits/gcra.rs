@@ -264,7 +264,10 @@ mod tests {
         let m = (0..=909u64)
             .filter(|i| allowed(plain.check(&cell, t0 + i * 11_000)))
             .count();
-        assert!(m < n, "without slack a node loses part of its share: {m} vs {n}");
+        assert!(
+            m < n,
+            "without slack a node loses part of its share: {m} vs {n}"
+        );
         // The burst stays the same time, so the node's part of it shrinks.
         let b = Gcra::new(SEC, 9, None).share(500_000);
         assert_eq!((b.interval_us, b.tolerance_us), (2 * SEC, 9 * SEC));
