@@ -233,6 +233,8 @@ pub struct Response {
     pub status: u16,
     /// The head, lowercased, for header checks.
     pub head: String,
+    /// The head as sent (tokens and cookies are case-sensitive).
+    pub raw_head: String,
     /// The body.
     pub body: String,
 }
@@ -245,12 +247,23 @@ impl Response {
             (n.trim() == name).then(|| v.trim().to_string())
         })
     }
+
+    /// A header value as sent (name in any case).
+    pub fn header_exact(&self, name: &str) -> Option<String> {
+        self.raw_head.lines().find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
+    }
 }
 
 /// Parse one response out of `data`; returns it and the bytes used.
 pub fn parse_response(data: &[u8]) -> Option<(Response, usize)> {
     let end = data.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-    let head = String::from_utf8_lossy(&data[..end]).to_lowercase();
+    let raw_head = String::from_utf8_lossy(&data[..end]).into_owned();
+    let head = raw_head.to_lowercase();
     let status = head
         .split_whitespace()
         .nth(1)
@@ -259,6 +272,7 @@ pub fn parse_response(data: &[u8]) -> Option<(Response, usize)> {
     let mut r = Response {
         status,
         head,
+        raw_head,
         body: String::new(),
     };
     let len: usize = r
@@ -287,6 +301,7 @@ pub fn request(port: u16, path: &str, extra: &[(&str, &str)]) -> Response {
     parse_response(&data).map(|(r, _)| r).unwrap_or(Response {
         status: 0,
         head: String::new(),
+        raw_head: String::new(),
         body: String::new(),
     })
 }

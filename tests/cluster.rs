@@ -1,0 +1,370 @@
+//! Cluster mode end to end: a real `redis-server` on a free loopback port
+//! and several sluice nodes (each its own master, state directory and
+//! port) sharing global zones through it. A global rate over three nodes,
+//! a node that gets all the traffic, the global count, a waiting-room
+//! ticket from one node admitted by another, and Redis stopped mid-run
+//! (each failure mode) then restarted.
+//!
+//! `redis-server` must be installed (`.ci/run` installs it); without it
+//! these tests fail when `SLUICE_REQUIRE_REDIS` is set and are skipped
+//! with a message otherwise.
+
+mod limits_common;
+
+use limits_common::{conf_template, free_port, request, Conn, Sluice, TempDir};
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A redis-server child on a loopback port, killed on drop.
+struct Redis {
+    child: Child,
+    port: u16,
+    dir: TempDir,
+}
+
+impl Redis {
+    fn start() -> Option<Redis> {
+        Redis::on(free_port(), TempDir::new("redis"))
+    }
+
+    fn on(port: u16, dir: TempDir) -> Option<Redis> {
+        let found = Command::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok();
+        if !found {
+            assert!(
+                std::env::var_os("SLUICE_REQUIRE_REDIS").is_none(),
+                "redis-server is not installed (bash .ci/run installs it)"
+            );
+            eprintln!("skipped: redis-server is not installed");
+            return None;
+        }
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&dir.0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        let r = Redis { child, port, dir };
+        wait_for("redis to listen", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Some(r)
+    }
+
+    /// Kill it (as a crash would) and give back its port and directory.
+    fn kill(mut self) -> (u16, TempDir) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let port = self.port;
+        let dir = TempDir(std::mem::take(&mut self.dir.0));
+        std::mem::forget(self);
+        (port, dir)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A node: one worker, `http` and `server` text after the cluster line.
+fn node(redis_port: u16, name: &str, opts: &str, http: &str, server: &str) -> (TempDir, Sluice) {
+    let dir = TempDir::new(name);
+    std::fs::create_dir_all(dir.join("www/g")).unwrap();
+    std::fs::write(dir.join("www/g/x"), "g\n").unwrap();
+    std::fs::write(dir.join("www/hit"), "hit\n").unwrap();
+    let http = format!("cluster redis://127.0.0.1:{redis_port} node={name} {opts};\n  {http}");
+    let s = Sluice::start(&dir.0, &conf_template(1, &http, server));
+    (dir, s)
+}
+
+fn status(s: &Sluice) -> String {
+    request(s.port, "/status", &[("Accept", "application/json")]).body
+}
+
+/// `"name":VALUE` of zone `zone` in the status JSON's "cluster" object.
+fn cluster_field(json: &str, zone: &str, name: &str) -> String {
+    let c = &json[json
+        .find("\"cluster\":{")
+        .unwrap_or_else(|| panic!("cluster in {json}"))..];
+    let z = &c[c
+        .find(&format!("\"{zone}\":{{"))
+        .unwrap_or_else(|| panic!("{zone} in {c}"))..];
+    let z = &z[..z.find('}').unwrap_or(z.len())];
+    let key = format!("\"{name}\":");
+    let v = &z[z.find(&key).unwrap_or_else(|| panic!("{name} in {z}")) + key.len()..];
+    v.split([',', '}']).next().unwrap_or_default().to_string()
+}
+
+/// Until every node has synced and sees `n` nodes.
+fn wait_synced(nodes: &[&Sluice], zone: &str, n: u64) {
+    wait_for("every node to sync", Duration::from_secs(10), || {
+        nodes.iter().all(|s| {
+            let j = status(s);
+            cluster_field(&j, zone, "synced") == "true"
+                && cluster_field(&j, zone, "nodes") == n.to_string()
+        })
+    });
+}
+
+/// Drive `ports` together (one keep-alive client each, a request every
+/// `gap`) for `secs`; returns (admitted, sent) per port.
+fn drive(ports: &[u16], path: &str, gap: Duration, secs: f64) -> Vec<(u64, u64)> {
+    let end = Instant::now() + Duration::from_secs_f64(secs);
+    std::thread::scope(|sc| {
+        let handles: Vec<_> = ports
+            .iter()
+            .map(|&p| {
+                sc.spawn(move || {
+                    let mut c = Conn::new(p);
+                    let (mut ok, mut sent) = (0, 0);
+                    while Instant::now() < end {
+                        c.send(&format!("GET {path} HTTP/1.1\r\nHost: shop\r\n\r\n"));
+                        let Some(r) = c.try_read() else {
+                            // keepalive_requests reached: a new connection.
+                            c = Conn::new(p);
+                            continue;
+                        };
+                        sent += 1;
+                        match r.status {
+                            200 => ok += 1,
+                            429 => {}
+                            s => panic!("unexpected status {s}"),
+                        }
+                        std::thread::sleep(gap);
+                    }
+                    (ok, sent)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+const RATE_ZONE: &str = "limit_req_zone $host zone=g:1m rate=30r/s cluster=on;";
+const RATE_LOC: &str = "location /g/ { limit_req zone=g; }";
+
+#[test]
+fn a_global_rate_over_three_nodes_admits_the_limit() {
+    let Some(redis) = Redis::start() else { return };
+    let nodes: Vec<_> = (1..=3)
+        .map(|i| {
+            node(
+                redis.port,
+                &format!("n{i}"),
+                "sync=100ms",
+                RATE_ZONE,
+                RATE_LOC,
+            )
+        })
+        .collect();
+    let servers: Vec<&Sluice> = nodes.iter().map(|(_, s)| s).collect();
+    wait_synced(&servers, "g", 3);
+    let ports: Vec<u16> = servers.iter().map(|s| s.port).collect();
+    let secs = 10.0;
+    let got = drive(&ports, "/g/x", Duration::from_millis(5), secs);
+    let admitted: u64 = got.iter().map(|g| g.0).sum();
+    let sent: u64 = got.iter().map(|g| g.1).sum();
+    let limit = 30.0 * secs;
+    eprintln!(
+        "global 30 r/s over 3 nodes for {secs} s: {admitted} admitted of {sent} sent, overshoot {:+.1} %, per node {got:?}",
+        100.0 * (admitted as f64 - limit) / limit
+    );
+    assert!(
+        sent as f64 > 5.0 * limit,
+        "the nodes were not driven hard enough"
+    );
+    // Each node starts with one request of a full bucket: +3 at most.
+    assert!(
+        admitted as f64 >= 0.98 * limit && admitted as f64 <= 1.05 * limit + 3.0,
+        "{admitted} admitted for a limit of {limit}"
+    );
+    for (ok, _) in &got {
+        assert!(
+            *ok as f64 > limit / 3.0 * 0.8,
+            "an even load, an even share: {got:?}"
+        );
+    }
+}
+
+#[test]
+fn a_node_that_gets_all_the_traffic_uses_nearly_all_the_limit() {
+    let Some(redis) = Redis::start() else { return };
+    let (_da, a) = node(redis.port, "a", "sync=50ms", RATE_ZONE, RATE_LOC);
+    let (_db, b) = node(redis.port, "b", "sync=50ms", RATE_ZONE, RATE_LOC);
+    wait_synced(&[&a, &b], "g", 2);
+    let secs = 5.0;
+    let got = drive(&[a.port], "/g/x", Duration::from_millis(5), secs);
+    let limit = 30.0 * secs;
+    eprintln!(
+        "all traffic on one of 2 nodes: {:?} (limit {limit})",
+        got[0]
+    );
+    // Until its first sync the node may use half; then all of it.
+    assert!(got[0].0 as f64 >= 0.9 * limit, "{:?}", got[0]);
+    assert!(got[0].0 as f64 <= 1.05 * limit + 2.0, "{:?}", got[0]);
+    // The idle node is not starved either: its share comes back at once.
+    let got = drive(&[b.port], "/g/x", Duration::from_millis(5), 2.0);
+    assert!(got[0].0 as f64 >= 0.8 * 60.0, "{:?}", got[0]);
+}
+
+#[test]
+fn the_count_is_global() {
+    let Some(redis) = Redis::start() else { return };
+    let http = "count_zone zone=c:1m window=60s precision=100ms cluster=on;";
+    let server =
+        "location = /hit { count zone=c; }\n    location = /count { count_report zone=c; }";
+    let nodes: Vec<_> = (1..=3)
+        .map(|i| node(redis.port, &format!("c{i}"), "sync=50ms", http, server))
+        .collect();
+    let servers: Vec<&Sluice> = nodes.iter().map(|(_, s)| s).collect();
+    wait_synced(&servers, "c", 3);
+    for (s, n) in servers.iter().zip([5, 7, 9]) {
+        for _ in 0..n {
+            assert_eq!(request(s.port, "/hit", &[]).status, 200);
+        }
+    }
+    // This node's own requests count at once; the others' within a sync.
+    let own = request(servers[2].port, "/count", &[]).body;
+    let own: u64 = own
+        .trim()
+        .trim_start_matches("{\"requestCount\":")
+        .trim_end_matches('}')
+        .parse()
+        .unwrap_or_else(|_| panic!("{own}"));
+    assert!((9..=21).contains(&own), "{own}");
+    let want = "{\"requestCount\":21}";
+    wait_for(
+        "the global count on every node",
+        Duration::from_secs(3),
+        || {
+            servers
+                .iter()
+                .all(|s| request(s.port, "/count", &[]).body.trim() == want)
+        },
+    );
+    // And it stays exact: a report does not count itself, nothing doubles.
+    std::thread::sleep(Duration::from_millis(300));
+    for s in &servers {
+        assert_eq!(request(s.port, "/count", &[]).body.trim(), want);
+    }
+}
+
+#[test]
+fn a_ticket_from_one_node_admits_on_another() {
+    let Some(redis) = Redis::start() else { return };
+    let key_dir = TempDir::new("wr-key");
+    let key = key_dir.join("wr.key");
+    std::fs::write(&key, "k1 0123456789abcdef0123456789abcdef\n").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let http = format!(
+        "waiting_room_zone shop:64k admit_rate=30/m max_active=100 session=60s cluster=on;\n  waiting_room_secret {};",
+        key.display()
+    );
+    let server = "location /g/ { waiting_room shop; }";
+    let (_da, a) = node(redis.port, "wa", "sync=50ms", &http, server);
+    let (_db, b) = node(redis.port, "wb", "sync=50ms", &http, server);
+    wait_synced(&[&a, &b], "shop", 2);
+    // User 1 on A takes the free slot...
+    let first = request(a.port, "/g/x", &[]);
+    assert_eq!(first.status, 200);
+    assert!(first.body.contains('g'), "{}", first.body);
+    let cookie_a = first
+        .header_exact("set-cookie")
+        .expect("a session cookie")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    // ...which B learns within a sync: user 2 on B waits for the next one.
+    std::thread::sleep(Duration::from_millis(300));
+    let wait = request(b.port, "/g/x", &[]);
+    assert_eq!(wait.status, 200);
+    assert!(
+        wait.body.contains("sluice_wr="),
+        "B should queue: {}",
+        wait.body
+    );
+    let refresh = wait.header_exact("refresh").expect("a Refresh header");
+    let url = refresh.split_once(";url=").expect("url").1.to_string();
+    let secs: u64 = refresh
+        .split(';')
+        .next()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap();
+    assert!((1..=3).contains(&secs), "next slot 2 s later: {refresh}");
+    // The ticket from B, brought to A after its time: A admits it.
+    std::thread::sleep(Duration::from_millis(2100));
+    let admitted = request(a.port, &url, &[]);
+    assert_eq!(admitted.status, 302, "{url} -> {}", admitted.body);
+    assert!(admitted.header("set-cookie").is_some());
+    // And A's session cookie is good on B.
+    let on_b = request(b.port, "/g/x", &[("Cookie", &cookie_a)]);
+    assert_eq!(on_b.status, 200);
+    assert!(!on_b.body.contains("sluice_wr="), "{}", on_b.body);
+}
+
+#[test]
+fn redis_down_applies_each_failure_mode_and_syncing_resumes() {
+    let Some(redis) = Redis::start() else { return };
+    let zone = "limit_req_zone $host zone=g:1m rate=10r/s cluster=on;";
+    let (_do, open) = node(redis.port, "fo", "sync=50ms failure=open", zone, RATE_LOC);
+    let (_dc, closed) = node(redis.port, "fc", "sync=50ms failure=closed", zone, RATE_LOC);
+    let (_dl, local) = node(redis.port, "fl", "sync=50ms failure=local", zone, RATE_LOC);
+    let all = [&open, &closed, &local];
+    wait_synced(&all, "g", 3);
+    let burst = |s: &Sluice| (0..20).filter(|_| s.get("/g/x").status == 200).count();
+    // Synced: a burst gets about a third of one request's worth each.
+    assert!(burst(&open) <= 3);
+
+    let (port, dir) = redis.kill();
+    wait_for("the failure modes", Duration::from_secs(5), || {
+        all.iter()
+            .all(|s| cluster_field(&status(s), "g", "synced") == "false")
+    });
+    assert_eq!(burst(&open), 20, "open: everything allowed");
+    assert_eq!(burst(&closed), 0, "closed: everything refused");
+    let l = burst(&local);
+    assert!((1..=2).contains(&l), "local: a third of the rate, got {l}");
+    let j = status(&closed);
+    assert_eq!(cluster_field(&j, "g", "failure_mode_applied"), "\"closed\"");
+    assert!(
+        cluster_field(&j, "g", "sync_failures")
+            .parse::<u64>()
+            .unwrap()
+            > 0
+    );
+    assert!(closed
+        .error_log()
+        .contains("cluster: cannot sync with redis://"));
+
+    let _redis = Redis::on(port, dir).expect("restart redis");
+    wait_synced(&all, "g", 3);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(burst(&open) <= 3, "open is global again");
+    assert!(burst(&closed) >= 1, "closed admits again");
+    for s in all {
+        assert!(
+            s.error_log().contains("synced with redis://"),
+            "{}",
+            s.error_log()
+        );
+    }
+}
