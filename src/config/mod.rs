@@ -24,6 +24,8 @@ mod tests;
 #[cfg(test)]
 mod tests_cache;
 #[cfg(test)]
+mod tests_cluster;
+#[cfg(test)]
 mod tests_http;
 #[cfg(test)]
 mod tests_limits;
