@@ -265,6 +265,65 @@ fn the_count_is_global() {
     for s in &servers {
         assert_eq!(request(s.port, "/count", &[]).body.trim(), want);
     }
+    // A reload hands the sync to the new generation, a kill -9 of the
+    // worker that syncs to its replacement: no hit is lost or pushed twice.
+    servers[0].reload();
+    for _ in 0..3 {
+        assert_eq!(request(servers[0].port, "/hit", &[]).status, 200);
+    }
+    let w = servers[1].workers();
+    assert_eq!(w.len(), 1);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(w[0]),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    wait_for("a respawned worker", Duration::from_secs(10), || {
+        let now = servers[1].workers();
+        now.len() == 1 && now != w && request(servers[1].port, "/hit", &[]).status == 200
+    });
+    for _ in 0..2 {
+        assert_eq!(request(servers[1].port, "/hit", &[]).status, 200);
+    }
+    let want = "{\"requestCount\":27}";
+    wait_for(
+        "the count after reload and crash",
+        Duration::from_secs(3),
+        || {
+            servers
+                .iter()
+                .all(|s| request(s.port, "/count", &[]).body.trim() == want)
+        },
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    for s in &servers {
+        assert_eq!(request(s.port, "/count", &[]).body.trim(), want);
+    }
+}
+
+#[test]
+fn a_global_byte_quota_is_shared() {
+    let Some(redis) = Redis::start() else { return };
+    let http = "limit_bytes_zone $host zone=b:1m quota=10k per=1h cluster=on;";
+    let server = "location /g/ { limit_bytes zone=b; }";
+    let (da, a) = node(redis.port, "ba", "sync=50ms", http, server);
+    let (db, b) = node(redis.port, "bb", "sync=50ms", http, server);
+    for d in [&da, &db] {
+        std::fs::write(d.join("www/g/4k"), vec![b'x'; 4096]).unwrap();
+    }
+    wait_synced(&[&a, &b], "b", 2);
+    // 8 KB on A, then 4 KB on B: 12 KB of the 10 KB quota used together.
+    for _ in 0..2 {
+        assert_eq!(request(a.port, "/g/4k", &[]).status, 200);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(request(b.port, "/g/4k", &[]).status, 200);
+    std::thread::sleep(Duration::from_millis(300));
+    // Neither node alone used its 10 KB, yet both now refuse.
+    for s in [&a, &b] {
+        let r = request(s.port, "/g/4k", &[]);
+        assert_eq!(r.status, 429, "{}", s.port);
+        assert!(r.header("retry-after").is_some());
+    }
 }
 
 #[test]
