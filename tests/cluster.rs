@@ -427,3 +427,52 @@ fn redis_down_applies_each_failure_mode_and_syncing_resumes() {
         );
     }
 }
+
+#[test]
+fn a_room_without_redis_follows_its_failure_mode() {
+    let Some(redis) = Redis::start() else { return };
+    let key_dir = TempDir::new("wr-key2");
+    let key = key_dir.join("wr.key");
+    std::fs::write(&key, "k1 0123456789abcdef0123456789abcdef\n").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let http = format!(
+        "waiting_room_zone shop:64k admit_rate=6/m max_active=1 session=60s cluster=on;\n  waiting_room_secret {};",
+        key.display()
+    );
+    let server = "location /g/ { waiting_room shop; }";
+    let (_do, open) = node(redis.port, "ro", "sync=50ms failure=open", &http, server);
+    let (_dc, closed) = node(redis.port, "rc", "sync=50ms failure=closed", &http, server);
+    wait_synced(&[&open, &closed], "shop", 2);
+    // The one global place goes to a user of the closed node.
+    let first = request(closed.port, "/g/x", &[]);
+    assert!(first.body.starts_with('g'), "{}", first.body);
+    let session = first
+        .header_exact("set-cookie")
+        .expect("a session cookie")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        request(open.port, "/g/x", &[]).body.contains("sluice_wr="),
+        "the room is full for every node"
+    );
+
+    let _gone = redis.kill();
+    wait_for("the failure modes", Duration::from_secs(5), || {
+        [&open, &closed]
+            .iter()
+            .all(|s| cluster_field(&status(s), "shop", "synced") == "false")
+    });
+    // open: everyone in; closed: new users refused, the admitted one goes on.
+    for _ in 0..3 {
+        let r = request(open.port, "/g/x", &[]);
+        assert_eq!((r.status, r.body.as_str()), (200, "g\n"));
+    }
+    let r = request(closed.port, "/g/x", &[]);
+    assert_eq!(r.status, 503);
+    assert!(r.header("retry-after").is_some());
+    let r = request(closed.port, "/g/x", &[("Cookie", &session)]);
+    assert_eq!((r.status, r.body.as_str()), (200, "g\n"));
+}
