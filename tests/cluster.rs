@@ -45,6 +45,7 @@ impl Redis {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
+            .args(["--enable-debug-command", "yes"])
             .arg("--dir")
             .arg(&dir.0)
             .stdout(Stdio::null())
@@ -475,4 +476,42 @@ fn a_room_without_redis_follows_its_failure_mode() {
     assert!(r.header("retry-after").is_some());
     let r = request(closed.port, "/g/x", &[("Cookie", &session)]);
     assert_eq!((r.status, r.body.as_str()), (200, "g\n"));
+}
+
+#[test]
+fn a_slow_redis_is_a_failure_too() {
+    let Some(redis) = Redis::start() else { return };
+    let zone = "limit_req_zone $host zone=g:1m rate=10r/s cluster=on;";
+    let (_d, s) = node(
+        redis.port,
+        "slow",
+        "sync=50ms failure=closed",
+        zone,
+        RATE_LOC,
+    );
+    wait_synced(&[&s], "g", 1);
+    assert_eq!(s.get("/g/x").status, 200);
+    // Redis answers nothing for 2 s (as an overloaded one would).
+    let port = redis.port;
+    let sleeper = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.write_all(b"*3\r\n$5\r\nDEBUG\r\n$5\r\nSLEEP\r\n$1\r\n2\r\n")
+            .unwrap();
+        let mut ok = [0u8; 5];
+        let _ = c.read_exact(&mut ok);
+        ok
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    let t = Instant::now();
+    assert_eq!(s.get("/g/x").status, 429, "closed while Redis is slow");
+    assert!(
+        t.elapsed() < Duration::from_millis(300),
+        "never waits for Redis"
+    );
+    assert_eq!(cluster_field(&status(&s), "g", "synced"), "false");
+    assert_eq!(&sleeper.join().unwrap(), b"+OK\r\n");
+    wait_synced(&[&s], "g", 1);
+    std::thread::sleep(Duration::from_millis(150));
+    assert_eq!(s.get("/g/x").status, 200, "syncing resumed by itself");
 }
