@@ -96,6 +96,39 @@ fn node(redis_port: u16, name: &str, opts: &str, http: &str, server: &str) -> (T
     (dir, s)
 }
 
+/// A node with a global waiting room `shop` (`params` after its size) on
+/// `/g/`, signing with the shared secret file in `keys`.
+fn room_node(
+    redis_port: u16,
+    name: &str,
+    opts: &str,
+    params: &str,
+    keys: &TempDir,
+) -> (TempDir, Sluice) {
+    let key = keys.join("wr.key");
+    if !key.exists() {
+        std::fs::write(&key, "k1 0123456789abcdef0123456789abcdef\n").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let http = format!(
+        "waiting_room_zone shop:64k {params} cluster=on;\n  waiting_room_secret {};",
+        key.display()
+    );
+    node(
+        redis_port,
+        name,
+        opts,
+        &http,
+        "location /g/ { waiting_room shop; }",
+    )
+}
+
+/// The `NAME=VALUE` of a response's Set-Cookie.
+fn session_cookie(r: &limits_common::Response) -> String {
+    let c = r.header_exact("set-cookie").expect("a session cookie");
+    c.split(';').next().unwrap_or_default().to_string()
+}
+
 fn status(s: &Sluice) -> String {
     request(s.port, "/status", &[("Accept", "application/json")]).body
 }
@@ -251,21 +284,7 @@ fn the_count_is_global() {
         .parse()
         .unwrap_or_else(|_| panic!("{own}"));
     assert!((9..=21).contains(&own), "{own}");
-    let want = "{\"requestCount\":21}";
-    wait_for(
-        "the global count on every node",
-        Duration::from_secs(3),
-        || {
-            servers
-                .iter()
-                .all(|s| request(s.port, "/count", &[]).body.trim() == want)
-        },
-    );
-    // And it stays exact: a report does not count itself, nothing doubles.
-    std::thread::sleep(Duration::from_millis(300));
-    for s in &servers {
-        assert_eq!(request(s.port, "/count", &[]).body.trim(), want);
-    }
+    expect_count(&servers, 21);
     // A reload hands the sync to the new generation, a kill -9 of the
     // worker that syncs to its replacement: no hit is lost or pushed twice.
     servers[0].reload();
@@ -285,18 +304,25 @@ fn the_count_is_global() {
     for _ in 0..2 {
         assert_eq!(request(servers[1].port, "/hit", &[]).status, 200);
     }
-    let want = "{\"requestCount\":27}";
+    expect_count(&servers, 27);
+}
+
+/// Every node reports `n` within a few syncs, and still does a while later
+/// (a report does not count itself, nothing is pushed twice).
+fn expect_count(servers: &[&Sluice], n: u64) {
+    let want = format!("{{\"requestCount\":{n}}}");
+    let all = || {
+        servers
+            .iter()
+            .all(|s| request(s.port, "/count", &[]).body.trim() == want)
+    };
     wait_for(
-        "the count after reload and crash",
+        "the global count on every node",
         Duration::from_secs(3),
-        || {
-            servers
-                .iter()
-                .all(|s| request(s.port, "/count", &[]).body.trim() == want)
-        },
+        all,
     );
     std::thread::sleep(Duration::from_millis(300));
-    for s in &servers {
+    for s in servers {
         assert_eq!(request(s.port, "/count", &[]).body.trim(), want);
     }
 }
@@ -330,29 +356,16 @@ fn a_global_byte_quota_is_shared() {
 #[test]
 fn a_ticket_from_one_node_admits_on_another() {
     let Some(redis) = Redis::start() else { return };
-    let key_dir = TempDir::new("wr-key");
-    let key = key_dir.join("wr.key");
-    std::fs::write(&key, "k1 0123456789abcdef0123456789abcdef\n").unwrap();
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let http = format!(
-        "waiting_room_zone shop:64k admit_rate=30/m max_active=100 session=60s cluster=on;\n  waiting_room_secret {};",
-        key.display()
-    );
-    let server = "location /g/ { waiting_room shop; }";
-    let (_da, a) = node(redis.port, "wa", "sync=50ms", &http, server);
-    let (_db, b) = node(redis.port, "wb", "sync=50ms", &http, server);
+    let keys = TempDir::new("wr-key");
+    let room = "admit_rate=30/m max_active=100 session=60s";
+    let (_da, a) = room_node(redis.port, "wa", "sync=50ms", room, &keys);
+    let (_db, b) = room_node(redis.port, "wb", "sync=50ms", room, &keys);
     wait_synced(&[&a, &b], "shop", 2);
     // User 1 on A takes the free slot...
     let first = request(a.port, "/g/x", &[]);
     assert_eq!(first.status, 200);
     assert!(first.body.contains('g'), "{}", first.body);
-    let cookie_a = first
-        .header_exact("set-cookie")
-        .expect("a session cookie")
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let cookie_a = session_cookie(&first);
     // ...which B learns within a sync: user 2 on B waits for the next one.
     std::thread::sleep(Duration::from_millis(300));
     let wait = request(b.port, "/g/x", &[]);
@@ -432,28 +445,15 @@ fn redis_down_applies_each_failure_mode_and_syncing_resumes() {
 #[test]
 fn a_room_without_redis_follows_its_failure_mode() {
     let Some(redis) = Redis::start() else { return };
-    let key_dir = TempDir::new("wr-key2");
-    let key = key_dir.join("wr.key");
-    std::fs::write(&key, "k1 0123456789abcdef0123456789abcdef\n").unwrap();
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let http = format!(
-        "waiting_room_zone shop:64k admit_rate=6/m max_active=1 session=60s cluster=on;\n  waiting_room_secret {};",
-        key.display()
-    );
-    let server = "location /g/ { waiting_room shop; }";
-    let (_do, open) = node(redis.port, "ro", "sync=50ms failure=open", &http, server);
-    let (_dc, closed) = node(redis.port, "rc", "sync=50ms failure=closed", &http, server);
+    let keys = TempDir::new("wr-key2");
+    let room = "admit_rate=6/m max_active=1 session=60s";
+    let (_do, open) = room_node(redis.port, "ro", "sync=50ms failure=open", room, &keys);
+    let (_dc, closed) = room_node(redis.port, "rc", "sync=50ms failure=closed", room, &keys);
     wait_synced(&[&open, &closed], "shop", 2);
     // The one global place goes to a user of the closed node.
     let first = request(closed.port, "/g/x", &[]);
     assert!(first.body.starts_with('g'), "{}", first.body);
-    let session = first
-        .header_exact("set-cookie")
-        .expect("a session cookie")
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let session = session_cookie(&first);
     std::thread::sleep(Duration::from_millis(300));
     assert!(
         request(open.port, "/g/x", &[]).body.contains("sluice_wr="),

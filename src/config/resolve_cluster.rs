@@ -23,14 +23,7 @@ pub(super) fn parse(d: &Directive) -> Result<ClusterConf, ConfigError> {
         failure: ClusterFailure::Local,
         node: None,
     };
-    let mut seen: Vec<&str> = Vec::new();
-    for a in d.args.iter().skip(1) {
-        let bad = || d.error(format!("invalid parameter \"{a}\""));
-        let (k, v) = a.split_once('=').ok_or_else(bad)?;
-        if seen.contains(&k) {
-            return Err(bad());
-        }
-        seen.push(k);
+    for (k, v) in super::resolve_limits::params(d, 1, &["sync", "failure", "node"])? {
         match k {
             "sync" => {
                 c.sync_ms = parse_duration_ms(v)
@@ -61,7 +54,7 @@ pub(super) fn parse(d: &Directive) -> Result<ClusterConf, ConfigError> {
                 }
                 c.node = Some(v.to_string());
             }
-            _ => return Err(bad()),
+            _ => {} // params() lets only the names above through
         }
     }
     Ok(c)

@@ -167,8 +167,9 @@ fn check_fits(
     Ok(())
 }
 
-/// Splits `name=value` parameters after `skip` leading arguments.
-fn params<'a>(
+/// Splits `name=value` parameters after `skip` leading arguments; an
+/// unknown or repeated name is an error.
+pub(super) fn params<'a>(
     d: &'a Directive,
     skip: usize,
     known: &[&str],
