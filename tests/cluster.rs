@@ -254,9 +254,10 @@ fn a_node_that_gets_all_the_traffic_uses_nearly_all_the_limit() {
     // Until its first sync the node may use half; then all of it.
     assert!(got[0].0 as f64 >= 0.9 * limit, "{:?}", got[0]);
     assert!(got[0].0 as f64 <= 1.05 * limit + 2.0, "{:?}", got[0]);
-    // The idle node is not starved either: its share comes back at once.
+    // When the load moves to the other node, A's demand leaves the sum at
+    // once and B gets the whole limit within a few syncs.
     let got = drive(&[b.port], "/g/x", Duration::from_millis(5), 2.0);
-    assert!(got[0].0 as f64 >= 0.8 * 60.0, "{:?}", got[0]);
+    assert!(got[0].0 as f64 >= 0.9 * 60.0, "{:?}", got[0]);
 }
 
 #[test]

@@ -105,6 +105,8 @@ struct Demand {
     at_ms: u64,
     /// Syncs in a row without new arrivals.
     idle: u32,
+    /// Its Redis key.
+    key: String,
 }
 
 /// What one operation's reply is written back to.
@@ -132,6 +134,17 @@ enum Target {
         room: usize,
         taken: u64,
     },
+    /// A rate key this node no longer pushes: its demand is removed.
+    Forget,
+}
+
+/// The operation that takes this node's demand for `key` out of the sum.
+fn forget(key: String) -> Op {
+    Op {
+        key,
+        args: vec!["r".into(), "0".into()],
+        target: Target::Forget,
+    }
 }
 
 /// One operation: its key, arguments and target.
@@ -170,6 +183,7 @@ impl Syncer {
             }
             if stopping {
                 if lock.is_some() {
+                    self.forget_all();
                     self.leave();
                 }
                 return;
@@ -316,60 +330,111 @@ impl Syncer {
 
     fn plan_rate(&mut self, zi: usize, z: &LimitZone, now_ms: u64, ops: &mut Vec<Op>) {
         let t = z.table();
+        let sync_s = self.conf.sync_ms as f64 / 1000.0;
         for (slot, key, _) in t.keys(now_ms) {
             let p = t.payload(slot);
             let demand = p[cl::RATE_DEMAND].load(Relaxed);
             let pushed = p[cl::RATE_DEMAND_PUSHED].load(Relaxed);
             let new = fresh_diff(demand, pushed);
             let id = (zi, key.tag, key.check);
-            if new == 0 && !self.demand.contains_key(&id) {
+            let forget_share = || {
                 if p[cl::RATE_SHARE].load(Relaxed) != 0 && t.holds(slot, key) {
                     p[cl::RATE_SHARE].store(0, Relaxed);
                 }
-                continue;
-            }
-            let d = self.demand.entry(id).or_insert(Demand {
-                mrps: -1.0,
-                at_ms: now_ms.saturating_sub(self.conf.sync_ms),
-                idle: 0,
-            });
-            let elapsed = now_ms.saturating_sub(d.at_ms).max(1) as f64;
-            let rate = new as f64 * 1_000_000.0 / elapsed;
-            d.mrps = if d.mrps < 0.0 {
-                rate
-            } else {
-                ALPHA * rate + (1.0 - ALPHA) * d.mrps
             };
-            d.at_ms = now_ms;
-            d.idle = if new == 0 { d.idle + 1 } else { 0 };
-            if d.idle > IDLE_SYNCS {
-                self.demand.remove(&id);
-                if t.holds(slot, key) {
-                    p[cl::RATE_SHARE].store(0, Relaxed);
+            let Some(d) = self.demand.get_mut(&id) else {
+                if new == 0 {
+                    forget_share();
+                    continue;
+                }
+                self.demand.insert(
+                    id,
+                    Demand {
+                        mrps: -1.0,
+                        at_ms: now_ms.saturating_sub(self.conf.sync_ms),
+                        idle: 0,
+                        key: format!(
+                            "sluice:r:{}:{:016x}{:016x}",
+                            z.conf.name, key.tag, key.check
+                        ),
+                    },
+                );
+                self.push_rate(id, slot, key, new, demand, now_ms, ops);
+                continue;
+            };
+            // No arrival where several were expected: the traffic moved or
+            // stopped, so this node's demand leaves the global sum now (a
+            // slow key only after a few quiet syncs).
+            let expected = d.mrps / 1000.0 * sync_s;
+            if new == 0 && (d.idle + 1 >= IDLE_SYNCS || expected >= 3.0) {
+                forget_share();
+                if let Some(d) = self.demand.remove(&id) {
+                    ops.push(forget(d.key));
                 }
                 continue;
             }
-            let mine = d.mrps.round().max(1.0) as u64;
-            ops.push(Op {
-                key: format!(
-                    "sluice:r:{}:{:016x}{:016x}",
-                    z.conf.name, key.tag, key.check
-                ),
-                args: vec!["r".into(), mine.to_string()],
-                target: Target::Rate {
-                    zone: zi,
-                    slot,
-                    key,
-                    demand,
-                    mine,
-                },
-            });
+            self.push_rate(id, slot, key, new, demand, now_ms, ops);
         }
-        // Keys that left the table.
+        // Keys that left the table leave the global sums too.
         let live: std::collections::HashSet<(u64, u64)> =
             t.keys(now_ms).map(|(_, k, _)| (k.tag, k.check)).collect();
-        self.demand
-            .retain(|&(z, tag, check), _| z != zi || live.contains(&(tag, check)));
+        let gone: Vec<_> = self
+            .demand
+            .keys()
+            .filter(|(z, tag, check)| *z == zi && !live.contains(&(*tag, *check)))
+            .copied()
+            .collect();
+        for id in gone {
+            if let Some(d) = self.demand.remove(&id) {
+                ops.push(forget(d.key));
+            }
+        }
+    }
+
+    /// Smooth key `id`'s demand with `new` arrivals and queue its push.
+    #[allow(clippy::too_many_arguments)]
+    fn push_rate(
+        &mut self,
+        id: (usize, u64, u64),
+        slot: usize,
+        key: KeyHash,
+        new: u64,
+        demand: u64,
+        now_ms: u64,
+        ops: &mut Vec<Op>,
+    ) {
+        let Some(d) = self.demand.get_mut(&id) else {
+            return;
+        };
+        let elapsed = now_ms.saturating_sub(d.at_ms).max(1) as f64;
+        let rate = new as f64 * 1_000_000.0 / elapsed;
+        d.mrps = if d.mrps < 0.0 {
+            rate
+        } else {
+            ALPHA * rate + (1.0 - ALPHA) * d.mrps
+        };
+        d.at_ms = now_ms;
+        d.idle = if new == 0 { d.idle + 1 } else { 0 };
+        let mine = d.mrps.round().max(1.0) as u64;
+        ops.push(Op {
+            key: d.key.clone(),
+            args: vec!["r".into(), mine.to_string()],
+            target: Target::Rate {
+                zone: id.0,
+                slot,
+                key,
+                demand,
+                mine,
+            },
+        });
+    }
+
+    /// Take every demand of this node out of the global sums (leaving).
+    fn forget_all(&mut self) {
+        let ops: Vec<Op> = self.demand.drain().map(|(_, d)| forget(d.key)).collect();
+        if !ops.is_empty() {
+            let _ = self.exchange(wall_ms(), &ops);
+        }
     }
 
     /// Run `ops` (in chunks) and write the replies back. Returns the number
@@ -473,6 +538,7 @@ impl Syncer {
                 q.set(&p[cl::BYTES_PUSHED], now_ms, used);
                 q.set(&p[cl::BYTES_REMOTE], now_ms, int(v).saturating_sub(used));
             }
+            Target::Forget => {}
             Target::Room { room, taken } => {
                 let Some(r) = zones.rooms.get(room).and_then(|r| r.room(now_ms)) else {
                     return;

@@ -35,10 +35,16 @@ for i = 2, #KEYS do
   local k = KEYS[i]
   local t = ARGV[a]
   if t == 'r' then
-    -- rate: this node's demand (milli-requests/s) -> all nodes' demand
-    redis.call('HSET', k, node, ARGV[a + 1] .. ':' .. now)
-    redis.call('PEXPIRE', k, ttl)
-    out[#out + 1] = fresh_sum(k, '', nil)
+    -- rate: this node's demand (milli-requests/s; 0: none any more)
+    -- -> all nodes' demand
+    if ARGV[a + 1] == '0' then
+      redis.call('HDEL', k, node)
+      out[#out + 1] = 0
+    else
+      redis.call('HSET', k, node, ARGV[a + 1] .. ':' .. now)
+      redis.call('PEXPIRE', k, ttl)
+      out[#out + 1] = fresh_sum(k, '', nil)
+    end
     a = a + 2
   elseif t == 'c' then
     -- count: new requests, bucket width (ms), buckets in the window
