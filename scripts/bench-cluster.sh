@@ -19,7 +19,7 @@
 #    local (no `cluster` directive); TP_RUNS alternating runs each; medians, ratio.
 #
 # Usage: scripts/bench-cluster.sh [OUT_DIR]     (default /tmp/bench-cluster-out)
-# Environment: QUICK=1 (about 2 minutes instead of about 5), RATE (100), DURATION
+# Environment: QUICK=1 (about 2 minutes instead of about 4), RATE (100), DURATION
 # (10 s; 4 with QUICK), LOAD (4: total demand / RATE), SYNCS ("10ms 50ms 100ms
 # 250ms 500ms 1s"), NODE_COUNTS ("2 4"), MOVE_SYNCS ("100ms 1s"; "100ms" with
 # QUICK), TP_SECS (5; 2), TP_CONNS (50), TP_RUNS (3), SLUICE, BENCH (binaries;
@@ -517,7 +517,7 @@ if command -v gnuplot >/dev/null; then
     echo "set output '$OUT/move.png'"
     echo "set title 'moving load: all traffic to node 1, then to node 2 (global ${RATE} r/s)'"
     echo "set xlabel 'time (s)'; set ylabel 'admitted r/s (0.2 s steps)'; set grid; set key top right"
-    echo "set yrange [0:$((RATE * 3 / 2))]"
+    echo "set yrange [0:$((RATE * 3 / 2))]; set xrange [-0.5:$DURATION.5]"
     plot="plot $RATE with lines lc rgb 'black' dt 3 title 'rate',"
     c=0
     for s in $MOVE_SYNCS; do
