@@ -46,6 +46,8 @@ pub struct Pools {
     pub io: Option<crate::proxy::cached::IoPool>,
     /// Background refreshes to start (request, fill lock held).
     pub spawn: Vec<(Box<crate::http::handler::ProxyReq>, std::path::PathBuf)>,
+    /// Upstream reads land here first (allocated and zeroed once per worker).
+    pub read_buf: Vec<u8>,
 }
 
 impl Pools {
@@ -56,6 +58,7 @@ impl Pools {
             hot: Default::default(),
             io: None,
             spawn: Vec::new(),
+            read_buf: Vec::new(),
             pools: confs
                 .iter()
                 .map(|u| Pool {
