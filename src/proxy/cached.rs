@@ -48,6 +48,12 @@ pub struct Writer {
 }
 
 fn run_writer(rx: Receiver<WriteMsg>) {
+    // Storing is best effort: the thread yields its CPU to the event loop
+    // the moment the loop has work (under full load fills are abandoned
+    // when the queue fills, never the response).
+    if let Err(e) = crate::sys::set_thread_background() {
+        log::debug!("cache writer: SCHED_IDLE not set: {e}");
+    }
     let mut fills: HashMap<u64, (store::TempWriter, PathBuf, Instant)> = HashMap::new();
     // Fill locks to release once their fill is published or dropped.
     let mut locks: HashMap<u64, PathBuf> = HashMap::new();
