@@ -472,9 +472,7 @@ impl Worker {
     fn io_done(&mut self) {
         let mut done = Vec::new();
         if let Some(io) = &self.pools.io {
-            while let Ok(d) = io.done.try_recv() {
-                done.push(d);
-            }
+            io.take_done(&mut done);
         }
         let epoch = self
             .ctx
@@ -639,6 +637,12 @@ impl Worker {
     }
 
     fn before_sleep(&mut self) {
+        if let Some(w) = &self.pools.cache {
+            w.flush();
+        }
+        if let Some(io) = &self.pools.io {
+            io.flush();
+        }
         self.ctx.logs.before_sleep(self.ctx.now_ms);
         let gauges = self.ctx.now_ms.saturating_sub(self.last_gauges_ms) >= 1000;
         self.publish(gauges);

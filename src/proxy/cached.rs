@@ -9,14 +9,17 @@ use crate::cache::freshness::{self, Lookup};
 use crate::cache::{key, policy, revalidate, store};
 use crate::config::{CachePathConf, LocationCacheConf};
 use crate::http::response::{self as resp, put_u64};
-use std::cell::Cell;
-use std::collections::HashMap;
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// Messages queued to the writer thread before fills are abandoned.
@@ -41,13 +44,18 @@ enum WriteMsg {
     Rewrite(PathBuf, Box<EntryMeta>),
 }
 
-/// Handle to the worker's cache writer thread.
+/// Handle to the worker's cache writer thread. Messages wait in `batch`
+/// until the event loop is about to sleep ([`Writer::flush`]): one channel
+/// send, and at most one wakeup of the thread, per loop iteration.
 pub struct Writer {
-    tx: SyncSender<WriteMsg>,
+    tx: Sender<Vec<WriteMsg>>,
     next_id: u64,
+    batch: RefCell<Vec<WriteMsg>>,
+    /// Messages handed over and not yet done by the thread.
+    queued: Arc<AtomicUsize>,
 }
 
-fn run_writer(rx: Receiver<WriteMsg>) {
+fn run_writer(rx: Receiver<Vec<WriteMsg>>, queued: Arc<AtomicUsize>) {
     // Storing is best effort: the thread yields its CPU to the event loop
     // the moment the loop has work (under full load fills are abandoned
     // when the queue fills, never the response).
@@ -63,9 +71,21 @@ fn run_writer(rx: Receiver<WriteMsg>) {
         }
     };
     let mut gate = store::StoreGate::default();
+    let mut msgs: std::vec::IntoIter<WriteMsg> = Vec::new().into_iter();
     loop {
-        let msg = match rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(m) => m,
+        let msg = match msgs.next() {
+            Some(m) => Ok(Some(m)),
+            None => rx.recv_timeout(Duration::from_secs(10)).map(|batch| {
+                msgs = batch.into_iter();
+                msgs.next()
+            }),
+        };
+        let msg = match msg {
+            Ok(Some(m)) => {
+                queued.fetch_sub(1, Ordering::AcqRel);
+                m
+            }
+            Ok(None) => continue,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 fills.retain(|_, (_, _, t)| t.elapsed() < FILL_IDLE);
                 let orphans: Vec<u64> = locks
@@ -151,17 +171,48 @@ fn run_writer(rx: Receiver<WriteMsg>) {
 impl Writer {
     /// Start the thread.
     pub fn start() -> io::Result<Writer> {
-        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        let (tx, rx) = mpsc::channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let q = queued.clone();
         std::thread::Builder::new()
             .name("sluice-cache".into())
-            .spawn(move || run_writer(rx))?;
-        Ok(Writer { tx, next_id: 1 })
+            .spawn(move || run_writer(rx, q))?;
+        Ok(Writer {
+            tx,
+            next_id: 1,
+            batch: RefCell::new(Vec::new()),
+            queued,
+        })
     }
 
+    /// Queue a message; false when `QUEUE` messages are waiting already.
     fn send(&self, m: WriteMsg) -> bool {
-        match self.tx.try_send(m) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
+        let mut batch = self.batch.borrow_mut();
+        if self.queued.load(Ordering::Acquire) + batch.len() >= QUEUE {
+            return false;
+        }
+        batch.push(m);
+        true
+    }
+
+    /// Hand the queued messages to the thread (the event loop calls this
+    /// before it sleeps).
+    pub fn flush(&self) {
+        let batch = std::mem::take(&mut *self.batch.borrow_mut());
+        if batch.is_empty() {
+            return;
+        }
+        let n = batch.len();
+        self.queued.fetch_add(n, Ordering::AcqRel);
+        if let Err(mpsc::SendError(lost)) = self.tx.send(batch) {
+            // The thread is gone: nothing will be stored; free the locks
+            // it would have released.
+            self.queued.fetch_sub(n, Ordering::AcqRel);
+            for m in lost {
+                if let WriteMsg::Begin { lock: Some(l), .. } = m {
+                    let _ = std::fs::remove_file(l);
+                }
+            }
         }
     }
 
@@ -809,10 +860,22 @@ pub fn try_lock(zone: &CachePathConf, md5: &[u8; 16], lock_age_ms: u64) -> LockT
 /// The worker's I/O threads: entry lookups (stat, open, read) that would
 /// block the event loop run here; the result goes back to the worker, which
 /// is woken through its `mio::Waker` and looks again.
+///
+/// Lookups wait in `pending` until the loop is about to sleep
+/// ([`IoPool::flush`]), so a thread never preempts the loop mid-iteration;
+/// a thread wakes the loop only when no wakeup is outstanding
+/// ([`IoPool::take_done`] re-arms it).
 pub struct IoPool {
-    tx: mpsc::Sender<IoJob>,
-    /// Finished lookups.
-    pub done: Receiver<IoDone>,
+    shared: Arc<IoShared>,
+    pending: RefCell<Vec<IoJob>>,
+    done: Receiver<IoDone>,
+}
+
+struct IoShared {
+    jobs: Mutex<VecDeque<IoJob>>,
+    ready: Condvar,
+    /// A wakeup of the loop is outstanding (set by a thread, cleared by the loop).
+    woken: AtomicBool,
 }
 
 /// A lookup for the I/O pool.
@@ -870,42 +933,95 @@ fn load(job: &IoJob) -> Loaded {
 
 impl IoPool {
     /// Start the threads; `waker` wakes the worker's poll.
-    pub fn start(waker: std::sync::Arc<mio::Waker>) -> io::Result<IoPool> {
-        let (tx, rx) = mpsc::channel::<IoJob>();
+    pub fn start(waker: Arc<mio::Waker>) -> io::Result<IoPool> {
         let (done_tx, done) = mpsc::channel();
-        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        let shared = Arc::new(IoShared {
+            jobs: Mutex::new(VecDeque::new()),
+            ready: Condvar::new(),
+            woken: AtomicBool::new(false),
+        });
         for i in 0..IO_THREADS {
-            let rx = rx.clone();
+            let shared = shared.clone();
             let done_tx = done_tx.clone();
             let waker = waker.clone();
             std::thread::Builder::new()
                 .name(format!("sluice-io-{i}"))
-                .spawn(move || loop {
-                    let job = match rx.lock() {
-                        Ok(r) => r.recv(),
-                        Err(_) => return,
-                    };
-                    let Ok(job) = job else {
-                        return;
-                    };
-                    let loaded = load(&job);
-                    let done = IoDone {
-                        token: job.token,
-                        md5: job.md5,
-                        loaded,
-                    };
-                    if done_tx.send(done).is_err() {
-                        return;
-                    }
-                    let _ = waker.wake();
-                })?;
+                .spawn(move || io_thread(&shared, &done_tx, &waker))?;
         }
-        Ok(IoPool { tx, done })
+        Ok(IoPool {
+            shared,
+            pending: RefCell::new(Vec::new()),
+            done,
+        })
     }
 
-    /// Queue a lookup.
+    /// Queue a lookup (handed to the threads by [`IoPool::flush`]).
     pub fn submit(&self, job: IoJob) -> bool {
-        self.tx.send(job).is_ok()
+        self.pending.borrow_mut().push(job);
+        true
+    }
+
+    /// Hand the queued lookups to the threads (the event loop calls this
+    /// before it sleeps).
+    pub fn flush(&self) {
+        let mut pending = self.pending.borrow_mut();
+        if pending.is_empty() {
+            return;
+        }
+        let n = pending.len();
+        if let Ok(mut jobs) = self.shared.jobs.lock() {
+            jobs.extend(pending.drain(..));
+        } else {
+            // A thread panicked holding the lock: the sessions time out
+            // and read inline.
+            pending.clear();
+            return;
+        }
+        if n == 1 {
+            self.shared.ready.notify_one();
+        } else {
+            self.shared.ready.notify_all();
+        }
+    }
+
+    /// Finished lookups (after the waker fired): re-arms the wakeup first,
+    /// so a lookup finishing meanwhile wakes the loop again.
+    pub fn take_done(&self, out: &mut Vec<IoDone>) {
+        self.shared.woken.store(false, Ordering::SeqCst);
+        while let Ok(d) = self.done.try_recv() {
+            out.push(d);
+        }
+    }
+}
+
+fn io_thread(shared: &IoShared, done_tx: &Sender<IoDone>, waker: &mio::Waker) {
+    loop {
+        let job = {
+            let Ok(mut jobs) = shared.jobs.lock() else {
+                return;
+            };
+            loop {
+                if let Some(j) = jobs.pop_front() {
+                    break j;
+                }
+                jobs = match shared.ready.wait(jobs) {
+                    Ok(j) => j,
+                    Err(_) => return,
+                };
+            }
+        };
+        let loaded = load(&job);
+        let done = IoDone {
+            token: job.token,
+            md5: job.md5,
+            loaded,
+        };
+        if done_tx.send(done).is_err() {
+            return; // the worker is gone
+        }
+        if !shared.woken.swap(true, Ordering::SeqCst) {
+            let _ = waker.wake();
+        }
     }
 }
 
