@@ -151,12 +151,12 @@ fn start(init: WorkerInit) -> std::io::Result<()> {
     let pools = {
         let mut p = Pools::new(&cfg.http.upstreams);
         if !cfg.http.cache_paths.is_empty() {
-            p.cache = Some(crate::proxy::cached::Writer::start()?);
+            p.cache = Some(crate::proxy::cache_io::Writer::start()?);
             if init.index == 0 {
                 crate::proxy::cache_manager::start(cfg.http.cache_paths.clone())?;
             }
             let waker = Arc::new(mio::Waker::new(poll.registry(), IO_DONE)?);
-            p.io = Some(crate::proxy::cached::IoPool::start(waker)?);
+            p.io = Some(crate::proxy::cache_io::IoPool::start(waker)?);
         }
         p
     };
