@@ -237,17 +237,16 @@ impl Writer {
         self.send(WriteMsg::Data(id, bytes.to_vec()))
     }
 
-    /// Publish the entry.
+    /// Publish the entry. Queued even past the bound (one small message per
+    /// fill): a fill whose bytes all got in is finished.
     pub fn commit(&self, id: u64) {
-        if !self.send(WriteMsg::Commit(id)) {
-            // The writer forgets idle fills: the temp file is removed.
-            log::warn!("cache: writer queue full, entry not stored");
-        }
+        self.batch.borrow_mut().push(WriteMsg::Commit(id));
     }
 
-    /// Drop the fill.
+    /// Drop the fill. Queued even past the bound, so an abandoned fill's
+    /// temp file and fill lock go at once, not when the writer next idles.
     pub fn abort(&self, id: u64) {
-        let _ = self.send(WriteMsg::Abort(id));
+        self.batch.borrow_mut().push(WriteMsg::Abort(id));
     }
 
     /// Store a merged header after a 304 (header rewritten beside the old
@@ -417,6 +416,18 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         assert!(w.data(1, b"x"));
+    }
+
+    #[test]
+    fn abort_is_queued_when_the_queue_is_full() {
+        // Regression: an abandoned fill's abort was refused by the full
+        // queue, leaving its temp file and lock until the writer idled 10 s.
+        let w = Writer::start().unwrap();
+        while w.data(1, b"x") {}
+        w.abort(1);
+        w.commit(2);
+        assert!(matches!(w.batch.borrow().last(), Some(WriteMsg::Commit(2))));
+        assert!(matches!(w.batch.borrow()[QUEUE], WriteMsg::Abort(1)));
     }
 
     fn wait_results(poll: &mut mio::Poll, io: &IoPool, want: usize) -> Vec<IoDone> {
