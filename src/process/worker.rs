@@ -154,12 +154,12 @@ fn start(init: WorkerInit) -> std::io::Result<()> {
     let pools = {
         let mut p = Pools::new(&cfg.http.upstreams);
         if !cfg.http.cache_paths.is_empty() {
-            p.cache = Some(crate::proxy::cached::Writer::start()?);
+            p.cache = Some(crate::proxy::cache_io::Writer::start()?);
             if init.index == 0 {
                 crate::proxy::cache_manager::start(cfg.http.cache_paths.clone())?;
             }
             let waker = Arc::new(mio::Waker::new(poll.registry(), IO_DONE)?);
-            p.io = Some(crate::proxy::cached::IoPool::start(waker)?);
+            p.io = Some(crate::proxy::cache_io::IoPool::start(waker)?);
         }
         p
     };
@@ -486,9 +486,7 @@ impl Worker {
     fn io_done(&mut self) {
         let mut done = Vec::new();
         if let Some(io) = &self.pools.io {
-            while let Ok(d) = io.done.try_recv() {
-                done.push(d);
-            }
+            io.take_done(&mut done);
         }
         let epoch = self
             .ctx
@@ -653,6 +651,12 @@ impl Worker {
     }
 
     fn before_sleep(&mut self) {
+        if let Some(w) = &self.pools.cache {
+            w.flush();
+        }
+        if let Some(io) = &self.pools.io {
+            io.flush();
+        }
         self.ctx.logs.before_sleep(self.ctx.now_ms);
         let gauges = self.ctx.now_ms.saturating_sub(self.last_gauges_ms) >= 1000;
         self.publish(gauges);

@@ -42,11 +42,18 @@ pub fn pass(zone: &CachePathConf, now: i64) -> usize {
 pub fn start(zones: Vec<CachePathConf>) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("sluice-cache-mgr".into())
-        .spawn(move || loop {
-            std::thread::sleep(PASS_INTERVAL);
-            let now = crate::event::Clock::new().unix_secs();
-            for z in &zones {
-                pass(z, now);
+        .spawn(move || {
+            // A pass reads every entry's header: it runs only on CPU time
+            // the event loops leave.
+            if let Err(e) = crate::sys::set_thread_background() {
+                log::debug!("cache manager: SCHED_IDLE not set: {e}");
+            }
+            loop {
+                std::thread::sleep(PASS_INTERVAL);
+                let now = crate::event::Clock::new().unix_secs();
+                for z in &zones {
+                    pass(z, now);
+                }
             }
         })?;
     Ok(())

@@ -1,12 +1,12 @@
 //! The disk cache wired into the proxy: lookups before going upstream, hits
-//! answered from the entry file, and fills written by a per-worker writer
-//! thread so a client never waits for the disk (the worker only queues
-//! bytes; a full queue abandons the fill, never the response).
+//! answered from memory or the entry file, and the fill lock. The threads
+//! that write fills and look entries up off the event loop are in
+//! `cache_io`.
 
 use crate::cache::control::CacheControl;
 use crate::cache::entry::{self, EntryMeta};
 use crate::cache::freshness::{self, Lookup};
-use crate::cache::{key, policy, revalidate, store};
+use crate::cache::{key, policy, revalidate};
 use crate::config::{CachePathConf, LocationCacheConf};
 use crate::http::response::{self as resp, put_u64};
 use std::cell::Cell;
@@ -16,195 +16,9 @@ use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::time::{Duration, Instant};
 
-/// Messages queued to the writer thread before fills are abandoned.
-const QUEUE: usize = 4096;
-/// A fill with no message for this long is abandoned by the writer.
-const FILL_IDLE: Duration = Duration::from_secs(120);
 /// Bytes read at once from an entry file.
 const READ_CHUNK: usize = 64 * 1024;
-
-enum WriteMsg {
-    Begin {
-        id: u64,
-        dir: PathBuf,
-        meta: Box<EntryMeta>,
-        expected: Option<u64>,
-        path: PathBuf,
-        lock: Option<PathBuf>,
-    },
-    Data(u64, Vec<u8>),
-    Commit(u64),
-    Abort(u64),
-    Rewrite(PathBuf, Box<EntryMeta>),
-}
-
-/// Handle to the worker's cache writer thread.
-pub struct Writer {
-    tx: SyncSender<WriteMsg>,
-    next_id: u64,
-}
-
-fn run_writer(rx: Receiver<WriteMsg>) {
-    let mut fills: HashMap<u64, (store::TempWriter, PathBuf, Instant)> = HashMap::new();
-    // Fill locks to release once their fill is published or dropped.
-    let mut locks: HashMap<u64, PathBuf> = HashMap::new();
-    let release = |locks: &mut HashMap<u64, PathBuf>, id: u64| {
-        if let Some(l) = locks.remove(&id) {
-            let _ = std::fs::remove_file(l);
-        }
-    };
-    let mut gate = store::StoreGate::default();
-    loop {
-        let msg = match rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(m) => m,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                fills.retain(|_, (_, _, t)| t.elapsed() < FILL_IDLE);
-                let orphans: Vec<u64> = locks
-                    .keys()
-                    .filter(|id| !fills.contains_key(id))
-                    .copied()
-                    .collect();
-                for id in orphans {
-                    release(&mut locks, id);
-                }
-                continue;
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => return,
-        };
-        let now = crate::event::Clock::new().unix_secs();
-        match msg {
-            WriteMsg::Begin {
-                id,
-                dir,
-                meta,
-                expected,
-                path,
-                lock,
-            } => {
-                if let Some(l) = lock {
-                    locks.insert(id, l);
-                }
-                if !gate.allow(now) {
-                    release(&mut locks, id);
-                    continue;
-                }
-                match store::TempWriter::create(&dir, &meta, expected) {
-                    Ok(w) => {
-                        fills.insert(id, (w, path, Instant::now()));
-                    }
-                    Err(e) => {
-                        release(&mut locks, id);
-                        if gate.on_error(&e, now) {
-                            log::error!("cache: storing paused: {e}");
-                        }
-                    }
-                }
-            }
-            WriteMsg::Data(id, bytes) => {
-                if let Some((w, _, t)) = fills.get_mut(&id) {
-                    *t = Instant::now();
-                    if let Err(e) = w.write_body(&bytes) {
-                        fills.remove(&id);
-                        release(&mut locks, id);
-                        if gate.on_error(&e, now) {
-                            log::error!("cache: storing paused: {e}");
-                        }
-                    }
-                }
-            }
-            WriteMsg::Commit(id) => {
-                if let Some((w, path, _)) = fills.remove(&id) {
-                    if let Some(parent) = path.parent() {
-                        let _ = std::fs::create_dir_all(parent);
-                    }
-                    if let Err(e) = w.commit(&path) {
-                        log::warn!("cache: not stored {}: {e}", path.display());
-                        if gate.on_error(&e, now) {
-                            log::error!("cache: storing paused: {e}");
-                        }
-                    }
-                }
-                release(&mut locks, id);
-            }
-            WriteMsg::Abort(id) => {
-                fills.remove(&id);
-                release(&mut locks, id);
-            }
-            WriteMsg::Rewrite(path, meta) => {
-                if let Err(e) = store::rewrite_header(&path, &meta) {
-                    log::warn!("cache: updating {} after a 304 failed: {e}", path.display());
-                }
-            }
-        }
-    }
-}
-
-impl Writer {
-    /// Start the thread.
-    pub fn start() -> io::Result<Writer> {
-        let (tx, rx) = mpsc::sync_channel(QUEUE);
-        std::thread::Builder::new()
-            .name("sluice-cache".into())
-            .spawn(move || run_writer(rx))?;
-        Ok(Writer { tx, next_id: 1 })
-    }
-
-    fn send(&self, m: WriteMsg) -> bool {
-        match self.tx.try_send(m) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
-        }
-    }
-
-    /// Begin a fill; `None` when the queue is full.
-    pub fn begin(
-        &mut self,
-        dir: PathBuf,
-        meta: EntryMeta,
-        expected: Option<u64>,
-        path: PathBuf,
-        lock: Option<PathBuf>,
-    ) -> Option<u64> {
-        let id = self.next_id;
-        self.next_id += 1;
-        self.send(WriteMsg::Begin {
-            id,
-            dir,
-            meta: Box::new(meta),
-            expected,
-            path,
-            lock,
-        })
-        .then_some(id)
-    }
-
-    /// Queue body bytes; false when the fill had to be abandoned.
-    pub fn data(&self, id: u64, bytes: &[u8]) -> bool {
-        self.send(WriteMsg::Data(id, bytes.to_vec()))
-    }
-
-    /// Publish the entry.
-    pub fn commit(&self, id: u64) {
-        if !self.send(WriteMsg::Commit(id)) {
-            // The writer forgets idle fills: the temp file is removed.
-            log::warn!("cache: writer queue full, entry not stored");
-        }
-    }
-
-    /// Drop the fill.
-    pub fn abort(&self, id: u64) {
-        let _ = self.send(WriteMsg::Abort(id));
-    }
-
-    /// Store a merged header after a 304 (header rewritten beside the old
-    /// body, then renamed into place).
-    pub fn rewrite(&self, path: PathBuf, meta: EntryMeta) {
-        let _ = self.send(WriteMsg::Rewrite(path, Box::new(meta)));
-    }
-}
 
 /// A usable stored entry.
 pub struct Found {
@@ -800,46 +614,13 @@ pub fn try_lock(zone: &CachePathConf, md5: &[u8; 16], lock_age_ms: u64) -> LockT
     LockTry::Busy
 }
 
-/// The worker's I/O threads: entry lookups (stat, open, read) that would
-/// block the event loop run here; the result goes back to the worker, which
-/// is woken through its `mio::Waker` and looks again.
-pub struct IoPool {
-    tx: mpsc::Sender<IoJob>,
-    /// Finished lookups.
-    pub done: Receiver<IoDone>,
-}
-
-/// A lookup for the I/O pool.
-pub struct IoJob {
-    /// Token of the session waiting for it.
-    pub token: usize,
-    /// Entry file.
-    pub path: PathBuf,
-    /// Entry md5 (its file name).
-    pub md5: [u8; 16],
-    /// The cache key the entry must carry.
-    pub key: Vec<u8>,
-}
-
-/// A finished lookup.
-pub struct IoDone {
-    /// Token of the waiting session.
-    pub token: usize,
-    /// Entry md5.
-    pub md5: [u8; 16],
-    /// What was found.
-    pub loaded: Loaded,
-}
-
-/// Threads per worker.
-pub const IO_THREADS: usize = 2;
-
-fn load(job: &IoJob) -> Loaded {
-    let Some(found) = read_entry(&job.path, &job.key) else {
+/// What the I/O pool finds at `path` for `key` (blocking: stat, open, read).
+pub(crate) fn load(path: &Path, key: &[u8]) -> Loaded {
+    let Some(found) = read_entry(path, key) else {
         return Loaded::Absent;
     };
     if found.meta.body_len > HOT_MAX_BODY {
-        warm(&job.path);
+        warm(path);
         return Loaded::Warmed;
     }
     let mut body = Vec::new();
@@ -856,51 +637,10 @@ fn load(job: &IoJob) -> Loaded {
         checked_ms: Cell::new(0),
         touched_ms: Cell::new(0),
         epoch: Cell::new(0),
-        path: job.path.clone(),
+        path: path.to_path_buf(),
         meta: found.meta,
         body,
     }))
-}
-
-impl IoPool {
-    /// Start the threads; `waker` wakes the worker's poll.
-    pub fn start(waker: std::sync::Arc<mio::Waker>) -> io::Result<IoPool> {
-        let (tx, rx) = mpsc::channel::<IoJob>();
-        let (done_tx, done) = mpsc::channel();
-        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
-        for i in 0..IO_THREADS {
-            let rx = rx.clone();
-            let done_tx = done_tx.clone();
-            let waker = waker.clone();
-            std::thread::Builder::new()
-                .name(format!("sluice-io-{i}"))
-                .spawn(move || loop {
-                    let job = match rx.lock() {
-                        Ok(r) => r.recv(),
-                        Err(_) => return,
-                    };
-                    let Ok(job) = job else {
-                        return;
-                    };
-                    let loaded = load(&job);
-                    let done = IoDone {
-                        token: job.token,
-                        md5: job.md5,
-                        loaded,
-                    };
-                    if done_tx.send(done).is_err() {
-                        return;
-                    }
-                    let _ = waker.wake();
-                })?;
-        }
-        Ok(IoPool { tx, done })
-    }
-
-    /// Queue a lookup.
-    pub fn submit(&self, job: IoJob) -> bool {
-        self.tx.send(job).is_ok()
-    }
 }
 
 /// Read a whole file so its pages are cached.

@@ -3,6 +3,7 @@
 //! (`response`), and the per-request state machine (`session`) the worker
 //! drives from readiness events on both sockets.
 
+pub mod cache_io;
 pub mod cache_manager;
 pub mod cached;
 pub mod request;

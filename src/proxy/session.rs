@@ -484,7 +484,7 @@ impl Session {
             }
             // Upstream -> client (only while the client keeps up).
             if conn.out_pending() < HIGH_WATER && !self.up_eof {
-                match self.receive(ctx) {
+                match self.receive(&mut pools.read_buf) {
                     Ok(p) => progress |= p,
                     Err(()) => return self.retry(conn, ctx, pools, reg, 502),
                 }

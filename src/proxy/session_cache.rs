@@ -349,8 +349,8 @@ impl Session {
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
-    fn io_job(&self, path: std::path::PathBuf, md5: [u8; 16]) -> cached::IoJob {
-        cached::IoJob {
+    fn io_job(&self, path: std::path::PathBuf, md5: [u8; 16]) -> crate::proxy::cache_io::IoJob {
+        crate::proxy::cache_io::IoJob {
             token: self.token.0,
             path,
             md5,

@@ -84,14 +84,17 @@ impl Session {
         Ok(progress)
     }
 
-    pub(super) fn receive(&mut self, _ctx: &mut HttpCtx) -> Result<bool, ()> {
+    /// Read from the upstream into `resp`, through the worker's `scratch`
+    /// buffer (zeroed once, so a read does not clear 32 KB first).
+    pub(super) fn receive(&mut self, scratch: &mut Vec<u8>) -> Result<bool, ()> {
         let Some(sock) = &mut self.sock else {
             return Ok(false);
         };
-        let start = self.resp.len();
-        self.resp.resize(start + READ_CHUNK, 0);
+        if scratch.len() < READ_CHUNK {
+            scratch.resize(READ_CHUNK, 0);
+        }
         let r = loop {
-            match sock.read(&mut self.resp[start..]) {
+            match sock.read(&mut scratch[..READ_CHUNK]) {
                 Ok(0) => {
                     self.up_eof = true;
                     break Ok(0);
@@ -104,11 +107,10 @@ impl Session {
         };
         match r {
             Ok(n) => {
-                self.resp.truncate(start + n);
+                self.resp.extend_from_slice(&scratch[..n]);
                 Ok(n > 0 || self.up_eof)
             }
             Err(()) => {
-                self.resp.truncate(start);
                 // A reset after a complete close-delimited body still ends it.
                 if self.head.is_some() {
                     self.up_eof = true;

@@ -39,13 +39,15 @@ pub struct Pools {
     /// Pools.
     pub pools: Vec<Pool>,
     /// The cache writer thread (when the config has `proxy_cache_path`).
-    pub cache: Option<crate::proxy::cached::Writer>,
+    pub cache: Option<crate::proxy::cache_io::Writer>,
     /// Small cache entries held in memory.
     pub hot: crate::proxy::cached::Hot,
     /// I/O threads for cache reads that would block.
-    pub io: Option<crate::proxy::cached::IoPool>,
+    pub io: Option<crate::proxy::cache_io::IoPool>,
     /// Background refreshes to start (request, fill lock held).
     pub spawn: Vec<(Box<crate::http::handler::ProxyReq>, std::path::PathBuf)>,
+    /// Upstream reads land here first (allocated and zeroed once per worker).
+    pub read_buf: Vec<u8>,
 }
 
 impl Pools {
@@ -56,6 +58,7 @@ impl Pools {
             hot: Default::default(),
             io: None,
             spawn: Vec::new(),
+            read_buf: Vec::new(),
             pools: confs
                 .iter()
                 .map(|u| Pool {

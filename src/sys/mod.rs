@@ -442,6 +442,24 @@ pub fn fill_random(buf: &mut [u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Put the calling thread in the `SCHED_IDLE` class: it runs only when no
+/// normal thread wants its CPU, and a normal thread that wakes up preempts
+/// it at once. For background threads (cache writer, cache manager) whose
+/// work must never delay the event loop. No-op where the class is missing.
+pub fn set_thread_background() -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: `param` is a valid sched_param for the call; pid 0 is the
+        // calling thread, so no other task is affected.
+        let r = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+        if r == -1 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// Number of online CPUs.
 pub fn cpu_count() -> usize {
     std::thread::available_parallelism()
@@ -453,6 +471,21 @@ pub fn cpu_count() -> usize {
 mod tests {
     use super::*;
     use std::os::fd::AsRawFd;
+
+    #[test]
+    fn background_thread_is_sched_idle() {
+        let policy = std::thread::spawn(|| {
+            set_thread_background().unwrap();
+            // SAFETY: sched_getscheduler only reads the calling thread's policy.
+            unsafe { libc::sched_getscheduler(0) }
+        })
+        .join()
+        .unwrap();
+        assert_eq!(policy, libc::SCHED_IDLE);
+        // The calling thread keeps its own class.
+        // SAFETY: as above.
+        assert_ne!(unsafe { libc::sched_getscheduler(0) }, libc::SCHED_IDLE);
+    }
 
     #[test]
     fn fds_cross_a_seqpacket_pair() {
