@@ -72,12 +72,27 @@ pub fn start(
         script: redis::Script::new(SCRIPT),
         demand: HashMap::new(),
         failing: None,
-        last_ok: None,
+        synced_once: false,
+        shown_url: shown_url(&conf.url),
     };
     std::thread::Builder::new()
         .name("sluice-cluster".into())
         .spawn(move || s.run(&state_dir.join("cluster.lock"), &stop))?;
     Ok(())
+}
+
+/// `url` with its password (if any) replaced by `***`.
+fn shown_url(url: &str) -> String {
+    let Some(rest) = url.strip_prefix("redis://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((auth, host)) => {
+            let user = auth.split_once(':').map_or("", |(u, _)| u);
+            format!("redis://{user}:***@{host}")
+        }
+        None => url.to_string(),
+    }
 }
 
 /// `HOSTNAME:MASTER_PID`: unique per running node.
@@ -164,8 +179,10 @@ struct Syncer {
     demand: HashMap<(usize, u64, u64), Demand>,
     /// Since when syncs fail, and how many did.
     failing: Option<(u64, u64)>,
-    /// Time of the last successful sync.
-    last_ok: Option<u64>,
+    /// Whether a sync has succeeded yet (the first one is logged).
+    synced_once: bool,
+    /// The Redis URL for logs, without its password.
+    shown_url: String,
 }
 
 impl Syncer {
@@ -234,21 +251,22 @@ impl Syncer {
                 if let Some((since, n)) = self.failing.take() {
                     log::warn!(
                         "cluster: synced with {} again after {n} failed syncs ({} ms); {nodes} nodes",
-                        self.conf.url,
+                        self.shown_url,
                         done.saturating_sub(since)
                     );
-                } else if self.last_ok.is_none() {
+                } else if !self.synced_once {
                     log::info!(
                         "cluster: node \"{}\" syncing with {} every {} ms; {nodes} nodes",
                         self.node,
-                        self.conf.url,
+                        self.shown_url,
                         self.conf.sync_ms
                     );
                 }
-                self.last_ok = Some(done);
+                self.synced_once = true;
             }
             Err(e) => {
                 self.con = None;
+                self.drop_rate_diffs(&ops);
                 self.mark(|h| {
                     h.metrics[cl::H_FAILURES].fetch_add(1, Relaxed);
                 });
@@ -257,12 +275,38 @@ impl Syncer {
                     None => {
                         log::error!(
                             "cluster: cannot sync with {}: {e}; failure mode \"{}\" applies to global zones after {} ms without a sync",
-                            self.conf.url,
+                            self.shown_url,
                             self.conf.failure.as_str(),
                             self.conf.stale_ms()
                         );
                         self.failing = Some((now_ms, 1));
                     }
+                }
+            }
+        }
+    }
+
+    /// After a failed sync: rate keys' arrivals are only an estimate of the
+    /// demand, already taken into the smoothed rate; marking them pushed
+    /// keeps an outage's backlog from counting again (a spike in this
+    /// node's share) when Redis is back. Counts and bytes are kept, to be
+    /// pushed then.
+    fn drop_rate_diffs(&self, ops: &[Op]) {
+        for op in ops {
+            if let Target::Rate {
+                zone,
+                slot,
+                key,
+                demand,
+                ..
+            } = op.target
+            {
+                let Some(z) = self.zones.get(zone) else {
+                    continue;
+                };
+                let t = z.table();
+                if t.holds(slot, key) {
+                    t.payload(slot)[cl::RATE_DEMAND_PUSHED].store(demand, Relaxed);
                 }
             }
         }
@@ -661,6 +705,16 @@ mod tests {
         assert_eq!(fresh_diff(10, 4), 6);
         assert_eq!(fresh_diff(4, 4), 0);
         assert_eq!(fresh_diff(3, 9), 3);
+    }
+
+    #[test]
+    fn logged_urls_hide_the_password() {
+        assert_eq!(
+            shown_url("redis://:s3cret@r:6379/2"),
+            "redis://:***@r:6379/2"
+        );
+        assert_eq!(shown_url("redis://u:s3cret@r:1"), "redis://u:***@r:1");
+        assert_eq!(shown_url("redis://r:1"), "redis://r:1");
     }
 
     #[test]
