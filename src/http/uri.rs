@@ -51,19 +51,14 @@ fn absolute_prefix_len(target: &[u8]) -> Option<usize> {
     None
 }
 
-/// Whether `b` may appear in a `host[:port]` authority (reg-name, IPv4, `[IPv6]`, port).
-/// Userinfo (`@`) is refused: RFC 9110 §4.2.4 says to treat it as an error.
-fn is_authority_byte(b: u8) -> bool {
+/// RFC 3986 `unreserved` (letters, digits, `-._~`) or `sub-delims` (`!$&'()*+,;=`).
+fn is_unreserved_or_sub_delim(b: u8) -> bool {
     b.is_ascii_alphanumeric()
         || matches!(
             b,
             b'-' | b'.'
                 | b'_'
                 | b'~'
-                | b':'
-                | b'['
-                | b']'
-                | b'%'
                 | b'!'
                 | b'$'
                 | b'&'
@@ -76,6 +71,12 @@ fn is_authority_byte(b: u8) -> bool {
                 | b';'
                 | b'='
         )
+}
+
+/// Whether `b` may appear in a `host[:port]` authority (reg-name, IPv4, `[IPv6]`, port).
+/// Userinfo (`@`) is refused: RFC 9110 §4.2.4 says to treat it as an error.
+fn is_authority_byte(b: u8) -> bool {
+    is_unreserved_or_sub_delim(b) || matches!(b, b':' | b'[' | b']' | b'%')
 }
 
 /// Splits a request target into host, path and query.
@@ -186,25 +187,7 @@ pub fn normalize_path(raw: &[u8], out: &mut Vec<u8>) -> Result<(), UriError> {
 
 /// Whether a path byte may stay as it is: unreserved, `/` or a sub-delim (RFC 3986).
 fn is_path_safe(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.'
-                | b'_'
-                | b'~'
-                | b'/'
-                | b'!'
-                | b'$'
-                | b'&'
-                | b'\''
-                | b'('
-                | b')'
-                | b'*'
-                | b'+'
-                | b','
-                | b';'
-                | b'='
-        )
+    is_unreserved_or_sub_delim(b) || b == b'/'
 }
 
 /// Appends `path` to `out`, percent-encoding (uppercase hex) every byte that is not

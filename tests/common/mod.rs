@@ -79,6 +79,22 @@ impl Drop for TempDir {
 }
 
 /// A loopback port that was free a moment ago (bind to :0, read, drop).
+/// The first header field named `name` (case-insensitive).
+fn header_of<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// How many header fields are named `name` (case-insensitive).
+fn header_count_of(headers: &[(String, String)], name: &str) -> usize {
+    headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .count()
+}
+
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     l.local_addr().expect("local_addr").port()
