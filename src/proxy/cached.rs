@@ -614,6 +614,13 @@ pub fn try_lock(zone: &CachePathConf, md5: &[u8; 16], lock_age_ms: u64) -> LockT
     LockTry::Busy
 }
 
+/// Free a fill lock taken with [`try_lock`], if `lock` holds one.
+pub fn unlock(lock: &mut Option<PathBuf>) {
+    if let Some(l) = lock.take() {
+        let _ = std::fs::remove_file(l);
+    }
+}
+
 /// What the I/O pool finds at `path` for `key` (blocking: stat, open, read).
 pub(crate) fn load(path: &Path, key: &[u8]) -> Loaded {
     let Some(found) = read_entry(path, key) else {

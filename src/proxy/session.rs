@@ -235,6 +235,15 @@ fn location<'a>(cfg: &'a crate::config::Config, req: &ProxyReq) -> &'a LocationC
     &cfg.http.servers[req.server].locations[req.location]
 }
 
+impl Drop for Session {
+    /// A session that ends holding a fill lock (its client went away while
+    /// it looked at the disk) frees it, so waiters need not wait for
+    /// `proxy_cache_lock_age`.
+    fn drop(&mut self) {
+        cached::unlock(&mut self.lock);
+    }
+}
+
 impl Session {
     /// Start proxying `req` for connection `conn_key`; `token` is the
     /// upstream socket's token.

@@ -67,6 +67,8 @@ impl Session {
                 Some(Next::Wait)
             }
             LookupResult::Serve(found, stale) => {
+                // Filled meanwhile (looked again under the lock): answer it.
+                cached::unlock(&mut self.lock);
                 let server: &[u8] = if loc.server_tokens {
                     &ctx.server_full
                 } else {
@@ -142,6 +144,11 @@ impl Session {
                     });
                 self.stale = stale;
                 self.head_as_get = loc.cache.convert_head && self.req.head.method == Method::Head;
+                if self.lock.is_some() {
+                    // Looked again under the fill lock: still ours to fill.
+                    self.state = St::Connecting;
+                    return None;
+                }
                 if loc.cache.background_update
                     && status == CacheStatus::Expired
                     && !self.no_store
@@ -158,9 +165,14 @@ impl Session {
                 let md5 = crate::cache::cache_key_md5(&self.cache_key);
                 match cached::try_lock(zone, &md5, loc.cache.lock_age_ms) {
                     cached::LockTry::Acquired(p) => {
+                        // What this worker saw of the key (its memory of an
+                        // absent file, or an I/O-pool stat) may predate a
+                        // fill that published and freed the lock just now:
+                        // look at the disk once more, holding the lock.
                         self.lock = Some(p);
-                        self.state = St::Connecting;
-                        None
+                        pools.hot.forget(&md5);
+                        self.io_tries = 0;
+                        self.cache_lookup(loc, conn, ctx, pools)
                     }
                     cached::LockTry::Unavailable => {
                         self.state = St::Connecting;
@@ -189,6 +201,7 @@ impl Session {
                 }
             }
             LookupResult::Unsatisfiable => {
+                self.release_lock();
                 self.cache_status = Some(CacheStatus::Miss);
                 Some(self.fail(conn, ctx, 504))
             }
@@ -602,9 +615,7 @@ impl Session {
     }
 
     pub(super) fn release_lock(&mut self) {
-        if let Some(l) = self.lock.take() {
-            let _ = std::fs::remove_file(l);
-        }
+        cached::unlock(&mut self.lock);
     }
 
     pub(super) fn end_fill(&mut self, pools: &Pools, commit: bool) {

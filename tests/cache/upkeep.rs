@@ -29,6 +29,35 @@ fn cache_lock_lets_one_request_fill_a_cold_key() {
 }
 
 #[test]
+fn requests_arriving_as_the_fill_publishes_do_not_fill_again() {
+    // Requests keep arriving on both workers before, during and after the
+    // fill is published: a worker that remembered the key as absent, or
+    // stat'ed it just before the rename, must still not fetch it again once
+    // the lock is free (it looks again under the lock).
+    let h = Harness::start_workers(2, "proxy_cache_lock on; proxy_cache_lock_timeout 10s;");
+    h.origin.route_fn("/wave", |r| {
+        std::thread::sleep(Duration::from_millis(150));
+        Canned::ok(format!("fill {}", r.n)).cc("max-age=60")
+    });
+    let port = h.srv.port;
+    let mut handles = Vec::new();
+    for _ in 0..40 {
+        for _ in 0..4 {
+            handles.push(std::thread::spawn(move || {
+                request(port, "GET", "/wave", &[])
+            }));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for t in handles {
+        let r = t.join().unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.text(), "fill 1");
+    }
+    assert_eq!(h.origin.count("/wave"), 1, "one request reached the origin");
+}
+
+#[test]
 fn expired_entry_is_revalidated_with_the_origin() {
     let h = Harness::start("");
     h.origin.route_fn("/r", |r| {
