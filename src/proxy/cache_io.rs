@@ -9,6 +9,7 @@
 use crate::cache::entry::EntryMeta;
 use crate::cache::store;
 use crate::proxy::cached;
+use crate::proxy::cached::FillLock;
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -30,7 +31,7 @@ enum WriteMsg {
         meta: Box<EntryMeta>,
         expected: Option<u64>,
         path: PathBuf,
-        lock: Option<PathBuf>,
+        lock: Option<FillLock>,
     },
     Data(u64, Vec<u8>),
     Commit(u64),
@@ -58,11 +59,9 @@ fn run_writer(rx: Receiver<Vec<WriteMsg>>, queued: Arc<AtomicUsize>) {
     }
     let mut fills: HashMap<u64, (store::TempWriter, PathBuf, Instant)> = HashMap::new();
     // Fill locks to release once their fill is published or dropped.
-    let mut locks: HashMap<u64, PathBuf> = HashMap::new();
-    let release = |locks: &mut HashMap<u64, PathBuf>, id: u64| {
-        if let Some(l) = locks.remove(&id) {
-            let _ = std::fs::remove_file(l);
-        }
+    let mut locks: HashMap<u64, FillLock> = HashMap::new();
+    let release = |locks: &mut HashMap<u64, FillLock>, id: u64| {
+        locks.remove(&id);
     };
     let mut gate = store::StoreGate::default();
     let mut msgs: std::vec::IntoIter<WriteMsg> = Vec::new().into_iter();
@@ -199,14 +198,10 @@ impl Writer {
         let n = batch.len();
         self.queued.fetch_add(n, Ordering::AcqRel);
         if let Err(mpsc::SendError(lost)) = self.tx.send(batch) {
-            // The thread is gone: nothing will be stored; free the locks
-            // it would have released.
+            // The thread is gone: nothing will be stored; the locks it
+            // would have released are freed as the messages drop.
             self.queued.fetch_sub(n, Ordering::AcqRel);
-            for m in lost {
-                if let WriteMsg::Begin { lock: Some(l), .. } = m {
-                    let _ = std::fs::remove_file(l);
-                }
-            }
+            drop(lost);
         }
     }
 
@@ -217,7 +212,7 @@ impl Writer {
         meta: EntryMeta,
         expected: Option<u64>,
         path: PathBuf,
-        lock: Option<PathBuf>,
+        lock: Option<FillLock>,
     ) -> Option<u64> {
         let id = self.next_id;
         self.next_id += 1;

@@ -568,57 +568,23 @@ pub fn write_hit_with(
     Ok((status, meta.body_len))
 }
 
-/// Result of trying to take a key's fill lock.
-pub enum LockTry {
-    /// This request fills the entry; release the lock file when done.
-    Acquired(PathBuf),
-    /// Another request (any worker) is filling it.
-    Busy,
-    /// Locks cannot be taken (the directory is unusable): go on unlocked.
-    Unavailable,
-}
+pub use crate::shm::fill_locks::{FillLock, LockTry};
 
-/// Take the fill lock of `md5` in `zone`: a file created with O_EXCL in the
-/// zone's tmp directory, so it is shared by every worker. A lock older than
-/// `lock_age_ms` is considered abandoned and taken over (nginx's
-/// `proxy_cache_lock_age`).
-pub fn try_lock(zone: &CachePathConf, md5: &[u8; 16], lock_age_ms: u64) -> LockTry {
-    let dir = zone.dir.join("tmp");
-    let path = dir.join(format!("{}.lock", key::hex_string(md5)));
-    for attempt in 0..2 {
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-        {
-            Ok(_) => return LockTry::Acquired(path),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                let age_ms = std::fs::metadata(&path)
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.elapsed().ok())
-                    .map_or(0, |d| d.as_millis() as u64);
-                if age_ms < lock_age_ms || attempt > 0 {
-                    return LockTry::Busy;
-                }
-                let _ = std::fs::remove_file(&path);
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound && attempt == 0 => {
-                if std::fs::create_dir_all(&dir).is_err() {
-                    return LockTry::Unavailable;
-                }
-            }
-            Err(_) => return LockTry::Unavailable,
-        }
+/// Take the fill lock of `md5` in `zone` (`proxy_cache_lock`), in the
+/// shared table every worker sees; a lock older than `lock_age_ms` is
+/// considered abandoned and taken over (nginx's `proxy_cache_lock_age`).
+pub fn try_lock(
+    locks: &std::sync::Arc<crate::shm::fill_locks::FillLocks>,
+    zone: &CachePathConf,
+    md5: &[u8; 16],
+    lock_age_ms: u64,
+) -> LockTry {
+    let zone_md5 = key::cache_key_md5(zone.zone_name.as_bytes());
+    let mut k = *md5;
+    for (b, z) in k.iter_mut().zip(zone_md5) {
+        *b ^= z;
     }
-    LockTry::Busy
-}
-
-/// Free a fill lock taken with [`try_lock`], if `lock` holds one.
-pub fn unlock(lock: &mut Option<PathBuf>) {
-    if let Some(l) = lock.take() {
-        let _ = std::fs::remove_file(l);
-    }
+    locks.try_lock(&k, lock_age_ms)
 }
 
 /// What the I/O pool finds at `path` for `key` (blocking: stat, open, read).

@@ -121,8 +121,9 @@ pub struct Session {
     /// A HEAD miss is fetched as GET to fill the cache
     /// (`proxy_cache_convert_head`); the client gets the head only.
     head_as_get: bool,
-    /// The fill lock this request holds.
-    lock: Option<std::path::PathBuf>,
+    /// The fill lock this request holds (freed when dropped: by the cache
+    /// writer once the fill is published, or with the session).
+    lock: Option<cached::FillLock>,
     /// When waiting on another request's fill lock ends (then: uncached).
     lock_wait_until_ms: u64,
     /// Go to the origin without storing (lock wait timed out, proxy_no_cache).
@@ -235,15 +236,6 @@ fn location<'a>(cfg: &'a crate::config::Config, req: &ProxyReq) -> &'a LocationC
     &cfg.http.servers[req.server].locations[req.location]
 }
 
-impl Drop for Session {
-    /// A session that ends holding a fill lock (its client went away while
-    /// it looked at the disk) frees it, so waiters need not wait for
-    /// `proxy_cache_lock_age`.
-    fn drop(&mut self) {
-        cached::unlock(&mut self.lock);
-    }
-}
-
 impl Session {
     /// Start proxying `req` for connection `conn_key`; `token` is the
     /// upstream socket's token.
@@ -321,7 +313,7 @@ impl Session {
         cfg: Arc<crate::config::Config>,
         token: Token,
         now_ms: u64,
-        lock: std::path::PathBuf,
+        lock: cached::FillLock,
     ) -> Session {
         let mut s = Session::new(req, cfg, DETACHED, token, now_ms);
         let cfg = s.cfg.clone();

@@ -68,7 +68,7 @@ impl Session {
             }
             LookupResult::Serve(found, stale) => {
                 // Filled meanwhile (looked again under the lock): answer it.
-                cached::unlock(&mut self.lock);
+                self.lock = None;
                 let server: &[u8] = if loc.server_tokens {
                     &ctx.server_full
                 } else {
@@ -163,7 +163,7 @@ impl Session {
                     return None;
                 }
                 let md5 = crate::cache::cache_key_md5(&self.cache_key);
-                match cached::try_lock(zone, &md5, loc.cache.lock_age_ms) {
+                match cached::try_lock(ctx.stats.fill_locks(), zone, &md5, loc.cache.lock_age_ms) {
                     cached::LockTry::Acquired(p) => {
                         // What this worker saw of the key (its memory of an
                         // absent file, or an I/O-pool stat) may predate a
@@ -173,10 +173,6 @@ impl Session {
                         pools.hot.forget(&md5);
                         self.io_tries = 0;
                         self.cache_lookup(loc, conn, ctx, pools)
-                    }
-                    cached::LockTry::Unavailable => {
-                        self.state = St::Connecting;
-                        None
                     }
                     cached::LockTry::Busy => {
                         // Someone else is filling: a stale copy may answer
@@ -384,16 +380,13 @@ impl Session {
         pools: &mut Pools,
     ) -> Option<Next> {
         let md5 = crate::cache::cache_key_md5(&self.cache_key);
-        let lock = match cached::try_lock(zone, &md5, loc.cache.lock_age_ms) {
-            cached::LockTry::Acquired(p) => Some(p),
+        let lock = match cached::try_lock(ctx.stats.fill_locks(), zone, &md5, loc.cache.lock_age_ms)
+        {
+            cached::LockTry::Acquired(l) => Some(l),
             cached::LockTry::Busy => None, // a refresh is under way already
-            cached::LockTry::Unavailable => return None,
         };
         if !self.serve_stored(CacheStatus::Updating, None, conn, ctx) {
-            if let Some(p) = lock {
-                let _ = std::fs::remove_file(p);
-            }
-            return None;
+            return None; // (the lock, if taken, is freed as it drops)
         }
         if let Some(lock) = lock {
             let mut req = (*self.req).clone();
@@ -615,7 +608,7 @@ impl Session {
     }
 
     pub(super) fn release_lock(&mut self) {
-        cached::unlock(&mut self.lock);
+        self.lock = None;
     }
 
     pub(super) fn end_fill(&mut self, pools: &Pools, commit: bool) {

@@ -45,7 +45,10 @@ pub struct Pools {
     /// I/O threads for cache reads that would block.
     pub io: Option<crate::proxy::cache_io::IoPool>,
     /// Background refreshes to start (request, fill lock held).
-    pub spawn: Vec<(Box<crate::http::handler::ProxyReq>, std::path::PathBuf)>,
+    pub spawn: Vec<(
+        Box<crate::http::handler::ProxyReq>,
+        crate::proxy::cached::FillLock,
+    )>,
     /// Upstream reads land here first (allocated and zeroed once per worker).
     pub read_buf: Vec<u8>,
 }

@@ -1,9 +1,11 @@
 //! Shared memory: regions mapped MAP_SHARED by the master before forking, so
 //! every worker (and every later generation of workers) sees the same pages.
 //! Access is through atomics only. `stats` holds the per-worker counters that
-//! `status;` reports; `zone` the file-backed zones of the traffic limits,
+//! `status;` reports, and the
+//! `proxy_cache_lock` table (`fill_locks`); `zone` the file-backed zones of the traffic limits,
 //! whose pages are a file's and so outlive every sluice process.
 
+pub mod fill_locks;
 pub mod stats;
 pub mod zone;
 

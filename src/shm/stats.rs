@@ -5,6 +5,7 @@
 //! go backwards across reloads and crashes. Gauges (active, reading, ...) are
 //! simply zeroed with the slot.
 
+use super::fill_locks::FillLocks;
 use super::{AtomicsOnly, ShmRegion};
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -62,6 +63,7 @@ unsafe impl AtomicsOnly for Retired {}
 /// The stats zone.
 pub struct StatsZone {
     region: ShmRegion,
+    fill_locks: std::sync::Arc<FillLocks>,
 }
 
 /// Sum over all slots plus retired counters.
@@ -91,7 +93,13 @@ impl StatsZone {
         let len = std::mem::size_of::<Retired>() + MAX_SLOTS * std::mem::size_of::<WorkerStats>();
         Ok(StatsZone {
             region: ShmRegion::anonymous(len)?,
+            fill_locks: FillLocks::new()?,
         })
+    }
+
+    /// The cache fill locks shared by all workers.
+    pub fn fill_locks(&self) -> &std::sync::Arc<FillLocks> {
+        &self.fill_locks
     }
 
     /// Retired totals and global counters.

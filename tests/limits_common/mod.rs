@@ -214,6 +214,24 @@ impl Sluice {
         fs::read_to_string(self.dir.join("logs/error.log")).unwrap_or_default()
     }
 
+    /// The error log once it contains `needle` (it is written by a log
+    /// thread, so a line may land a moment after the response); panics
+    /// with the log after `WAIT`.
+    pub fn wait_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let log = self.error_log();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in the error log:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// One request on a fresh connection.
     pub fn get(&self, path: &str) -> Response {
         request(self.port, path, &[])
