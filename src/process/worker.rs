@@ -252,7 +252,11 @@ impl Worker {
             self.before_sleep();
             if self.draining {
                 let now = self.ctx.now_ms;
-                if (self.conns.is_empty() && self.channel.is_none()) || now >= self.shutdown_at_ms {
+                // Background refreshes (sessions without a client) finish
+                // too: their fills would otherwise be lost with the process.
+                let idle =
+                    self.conns.is_empty() && self.sessions.is_empty() && self.channel.is_none();
+                if idle || now >= self.shutdown_at_ms {
                     if !self.conns.is_empty() {
                         log::warn!(
                             "worker_shutdown_timeout: closing {} connections",
@@ -262,6 +266,9 @@ impl Worker {
                     let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
                     for k in keys {
                         self.close_conn(k);
+                    }
+                    if let Some(w) = &self.pools.cache {
+                        w.finish(Duration::from_secs(5));
                     }
                     self.publish(true);
                     self.ctx.logs.stop();

@@ -188,6 +188,24 @@ impl Writer {
         true
     }
 
+    /// Before the worker exits: hand over what is queued and wait (at most
+    /// `limit`) until the thread has done it, so fills that completed are
+    /// published and their locks freed rather than lost with the process.
+    pub fn finish(&self, limit: Duration) {
+        self.flush();
+        let deadline = Instant::now() + limit;
+        while self.queued.load(Ordering::Acquire) > 0 {
+            if Instant::now() >= deadline {
+                log::warn!(
+                    "cache: exiting with {} writes not done",
+                    self.queued.load(Ordering::Acquire)
+                );
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
     /// Hand the queued messages to the thread (the event loop calls this
     /// before it sleeps).
     pub fn flush(&self) {

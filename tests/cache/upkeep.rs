@@ -58,6 +58,36 @@ fn requests_arriving_as_the_fill_publishes_do_not_fill_again() {
 }
 
 #[test]
+fn the_fill_lock_holds_across_a_reload() {
+    // The old generation is filling when SIGHUP starts the new one: a new
+    // worker's request for the key waits for that fill (the lock table is
+    // shared memory mapped by the master) instead of fetching it again.
+    let h = Harness::start("proxy_cache_lock on; proxy_cache_lock_timeout 10s;");
+    h.origin.route_fn("/slow", |r| {
+        std::thread::sleep(Duration::from_millis(1500));
+        Canned::ok(format!("fill {}", r.n)).cc("max-age=60")
+    });
+    let port = h.srv.port;
+    let first = std::thread::spawn(move || request(port, "GET", "/slow", &[]));
+    let t0 = std::time::Instant::now();
+    while h.origin.count("/slow") == 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "the fill never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    h.srv.reload();
+    let second = std::thread::spawn(move || request(port, "GET", "/slow", &[]));
+    assert_served(&first.join().unwrap(), "MISS", "fill 1");
+    // The old worker exits once its fill is published (not before: that
+    // would lose the entry and leave the lock held for lock_age).
+    let second = second.join().unwrap();
+    assert_served(&second, "HIT", "fill 1");
+    assert_eq!(h.origin.count("/slow"), 1);
+}
+
+#[test]
 fn expired_entry_is_revalidated_with_the_origin() {
     let h = Harness::start("");
     h.origin.route_fn("/r", |r| {
