@@ -125,7 +125,7 @@ const SPECS: &[Spec] = &[
 
 /// Directives sluice knows but does not implement yet: a precise error
 /// rather than a setting that would be silently ignored.
-const NOT_YET: &[&str] = &["proxy_cache_min_uses", "proxy_cache_methods"];
+const NOT_YET: &[&str] = &["proxy_cache_methods"];
 
 /// nginx's generic checks for `d` appearing in context `ctx`, in nginx's
 /// order: known, allowed here, `;` vs `{`, argument count, duplicate. `seen`

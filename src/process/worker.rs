@@ -154,7 +154,8 @@ fn start(init: WorkerInit) -> std::io::Result<()> {
     let pools = {
         let mut p = Pools::new(&cfg.http.upstreams);
         if !cfg.http.cache_paths.is_empty() {
-            p.cache = Some(crate::proxy::cache_io::Writer::start()?);
+            p.cache = Some(crate::proxy::cache_io::Writer::start(init.stats.clone())?);
+            p.hot.share(init.stats.clone());
             if init.index == 0 {
                 crate::proxy::cache_manager::start(cfg.http.cache_paths.clone())?;
             }
@@ -504,7 +505,7 @@ impl Worker {
         for d in done {
             self.pools
                 .hot
-                .install(d.md5, d.loaded, self.ctx.now_ms, epoch);
+                .install(d.md5, d.loaded, self.ctx.now_ms, epoch, d.seq);
             let Some(sk) = d.token.checked_sub(UPSTREAM_BASE) else {
                 continue;
             };

@@ -10,6 +10,7 @@ use crate::cache::entry::EntryMeta;
 use crate::cache::store;
 use crate::proxy::cached;
 use crate::proxy::cached::FillLock;
+use crate::shm::stats::StatsZone;
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -50,7 +51,7 @@ pub struct Writer {
     queued: Arc<AtomicUsize>,
 }
 
-fn run_writer(rx: Receiver<Vec<WriteMsg>>, queued: Arc<AtomicUsize>) {
+fn run_writer(rx: Receiver<Vec<WriteMsg>>, queued: Arc<AtomicUsize>, stats: Arc<StatsZone>) {
     // Storing is best effort: the thread yields its CPU to the event loop
     // the moment the loop has work (under full load fills are abandoned
     // when the queue fills, never the response).
@@ -139,10 +140,22 @@ fn run_writer(rx: Receiver<Vec<WriteMsg>>, queued: Arc<AtomicUsize>) {
                     if let Some(parent) = path.parent() {
                         let _ = std::fs::create_dir_all(parent);
                     }
-                    if let Err(e) = w.commit(&path) {
-                        log::warn!("cache: not stored {}: {e}", path.display());
-                        if gate.on_error(&e, now) {
-                            log::error!("cache: storing paused: {e}");
+                    match w.commit(&path) {
+                        Ok(()) => {
+                            // Workers that remember this entry as absent
+                            // look at the disk again.
+                            if let Some(md5) = path
+                                .file_name()
+                                .and_then(|n| crate::cache::key::from_hex(n.as_encoded_bytes()))
+                            {
+                                stats.key_uses().mark_stored(&md5);
+                            }
+                        }
+                        Err(e) => {
+                            log::warn!("cache: not stored {}: {e}", path.display());
+                            if gate.on_error(&e, now) {
+                                log::error!("cache: storing paused: {e}");
+                            }
                         }
                     }
                 }
@@ -162,14 +175,14 @@ fn run_writer(rx: Receiver<Vec<WriteMsg>>, queued: Arc<AtomicUsize>) {
 }
 
 impl Writer {
-    /// Start the thread.
-    pub fn start() -> io::Result<Writer> {
+    /// Start the thread; `stats` holds the shared store sequences.
+    pub fn start(stats: Arc<StatsZone>) -> io::Result<Writer> {
         let (tx, rx) = mpsc::channel();
         let queued = Arc::new(AtomicUsize::new(0));
         let q = queued.clone();
         std::thread::Builder::new()
             .name("sluice-cache".into())
-            .spawn(move || run_writer(rx, q))?;
+            .spawn(move || run_writer(rx, q, stats))?;
         Ok(Writer {
             tx,
             next_id: 1,
@@ -300,6 +313,8 @@ pub struct IoJob {
     pub md5: [u8; 16],
     /// The cache key the entry must carry.
     pub key: Vec<u8>,
+    /// The entry's store sequence when the lookup was asked for.
+    pub seq: u64,
 }
 
 /// A finished lookup.
@@ -310,6 +325,8 @@ pub struct IoDone {
     pub md5: [u8; 16],
     /// What was found.
     pub loaded: cached::Loaded,
+    /// [`IoJob::seq`].
+    pub seq: u64,
 }
 
 /// Threads per worker.
@@ -399,6 +416,7 @@ fn io_thread(shared: &IoShared, done_tx: &Sender<IoDone>, waker: &mio::Waker) {
             token: job.token,
             md5: job.md5,
             loaded,
+            seq: job.seq,
         };
         if done_tx.send(done).is_err() {
             return; // the worker is gone
@@ -415,7 +433,7 @@ mod tests {
 
     #[test]
     fn writer_queue_bound_counts_messages_not_yet_flushed() {
-        let w = Writer::start().unwrap();
+        let w = Writer::start(Arc::new(StatsZone::new().unwrap())).unwrap();
         for _ in 0..QUEUE {
             assert!(w.data(1, b"x"));
         }
@@ -435,7 +453,7 @@ mod tests {
     fn abort_is_queued_when_the_queue_is_full() {
         // Regression: an abandoned fill's abort was refused by the full
         // queue, leaving its temp file and lock until the writer idled 10 s.
-        let w = Writer::start().unwrap();
+        let w = Writer::start(Arc::new(StatsZone::new().unwrap())).unwrap();
         while w.data(1, b"x") {}
         w.abort(1);
         w.commit(2);
@@ -469,6 +487,7 @@ mod tests {
             path: dir.join(format!("absent-{token}")),
             md5: [token as u8; 16],
             key: b"k".to_vec(),
+            seq: 0,
         };
         for t in 1..=3 {
             assert!(io.submit(job(t)));

@@ -146,9 +146,12 @@ impl HotEntry {
 pub struct Hot {
     map: HashMap<[u8; 16], Rc<HotEntry>>,
     bytes: usize,
-    /// Keys the I/O pool found absent: (when, purge epoch). A miss is
-    /// answered from here for `HOT_REVALIDATE_MS` without touching the disk.
-    absent: HashMap<[u8; 16], (u64, u64)>,
+    /// Keys the I/O pool found absent: (when, purge epoch, store sequence
+    /// when asked). A miss is answered from here for `HOT_REVALIDATE_MS`
+    /// without touching the disk, unless some worker stored the key since.
+    absent: HashMap<[u8; 16], (u64, u64, u64)>,
+    /// The shared store sequences (none in unit tests: never moves).
+    shared: Option<std::sync::Arc<crate::shm::stats::StatsZone>>,
     /// Large entries the I/O pool pulled into the page cache (when).
     warmed: HashMap<[u8; 16], u64>,
 }
@@ -196,6 +199,19 @@ fn mtime_ns(m: &std::fs::Metadata) -> i64 {
 }
 
 impl Hot {
+    /// Use the shared store sequences of `stats` (the worker's zone).
+    pub fn share(&mut self, stats: std::sync::Arc<crate::shm::stats::StatsZone>) {
+        self.shared = Some(stats);
+    }
+
+    /// The store sequence of the entry named `md5` now (see
+    /// [`crate::shm::key_uses`]); capture it before asking the disk.
+    pub fn stored_seq(&self, md5: &[u8; 16]) -> u64 {
+        self.shared
+            .as_ref()
+            .map_or(0, |s| s.key_uses().stored_seq(md5))
+    }
+
     /// The entry at `path` (md5 `md5`) for `key`, from memory when fresh.
     /// `epoch` is the shared purge counter: when it moved, the file is
     /// checked even within the revalidation interval.
@@ -220,8 +236,11 @@ impl Hot {
         if nowait && !self.map.contains_key(md5) {
             // Unknown here: the disk is asked by the I/O pool, never inline
             // (a path lookup can wait on a directory the writer is changing).
-            if let Some(&(at, ep)) = self.absent.get(md5) {
-                if ep == epoch && now_ms.saturating_sub(at) < HOT_REVALIDATE_MS {
+            if let Some(&(at, ep, seq)) = self.absent.get(md5) {
+                if ep == epoch
+                    && now_ms.saturating_sub(at) < HOT_REVALIDATE_MS
+                    && seq == self.stored_seq(md5)
+                {
                     return Ok(None);
                 }
             }
@@ -319,8 +338,9 @@ impl Hot {
         self.warmed.remove(md5);
     }
 
-    /// Take in what the I/O pool found for `md5`.
-    pub fn install(&mut self, md5: [u8; 16], loaded: Loaded, now_ms: u64, epoch: u64) {
+    /// Take in what the I/O pool found for `md5` (asked when its store
+    /// sequence was `seq`).
+    pub fn install(&mut self, md5: [u8; 16], loaded: Loaded, now_ms: u64, epoch: u64, seq: u64) {
         if self.absent.len() > MAX_ABSENT {
             self.absent.clear();
             self.warmed.clear();
@@ -341,7 +361,7 @@ impl Hot {
             }
             Loaded::Absent => {
                 self.remove(&md5);
-                self.absent.insert(md5, (now_ms, epoch));
+                self.absent.insert(md5, (now_ms, epoch, seq));
             }
             Loaded::Warmed => {
                 self.warmed.insert(md5, now_ms);
@@ -579,12 +599,31 @@ pub fn try_lock(
     md5: &[u8; 16],
     lock_age_ms: u64,
 ) -> LockTry {
+    locks.try_lock(&zone_key(zone, md5), lock_age_ms)
+}
+
+/// `md5` mixed with its zone's name: the key of the shared per-key tables
+/// (fill locks, use counts), which all zones share.
+fn zone_key(zone: &CachePathConf, md5: &[u8; 16]) -> [u8; 16] {
     let zone_md5 = key::cache_key_md5(zone.zone_name.as_bytes());
     let mut k = *md5;
     for (b, z) in k.iter_mut().zip(zone_md5) {
         *b ^= z;
     }
-    locks.try_lock(&k, lock_age_ms)
+    k
+}
+
+/// Count a request for `md5` that found nothing stored; true when the key
+/// has now been asked for `proxy_cache_min_uses` times (within the zone's
+/// `inactive`), so its response may be stored.
+pub fn used_enough(
+    uses: &crate::shm::key_uses::KeyUses,
+    zone: &CachePathConf,
+    md5: &[u8; 16],
+    min_uses: u64,
+    now: i64,
+) -> bool {
+    min_uses <= 1 || uses.bump(&zone_key(zone, md5), now, zone.inactive_ms / 1000) >= min_uses
 }
 
 /// What the I/O pool finds at `path` for `key` (blocking: stat, open, read).

@@ -132,6 +132,8 @@ pub struct Session {
     bypassed: bool,
     /// Reads handed to the I/O pool so far (after two, read inline).
     io_tries: u8,
+    /// This request was counted for `proxy_cache_min_uses`.
+    uses_counted: bool,
     /// The I/O pool finished this session's read.
     io_done: bool,
     /// A background refresh: timer entry the worker holds (0 = none).
@@ -301,6 +303,7 @@ impl Session {
             no_store: false,
             bypassed: false,
             io_tries: 0,
+            uses_counted: false,
             io_done: false,
             scheduled_ms: 0,
         }

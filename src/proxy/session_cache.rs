@@ -55,7 +55,7 @@ impl Session {
                 // The entry is not in memory: an I/O thread looks it up
                 // (stat, open, read); the worker wakes us to look again.
                 self.io_tries += 1;
-                let job = self.io_job(path, md5);
+                let job = self.io_job(path, md5, &pools.hot);
                 let queued = pools.io.as_ref().is_some_and(|io| io.submit(job));
                 if !queued {
                     self.io_tries = 2;
@@ -117,7 +117,7 @@ impl Session {
                             .file_name()
                             .and_then(|n| crate::cache::key::from_hex(n.as_encoded_bytes()))
                             .unwrap_or_else(|| crate::cache::cache_key_md5(&self.cache_key));
-                        let job = self.io_job(path, md5);
+                        let job = self.io_job(path, md5, &pools.hot);
                         if pools.io.as_ref().is_some_and(|io| io.submit(job)) {
                             self.state = St::WaitIo;
                             self.deadline_ms = ctx.now_ms + 5000;
@@ -159,10 +159,22 @@ impl Session {
                         return Some(next);
                     }
                 }
+                let md5 = crate::cache::cache_key_md5(&self.cache_key);
+                if status == CacheStatus::Miss && !self.uses_counted && !self.no_store {
+                    // proxy_cache_min_uses: counted once per request, in
+                    // shared memory, so every worker's requests add up.
+                    self.uses_counted = true;
+                    self.no_store = !cached::used_enough(
+                        ctx.stats.key_uses(),
+                        zone,
+                        &md5,
+                        loc.cache.min_uses,
+                        ctx.unix_secs,
+                    );
+                }
                 if !loc.cache.lock || self.no_store {
                     return None;
                 }
-                let md5 = crate::cache::cache_key_md5(&self.cache_key);
                 match cached::try_lock(ctx.stats.fill_locks(), zone, &md5, loc.cache.lock_age_ms) {
                     cached::LockTry::Acquired(p) => {
                         // What this worker saw of the key (its memory of an
@@ -358,12 +370,18 @@ impl Session {
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
-    fn io_job(&self, path: std::path::PathBuf, md5: [u8; 16]) -> crate::proxy::cache_io::IoJob {
+    fn io_job(
+        &self,
+        path: std::path::PathBuf,
+        md5: [u8; 16],
+        hot: &cached::Hot,
+    ) -> crate::proxy::cache_io::IoJob {
         crate::proxy::cache_io::IoJob {
             token: self.token.0,
             path,
             md5,
             key: self.cache_key.clone(),
+            seq: hot.stored_seq(&md5),
         }
     }
 

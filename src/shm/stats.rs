@@ -6,6 +6,7 @@
 //! simply zeroed with the slot.
 
 use super::fill_locks::FillLocks;
+use super::key_uses::KeyUses;
 use super::{AtomicsOnly, ShmRegion};
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -64,6 +65,7 @@ unsafe impl AtomicsOnly for Retired {}
 pub struct StatsZone {
     region: ShmRegion,
     fill_locks: std::sync::Arc<FillLocks>,
+    key_uses: KeyUses,
 }
 
 /// Sum over all slots plus retired counters.
@@ -94,7 +96,13 @@ impl StatsZone {
         Ok(StatsZone {
             region: ShmRegion::anonymous(len)?,
             fill_locks: FillLocks::new()?,
+            key_uses: KeyUses::new()?,
         })
+    }
+
+    /// Recent uses of each cache key (`proxy_cache_min_uses`).
+    pub fn key_uses(&self) -> &KeyUses {
+        &self.key_uses
     }
 
     /// The cache fill locks shared by all workers.

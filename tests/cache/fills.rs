@@ -463,3 +463,29 @@ fn entry_filled_by_one_worker_is_a_hit_in_the_other() {
         "no HIT from the worker that did not fill ({fill_worker:?}): {served_by:?}"
     );
 }
+
+#[test]
+fn min_uses_stores_on_the_nth_request_counted_across_workers() {
+    // Each request is a new connection; the master deals them to both
+    // workers in turn, so the count must live in shared memory.
+    let h = Harness::start_workers(2, "proxy_cache_min_uses 3;");
+    h.origin
+        .route_fn("/m", |r| Canned::ok(format!("v{}", r.n)).cc("max-age=60"));
+    assert_served(&h.get("/m"), "MISS", "v1");
+    assert_served(&h.get("/m"), "MISS", "v2");
+    // Not stored after two uses.
+    sleep(Duration::from_millis(300));
+    assert!(!h.entry_of("/m").exists(), "stored before min_uses");
+    // The third use stores it; later requests, on either worker, are hits.
+    assert_served(&h.get("/m"), "MISS", "v3");
+    h.wait_stored("/m");
+    for _ in 0..4 {
+        assert_served(&h.get("/m"), "HIT", "v3");
+    }
+    assert_eq!(h.origin.count("/m"), 3);
+    // Another key starts its own count.
+    h.origin.route("/other", Canned::ok("o").cc("max-age=60"));
+    assert_served(&h.get("/other"), "MISS", "o");
+    sleep(Duration::from_millis(300));
+    assert!(!h.entry_of("/other").exists());
+}

@@ -110,6 +110,26 @@ fn request_max_age_and_min_fresh_limit_what_the_cache_may_serve() {
 }
 
 #[test]
+fn a_fill_by_one_worker_is_seen_at_once_by_a_worker_that_found_the_key_absent() {
+    // Both workers look the key up and remember it as absent; then one of
+    // them stores it. The other must not answer from its memory of the
+    // absence (that would be a second origin fetch): the writer bumps the
+    // key's store sequence in shared memory.
+    let h = Harness::start_workers(2, "");
+    h.origin.route("/seen", Canned::ok("stored").cc("max-age=60"));
+    for _ in 0..6 {
+        let r = h.get_with("/seen", &[("Cache-Control", "only-if-cached")]);
+        assert_eq!(r.status, 504);
+    }
+    assert_served(&h.get("/seen"), "MISS", "stored");
+    h.wait_stored("/seen");
+    for _ in 0..6 {
+        assert_served(&h.get("/seen"), "HIT", "stored");
+    }
+    assert_eq!(h.origin.count("/seen"), 1);
+}
+
+#[test]
 fn only_if_cached_with_a_cold_key_is_504() {
     let h = Harness::start("");
     h.origin.route("/oic", Canned::ok("warm").cc("max-age=60"));
