@@ -229,6 +229,11 @@ impl Worker {
                             match s {
                                 libc::SIGQUIT => self.start_draining(),
                                 libc::SIGTERM | libc::SIGINT => {
+                                    // Fast stop: fills that completed are
+                                    // still published (briefly waited for).
+                                    if let Some(w) = &self.pools.cache {
+                                        w.finish(Duration::from_millis(500));
+                                    }
                                     self.ctx.logs.stop();
                                     return Ok(());
                                 }

@@ -461,6 +461,30 @@ mod tests {
         assert!(matches!(w.batch.borrow()[QUEUE], WriteMsg::Abort(1)));
     }
 
+    #[test]
+    fn finish_publishes_what_was_committed_and_moves_the_store_sequence() {
+        let stats = Arc::new(StatsZone::new().unwrap());
+        let dir = std::env::temp_dir().join(format!("sluice-finish-{}", std::process::id()));
+        let md5 = [0xab; 16];
+        let path = dir.join(crate::cache::key::hex_string(&md5));
+        let seq = stats.key_uses().stored_seq(&md5);
+        let mut w = Writer::start(stats.clone()).unwrap();
+        let meta = EntryMeta {
+            key: b"k".to_vec(),
+            ..EntryMeta::default()
+        };
+        let id = w
+            .begin(dir.clone(), meta, Some(4), path.clone(), None)
+            .unwrap();
+        assert!(w.data(id, b"body"));
+        w.commit(id);
+        // Nothing was flushed yet: finish hands it over and waits.
+        w.finish(Duration::from_secs(10));
+        assert!(path.exists(), "a committed fill was not published");
+        assert_ne!(stats.key_uses().stored_seq(&md5), seq);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     fn wait_results(poll: &mut mio::Poll, io: &IoPool, want: usize) -> Vec<IoDone> {
         let mut events = mio::Events::with_capacity(8);
         let mut got = Vec::new();

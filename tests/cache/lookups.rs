@@ -116,7 +116,8 @@ fn a_fill_by_one_worker_is_seen_at_once_by_a_worker_that_found_the_key_absent() 
     // absence (that would be a second origin fetch): the writer bumps the
     // key's store sequence in shared memory.
     let h = Harness::start_workers(2, "");
-    h.origin.route("/seen", Canned::ok("stored").cc("max-age=60"));
+    h.origin
+        .route("/seen", Canned::ok("stored").cc("max-age=60"));
     for _ in 0..6 {
         let r = h.get_with("/seen", &[("Cache-Control", "only-if-cached")]);
         assert_eq!(r.status, 504);
