@@ -69,14 +69,6 @@ fn monotonic_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Where `key` (a cache key's MD5, mixed with its zone) lives, and its
-/// nonzero fingerprint.
-fn place(key: &[u8; 16]) -> (usize, u32) {
-    let lo = u64::from_le_bytes(key[..8].try_into().unwrap_or([0; 8]));
-    let fp = u32::from_le_bytes(key[8..12].try_into().unwrap_or([0; 4])) | 1;
-    ((lo as usize) & (SLOTS - 1), fp)
-}
-
 impl FillLocks {
     /// Map a new, empty table.
     pub fn new() -> io::Result<Arc<FillLocks>> {
@@ -96,7 +88,7 @@ impl FillLocks {
     }
 
     fn try_lock_at(self: &Arc<Self>, key: &[u8; 16], age_ms: u64, now_ms: u64) -> LockTry {
-        let (slot, fp) = place(key);
+        let (slot, fp) = super::key_slot(key, SLOTS);
         let now = (now_ms / TICK_MS) as u32;
         let age = age_ms.div_ceil(TICK_MS).clamp(1, i32::MAX as u64) as u32;
         let cell = &self.slots()[slot];

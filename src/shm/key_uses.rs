@@ -32,9 +32,8 @@ pub struct KeyUses {
 }
 
 fn place(key: &[u8; 16]) -> (usize, u64) {
-    let lo = u64::from_le_bytes(key[..8].try_into().unwrap_or([0; 8]));
-    let fp = u32::from_le_bytes(key[8..12].try_into().unwrap_or([0; 4])) | 1;
-    ((lo as usize) & (SLOTS - 1), u64::from(fp))
+    let (slot, fp) = super::key_slot(key, SLOTS);
+    (slot, u64::from(fp))
 }
 
 impl KeyUses {

@@ -116,6 +116,15 @@ impl Drop for ShmRegion {
     }
 }
 
+/// Where a 16-byte key (an MD5) lives in a table of `slots` (a power of
+/// two), and its nonzero 32-bit fingerprint, taken from other bits than
+/// the slot: the per-key tables (`fill_locks`, `key_uses`) share this.
+pub(crate) fn key_slot(key: &[u8; 16], slots: usize) -> (usize, u32) {
+    let lo = u64::from_le_bytes(key[..8].try_into().unwrap_or([0; 8]));
+    let fp = u32::from_le_bytes(key[8..12].try_into().unwrap_or([0; 4])) | 1;
+    ((lo as usize) & (slots - 1), fp)
+}
+
 /// Marker for `#[repr(C)]` structs made only of atomics, valid when zeroed.
 ///
 /// # Safety
