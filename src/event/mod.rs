@@ -8,6 +8,13 @@ pub use timer::TimerWheel;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// Wall-clock microseconds since the epoch, read now (a vDSO call).
+pub fn unix_us_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
 /// Milliseconds since an arbitrary per-process start, cached once per loop
 /// iteration (nginx's ngx_time_update).
 pub struct Clock {
@@ -39,11 +46,8 @@ impl Clock {
     /// Re-read the time.
     pub fn update(&mut self) {
         self.now_ms = self.start.elapsed().as_millis() as u64;
-        let wall = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO);
-        self.unix_secs = wall.as_secs() as i64;
-        self.unix_us = wall.as_micros() as u64;
+        self.unix_us = unix_us_now();
+        self.unix_secs = (self.unix_us / 1_000_000) as i64;
     }
 
     /// Monotonic milliseconds at the last update.

@@ -337,7 +337,12 @@ fn build(t: &KeyTemplate, src: &Source<'_>, lim: &LocationLimits, buf: &mut Vec<
 
 fn decide(lc: &mut LimitsCtx, lim: &LocationLimits, src: &Source<'_>, skip: bool) -> Decided {
     let zones = lc.zones.clone();
-    let now_us = lc.now_us;
+    // The time now, not the loop iteration's: another worker may have
+    // moved a key's TAT with a later clock while this one was preempted
+    // after poll() returned, and a stale `now` would read as a request
+    // arriving early (a burst's last request refused).
+    let now_us = crate::event::unix_us_now().max(lc.now_us);
+    lc.now_us = now_us;
     let now_ms = now_us / 1000;
     let mut keybuf = std::mem::take(&mut lc.key);
     lc.bytes_slots.clear();
