@@ -173,6 +173,15 @@ pub struct HttpCtx {
 }
 
 impl HttpCtx {
+    /// The `Server` header value in `loc` (`server_tokens`).
+    pub fn server_header(&self, loc: &crate::config::LocationConf) -> &[u8] {
+        if loc.server_tokens {
+            &self.server_full
+        } else {
+            b"sluice"
+        }
+    }
+
     /// State for a worker running `cfg`.
     pub fn new(
         cfg: Arc<Config>,

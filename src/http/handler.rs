@@ -100,14 +100,6 @@ struct Reply {
     close: bool,
 }
 
-fn server_header<'a>(ctx: &'a HttpCtx, loc: &LocationConf) -> &'a [u8] {
-    if loc.server_tokens {
-        &ctx.server_full
-    } else {
-        b"sluice"
-    }
-}
-
 fn add_headers(out: &mut Vec<u8>, loc: &LocationConf, status: u16) {
     let ok = matches!(
         status,
@@ -151,7 +143,7 @@ pub(crate) fn error_reply(
         &HeadParams {
             status: code,
             date: &ctx.date,
-            server: server_header(ctx, loc),
+            server: ctx.server_header(loc),
             content_type: Some(b"text/html"),
             content_length: Some(len),
             keep_alive,
@@ -409,7 +401,7 @@ pub fn dispatch(
             &HeadParams {
                 status: 200,
                 date: &ctx.date,
-                server: server_header(ctx, loc),
+                server: ctx.server_header(loc),
                 content_type: Some(ct),
                 content_length: Some(body.len() as u64),
                 keep_alive,
@@ -568,7 +560,7 @@ fn do_return(
         &HeadParams {
             status: r.code,
             date: &ctx.date,
-            server: server_header(ctx, loc),
+            server: ctx.server_header(loc),
             content_type: if r.text.is_some() {
                 Some(b"text/plain")
             } else {

@@ -624,14 +624,6 @@ fn refuse(
     LimitReply { status, body_bytes }
 }
 
-fn server<'a>(ctx: &'a HttpCtx, loc: &LocationConf) -> &'a [u8] {
-    if loc.server_tokens {
-        &ctx.server_full
-    } else {
-        b"sluice"
-    }
-}
-
 /// `limit_check` passed: 204, with the tightest limit's RateLimit-* values.
 fn check_answer(
     ctx: &HttpCtx,
@@ -645,7 +637,7 @@ fn check_answer(
         &HeadParams {
             status: 204,
             date: &ctx.date,
-            server: server(ctx, loc),
+            server: ctx.server_header(loc),
             content_type: None,
             content_length: None,
             keep_alive: req.keep_alive,
@@ -682,7 +674,7 @@ fn report_answer(
         &HeadParams {
             status: 200,
             date: &ctx.date,
-            server: server(ctx, loc),
+            server: ctx.server_header(loc),
             content_type: Some(b"application/json"),
             content_length: Some(len as u64),
             keep_alive: req.keep_alive,

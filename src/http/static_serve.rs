@@ -152,6 +152,7 @@ pub(super) fn send_file(
     };
     // Disjoint borrows of the worker state: no per-request copies.
     let now_ms = ctx.now_ms;
+    // (Not ctx.server_header(): that would borrow all of ctx.)
     let server: &[u8] = if loc.server_tokens {
         &ctx.server_full
     } else {

@@ -167,14 +167,6 @@ fn json_escape(s: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-fn server<'a>(ctx: &'a HttpCtx, loc: &LocationConf) -> &'a [u8] {
-    if loc.server_tokens {
-        &ctx.server_full
-    } else {
-        b"sluice"
-    }
-}
-
 fn wants_json(head_bytes: &[u8]) -> bool {
     find_header(head_bytes, b"accept").is_some_and(|a| {
         a.windows(16)
@@ -474,7 +466,7 @@ fn redirect(
         &HeadParams {
             status,
             date: &ctx.date,
-            server: server(ctx, loc),
+            server: ctx.server_header(loc),
             content_type: None,
             content_length: Some(0),
             keep_alive: req.keep_alive,
@@ -595,7 +587,7 @@ fn wait_page(
         &HeadParams {
             status: 200,
             date: &ctx.date,
-            server: server(ctx, loc),
+            server: ctx.server_header(loc),
             content_type: Some(content_type),
             content_length: Some(body.len() as u64),
             keep_alive: req.keep_alive,

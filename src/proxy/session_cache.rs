@@ -4,6 +4,18 @@
 
 use super::*;
 
+/// Header (name, value) pairs borrowed from the configuration.
+type HeaderPairs<'a> = Vec<(&'a [u8], &'a [u8])>;
+
+/// The `add_header` pairs of an answer from the cache with `status` in `loc`.
+fn add_header_pairs(loc: &LocationConf, status: u16) -> HeaderPairs<'_> {
+    loc.add_headers
+        .iter()
+        .filter(|h| h.always || status < 400)
+        .map(|h| (h.name.as_bytes(), h.value.as_bytes()))
+        .collect()
+}
+
 impl Session {
     /// Answer from the cache when a usable entry exists; `None` = go upstream.
     pub(super) fn cache_lookup(
@@ -69,17 +81,10 @@ impl Session {
             LookupResult::Serve(found, stale) => {
                 // Filled meanwhile (looked again under the lock): answer it.
                 self.lock = None;
-                let server: &[u8] = if loc.server_tokens {
-                    &ctx.server_full
-                } else {
-                    b"sluice"
-                };
-                let extra: Vec<(&[u8], &[u8])> = loc
-                    .add_headers
-                    .iter()
-                    .filter(|h| h.always || found.meta().status < 400)
-                    .map(|h| (h.name.as_bytes(), h.value.as_bytes()))
-                    .collect();
+                let (server, extra) = (
+                    ctx.server_header(loc),
+                    add_header_pairs(loc, found.meta().status),
+                );
                 let keep_alive = self.client_keep_alive && !self.wants_body();
                 let word = if stale {
                     CacheStatus::Stale
@@ -474,17 +479,7 @@ impl Session {
         let cfg = self.cfg.clone();
         let loc = location(&cfg, &self.req);
         let meta = meta.unwrap_or(entry.meta());
-        let server: &[u8] = if loc.server_tokens {
-            &ctx.server_full
-        } else {
-            b"sluice"
-        };
-        let extra: Vec<(&[u8], &[u8])> = loc
-            .add_headers
-            .iter()
-            .filter(|h| h.always || meta.status < 400)
-            .map(|h| (h.name.as_bytes(), h.value.as_bytes()))
-            .collect();
+        let (server, extra) = (ctx.server_header(loc), add_header_pairs(loc, meta.status));
         let req_headers = upreq::header_pairs(&self.req.head_bytes);
         let keep_alive = self.client_keep_alive && !self.wants_body();
         let params = cached::HitParams {

@@ -161,11 +161,7 @@ impl Session {
             }
             let cfg = self.cfg.clone();
             let loc = location(&cfg, &self.req);
-            let server: &[u8] = if loc.server_tokens {
-                &ctx.server_full
-            } else {
-                b"sluice"
-            };
+            let server = ctx.server_header(loc);
             if self.revalidating && up.status == 304 && self.revalidated(&up, pools, conn, ctx) {
                 self.resp.drain(..up.len);
                 self.head = Some(up);
