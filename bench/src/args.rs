@@ -32,7 +32,9 @@ usage: sluice-bench [OPTIONS] URL...
   -h, --help           this text
   -V, --version        print the version
 
-Several URLs are used round robin. Every run stops by itself.
+Several URLs are used round robin. In keepalive and rate modes, `{n}` in a URL's
+path becomes a number unique to each request and run (e.g. cache misses on purpose).
+Every run stops by itself.
 Exit status: 0 after a run, 1 if the run could not be set up, 2 for bad arguments.
 ";
 

@@ -42,6 +42,9 @@ pub struct Target {
     pub addr: SocketAddr,
     /// Complete request bytes, one entry per URL on this address.
     pub requests: Vec<Vec<u8>>,
+    /// Where each request has the `{n}` marker (a URL asking for a unique
+    /// path per request), if it has one.
+    pub marks: Vec<Option<usize>>,
     /// Source addresses to spread connections over (empty: kernel's choice).
     pub sources: Vec<IpAddr>,
 }
@@ -57,6 +60,14 @@ pub struct Plan {
     pub timeout: Duration,
     /// Requests are HEAD (responses have no body).
     pub head: bool,
+    /// What `{n}` becomes before the thread and request numbers: differs
+    /// from run to run, so a cache in front never saw the paths before.
+    pub run_tag: String,
+}
+
+/// The position of the `{n}` marker in request bytes.
+pub fn unique_mark(req: &[u8]) -> Option<usize> {
+    req.windows(3).position(|w| w == b"{n}")
 }
 
 /// One thread's share of the run.
@@ -102,6 +113,8 @@ pub fn run(plan: &Plan, share: Share, progress: &AtomicU64) -> io::Result<Stats>
         },
         start: share.start,
         end: share.end,
+        first_conn: share.first_conn,
+        seq: 0,
     };
     w.run_loop(progress)?;
     Ok(w.stats)
@@ -178,6 +191,10 @@ struct Worker<'a> {
     rate: Option<RateState>,
     start: Instant,
     end: Instant,
+    /// First connection of this thread (names its unique paths).
+    first_conn: usize,
+    /// Unique paths issued so far.
+    seq: u64,
 }
 
 impl Worker<'_> {
@@ -358,7 +375,21 @@ impl Worker<'_> {
     fn issue(&mut self, i: usize, intended: Instant, now: Instant) {
         let conn = &mut self.conns[i];
         let target = &self.plan.targets[conn.target];
-        conn.wbuf.extend_from_slice(&target.requests[conn.next_req]);
+        let req = &target.requests[conn.next_req];
+        match target.marks[conn.next_req] {
+            Some(at) => {
+                use std::io::Write;
+                self.seq += 1;
+                conn.wbuf.extend_from_slice(&req[..at]);
+                let _ = write!(
+                    conn.wbuf,
+                    "{}-{}-{}",
+                    self.plan.run_tag, self.first_conn, self.seq
+                );
+                conn.wbuf.extend_from_slice(&req[at + 3..]);
+            }
+            None => conn.wbuf.extend_from_slice(req),
+        }
         conn.next_req = (conn.next_req + 1) % target.requests.len();
         conn.inflight.push_back(InFlight {
             intended,

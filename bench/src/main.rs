@@ -59,9 +59,13 @@ fn plan(cfg: &Config, close: bool) -> load::Plan {
     for u in &cfg.urls {
         let req = http::build_request(&cfg.method, u, &cfg.headers, &cfg.body, close);
         match targets.iter_mut().find(|t| t.addr == u.addr) {
-            Some(t) => t.requests.push(req),
+            Some(t) => {
+                t.marks.push(load::unique_mark(&req));
+                t.requests.push(req);
+            }
             None => targets.push(load::Target {
                 addr: u.addr,
+                marks: vec![load::unique_mark(&req)],
                 requests: vec![req],
                 sources: sys::loopback_sources(u.addr, cfg.sources),
             }),
@@ -72,6 +76,10 @@ fn plan(cfg: &Config, close: bool) -> load::Plan {
         pipeline: cfg.pipeline,
         timeout: cfg.timeout,
         head: cfg.method == "HEAD",
+        run_tag: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+            .to_string(),
     }
 }
 

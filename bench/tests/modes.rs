@@ -6,22 +6,34 @@ use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::thread;
 
 /// A keep-alive HTTP/1.1 server answering every request with `status` and a
 /// 5-byte body; honours pipelining and `Connection: close`.
 fn answering_server(status: u16) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            thread::spawn(move || serve(stream, status));
-        }
-    });
-    format!("http://{addr}/")
+    recording_server(status).0
 }
 
-fn serve(mut stream: TcpStream, status: u16) {
+/// Request lines seen by a server.
+type Seen = Arc<Mutex<Vec<String>>>;
+
+/// [`answering_server`] that also records every request line.
+fn recording_server(status: u16) -> (String, Seen) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Seen::default();
+    let lines = seen.clone();
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let lines = lines.clone();
+            thread::spawn(move || serve(stream, status, &lines));
+        }
+    });
+    (format!("http://{addr}/"), seen)
+}
+
+fn serve(mut stream: TcpStream, status: u16, seen: &Mutex<Vec<String>>) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
@@ -33,8 +45,11 @@ fn serve(mut stream: TcpStream, status: u16) {
         let mut out = Vec::new();
         let mut close = false;
         while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let head = String::from_utf8_lossy(&buf[..end]).to_string();
             buf.drain(..end + 4);
+            let line = head.lines().next().unwrap_or("").to_string();
+            seen.lock().unwrap().push(line);
+            let head = head.to_ascii_lowercase();
             close = head.contains("connection: close");
             let conn = if close { "Connection: close\r\n" } else { "" };
             out.extend_from_slice(
@@ -223,4 +238,29 @@ fn bad_arguments_exit_2() {
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(String::from_utf8_lossy(&out.stderr).contains("sluice-bench:"));
     }
+}
+
+#[test]
+fn unique_marker_gives_every_request_its_own_path() {
+    let (url, seen) = recording_server(200);
+    let url = format!("{url}m/{{n}}?x=1");
+    let v = bench(&["-c", "4", "-t", "2", "-n", "60", &url]);
+    assert_adds_up(&v);
+    assert_eq!(n(&v, "ok"), 60, "{v}");
+    let lines = seen.lock().unwrap().clone();
+    assert_eq!(lines.len(), 60);
+    let distinct: std::collections::HashSet<&String> = lines.iter().collect();
+    assert_eq!(distinct.len(), 60, "{lines:?}");
+    for l in &lines {
+        assert!(
+            l.starts_with("GET /m/") && l.ends_with("?x=1 HTTP/1.1"),
+            "{l}"
+        );
+        assert!(!l.contains("{n}"), "{l}");
+    }
+    // Another run names its paths differently (a cache in front has not seen them).
+    let again = bench(&["-c", "1", "-n", "1", &url]);
+    assert_eq!(n(&again, "ok"), 1);
+    let last = seen.lock().unwrap().last().cloned().unwrap();
+    assert!(!lines.contains(&last), "{last}");
 }
