@@ -14,8 +14,9 @@ SECS=${1:-5}; RATE=${2:-5000}; MISS_RATE=${3:-2000}; FRONT=${FRONT:-sluice}
 BIN=$ROOT/target/release/sluice; BENCH=$ROOT/target/release/sluice-bench
 [ -x "$BIN" ] && [ -x "$BENCH" ] || (cd "$ROOT" && cargo build --release --workspace -q)
 W=$(mktemp -d /tmp/miss-storm.XXXXXX); chmod 755 "$W"  # nginx workers run as nobody
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-OP=$(port); PP=$(port)
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"  # stop_pidfile, free_port
+OP=$(free_port); PP=$(free_port)
 mkdir -p "$W/www" "$W/cache"; head -c 1024 /dev/urandom | base64 -w0 | head -c 1024 > "$W/www/hit.txt"
 cat > "$W/origin.conf" <<CONF
 worker_processes 1; daemon on; pid $W/o.pid; error_log $W/o.err;
@@ -29,7 +30,8 @@ events { worker_connections 4096; }
 http { proxy_cache_path $W/cache levels=1:2 keys_zone=c:10m;
   server { listen 127.0.0.1:$PP; location / { proxy_pass http://127.0.0.1:$OP; proxy_cache c; proxy_cache_valid 200 10m; } } }
 CONF
-cleanup() { for p in "$W/p.pid" "$W/o.pid"; do [ -s "$p" ] && kill -QUIT "$(cat "$p")" 2>/dev/null || true; done; sleep 0.3; rm -rf "$W"; }
+# A stopping sluice publishes the fills it has queued first: wait for it.
+cleanup() { stop_pidfile "$W/p.pid"; stop_pidfile "$W/o.pid"; rm -rf "$W"; }
 trap cleanup EXIT
 "$BIN" -c "$W/origin.conf"
 if [ "$FRONT" = nginx ]; then

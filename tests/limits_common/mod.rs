@@ -96,6 +96,9 @@ pub struct Sluice {
     pub port: u16,
     /// Config path.
     pub conf: PathBuf,
+    /// The master's pid as last seen, so it can be stopped even after the
+    /// test removed its directory (and the pid file with it).
+    master: std::sync::atomic::AtomicI32,
 }
 
 /// The usual frame around a test's http-level text and server-level text.
@@ -122,6 +125,7 @@ impl Sluice {
             dir: dir.to_path_buf(),
             port,
             conf,
+            master: std::sync::atomic::AtomicI32::new(0),
         };
         s.launch();
         s
@@ -146,13 +150,20 @@ impl Sluice {
         }
     }
 
-    /// The master's pid, from the pid file.
+    /// The master's pid, from the pid file (or as last seen, if the file
+    /// is gone and that process still runs).
     pub fn master_pid(&self) -> Option<i32> {
-        fs::read_to_string(self.dir.join("sluice.pid"))
-            .ok()?
-            .trim()
-            .parse()
+        let read = fs::read_to_string(self.dir.join("sluice.pid"))
             .ok()
+            .and_then(|s| s.trim().parse().ok());
+        match read {
+            Some(pid) => {
+                self.master.store(pid, std::sync::atomic::Ordering::Relaxed);
+                Some(pid)
+            }
+            None => Some(self.master.load(std::sync::atomic::Ordering::Relaxed))
+                .filter(|&m| m > 0 && alive(m)),
+        }
     }
 
     /// Worker pids.
