@@ -456,14 +456,22 @@ impl Master {
             .claim(-1, self.generation)
             .ok_or_else(|| io::Error::other("no free stats slot"))?;
         let master_pid = sys::getpid();
-        match sys::fork() {
+        // Signals stay blocked until the child has its own signal pipe (see
+        // sys::block_signals); the worker restores `mask` then.
+        let mask = sys::block_signals()?;
+        let forked = sys::fork();
+        if !matches!(forked, Ok(Fork::Child)) {
+            sys::set_signal_mask(&mask)?;
+        }
+        match forked {
             Err(e) => {
                 self.stats.release(slot);
                 Err(e)
             }
             Ok(Fork::Child) => {
-                let init =
+                let mut init =
                     self.worker_init_in_child(index, slot, worker_end, master_end, master_pid);
+                init.signal_mask = mask;
                 worker::run(init)
             }
             Ok(Fork::Parent(pid)) => {
@@ -523,6 +531,7 @@ impl Master {
             stats: self.stats.clone(),
             zones: self.zones.clone(),
             master_pid,
+            signal_mask: nix::sys::signal::SigSet::empty(),
         }
     }
 

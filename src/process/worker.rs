@@ -55,6 +55,9 @@ pub struct WorkerInit {
     pub zones: Arc<ZoneSet>,
     /// The master's pid (to notice it died before PDEATHSIG was set).
     pub master_pid: i32,
+    /// The signal mask to restore once the worker's own signal pipe is in
+    /// place (the master forks with every signal blocked).
+    pub signal_mask: nix::sys::signal::SigSet,
 }
 
 struct Worker {
@@ -127,6 +130,7 @@ fn start(init: WorkerInit) -> std::io::Result<()> {
         libc::SIGHUP,
     ])?;
     sys::default_signals(&[libc::SIGCHLD])?;
+    sys::set_signal_mask(&init.signal_mask)?;
     let cfg = init.cfg.clone();
     let mut paths = vec![cfg.error_log.path.clone()];
     paths.extend(cfg.http.access_logs.iter().map(|l| Some(l.path.clone())));

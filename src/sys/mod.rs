@@ -203,6 +203,30 @@ pub fn install_signal_pipe(signals: &[i32]) -> io::Result<OwnedFd> {
     Ok(rd)
 }
 
+/// Block every signal in the calling thread; returns the previous mask.
+/// The master forks workers with signals blocked: a child inherits the
+/// master's handler, which writes into the master's signal pipe, so a signal
+/// reaching the child before it installs its own pipe would be read by the
+/// master as its own (a worker's early SIGQUIT stopping the whole server).
+pub fn block_signals() -> io::Result<nix::sys::signal::SigSet> {
+    use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
+    let mut old = SigSet::empty();
+    sigprocmask(
+        SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::all()),
+        Some(&mut old),
+    )
+    .map_err(io::Error::from)?;
+    Ok(old)
+}
+
+/// Set the calling thread's signal mask to `mask` (after [`block_signals`]);
+/// signals that arrived meanwhile are delivered now.
+pub fn set_signal_mask(mask: &nix::sys::signal::SigSet) -> io::Result<()> {
+    use nix::sys::signal::{sigprocmask, SigmaskHow};
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(mask), None).map_err(io::Error::from)
+}
+
 /// Restore the default disposition of `signals` (used by a child before exec-less work).
 pub fn default_signals(signals: &[i32]) -> io::Result<()> {
     for &sig in signals {
@@ -485,6 +509,45 @@ mod tests {
         // The calling thread keeps its own class.
         // SAFETY: as above.
         assert_ne!(unsafe { libc::sched_getscheduler(0) }, libc::SCHED_IDLE);
+    }
+
+    #[test]
+    fn a_signal_to_a_child_before_its_own_pipe_is_not_the_parents() {
+        // The master/worker pattern: the parent routes SIGUSR2 into its
+        // pipe, forks with signals blocked; the child is signalled before it
+        // has a pipe of its own. The parent must not read it; the child gets
+        // it once its pipe is in place and the mask restored.
+        let parent_rd = install_signal_pipe(&[libc::SIGUSR2]).unwrap();
+        let mask = block_signals().unwrap();
+        match fork().unwrap() {
+            Fork::Child => {
+                // SAFETY: raise only sends a signal to the calling thread.
+                unsafe { libc::raise(libc::SIGUSR2) };
+                let Ok(rd) = install_signal_pipe(&[libc::SIGUSR2]) else {
+                    exit_now(3);
+                };
+                if set_signal_mask(&mask).is_err() {
+                    exit_now(4);
+                }
+                let mut got = Vec::new();
+                read_signals(rd.as_raw_fd(), &mut got);
+                exit_now(if got == [libc::SIGUSR2] { 0 } else { 5 });
+            }
+            Fork::Parent(pid) => {
+                set_signal_mask(&mask).unwrap();
+                let st = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None).unwrap();
+                assert!(
+                    matches!(st, nix::sys::wait::WaitStatus::Exited(_, 0)),
+                    "child: {st:?}"
+                );
+                let mut got = Vec::new();
+                read_signals(parent_rd.as_raw_fd(), &mut got);
+                assert!(
+                    got.is_empty(),
+                    "the parent read its child's signal: {got:?}"
+                );
+            }
+        }
     }
 
     #[test]

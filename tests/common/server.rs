@@ -257,8 +257,9 @@ impl Server {
         })
         .unwrap_or_else(|| {
             panic!(
-                "no {n} new workers 10 s after SIGHUP (before {before:?}, now {:?})",
-                self.worker_pids()
+                "no {n} new workers 10 s after SIGHUP (before {before:?}, now {:?}); error log:\n{}",
+                self.worker_pids(),
+                self.error_log()
             )
         })
     }
