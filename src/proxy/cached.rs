@@ -126,6 +126,9 @@ pub struct HotEntry {
     checked_ms: Cell<u64>,
     touched_ms: Cell<u64>,
     epoch: Cell<u64>,
+    /// The key's store sequence when this copy was read (or last found
+    /// to be the file on disk): when it moves, some worker stored the key.
+    seq: Cell<u64>,
     path: PathBuf,
 }
 
@@ -183,6 +186,20 @@ impl Entry {
         }
     }
 
+    /// Whether some worker stored this key since this copy was read (a
+    /// copy read from disk for this request only is taken as current).
+    pub fn superseded(&self, hot: &Hot) -> bool {
+        match self {
+            Entry::Hot(h) => key::from_hex(
+                h.path
+                    .file_name()
+                    .map_or(b"".as_slice(), |n| n.as_encoded_bytes()),
+            )
+            .is_some_and(|md5| hot.stored_seq(&md5) != h.seq.get()),
+            Entry::Disk(_) => false,
+        }
+    }
+
     /// Its header.
     pub fn meta(&self) -> &EntryMeta {
         match self {
@@ -224,9 +241,11 @@ impl Hot {
         epoch: u64,
         nowait: bool,
     ) -> Result<Option<Entry>, Pending> {
+        let seq = self.stored_seq(md5);
         if let Some(h) = self.map.get(md5) {
             if now_ms.saturating_sub(h.checked_ms.get()) < HOT_REVALIDATE_MS
                 && h.epoch.get() == epoch
+                && h.seq.get() == seq
                 && h.meta.key == key
             {
                 h.used(now_ms);
@@ -236,11 +255,8 @@ impl Hot {
         if nowait && !self.map.contains_key(md5) {
             // Unknown here: the disk is asked by the I/O pool, never inline
             // (a path lookup can wait on a directory the writer is changing).
-            if let Some(&(at, ep, seq)) = self.absent.get(md5) {
-                if ep == epoch
-                    && now_ms.saturating_sub(at) < HOT_REVALIDATE_MS
-                    && seq == self.stored_seq(md5)
-                {
+            if let Some(&(at, ep, seq_then)) = self.absent.get(md5) {
+                if ep == epoch && now_ms.saturating_sub(at) < HOT_REVALIDATE_MS && seq_then == seq {
                     return Ok(None);
                 }
             }
@@ -267,6 +283,7 @@ impl Hot {
             {
                 h.checked_ms.set(now_ms);
                 h.epoch.set(epoch);
+                h.seq.set(seq);
                 h.used(now_ms);
                 return Ok(Some(Entry::Hot(h.clone())));
             }
@@ -297,6 +314,7 @@ impl Hot {
             checked_ms: Cell::new(now_ms),
             touched_ms: Cell::new(now_ms),
             epoch: Cell::new(epoch),
+            seq: Cell::new(seq),
             path: path.to_path_buf(),
             meta: found.meta,
             body,
@@ -326,6 +344,7 @@ impl Hot {
             checked_ms: Cell::new(h.checked_ms.get()),
             touched_ms: Cell::new(h.touched_ms.get()),
             epoch: Cell::new(h.epoch.get()),
+            seq: Cell::new(h.seq.get()),
             path: h.path.clone(),
         });
         self.map.insert(md5, fresh);
@@ -350,6 +369,7 @@ impl Hot {
                 h.checked_ms.set(now_ms);
                 h.touched_ms.set(now_ms);
                 h.epoch.set(epoch);
+                h.seq.set(seq);
                 self.absent.remove(&md5);
                 self.remove(&md5);
                 self.bytes += h.body.len() + 512;
@@ -649,6 +669,7 @@ pub(crate) fn load(path: &Path, key: &[u8]) -> Loaded {
         checked_ms: Cell::new(0),
         touched_ms: Cell::new(0),
         epoch: Cell::new(0),
+        seq: Cell::new(0),
         path: path.to_path_buf(),
         meta: found.meta,
         body,

@@ -405,6 +405,16 @@ impl Session {
         let md5 = crate::cache::cache_key_md5(&self.cache_key);
         let lock = match cached::try_lock(ctx.stats.fill_locks(), zone, &md5, loc.cache.lock_age_ms)
         {
+            // A refresh that published just before the lock was free
+            // (since this copy was read) needs no second one.
+            cached::LockTry::Acquired(_)
+                if self
+                    .stale
+                    .as_ref()
+                    .is_some_and(|e| e.superseded(&pools.hot)) =>
+            {
+                None
+            }
             cached::LockTry::Acquired(l) => Some(l),
             cached::LockTry::Busy => None, // a refresh is under way already
         };

@@ -131,6 +131,34 @@ fn a_fill_by_one_worker_is_seen_at_once_by_a_worker_that_found_the_key_absent() 
 }
 
 #[test]
+fn a_refresh_by_one_worker_replaces_the_copy_every_worker_holds_in_memory() {
+    // Both workers hold v1 in memory (trusted for a second without a stat);
+    // one of them refetches the key. Once the new file is in place, no
+    // worker answers with its old copy: the store sequence moved.
+    use std::os::unix::fs::MetadataExt;
+    let h = Harness::start_workers(2, "");
+    h.origin.route_fn("/mem", |r| {
+        Canned::ok(format!("v{}", r.n)).cc("max-age=600")
+    });
+    assert_served(&h.get("/mem"), "MISS", "v1");
+    let p = h.wait_stored("/mem");
+    for _ in 0..6 {
+        assert_served(&h.get("/mem"), "HIT", "v1");
+    }
+    let ino = fs::metadata(&p).unwrap().ino();
+    let r = h.get_with("/mem", &[("Cache-Control", "no-cache")]);
+    assert_eq!(r.text(), "v2");
+    crate::common::wait_for(FILL_TIMEOUT, || {
+        fs::metadata(&p).ok().filter(|m| m.ino() != ino).map(|_| ())
+    })
+    .expect("refreshed entry not replaced on disk");
+    for _ in 0..6 {
+        assert_served(&h.get("/mem"), "HIT", "v2");
+    }
+    assert_eq!(h.origin.count("/mem"), 2);
+}
+
+#[test]
 fn only_if_cached_with_a_cold_key_is_504() {
     let h = Harness::start("");
     h.origin.route("/oic", Canned::ok("warm").cc("max-age=60"));
