@@ -51,7 +51,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use parse::{parse_text, read_text, utf8_error, ReadError};
+use parse::{parse_text, read_text, MAX_CONFIG_BYTES};
 
 /// File name used in errors about the `-g` text.
 pub const EXTRA_MAIN_FILE: &str = "-g";
@@ -61,14 +61,8 @@ pub const EXTRA_MAIN_FILE: &str = "-g";
 /// same-named directives of the file; its errors name the file `-g`.
 pub fn load(path: &Path, extra_main: Option<&str>) -> Result<Config, ConfigError> {
     let file = absolute_file(path);
-    let text = read_text(&file).map_err(|e| match e {
-        ReadError::Io(e) => ConfigError {
-            file: file.clone(),
-            line: 0,
-            message: format!("cannot open: {e}"),
-        },
-        ReadError::Utf8(line) => utf8_error(&file, line),
-    })?;
+    let mut budget_bytes = MAX_CONFIG_BYTES;
+    let text = read_text(&file, &mut budget_bytes).map_err(|e| e.located(&file, None))?;
     load_str(&text, &file, extra_main)
 }
 

@@ -3,10 +3,13 @@
 //! Owns block structure (`unexpected "}"`, missing `;` at end of file), the
 //! `include FILE;` directive (relative to the including file's directory,
 //! `*`/`?` globs in the last path component, sorted, depth limit against
-//! cycles) and reading config files. Every directive remembers the file it
-//! came from so that later errors name the right file.
+//! cycles) and reading config files: regular files only (`include /dev/zero`
+//! would read forever), at most [`MAX_CONFIG_BYTES`] for the main file and
+//! every included one together. Every directive remembers the file it came
+//! from so that later errors name the right file.
 
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -19,6 +22,10 @@ pub const MAX_INCLUDE_DEPTH: usize = 16;
 /// How many blocks may nest, across includes (keeps recursion in later stages
 /// and in `Drop` shallow whatever the input).
 pub const MAX_BLOCK_DEPTH: usize = 64;
+
+/// Most bytes of configuration read for one load: the main file and all the
+/// files it includes, together.
+pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
 
 /// One directive: `name args...;` or `name args... { block }`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,11 +64,64 @@ pub enum ReadError {
     Io(std::io::Error),
     /// Not UTF-8; the 1-based line of the first bad byte.
     Utf8(usize),
+    /// A device, FIFO, socket or directory.
+    NotAFile,
+    /// Past what is left of [`MAX_CONFIG_BYTES`].
+    TooLarge,
 }
 
-/// Reads a config file as UTF-8 text.
-pub fn read_text(path: &Path) -> Result<String, ReadError> {
-    let bytes = fs::read(path).map_err(ReadError::Io)?;
+impl ReadError {
+    /// The error for `file`, located at `at` (the `include` directive) or at
+    /// the file as a whole.
+    pub fn located(self, file: &Path, at: Option<&Directive>) -> ConfigError {
+        let message = match self {
+            ReadError::Utf8(line) => return utf8_error(file, line),
+            ReadError::Io(e) if at.is_none() => format!("cannot open: {e}"),
+            ReadError::Io(e) => format!("cannot open \"{}\": {e}", file.display()),
+            ReadError::NotAFile => format!("\"{}\" is not a regular file", file.display()),
+            ReadError::TooLarge => format!(
+                "configuration is larger than {} MiB (with \"{}\")",
+                MAX_CONFIG_BYTES >> 20,
+                file.display()
+            ),
+        };
+        match at {
+            Some(d) => d.error(message),
+            None => ConfigError {
+                file: file.to_path_buf(),
+                line: 0,
+                message,
+            },
+        }
+    }
+}
+
+/// Reads a config file as UTF-8 text, taking its size from `budget_bytes`
+/// (what is left of [`MAX_CONFIG_BYTES`]). Opened non-blocking, so a FIFO
+/// cannot hold the master, and refused unless it is a regular file.
+pub fn read_text(path: &Path, budget_bytes: &mut u64) -> Result<String, ReadError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(ReadError::Io)?;
+    let meta = file.metadata().map_err(ReadError::Io)?;
+    if !meta.is_file() {
+        return Err(ReadError::NotAFile);
+    }
+    if meta.len() > *budget_bytes {
+        return Err(ReadError::TooLarge);
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // The file may grow while it is read: never past the budget.
+    file.take(*budget_bytes + 1)
+        .read_to_end(&mut bytes)
+        .map_err(ReadError::Io)?;
+    if bytes.len() as u64 > *budget_bytes {
+        return Err(ReadError::TooLarge);
+    }
+    *budget_bytes -= bytes.len() as u64;
     String::from_utf8(bytes).map_err(|e| {
         let valid = e.utf8_error().valid_up_to();
         let line = 1 + e.as_bytes()[..valid]
@@ -82,13 +142,30 @@ pub fn utf8_error(file: &Path, line: usize) -> ConfigError {
 }
 
 /// Parses `text` (the contents of `file`) into directives, expanding
-/// `include`s whose relative paths resolve against `include_base`.
+/// `include`s whose relative paths resolve against `include_base`; `text`
+/// and the included files together stay within [`MAX_CONFIG_BYTES`].
 pub fn parse_text(
     text: &str,
     file: Arc<PathBuf>,
     include_base: &Path,
 ) -> Result<Vec<Directive>, ConfigError> {
-    parse_nested(text, file, include_base, 0, 0)
+    let Some(mut budget_bytes) = MAX_CONFIG_BYTES.checked_sub(text.len() as u64) else {
+        return Err(ReadError::TooLarge.located(&file, None));
+    };
+    let mut n = Nesting {
+        include_depth: 0,
+        block_depth: 0,
+        budget_bytes: &mut budget_bytes,
+    };
+    parse_nested(text, file, include_base, &mut n)
+}
+
+/// Where a parse is: how deep in includes and blocks, and how many bytes
+/// of configuration may still be read.
+struct Nesting<'a> {
+    include_depth: usize,
+    block_depth: usize,
+    budget_bytes: &'a mut u64,
 }
 
 /// An open block while parsing: the directive header and the children so far.
@@ -103,9 +180,9 @@ fn parse_nested(
     text: &str,
     file: Arc<PathBuf>,
     include_base: &Path,
-    include_depth: usize,
-    block_depth: usize,
+    n: &mut Nesting<'_>,
 ) -> Result<Vec<Directive>, ConfigError> {
+    let block_depth = n.block_depth;
     let tokens = tokenize(text, &file)?;
     let err = |line: usize, message: String| ConfigError {
         file: file.as_ref().clone(),
@@ -139,8 +216,12 @@ fn parse_nested(
                     block: None,
                 };
                 if d.name == "include" {
-                    let depth = block_depth + stack.len();
-                    current.extend(include(&d, include_base, include_depth, depth)?);
+                    let mut inner = Nesting {
+                        include_depth: n.include_depth,
+                        block_depth: block_depth + stack.len(),
+                        budget_bytes: n.budget_bytes,
+                    };
+                    current.extend(include(&d, include_base, &mut inner)?);
                 } else {
                     current.push(d);
                 }
@@ -203,16 +284,11 @@ fn parse_nested(
 }
 
 /// Expands `include PATTERN;` into the directives of the matching files.
-fn include(
-    d: &Directive,
-    base: &Path,
-    include_depth: usize,
-    block_depth: usize,
-) -> Result<Vec<Directive>, ConfigError> {
+fn include(d: &Directive, base: &Path, n: &mut Nesting<'_>) -> Result<Vec<Directive>, ConfigError> {
     let [pattern] = d.args.as_slice() else {
         return Err(d.error("invalid number of arguments in \"include\" directive"));
     };
-    if include_depth >= MAX_INCLUDE_DEPTH {
+    if n.include_depth >= MAX_INCLUDE_DEPTH {
         return Err(d.error(format!(
             "include depth limit ({MAX_INCLUDE_DEPTH}) exceeded (include cycle?) at \"{pattern}\""
         )));
@@ -225,18 +301,14 @@ fn include(
     };
     let mut out = Vec::new();
     for file in files {
-        let text = read_text(&file).map_err(|e| match e {
-            ReadError::Io(e) => d.error(format!("cannot open \"{}\": {e}", file.display())),
-            ReadError::Utf8(line) => utf8_error(&file, line),
-        })?;
+        let text = read_text(&file, n.budget_bytes).map_err(|e| e.located(&file, Some(d)))?;
         let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
-        out.extend(parse_nested(
-            &text,
-            Arc::new(file),
-            &dir,
-            include_depth + 1,
-            block_depth,
-        )?);
+        let mut inner = Nesting {
+            include_depth: n.include_depth + 1,
+            block_depth: n.block_depth,
+            budget_bytes: n.budget_bytes,
+        };
+        out.extend(parse_nested(&text, Arc::new(file), &dir, &mut inner)?);
     }
     Ok(out)
 }
@@ -482,6 +554,60 @@ mod tests {
             e.contains("wildcards are supported only in the last"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn include_dev_zero_is_refused_not_read() {
+        // Regression: `include /dev/zero;` read without end (2.4 GB of RSS
+        // after 4 s in `sluice -t` and in a reloading master).
+        let tmp = TempDir::new("devzero");
+        let main = tmp.write("main.conf", "a;\ninclude /dev/zero;\n");
+        let e = parse_file(&main).unwrap_err();
+        assert_eq!((e.file.clone(), e.line), (main.clone(), 2));
+        assert_eq!(e.message, "\"/dev/zero\" is not a regular file");
+        // A directory, and a FIFO nobody writes to (opening it must not wait).
+        fs::create_dir_all(tmp.0.join("dir.conf")).unwrap();
+        nix::unistd::mkfifo(&tmp.0.join("fifo.conf"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        for name in ["dir.conf", "fifo.conf"] {
+            let main = tmp.write("m.conf", &format!("include {name};\n"));
+            let e = parse_file(&main).unwrap_err();
+            assert!(e.message.ends_with("is not a regular file"), "{name}: {e}");
+        }
+        // The main file too.
+        let mut budget = MAX_CONFIG_BYTES;
+        assert!(matches!(
+            read_text(Path::new("/dev/zero"), &mut budget),
+            Err(ReadError::NotAFile)
+        ));
+    }
+
+    #[test]
+    fn config_over_16_mib_in_one_file_or_in_all_includes_is_refused() {
+        let tmp = TempDir::new("big");
+        // One sparse file past the cap: refused by its size, unread.
+        let big = tmp.0.join("big.conf");
+        fs::File::create(&big)
+            .unwrap()
+            .set_len(MAX_CONFIG_BYTES + 1)
+            .unwrap();
+        let main = tmp.write("main.conf", "include big.conf;\n");
+        let e = parse_file(&main).unwrap_err();
+        assert_eq!((e.file.clone(), e.line), (main.clone(), 1));
+        assert!(
+            e.message.starts_with("configuration is larger than 16 MiB"),
+            "{e}"
+        );
+        // Two files under the cap each, over it together: the second is refused.
+        let comment = format!("#{}\n", "x".repeat(9 << 20));
+        tmp.write("a.conf", &comment);
+        tmp.write("b.conf", &comment);
+        let main = tmp.write("two.conf", "include a.conf;\nok;\ninclude b.conf;\n");
+        let e = parse_file(&main).unwrap_err();
+        assert_eq!((e.file.clone(), e.line), (main, 3));
+        assert!(e.message.contains("b.conf"), "{e}");
+        // One of them alone is fine.
+        let main = tmp.write("one.conf", "include a.conf;\nok;\n");
+        assert_eq!(parse_file(&main).unwrap().len(), 1);
     }
 
     #[test]

@@ -616,3 +616,37 @@ fn bad_values_in_http_contexts() {
     let e = load_err(&http("root \"\";"));
     assert_eq!(e.line, 3);
 }
+
+#[test]
+fn client_header_timeout_18446744073709551615ms_is_an_invalid_value() {
+    // Regression: accepted by -t, then every connection overflowed
+    // `now_ms + timeout_ms`. Every duration and size is capped in units.rs.
+    assert_err(
+        &http("client_header_timeout 18446744073709551615ms;"),
+        3,
+        "invalid value \"18446744073709551615ms\" in \"client_header_timeout\" directive",
+    );
+    assert_err(
+        &http("keepalive_timeout 101y;"),
+        3,
+        "invalid value \"101y\" in \"keepalive_timeout\" directive",
+    );
+    assert_err(
+        &http("client_max_body_size 18446744073709551615;"),
+        3,
+        "invalid value \"18446744073709551615\" in \"client_max_body_size\" directive",
+    );
+    assert_err(
+        &http("keepalive_requests 18446744073709551615;"),
+        3,
+        "invalid value \"18446744073709551615\" in \"keepalive_requests\" directive",
+    );
+    // The largest values still load.
+    let c = load_ok(&http(
+        "client_header_timeout 100y; client_max_body_size 1048576g; server {}",
+    ));
+    assert_eq!(
+        c.http.servers[0].locations[0].client_max_body_size_bytes,
+        crate::util::units::MAX_SIZE_BYTES
+    );
+}

@@ -4,23 +4,39 @@
 //! Input may arrive split at any byte; body bytes are handed out as slices of the
 //! input (no copy). The decoder is strict where leniency enables request smuggling:
 //! bare LF line endings, a missing CRLF after chunk data and oversized size lines,
-//! sizes or trailers are errors.
+//! sizes or trailers are errors. A decoder made [`ChunkedDecoder::with_limit`]
+//! refuses a chunk as soon as its *declared* size would take the body past the
+//! limit (`client_max_body_size`), before any of its data is read.
 
 #![deny(missing_docs)]
 
 /// Why a chunked body was refused.
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
 pub enum ChunkedError {
-    /// Not valid chunked framing (answer 400).
+    /// Not valid chunked framing, including a chunk size that does not fit
+    /// in a signed 64-bit length (answer 400, as nginx does).
     Malformed,
-    /// A chunk size with more than 16 hex digits (answer 413 or 400).
+    /// The body (counting a chunk's declared size) is over the decoder's
+    /// limit (answer 413).
     TooLarge,
+}
+
+impl ChunkedError {
+    /// The status a request with this body gets.
+    pub fn status(self) -> u16 {
+        match self {
+            ChunkedError::Malformed => 400,
+            ChunkedError::TooLarge => 413,
+        }
+    }
 }
 
 /// Longest accepted chunk-size line (size + extensions, without CRLF).
 const MAX_SIZE_LINE_BYTES: usize = 4096;
-/// Most hex digits in a chunk size (16 = any u64).
+/// Most hex digits in a chunk size (leading zeros included).
 const MAX_SIZE_HEX_DIGITS: u32 = 16;
+/// Largest chunk size (nginx: `NGX_MAX_OFF_T_VALUE`).
+const MAX_CHUNK_BYTES: u64 = i64::MAX as u64;
 /// Most bytes in the whole trailer section (including CRLFs).
 const MAX_TRAILER_BYTES: usize = 8192;
 
@@ -70,6 +86,8 @@ pub struct ChunkedDecoder {
     trailer_bytes: usize,
     /// Decoded body bytes so far.
     body_bytes: u64,
+    /// Most body bytes accepted (0 = no limit).
+    limit_bytes: u64,
 }
 
 impl Default for ChunkedDecoder {
@@ -115,6 +133,16 @@ impl ChunkedDecoder {
             size_line_bytes: 0,
             trailer_bytes: 0,
             body_bytes: 0,
+            limit_bytes: 0,
+        }
+    }
+
+    /// A decoder that refuses a body over `limit_bytes` (0 = no limit) with
+    /// [`ChunkedError::TooLarge`], judged by each chunk's declared size.
+    pub fn with_limit(limit_bytes: u64) -> Self {
+        ChunkedDecoder {
+            limit_bytes,
+            ..Self::new()
         }
     }
 
@@ -167,8 +195,10 @@ impl ChunkedDecoder {
                 State::Size => {
                     if let Some(d) = (b as char).to_digit(16) {
                         self.size_digits += 1;
-                        if self.size_digits > MAX_SIZE_HEX_DIGITS {
-                            return self.fail(ChunkedError::TooLarge);
+                        if self.size_digits > MAX_SIZE_HEX_DIGITS
+                            || self.size_value > MAX_CHUNK_BYTES >> 4
+                        {
+                            return self.fail(ChunkedError::Malformed);
                         }
                         self.size_value = self.size_value << 4 | u64::from(d);
                     } else if self.size_digits == 0 {
@@ -209,6 +239,10 @@ impl ChunkedDecoder {
                 State::SizeLf => {
                     if b != b'\n' {
                         return self.fail(ChunkedError::Malformed);
+                    }
+                    let declared = self.body_bytes.saturating_add(self.size_value);
+                    if self.limit_bytes > 0 && declared > self.limit_bytes {
+                        return self.fail(ChunkedError::TooLarge);
                     }
                     self.state = if self.size_value == 0 {
                         State::TrailerLineStart
@@ -287,6 +321,26 @@ impl ChunkedDecoder {
         }
     }
 }
+
+/// Appends `data` to `out` as one chunk (`hex-size CRLF data CRLF`); empty
+/// data appends nothing (an empty chunk would end the body).
+pub fn encode_chunk(out: &mut Vec<u8>, data: &[u8]) {
+    if data.is_empty() {
+        return;
+    }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let n = data.len() as u64;
+    let digits = (64 - n.leading_zeros()).div_ceil(4);
+    for i in (0..digits).rev() {
+        out.push(HEX[((n >> (i * 4)) & 0xf) as usize]);
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The last chunk and the empty trailer section that end a chunked body.
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
 #[cfg(test)]
 mod tests {
@@ -415,22 +469,70 @@ mod tests {
     }
 
     #[test]
-    fn oversized_sizes_are_too_large() {
-        assert_eq!(
-            decode_all(b"10000000000000000\r\n"),
-            Err(ChunkedError::TooLarge)
-        );
-        assert_eq!(
-            decode_all(b"fffffffffffffffff"),
-            Err(ChunkedError::TooLarge)
-        );
-        assert_eq!(
-            decode_all(b"00000000000000001\r\n"),
-            Err(ChunkedError::TooLarge)
-        );
-        // 16 digits is fine (we only see the start of such a chunk).
-        let (body, n, done) = decode_all(b"ffffffffffffffff\r\nabc").unwrap();
+    fn encoded_chunks_decode_back() {
+        let mut out = Vec::new();
+        let big = vec![b'x'; 0x1a2b];
+        for d in [&b"hello"[..], b"", &big, b"0123456789abcdef"] {
+            encode_chunk(&mut out, d);
+        }
+        assert!(out.starts_with(b"5\r\nhello\r\n1a2b\r\n"));
+        out.extend_from_slice(LAST_CHUNK);
+        let (body, n, done) = decode_all(&out).unwrap();
+        assert!(done);
+        assert_eq!((body.len(), n), (5 + 0x1a2b + 16, out.len()));
+    }
+
+    #[test]
+    fn chunk_size_overflow_is_malformed() {
+        for input in [
+            &b"10000000000000000\r\n"[..],
+            b"fffffffffffffffff",
+            b"00000000000000001\r\n",
+            // 16 digits, but past i64::MAX (nginx's NGX_MAX_OFF_T_VALUE).
+            b"FFFFFFFFFFFFFFFF\r\nabc\r\n",
+            b"8000000000000000\r\n",
+        ] {
+            assert_eq!(
+                decode_all(input),
+                Err(ChunkedError::Malformed),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+        // i64::MAX itself is a size (we only see the start of such a chunk).
+        let (body, n, done) = decode_all(b"7fffffffffffffff\r\nabc").unwrap();
         assert_eq!((body.as_slice(), n, done), (&b"abc"[..], 21, false));
+    }
+
+    #[test]
+    fn declared_chunk_size_over_the_limit_is_too_large_before_its_data() {
+        let mut dec = ChunkedDecoder::with_limit(10);
+        let mut body = Vec::new();
+        // 6 + 4 = 10 bytes: at the limit is fine.
+        let r = dec.feed(b"6\r\nabcdef\r\n4\r\nghij\r\n", &mut |d| {
+            body.extend_from_slice(d)
+        });
+        assert_eq!(r, Ok((20, false)));
+        // One more declared byte fails at once, with none of its data read.
+        let mut more = 0;
+        assert_eq!(
+            dec.feed(b"1\r\n", &mut |d| more += d.len()),
+            Err(ChunkedError::TooLarge)
+        );
+        assert_eq!((body.len(), more), (10, 0));
+        assert_eq!(ChunkedError::TooLarge.status(), 413);
+        // A huge declared size against a limit: too large, not a wrap.
+        let mut dec = ChunkedDecoder::with_limit(1 << 20);
+        assert_eq!(
+            dec.feed(b"7fffffffffffffff\r\n", &mut |_| {}),
+            Err(ChunkedError::TooLarge)
+        );
+        // No limit: the same size is accepted.
+        let mut dec = ChunkedDecoder::with_limit(0);
+        assert_eq!(
+            dec.feed(b"7fffffffffffffff\r\n", &mut |_| {}),
+            Ok((18, false))
+        );
     }
 
     #[test]

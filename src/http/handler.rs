@@ -4,7 +4,7 @@
 //! what the connection must do next.
 
 use crate::config::{LocationConf, ReturnConf};
-use crate::http::chunked::ChunkedDecoder;
+use crate::http::chunked::{ChunkedDecoder, ChunkedError};
 use crate::http::ctx::HttpCtx;
 use crate::http::limits_phase::{self, LimitFlow, LimitRequest};
 use crate::http::request::{at, BodyFraming, Head, HeadError, Method};
@@ -272,18 +272,8 @@ pub fn dispatch(
     let mut discard = head.body;
 
     let requested_keep_alive = keep_alive;
-    let limit = loc.client_max_body_size_bytes;
-    let too_big = limit > 0
-        && match head.body {
-            BodyFraming::Length(n) => n > limit,
-            // What of a chunked body is already here tells if it is too big.
-            BodyFraming::Chunked => {
-                let mut d = ChunkedDecoder::new();
-                let _ = d.feed(&buf[head.len..], &mut |_| {});
-                d.body_bytes() > limit
-            }
-            BodyFraming::None => false,
-        };
+    let refused_body = refused_body(head, &buf[head.len..], loc.client_max_body_size_bytes);
+    let too_big = refused_body.is_some();
     if too_big || (head.expect_continue && head.body != BodyFraming::None && info.body_pending == 0)
     {
         // We answer without reading the body: close after the response.
@@ -370,10 +360,10 @@ pub fn dispatch(
             file: None,
             close: true,
         }
-    } else if too_big {
-        let n = error_reply(ctx, loc, 413, false, head_only, &[], out);
+    } else if let Some(code) = refused_body {
+        let n = error_reply(ctx, loc, code, false, head_only, &[], out);
         Reply {
-            status: 413,
+            status: code,
             body_bytes: n,
             file: None,
             close: true,
@@ -446,6 +436,20 @@ pub fn dispatch(
     Outcome {
         file: reply.file,
         ..location_outcome(loc, keep_alive, linger, discard)
+    }
+}
+
+/// The status for a request body that the head and the bytes already read
+/// refuse: 413 over `client_max_body_size` (0 = no limit), counting the
+/// length or a chunk's declared size; 400 for broken chunked framing.
+fn refused_body(head: &Head, after_head: &[u8], limit_bytes: u64) -> Option<u16> {
+    match head.body {
+        BodyFraming::Length(n) if limit_bytes > 0 && n > limit_bytes => Some(413),
+        BodyFraming::Chunked => ChunkedDecoder::with_limit(limit_bytes)
+            .feed(after_head, &mut |_| {})
+            .err()
+            .map(ChunkedError::status),
+        _ => None,
     }
 }
 
@@ -541,6 +545,8 @@ fn do_return(
         expand(t, buf, head, host, query, &ctx.path_buf, &mut text);
     }
     if resp::is_redirect(r.code) || (r.text.is_none() && r.code >= 400) {
+        // The URL goes into a header: a decoded CR/LF must not split it.
+        uri::escape_controls(&mut text, 0);
         let loc_hdr: Vec<(&[u8], &[u8])> = if resp::is_redirect(r.code) && r.text.is_some() {
             vec![(b"Location", &text[..])]
         } else {

@@ -158,7 +158,9 @@ fn trim(v: &[u8]) -> &[u8] {
     &v[start..end.max(start)]
 }
 
-fn parse_u64(v: &[u8]) -> Option<u64> {
+/// A `Content-Length` value: ASCII digits only (no sign, no list), at most
+/// 19 of them, no overflow.
+pub fn parse_u64(v: &[u8]) -> Option<u64> {
     if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
         return None;
     }

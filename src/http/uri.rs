@@ -205,9 +205,39 @@ pub fn percent_encode_path(path: &[u8], out: &mut Vec<u8>) {
     }
 }
 
+/// Percent-encodes, in place, every control byte (0x00-0x1F, 0x7F) of
+/// `buf[from..]`: a value expanded from the request (`$uri` is decoded, so
+/// `%0D%0A` in a path is CR LF) then cannot end a header line it is written
+/// into. No work when there is none (the usual case).
+pub fn escape_controls(buf: &mut Vec<u8>, from: usize) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let is_ctl = |b: u8| b < 0x20 || b == 0x7f;
+    let Some(first) = buf[from..].iter().position(|&b| is_ctl(b)) else {
+        return;
+    };
+    let tail = buf.split_off(from + first);
+    for b in tail {
+        if is_ctl(b) {
+            buf.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+        } else {
+            buf.push(b);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decoded_crlf_in_a_header_value_is_escaped() {
+        let mut v = b"Location: /a\r\nSet-Cookie: x=1\x00\x7f\tz".to_vec();
+        escape_controls(&mut v, 10);
+        assert_eq!(v, b"Location: /a%0D%0ASet-Cookie: x=1%00%7F%09z");
+        let mut clean = b"X: /plain/path?a=b".to_vec();
+        escape_controls(&mut clean, 0);
+        assert_eq!(clean, b"X: /plain/path?a=b");
+    }
 
     fn norm(raw: &[u8]) -> Result<Vec<u8>, UriError> {
         let mut out = Vec::new();

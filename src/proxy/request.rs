@@ -37,6 +37,9 @@ pub struct ReqCtx<'a> {
     pub conditional: &'a [(&'static [u8], Vec<u8>)],
     /// Send this method instead of the client's (HEAD converted to GET).
     pub method: Option<&'a [u8]>,
+    /// How the body is framed for the upstream (a chunked body read whole
+    /// goes with its length); the client's own framing headers never pass.
+    pub body: BodyFraming,
 }
 
 const CONDITIONALS: &[&[u8]] = &[
@@ -265,9 +268,11 @@ pub fn build(c: &ReqCtx<'_>, out: &mut Vec<u8>) {
             out.truncate(mark);
             continue;
         }
+        // `$uri` and `$arg_*` may hold decoded CR/LF: never a new header line.
+        uri::escape_controls(out, value_start);
         out.extend_from_slice(b"\r\n");
     }
-    match c.head.body {
+    match c.body {
         BodyFraming::Length(n) => {
             out.extend_from_slice(b"Content-Length: ");
             crate::http::response::put_u64(out, n);
@@ -328,6 +333,7 @@ mod tests {
             keepalive: true,
             conditional: &[],
             method: None,
+            body: head.body,
         };
         let mut out = Vec::new();
         build(&c, &mut out);

@@ -29,10 +29,9 @@ pub enum ClientFraming {
     None,
     /// Content-Length, bytes copied as they come.
     Length(u64),
-    /// Upstream chunks passed through unchanged.
-    PassChunked,
-    /// Close-delimited upstream body re-framed as chunks.
-    Encode,
+    /// Chunks framed by us: an upstream's chunked body decoded and chunked
+    /// again (its extensions and trailers dropped), or a close-delimited one.
+    Chunked,
     /// Body ends when we close (HTTP/1.0 clients).
     Close,
 }
@@ -86,20 +85,18 @@ pub fn parse_head(
         let n = h.name.as_bytes();
         let v = trim(h.value);
         if n.eq_ignore_ascii_case(b"content-length") {
-            let parsed = std::str::from_utf8(v)
-                .ok()
-                .and_then(|s| s.parse::<u64>().ok())
-                .ok_or(BadHead)?;
+            let parsed = crate::http::request::parse_u64(v).ok_or(BadHead)?;
             if length.is_some_and(|l| l != parsed) {
                 return Err(BadHead);
             }
             length = Some(parsed);
         } else if n.eq_ignore_ascii_case(b"transfer-encoding") {
-            if v.eq_ignore_ascii_case(b"chunked") {
-                chunked = true;
-            } else if !v.is_empty() {
+            // Only one `chunked`; any other coding, a list or a repeat is
+            // refused, as is a Content-Length beside it (nginx 1.23+).
+            if chunked || !v.eq_ignore_ascii_case(b"chunked") {
                 return Err(BadHead);
             }
+            chunked = true;
         } else if n.eq_ignore_ascii_case(b"connection") {
             for t in v.split(|&b| b == b',') {
                 let t = trim(t);
@@ -110,6 +107,9 @@ pub fn parse_head(
                 }
             }
         }
+    }
+    if chunked && length.is_some() {
+        return Err(BadHead);
     }
     let framing = if head_request || status == 204 || status == 304 || (100..200).contains(&status)
     {
@@ -186,8 +186,7 @@ pub fn write_client_head(
         _ if p.head_only => ClientFraming::None,
         UpFraming::None => ClientFraming::None,
         UpFraming::Length(n) => ClientFraming::Length(n),
-        UpFraming::Chunked if p.client_http11 => ClientFraming::PassChunked,
-        UpFraming::Close if p.client_http11 => ClientFraming::Encode,
+        UpFraming::Chunked | UpFraming::Close if p.client_http11 => ClientFraming::Chunked,
         UpFraming::Chunked | UpFraming::Close => ClientFraming::Close,
     };
     let keep_alive = p.keep_alive && framing != ClientFraming::Close;
@@ -228,9 +227,7 @@ pub fn write_client_head(
             put_u64(out, n);
             out.extend_from_slice(b"\r\n");
         }
-        ClientFraming::PassChunked | ClientFraming::Encode => {
-            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n")
-        }
+        ClientFraming::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
         ClientFraming::None | ClientFraming::Close => {}
     }
     out.extend_from_slice(if keep_alive {
@@ -299,6 +296,15 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+            // Regression: Rust's u64 parse took a sign.
+            b"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n",
+            // Both framings: which one the next hop believes is anyone's guess.
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: xchunked\r\n\r\n",
         ] {
             assert_eq!(
                 parse_head(bad, false, 1).unwrap_err(),
@@ -335,7 +341,7 @@ mod tests {
             &mut out,
         );
         let s = String::from_utf8(out).unwrap();
-        assert_eq!(f, ClientFraming::PassChunked);
+        assert_eq!(f, ClientFraming::Chunked);
         assert!(ka);
         assert!(
             s.starts_with("HTTP/1.1 200 OK\r\nServer: sluice\r\nDate: D\r\n"),

@@ -9,7 +9,7 @@
 use crate::cache::freshness::OriginFailure;
 use crate::cache::{CacheStatus, EntryMeta};
 use crate::config::LocationConf;
-use crate::http::chunked::ChunkedDecoder;
+use crate::http::chunked::{self, ChunkedDecoder};
 use crate::http::conn::Conn;
 use crate::http::ctx::HttpCtx;
 use crate::http::handler::{self, ProxyReq};
@@ -36,6 +36,9 @@ const BROKEN: u16 = 0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum St {
+    /// Reading a chunked request body whole before choosing an upstream
+    /// (it goes with Content-Length to an HTTP/1.0 upstream).
+    ReadBody,
     /// Another request holds the key's fill lock: poll the cache.
     WaitLock,
     /// An entry file is being read by the I/O pool: look again when done.
@@ -48,11 +51,19 @@ enum St {
 /// How often a request waiting on a fill lock looks at the cache again.
 const LOCK_POLL_MS: u64 = 25;
 
+/// Request-body bytes still to take from the client. A chunked body is
+/// never copied: it is decoded here and framed again by us.
 enum ReqBody {
     None,
+    /// Bytes left of a Content-Length body.
     Length(u64),
+    /// A chunked body streamed upstream re-chunked.
     Chunked(ChunkedDecoder),
 }
+
+/// Most bytes of a chunked request body buffered whole when the location
+/// has no `client_max_body_size` (0) and the upstream needs a length.
+const MAX_BUFFERED_BODY_BYTES: u64 = 64 << 20;
 
 /// What the worker should do after driving a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +95,15 @@ pub struct Session {
     sendq: Vec<u8>,
     sendq_pos: usize,
     body: ReqBody,
+    /// How the upstream gets the body: a chunked body decoded whole before
+    /// the first attempt goes with its length.
+    up_body: BodyFraming,
+    /// The decoded body read before the first attempt (sent again on a retry).
+    body_buf: Vec<u8>,
+    /// `up_body` and `body_buf` are decided.
+    body_ready: bool,
+    /// Body bytes left the client's buffer, or reached the upstream: a retry
+    /// could not send them again.
     body_sent: bool,
     continue_sent: bool,
     resp: Vec<u8>,
@@ -253,12 +273,19 @@ impl Session {
             .pass
             .as_ref()
             .map_or(0, |p| p.upstream);
+        let loc = &cfg.http.servers[req.server].locations[req.location];
         let body = match req.head.body {
             BodyFraming::None => ReqBody::None,
             BodyFraming::Length(n) => ReqBody::Length(n),
-            BodyFraming::Chunked => ReqBody::Chunked(ChunkedDecoder::new()),
+            BodyFraming::Chunked => ReqBody::Chunked(ChunkedDecoder::with_limit(
+                match loc.client_max_body_size_bytes {
+                    0 if loc.proxy.http_version_minor == 0 => MAX_BUFFERED_BODY_BYTES,
+                    n => n,
+                },
+            )),
         };
         let client_keep_alive = req.keep_alive;
+        let up_body = req.head.body;
         Session {
             conn_key,
             deadline_ms: now_ms,
@@ -274,6 +301,9 @@ impl Session {
             sendq: Vec::new(),
             sendq_pos: 0,
             body,
+            up_body,
+            body_buf: Vec::new(),
+            body_ready: false,
             body_sent: false,
             continue_sent: false,
             resp: Vec::new(),
@@ -349,6 +379,9 @@ impl Session {
                 return next;
             }
         }
+        if let Some(next) = self.prepare_body(conn, ctx, pools, reg) {
+            return next;
+        }
         let Some(pool) = pools.pools.get_mut(self.pool) else {
             return self.fail(conn, ctx, 502);
         };
@@ -422,9 +455,15 @@ impl Session {
             keepalive,
             conditional: &conditional,
             method: self.head_as_get.then_some(&b"GET"[..]),
+            body: self.up_body,
             ..self.req_ctx(loc, pass)
         };
         upreq::build(&c, &mut q);
+        match self.up_body {
+            BodyFraming::Length(_) => q.extend_from_slice(&self.body_buf),
+            BodyFraming::Chunked => chunked::encode_chunk(&mut q, &self.body_buf),
+            BodyFraming::None => {}
+        }
         self.sendq = q;
         self.sendq_pos = 0;
     }
@@ -442,6 +481,12 @@ impl Session {
         }
         if self.state == St::WaitLock {
             return Next::Wait;
+        }
+        if self.state == St::ReadBody {
+            return match self.start(conn, ctx, pools, reg) {
+                Next::Wait if self.state != St::ReadBody => self.pump(conn, ctx, pools, reg),
+                other => other,
+            };
         }
         if self.state == St::WaitIo {
             if !self.io_done {
@@ -470,7 +515,10 @@ impl Session {
         loop {
             let mut progress = false;
             // Client body -> send queue, reading the client as needed.
-            progress |= self.take_body(conn);
+            match self.take_body(conn) {
+                Ok(p) => progress |= p,
+                Err(code) => return self.reject_body(conn, ctx, pools, reg, code),
+            }
             if self.wants_body()
                 && conn.body_bytes().is_empty()
                 && self.sendq.len() - self.sendq_pos < SEND_BUF
@@ -478,7 +526,9 @@ impl Session {
                 match conn.read_body() {
                     Ok(true) => progress = true,
                     Ok(false) => {}
-                    Err(()) => return self.abort(pools),
+                    // The body ended early: the upstream must not take the
+                    // part it has as the whole request.
+                    Err(()) => return self.reject_body(conn, ctx, pools, reg, 400),
                 }
             }
             // Send queue -> upstream.
@@ -619,6 +669,9 @@ impl Session {
         if self.deadline_ms > ctx.now_ms {
             return Next::Wait;
         }
+        if self.state == St::ReadBody {
+            return self.reject_body(conn, ctx, pools, reg, 408);
+        }
         if self.state == St::WaitIo {
             // The I/O pool is slow: read inline rather than wait longer.
             self.io_tries = 2;
@@ -677,11 +730,115 @@ impl Session {
             conn.finish_proxy(keep_alive, ctx.now_ms);
             return Next::Finished;
         }
+        self.error_reply(conn, ctx, code, keep_alive)
+    }
+
+    /// Answer the client with the error page for `code` and finish.
+    fn error_reply(
+        &mut self,
+        conn: &mut dyn Client,
+        ctx: &mut HttpCtx,
+        code: u16,
+        keep_alive: bool,
+    ) -> Next {
         handler::simple_error(ctx, code, keep_alive, conn.out());
         self.log(ctx, code, crate::http::response::error_page_len(code));
         self.state = St::Done;
         conn.finish_proxy(keep_alive, ctx.now_ms);
         Next::Finished
+    }
+
+    /// The client's request body is refused (`code` 400: broken chunked
+    /// framing; 413: over `client_max_body_size`; 408: it stopped coming).
+    /// The upstream connection, which may hold part of the body, is closed,
+    /// never pooled; the client gets `code` unless its response has begun,
+    /// and its connection closes (the rest of the body cannot be framed).
+    fn reject_body(
+        &mut self,
+        conn: &mut dyn Client,
+        ctx: &mut HttpCtx,
+        pools: &mut Pools,
+        reg: &Registry,
+        code: u16,
+    ) -> Next {
+        log::info!(
+            "{}",
+            match code {
+                413 => "client intended to send too large chunked body",
+                408 => "client timed out sending the request body",
+                _ => "client sent an invalid or truncated request body",
+            }
+        );
+        self.end_fill(pools, false);
+        self.release_lock();
+        let relayed = self.head.is_some();
+        self.drop_upstream(reg);
+        self.body = ReqBody::None;
+        if relayed {
+            return self.abort(pools);
+        }
+        self.client_keep_alive = false;
+        self.error_reply(conn, ctx, code, false)
+    }
+
+    /// Decide how the request body goes upstream, before the first attempt.
+    /// A chunked body is decoded: when it is all here already (or the
+    /// upstream speaks HTTP/1.0, for which it is read whole first) it goes
+    /// with `Content-Length`; otherwise what is here becomes the first chunk
+    /// and the rest streams re-chunked. `Some` when the session must wait for
+    /// more body or has answered (a refused body).
+    fn prepare_body(
+        &mut self,
+        conn: &mut dyn Client,
+        ctx: &mut HttpCtx,
+        pools: &mut Pools,
+        reg: &Registry,
+    ) -> Option<Next> {
+        if self.body_ready {
+            return None;
+        }
+        let whole = self.loc().proxy.http_version_minor == 0;
+        let body_timeout_ms = self.loc().client_body_timeout_ms;
+        loop {
+            let ReqBody::Chunked(dec) = &mut self.body else {
+                self.body_ready = true;
+                return None;
+            };
+            let buf = &mut self.body_buf;
+            match dec.feed(conn.body_bytes(), &mut |d| buf.extend_from_slice(d)) {
+                Ok((used, done)) => {
+                    conn.consume(used);
+                    if done {
+                        self.up_body = BodyFraming::Length(self.body_buf.len() as u64);
+                        self.body = ReqBody::None;
+                        continue;
+                    }
+                }
+                Err(e) => return Some(self.reject_body(conn, ctx, pools, reg, e.status())),
+            }
+            if !whole {
+                self.up_body = BodyFraming::Chunked;
+                self.body_ready = true;
+                return None;
+            }
+            if self.send_continue(conn) && conn.flush_out().is_err() {
+                return Some(self.abort(pools));
+            }
+            match conn.read_body() {
+                Ok(true) => {}
+                Ok(false) => {
+                    if self.state != St::ReadBody {
+                        self.state = St::ReadBody;
+                        self.deadline_ms = ctx.now_ms + body_timeout_ms;
+                    }
+                    conn.set_want_body(true);
+                    return Some(Next::Wait);
+                }
+                Err(()) => return Some(self.reject_body(conn, ctx, pools, reg, 400)),
+            }
+            // Bytes came: the client is still sending.
+            self.deadline_ms = ctx.now_ms + body_timeout_ms;
+        }
     }
 
     fn finish(

@@ -249,6 +249,7 @@ impl Session {
             keepalive: false,
             conditional: &[],
             method: None,
+            body: self.req.head.body,
         }
     }
 

@@ -13,19 +13,30 @@ impl Session {
         }
     }
 
-    /// Move request-body bytes from the client buffer to the send queue.
-    pub(super) fn take_body(&mut self, conn: &mut dyn Client) -> bool {
-        if self.sendq.len() - self.sendq_pos >= SEND_BUF || !self.wants_body() {
+    /// Queue `100 Continue` for a client that waits for it before sending
+    /// its body (once, and only while none of the body is here). True when
+    /// it was queued.
+    pub(super) fn send_continue(&mut self, conn: &mut dyn Client) -> bool {
+        if self.continue_sent || !self.req.head.expect_continue || !conn.body_bytes().is_empty() {
             return false;
         }
-        if !self.continue_sent && self.req.head.expect_continue && conn.body_bytes().is_empty() {
-            conn.out()
-                .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
-            self.continue_sent = true;
+        conn.out()
+            .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+        self.continue_sent = true;
+        true
+    }
+
+    /// Move request-body bytes from the client buffer to the send queue: a
+    /// Content-Length body as it is, a chunked one decoded and re-chunked.
+    /// Err(status) when the client's chunked framing is refused.
+    pub(super) fn take_body(&mut self, conn: &mut dyn Client) -> Result<bool, u16> {
+        if self.sendq.len() - self.sendq_pos >= SEND_BUF || !self.wants_body() {
+            return Ok(false);
         }
+        self.send_continue(conn);
         let avail = conn.body_bytes();
         if avail.is_empty() {
-            return false;
+            return Ok(false);
         }
         let room = SEND_BUF - (self.sendq.len() - self.sendq_pos);
         let used = match &mut self.body {
@@ -38,21 +49,23 @@ impl Session {
             }
             ReqBody::Chunked(dec) => {
                 let take = avail.len().min(room);
-                match dec.feed(&avail[..take], &mut |_| {}) {
-                    Ok((n, _)) => {
-                        self.sendq.extend_from_slice(&avail[..n]);
+                let q = &mut self.sendq;
+                match dec.feed(&avail[..take], &mut |d| chunked::encode_chunk(q, d)) {
+                    Ok((n, done)) => {
+                        if done {
+                            q.extend_from_slice(chunked::LAST_CHUNK);
+                        }
                         n
                     }
-                    Err(_) => {
-                        // Broken framing: nothing sensible can follow.
-                        self.body = ReqBody::None;
-                        0
-                    }
+                    Err(e) => return Err(e.status()),
                 }
             }
         };
         conn.consume(used);
-        used > 0
+        if used > 0 {
+            self.body_sent = true;
+        }
+        Ok(used > 0)
     }
 
     pub(super) fn send(&mut self) -> Result<bool, ()> {
@@ -262,16 +275,18 @@ impl Session {
                 let mut body = 0u64;
                 let fill = &mut self.fill;
                 let res = self.dec.feed(&self.resp, &mut |d| {
-                    if framing == ClientFraming::Close {
-                        out.extend_from_slice(d);
+                    match framing {
+                        ClientFraming::Close => out.extend_from_slice(d),
+                        ClientFraming::Chunked => chunked::encode_chunk(out, d),
+                        _ => {}
                     }
                     Self::fill_data(fill, pools, d);
                     body += d.len() as u64;
                 });
                 match res {
                     Ok((used, done)) => {
-                        if framing == ClientFraming::PassChunked {
-                            out.extend_from_slice(&self.resp[..used]);
+                        if done && framing == ClientFraming::Chunked {
+                            out.extend_from_slice(chunked::LAST_CHUNK);
                         }
                         self.body_bytes += body;
                         self.resp.drain(..used);
@@ -287,12 +302,8 @@ impl Session {
             }
             UpFraming::Close => {
                 if !self.resp.is_empty() {
-                    if self.framing == ClientFraming::Encode {
-                        let mut hex = Vec::with_capacity(18);
-                        let _ = write!(hex, "{:x}\r\n", self.resp.len());
-                        out.extend_from_slice(&hex);
-                        out.extend_from_slice(&self.resp);
-                        out.extend_from_slice(b"\r\n");
+                    if self.framing == ClientFraming::Chunked {
+                        chunked::encode_chunk(out, &self.resp);
                     } else if self.framing != ClientFraming::None {
                         out.extend_from_slice(&self.resp);
                     }
@@ -302,8 +313,8 @@ impl Session {
                     progress = true;
                 }
                 if self.up_eof {
-                    if self.framing == ClientFraming::Encode {
-                        out.extend_from_slice(b"0\r\n\r\n");
+                    if self.framing == ClientFraming::Chunked {
+                        out.extend_from_slice(chunked::LAST_CHUNK);
                     }
                     self.state = St::Done;
                 }

@@ -1,10 +1,29 @@
 //! nginx value syntax for numbers, sizes (`64k`) and durations (`1h30m`).
 //!
 //! Pure functions, no allocation; every overflow or malformed input is `None`.
+//!
+//! Every value is also capped here, in one place, so that no later sum or
+//! product of config values overflows (`now_ms + timeout_ms`, `n * 1000`):
+//! numbers at [`MAX_NUMBER`], sizes at [`MAX_SIZE_BYTES`], durations at
+//! [`MAX_DURATION_MS`]. Past a cap a value is refused like a malformed one
+//! (the config then says `invalid value`, as nginx does past its limits).
+
+/// Largest plain number accepted (2^53 - 1: exact as an `f64` too, and
+/// times 1000 still far from `u64::MAX`).
+pub const MAX_NUMBER: u64 = (1 << 53) - 1;
+/// Largest size accepted: 1 PiB.
+pub const MAX_SIZE_BYTES: u64 = 1 << 50;
+/// Largest duration accepted: 100 years (of 365 days), in milliseconds.
+pub const MAX_DURATION_MS: u64 = 100 * 365 * 24 * 3_600_000;
 
 /// Parses a plain decimal number: ASCII digits only (no sign, no spaces).
-/// `None` when empty, malformed or larger than `u64::MAX`.
+/// `None` when empty, malformed or larger than [`MAX_NUMBER`].
 pub fn parse_number(s: &str) -> Option<u64> {
+    parse_digits(s).filter(|&n| n <= MAX_NUMBER)
+}
+
+/// ASCII digits to a `u64`; `None` when empty, malformed or overflowing.
+fn parse_digits(s: &str) -> Option<u64> {
     if s.is_empty() {
         return None;
     }
@@ -19,7 +38,7 @@ pub fn parse_number(s: &str) -> Option<u64> {
 }
 
 /// Parses an nginx size in bytes: `512`, `64k`/`64K`, `1m`/`1M`, `2g`/`2G`
-/// (powers of 1024). `None` on malformed input or overflow.
+/// (powers of 1024). `None` on malformed input or past [`MAX_SIZE_BYTES`].
 pub fn parse_size(s: &str) -> Option<u64> {
     let (digits, scale): (&str, u64) = match s.as_bytes().last()? {
         b'k' | b'K' => (&s[..s.len() - 1], 1 << 10),
@@ -27,7 +46,9 @@ pub fn parse_size(s: &str) -> Option<u64> {
         b'g' | b'G' => (&s[..s.len() - 1], 1 << 30),
         _ => (s, 1),
     };
-    parse_number(digits)?.checked_mul(scale)
+    parse_digits(digits)?
+        .checked_mul(scale)
+        .filter(|&n| n <= MAX_SIZE_BYTES)
 }
 
 /// Duration units, largest first, with their length in milliseconds. The
@@ -50,8 +71,12 @@ const SECONDS_RANK: usize = 6;
 /// Parses an nginx duration into milliseconds: `75` (seconds), `500ms`, `10s`,
 /// `5m`, `1h`, `1d`, `1w`, `1M` (30 days), `1y` (365 days), and combinations in
 /// decreasing order such as `1h30m`, `1h 30m` or `1m30` (trailing number =
-/// seconds). `None` on malformed input or overflow.
+/// seconds). `None` on malformed input or past [`MAX_DURATION_MS`].
 pub fn parse_duration_ms(s: &str) -> Option<u64> {
+    sum_duration_ms(s).filter(|&ms| ms <= MAX_DURATION_MS)
+}
+
+fn sum_duration_ms(s: &str) -> Option<u64> {
     let b = s.as_bytes();
     let mut i = 0;
     let mut total: u64 = 0;
@@ -61,7 +86,7 @@ pub fn parse_duration_ms(s: &str) -> Option<u64> {
         while i < b.len() && b[i].is_ascii_digit() {
             i += 1;
         }
-        let value = parse_number(&s[start..i])?;
+        let value = parse_digits(&s[start..i])?;
         if i == b.len() {
             // Bare trailing number: seconds, unless seconds or smaller were used.
             if next_rank > SECONDS_RANK {
@@ -105,7 +130,9 @@ mod tests {
     fn number_accepts_digits_only() {
         assert_eq!(parse_number("0"), Some(0));
         assert_eq!(parse_number("1024"), Some(1024));
-        assert_eq!(parse_number("18446744073709551615"), Some(u64::MAX));
+        assert_eq!(parse_number("9007199254740991"), Some(MAX_NUMBER));
+        assert_eq!(parse_number("9007199254740992"), None);
+        assert_eq!(parse_number("18446744073709551615"), None);
         assert_eq!(parse_number("18446744073709551616"), None);
         for bad in ["", "+1", "-1", " 1", "1 ", "1.5", "0x10", "abc"] {
             assert_eq!(parse_number(bad), None, "{bad:?}");
@@ -131,7 +158,9 @@ mod tests {
         ] {
             assert_eq!(parse_size(bad), None, "{bad:?}");
         }
-        assert_eq!(parse_size("18446744073709551615"), Some(u64::MAX));
+        assert_eq!(parse_size("1048576g"), Some(MAX_SIZE_BYTES));
+        assert_eq!(parse_size("1048577g"), None);
+        assert_eq!(parse_size("18446744073709551615"), None);
         assert_eq!(parse_size("18446744073709551615k"), None);
         assert_eq!(parse_size("17179869184g"), None);
         assert_eq!(parse_size("99999999999999999999999"), None);
@@ -170,8 +199,21 @@ mod tests {
             assert_eq!(parse_duration_ms(bad), None, "{bad:?}");
         }
         assert_eq!(parse_duration_ms("18446744073709551615"), None);
-        assert_eq!(parse_duration_ms("18446744073709551615ms"), Some(u64::MAX));
+        assert_eq!(parse_duration_ms("100y"), Some(MAX_DURATION_MS));
+        assert_eq!(parse_duration_ms("100y1ms"), None);
         assert_eq!(parse_duration_ms("584942418y"), None);
         assert_eq!(parse_duration_ms("584942417y9999999999999M"), None);
+    }
+
+    #[test]
+    fn client_header_timeout_18446744073709551615ms_is_refused() {
+        // Regression: accepted, then `now_ms + timeout_ms` overflowed in
+        // every connection (a worker panic with overflow checks on).
+        assert_eq!(parse_duration_ms("18446744073709551615ms"), None);
+        assert_eq!(parse_duration_ms("18446744073709551615s"), None);
+        // The cap leaves a clock in ms (since 1970) plus a duration far from overflow.
+        let now_unix_ms = 1_800_000_000_000u64;
+        assert!(now_unix_ms.checked_add(MAX_DURATION_MS).is_some());
+        assert_eq!(parse_duration_ms("100y"), Some(3_153_600_000_000));
     }
 }

@@ -74,6 +74,10 @@ type Handler = dyn Fn(&Seen) -> Vec<Step> + Send + Sync;
 struct Shared {
     stop: AtomicBool,
     accepted: AtomicUsize,
+    /// Connections whose serving thread ended (EOF, error or close).
+    ended: AtomicUsize,
+    /// Every byte read from any connection, in arrival order.
+    raw: Mutex<Vec<u8>>,
     seen: Mutex<Vec<Seen>>,
     open: Mutex<HashMap<usize, TcpStream>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -97,6 +101,8 @@ impl Origin {
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
             accepted: AtomicUsize::new(0),
+            ended: AtomicUsize::new(0),
+            raw: Mutex::new(Vec::new()),
             seen: Mutex::new(Vec::new()),
             open: Mutex::new(HashMap::new()),
             threads: Mutex::new(Vec::new()),
@@ -124,6 +130,21 @@ impl Origin {
     /// Connections accepted so far.
     pub fn accepted(&self) -> usize {
         self.shared.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Connections that ended so far (the peer closed, or the origin did).
+    pub fn ended(&self) -> usize {
+        self.shared.ended.load(Ordering::SeqCst)
+    }
+
+    /// Every byte the origin read, from all connections, as it arrived
+    /// (also the bytes of requests it could not parse).
+    pub fn raw_received(&self) -> Vec<u8> {
+        self.shared
+            .raw
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Requests read so far.
@@ -203,6 +224,7 @@ fn accept_loop(listener: TcpListener, sh: Arc<Shared>) {
                 let sh2 = sh.clone();
                 let t = std::thread::spawn(move || {
                     serve(s, id, &sh2);
+                    sh2.ended.fetch_add(1, Ordering::SeqCst);
                     sh2.open
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
@@ -228,7 +250,7 @@ fn pause(sh: &Shared, d: Duration) {
 fn serve(mut s: TcpStream, id: usize, sh: &Shared) {
     let mut buf = Vec::new();
     loop {
-        let Ok(Some(req)) = read_request(&mut s, &mut buf, id) else {
+        let Ok(Some(req)) = read_request(&mut s, &mut buf, id, sh) else {
             return;
         };
         sh.seen
@@ -284,7 +306,22 @@ fn parse_fields(text: &str) -> (String, Vec<(String, String)>) {
 }
 
 /// Read one request (head and body); `Ok(None)` on EOF before a head.
-fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>, conn: usize) -> io::Result<Option<Seen>> {
+/// Every byte read is also appended to `sh.raw`.
+fn read_request(
+    s: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    conn: usize,
+    sh: &Shared,
+) -> io::Result<Option<Seen>> {
+    let fill = |s: &mut TcpStream, buf: &mut Vec<u8>| -> io::Result<usize> {
+        let before = buf.len();
+        let n = fill(s, buf)?;
+        sh.raw
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(&buf[before..]);
+        Ok(n)
+    };
     let n = loop {
         if let Some(n) = head_end(buf) {
             break n;
