@@ -387,37 +387,130 @@ fn page_template_and_prometheus_metrics() {
     assert!(text.contains("sluice_waiting_room_estimated_wait_seconds{zone=\"shop\"} "));
 }
 
-#[test]
-fn proxied_location_gets_its_cookie_by_a_307_to_itself() {
-    let dir = TempDir::new("wr-proxy");
-    std::fs::create_dir_all(dir.join("www/app")).unwrap();
-    std::fs::write(dir.join("www/app/x"), "app-content\n").unwrap();
+/// A room zone admitting 6/min with a key file in `dir`: (zone, secret) lines.
+fn room_http(dir: &TempDir, extra: &str) -> String {
     let key = dir.join("wr.key");
     std::fs::write(&key, "k1 0123456789abcdef0123456789abcdef\n").unwrap();
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    format!(
+        "waiting_room_zone app:64k admit_rate=6/m max_active=10 session=10m;\n\
+         waiting_room_secret {};\n{extra}",
+        key.display()
+    )
+}
+
+#[test]
+fn proxied_location_admits_with_its_cookie_on_the_proxied_response() {
+    // Regression: admission answered a proxied request with a 307 to the
+    // same URL only to set its cookie.
+    let dir = TempDir::new("wr-proxy");
+    std::fs::create_dir_all(dir.join("www/app")).unwrap();
+    std::fs::write(dir.join("www/app/x"), "app-content\n").unwrap();
     let origin = limits_common::free_port();
     let s = Sluice::start(
         &dir.0,
         &conf_template(
             1,
-            &format!(
-                "waiting_room_zone app:64k admit_rate=6/m max_active=10 session=10m;\n\
-                 waiting_room_secret {};\n\
-                 server {{ listen 127.0.0.1:{origin}; root {{dir}}/www; }}",
-                key.display()
+            &room_http(
+                &dir,
+                &format!("server {{ listen 127.0.0.1:{origin}; root {{dir}}/www; }}"),
             ),
+            &format!(
+                "location /app/ {{ waiting_room app; proxy_pass http://127.0.0.1:{origin}; \
+                 add_header X-Room on; }}"
+            ),
+        ),
+    );
+    let r = get(&s, "/app/x?k=v", &[]);
+    assert_eq!(r.status, 200, "{}", r.head);
+    assert!(r.body.contains("app-content"), "{}", r.body);
+    assert_eq!(r.header("x-room").as_deref(), Some("on"), "{}", r.head);
+    let c = cookie(&r);
+    let ok = get(&s, "/app/x?k=v", &[("Cookie", &c)]);
+    assert_eq!(ok.status, 200, "{}", ok.head);
+    assert!(ok.body.contains("app-content"), "{}", ok.body);
+    assert_eq!(
+        ok.header("set-cookie"),
+        None,
+        "a fresh session is not renewed"
+    );
+    // The next new user waits; nothing reaches the origin for them.
+    assert!(get(&s, "/app/x", &[]).body.contains("sluice_wr="));
+}
+
+/// An origin on a free port counting requests and keeping their bodies
+/// (Content-Length only); answers `200 ok` and closes. Stops after `max`.
+fn counting_origin(max: usize) -> (u16, std::sync::mpsc::Receiver<Vec<u8>>) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for c in l.incoming().take(max) {
+            let Ok(mut c) = c else { return };
+            let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut data = Vec::new();
+            let mut buf = [0u8; 4096];
+            let body = loop {
+                let Ok(n) = c.read(&mut buf) else { break None };
+                if n == 0 {
+                    break None;
+                }
+                data.extend_from_slice(&buf[..n]);
+                let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") else {
+                    continue;
+                };
+                let head = String::from_utf8_lossy(&data[..end]).to_ascii_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                if data.len() >= end + 4 + len {
+                    break Some(data[end + 4..end + 4 + len].to_vec());
+                }
+            };
+            let _ =
+                c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+            if let Some(b) = body {
+                let _ = tx.send(b);
+            }
+        }
+    });
+    (port, rx)
+}
+
+#[test]
+fn a_post_admitted_on_a_proxied_location_reaches_the_origin_once() {
+    let dir = TempDir::new("wr-post");
+    let (origin, bodies) = counting_origin(4);
+    let s = Sluice::start(
+        &dir.0,
+        &conf_template(
+            1,
+            &room_http(&dir, ""),
             &format!(
                 "location /app/ {{ waiting_room app; proxy_pass http://127.0.0.1:{origin}; }}"
             ),
         ),
     );
-    let r = get(&s, "/app/x?k=v", &[]);
-    assert_eq!(r.status, 307, "{}", r.head);
-    assert_eq!(r.header("location").as_deref(), Some("/app/x?k=v"));
-    let c = cookie(&r);
-    let ok = get(&s, "/app/x?k=v", &[("Cookie", &c)]);
-    assert_eq!(ok.status, 200, "{}", ok.head);
-    assert!(ok.body.contains("app-content"), "{}", ok.body);
-    // The next new user waits; nothing reaches the origin for them.
-    assert!(get(&s, "/app/x", &[]).body.contains("sluice_wr="));
+    let mut c = TcpStream::connect(("127.0.0.1", s.port)).expect("connect");
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(
+        b"POST /app/form HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\nConnection: close\r\n\r\nhello-body",
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    let _ = c.read_to_end(&mut got);
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("Set-Cookie: sluice_wr_app="), "{text}");
+    assert!(text.ends_with("ok"), "{text}");
+    assert_eq!(
+        bodies.recv_timeout(Duration::from_secs(5)).as_deref(),
+        Ok(&b"hello-body"[..])
+    );
+    assert!(
+        bodies.recv_timeout(Duration::from_millis(300)).is_err(),
+        "the POST reached the origin twice"
+    );
 }

@@ -11,7 +11,7 @@ use crate::http::request::{at, BodyFraming, Head, HeadError, Method};
 use crate::http::response::{self as resp, HeadParams};
 use crate::http::static_file::{self, Conditions, Decision, Found};
 use crate::http::waiting_room_phase::{self, RoomFlow, RoomRequest};
-use crate::http::{status, uri};
+use crate::http::{header_filter, status, uri};
 use crate::log::format::AccessRecord;
 use std::fs::File;
 use std::net::IpAddr;
@@ -61,6 +61,8 @@ pub struct ProxyReq {
     pub body_pending: usize,
     /// `limit_bytes` slots to charge with the response size when it is done.
     pub bytes_slots: Vec<(usize, usize)>,
+    /// The waiting room's `Set-Cookie` for the response (empty: none).
+    pub set_cookie: Vec<u8>,
 }
 
 /// What the connection does after the response is queued.
@@ -98,16 +100,6 @@ struct Reply {
     body_bytes: u64,
     file: Option<(File, u64, u64)>,
     close: bool,
-}
-
-fn add_headers(out: &mut Vec<u8>, loc: &LocationConf, status: u16) {
-    let ok = matches!(
-        status,
-        200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308
-    );
-    for h in loc.add_headers.iter().filter(|h| ok || h.always) {
-        resp::header(out, h.name.as_bytes(), h.value.as_bytes());
-    }
 }
 
 /// Queue a complete error response (nginx-style page).
@@ -152,7 +144,7 @@ pub(crate) fn error_reply(
     for (n, v) in extra {
         resp::header(out, n, v);
     }
-    add_headers(out, loc, code);
+    header_filter::write(loc, code, ctx.rooms.pending_cookie(), out);
     resp::end(out);
     if head_only {
         0
@@ -345,6 +337,7 @@ pub fn dispatch(
             keep_alive: requested_keep_alive,
             body_pending: info.body_pending,
             bytes_slots: limits_phase::take_bytes_slots(ctx),
+            set_cookie: waiting_room_phase::take_cookie(ctx),
         };
         return Outcome {
             proxy: Some(Box::new(req)),
@@ -398,7 +391,7 @@ pub fn dispatch(
             },
         );
         resp::header(out, b"Cache-Control", b"no-store");
-        add_headers(out, loc, 200);
+        header_filter::write(loc, 200, ctx.rooms.pending_cookie(), out);
         resp::end(out);
         if !head_only {
             out.extend_from_slice(&body);
@@ -418,7 +411,7 @@ pub fn dispatch(
     if reply.status == 444 {
         linger = false;
     }
-    waiting_room_phase::inject_cookie(ctx, out, out_start);
+    waiting_room_phase::drop_cookie(ctx);
     let sent = (out.len() - out_start) as u64 + reply.file.as_ref().map_or(0, |f| f.2);
     limits_phase::account_bytes(ctx, sent);
 
@@ -580,7 +573,7 @@ fn do_return(
             keep_alive,
         },
     );
-    add_headers(out, loc, r.code);
+    header_filter::write(loc, r.code, ctx.rooms.pending_cookie(), out);
     resp::end(out);
     let sent = if head_only || bodiless { 0 } else { text.len() };
     out.extend_from_slice(&text[..sent]);

@@ -26,6 +26,7 @@
 use crate::config::{KeyTemplate, LocationConf, LocationLimits, ReqDelay, ZoneKind};
 use crate::http::ctx::HttpCtx;
 use crate::http::handler::error_reply;
+use crate::http::header_filter;
 use crate::http::request::{at, find_header, header_fields, Head};
 use crate::http::response::{self as resp, HeadParams};
 use crate::http::uri;
@@ -652,6 +653,7 @@ fn check_answer(
             Num::new(secs_ceil(r.reset_us)).bytes(),
         );
     }
+    header_filter::write(loc, 204, ctx.rooms.pending_cookie(), out);
     resp::end(out);
     LimitReply {
         status: 204,
@@ -681,6 +683,7 @@ fn report_answer(
         },
     );
     resp::header(out, b"Cache-Control", b"no-store");
+    header_filter::write(loc, 200, ctx.rooms.pending_cookie(), out);
     resp::end(out);
     if req.head_only {
         return LimitReply {

@@ -7,6 +7,7 @@ pub mod cond;
 pub mod conn;
 pub mod ctx;
 pub mod handler;
+pub mod header_filter;
 pub mod limits_phase;
 pub mod range;
 pub mod request;

@@ -230,7 +230,7 @@ pub(super) fn send_file(
     if status != 304 {
         out.extend_from_slice(b"Accept-Ranges: bytes\r\n");
     }
-    add_headers(out, loc, status);
+    header_filter::write(loc, status, ctx.rooms.pending_cookie(), out);
     resp::end(out);
     if head_only || status == 304 || len == 0 {
         return Reply {

@@ -14,9 +14,11 @@
 //!    for `Accept: application/json`), `Cache-Control: no-store`;
 //!    `mode=reject` answers 503 with `Retry-After` instead.
 //!
-//! A cookie set while passing is added to the content's response by
-//! [`inject_cookie`]; a proxied location gets a 307 to itself instead (the
-//! proxy writes its own head). Verified cookies are remembered per worker
+//! A cookie set while passing waits in the worker's context for the header
+//! filter (`header_filter`) to write it into the content's response; a
+//! proxied request takes it along ([`take_cookie`]) and the proxy's header
+//! filter adds it to the upstream's (or the cache's) answer, so the request,
+//! a POST body included, is sent once. Verified cookies are remembered per worker
 //! (by their full text), so a session costs one HMAC per worker, not one
 //! per request.
 
@@ -167,6 +169,14 @@ fn json_escape(s: &[u8], out: &mut Vec<u8>) {
     }
 }
 
+impl RoomCtx {
+    /// The `Set-Cookie` value the phase left for this request's response
+    /// (empty: none).
+    pub fn pending_cookie(&self) -> &[u8] {
+        &self.set_cookie
+    }
+}
+
 fn wants_json(head_bytes: &[u8]) -> bool {
     find_header(head_bytes, b"accept").is_some_and(|a| {
         a.windows(16)
@@ -199,12 +209,12 @@ pub fn run(
     let Some(room) = zone.room(now_ms) else {
         return RoomFlow::Next;
     };
-    let proxied = loc.proxy.pass.is_some();
     ctx.rooms.set_cookie.clear();
 
     // 1. A session.
     if let Some(v) = cookie_value(&req.head_bytes[..req.head.len], &zone.conf.name) {
-        match session(
+        // A renewed session's cookie waits for the header filter.
+        let valid = session(
             &mut ctx.rooms,
             &rooms,
             lr.zone,
@@ -213,11 +223,9 @@ pub fn run(
             v,
             req.peer,
             now_ms,
-        ) {
-            Some(false) => return RoomFlow::Next,
-            Some(true) if !proxied => return RoomFlow::Next,
-            Some(true) => return RoomFlow::Done(redirect(ctx, loc, req, 307, out)),
-            None => {}
+        );
+        if valid.is_some() {
+            return RoomFlow::Next;
         }
     }
     let scope = Scope {
@@ -299,9 +307,6 @@ pub fn run(
     };
     if slot_us <= now_us && room.admit(now_ms) {
         new_session(&mut ctx.rooms, &rooms, zone, req.peer, now_ms);
-        if proxied {
-            return RoomFlow::Done(redirect(ctx, loc, req, 307, out));
-        }
         return RoomFlow::Next;
     }
     if zone.conf.mode == RoomMode::Reject {
@@ -429,21 +434,10 @@ fn set_cookie(
     c.extend_from_slice(b"; HttpOnly; SameSite=Lax");
 }
 
-/// Add the pending `Set-Cookie` (if any) to the response head that starts
-/// at `out[start..]`, then forget it.
-pub fn inject_cookie(ctx: &mut HttpCtx, out: &mut Vec<u8>, start: usize) {
-    if ctx.rooms.set_cookie.is_empty() {
-        return;
-    }
-    let cookie = std::mem::take(&mut ctx.rooms.set_cookie);
-    if let Some(end) = out[start..].windows(4).position(|w| w == b"\r\n\r\n") {
-        let at = start + end + 2;
-        let mut line = Vec::with_capacity(cookie.len() + 14);
-        resp::header(&mut line, b"Set-Cookie", &cookie);
-        out.splice(at..at, line);
-    }
-    ctx.rooms.set_cookie = cookie;
-    ctx.rooms.set_cookie.clear();
+/// Take the pending cookie along with a proxied request (no allocation
+/// when there is none).
+pub fn take_cookie(ctx: &mut HttpCtx) -> Vec<u8> {
+    std::mem::take(&mut ctx.rooms.set_cookie)
 }
 
 /// Forget a pending cookie (the request was not answered now).

@@ -733,7 +733,8 @@ impl Session {
         self.error_reply(conn, ctx, code, keep_alive)
     }
 
-    /// Answer the client with the error page for `code` and finish.
+    /// Answer the client with the error page for `code` (through the header
+    /// filter: `add_header ... always`, the waiting room's cookie) and finish.
     fn error_reply(
         &mut self,
         conn: &mut dyn Client,
@@ -741,8 +742,14 @@ impl Session {
         code: u16,
         keep_alive: bool,
     ) -> Next {
-        handler::simple_error(ctx, code, keep_alive, conn.out());
-        self.log(ctx, code, crate::http::response::error_page_len(code));
+        let cfg = self.cfg.clone();
+        let loc = location(&cfg, &self.req);
+        let cookie = std::mem::take(&mut self.req.set_cookie);
+        let with_cookie = [(&b"Set-Cookie"[..], &cookie[..])];
+        let extra: &[(&[u8], &[u8])] = if cookie.is_empty() { &[] } else { &with_cookie };
+        let head_only = self.req.head.method == Method::Head;
+        let n = handler::error_reply(ctx, loc, code, keep_alive, head_only, extra, conn.out());
+        self.log(ctx, code, n);
         self.state = St::Done;
         conn.finish_proxy(keep_alive, ctx.now_ms);
         Next::Finished

@@ -4,16 +4,13 @@
 
 use super::*;
 
-/// Header (name, value) pairs borrowed from the configuration.
-type HeaderPairs<'a> = Vec<(&'a [u8], &'a [u8])>;
+use crate::http::header_filter::{self, HeaderPairs};
 
-/// The `add_header` pairs of an answer from the cache with `status` in `loc`.
-fn add_header_pairs(loc: &LocationConf, status: u16) -> HeaderPairs<'_> {
-    loc.add_headers
-        .iter()
-        .filter(|h| h.always || status < 400)
-        .map(|h| (h.name.as_bytes(), h.value.as_bytes()))
-        .collect()
+/// The header filter's fields for an answer with `status` to `req`.
+fn filter_pairs<'a>(loc: &'a LocationConf, req: &'a ProxyReq, status: u16) -> HeaderPairs<'a> {
+    let mut pairs = Vec::new();
+    header_filter::pairs(loc, status, &req.set_cookie, &mut pairs);
+    pairs
 }
 
 impl Session {
@@ -83,7 +80,7 @@ impl Session {
                 self.lock = None;
                 let (server, extra) = (
                     ctx.server_header(loc),
-                    add_header_pairs(loc, found.meta().status),
+                    filter_pairs(loc, &self.req, found.meta().status),
                 );
                 let keep_alive = self.client_keep_alive && !self.wants_body();
                 let word = if stale {
@@ -490,7 +487,10 @@ impl Session {
         let cfg = self.cfg.clone();
         let loc = location(&cfg, &self.req);
         let meta = meta.unwrap_or(entry.meta());
-        let (server, extra) = (ctx.server_header(loc), add_header_pairs(loc, meta.status));
+        let (server, extra) = (
+            ctx.server_header(loc),
+            filter_pairs(loc, &self.req, meta.status),
+        );
         let req_headers = upreq::header_pairs(&self.req.head_bytes);
         let keep_alive = self.client_keep_alive && !self.wants_body();
         let params = cached::HitParams {

@@ -208,12 +208,8 @@ impl Session {
                     &resp_headers,
                 );
             }
-            let mut extra: Vec<(&[u8], &[u8])> = loc
-                .add_headers
-                .iter()
-                .filter(|h| h.always || up.status < 400)
-                .map(|h| (h.name.as_bytes(), h.value.as_bytes()))
-                .collect();
+            let mut extra = Vec::new();
+            crate::http::header_filter::pairs(loc, up.status, &self.req.set_cookie, &mut extra);
             if let Some(cs) = self.cache_status {
                 extra.push((b"X-Cache-Status", cs.as_str().as_bytes()));
             }
