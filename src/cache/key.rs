@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use md5::{Digest, Md5};
 
 /// Most directory levels `levels=` may have (nginx: 3).
-pub const MAX_LEVELS: usize = 3;
+pub use crate::config::MAX_LEVELS;
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
@@ -53,11 +53,7 @@ pub fn from_hex(s: &[u8]) -> Option<[u8; 16]> {
     Some(out)
 }
 
-/// True when `levels` is valid for `proxy_cache_path`: 1 to 3 levels of 1 or
-/// 2 hex digits each.
-pub fn valid_levels(levels: &[u8]) -> bool {
-    (1..=MAX_LEVELS).contains(&levels.len()) && levels.iter().all(|&l| l == 1 || l == 2)
-}
+pub use crate::config::valid_levels;
 
 /// The level directory names for `md5`, outermost first, taken from the end
 /// of the hex name as nginx does (`levels=1:2`, name `...29c` -> `["c", "29"]`).

@@ -11,7 +11,7 @@ use super::policy::{
     build_meta, connection_listed, storable, stored_field, NotStored, Storable, StoreConfig,
     StoreDecision,
 };
-use crate::http::cond::{if_match, if_none_match, not_modified_since};
+use crate::proto::cond::{if_match, if_none_match, not_modified_since};
 use crate::util::httpdate::parse_http_date;
 
 /// Headers to add to the origin request when revalidating `meta`:

@@ -28,8 +28,9 @@
 use crate::config::{ClusterConf, ZoneKind};
 use crate::limits::cluster::{self as cl};
 use crate::limits::table::KeyHash;
-use crate::limits::{LimitZone, ZoneSet};
+use crate::limits::LimitZone;
 use crate::shm::zone::ZoneHeader;
+use crate::zones::Zones;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::path::PathBuf;
@@ -54,7 +55,7 @@ const IDLE_SYNCS: u32 = 3;
 pub fn start(
     conf: &ClusterConf,
     state_dir: PathBuf,
-    zones: Arc<ZoneSet>,
+    zones: Arc<Zones>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<()> {
     if !zones.has_cluster() {
@@ -172,7 +173,7 @@ struct Op {
 struct Syncer {
     conf: ClusterConf,
     node: String,
-    zones: Arc<ZoneSet>,
+    zones: Arc<Zones>,
     client: redis::Client,
     con: Option<redis::Connection>,
     script: redis::Script,
@@ -301,7 +302,7 @@ impl Syncer {
                 ..
             } = op.target
             {
-                let Some(z) = self.zones.get(zone) else {
+                let Some(z) = self.zones.limits.get(zone) else {
                     continue;
                 };
                 let t = z.table();
@@ -314,7 +315,13 @@ impl Syncer {
 
     /// Apply `f` to the header of every global zone and room.
     fn mark(&self, f: impl Fn(&ZoneHeader)) {
-        for z in self.zones.zones().iter().filter(|z| z.cluster.is_some()) {
+        for z in self
+            .zones
+            .limits
+            .zones()
+            .iter()
+            .filter(|z| z.cluster.is_some())
+        {
             f(z.header());
         }
         for r in self
@@ -332,7 +339,7 @@ impl Syncer {
     fn plan(&mut self, now_ms: u64) -> Vec<Op> {
         let zones = self.zones.clone();
         let mut ops = Vec::new();
-        for (zi, z) in zones.zones().iter().enumerate() {
+        for (zi, z) in zones.limits.zones().iter().enumerate() {
             if z.cluster.is_none() {
                 continue;
             }
@@ -534,7 +541,9 @@ impl Syncer {
                 demand,
                 mine,
             } => {
-                let Some(z) = zones.get(zone) else { return };
+                let Some(z) = zones.limits.get(zone) else {
+                    return;
+                };
                 let t = z.table();
                 if !t.holds(slot, key) {
                     return;
@@ -551,9 +560,10 @@ impl Syncer {
                 key,
                 hits,
             } => {
-                let (Some(z), Some(w)) =
-                    (zones.get(zone), zones.get(zone).and_then(|z| z.window()))
-                else {
+                let (Some(z), Some(w)) = (
+                    zones.limits.get(zone),
+                    zones.limits.get(zone).and_then(|z| z.window()),
+                ) else {
                     return;
                 };
                 let t = z.table();
@@ -570,8 +580,10 @@ impl Syncer {
                 key,
                 used,
             } => {
-                let (Some(z), Some(q)) = (zones.get(zone), zones.get(zone).and_then(|z| z.quota()))
-                else {
+                let (Some(z), Some(q)) = (
+                    zones.limits.get(zone),
+                    zones.limits.get(zone).and_then(|z| z.quota()),
+                ) else {
                     return;
                 };
                 let t = z.table();

@@ -37,6 +37,7 @@ mod types_cluster;
 mod types_limits;
 mod types_proxy;
 mod types_waiting_room;
+mod vars;
 
 pub use mime_default::default_mime_types;
 pub use types::*;
@@ -45,6 +46,7 @@ pub use types_cluster::*;
 pub use types_limits::*;
 pub use types_proxy::*;
 pub use types_waiting_room::*;
+pub use vars::{Part, Template, Var};
 
 use std::collections::HashSet;
 use std::fmt;

@@ -222,6 +222,11 @@ pub(crate) fn positive(d: &Directive, v: &str) -> Result<usize, ConfigError> {
         .ok_or_else(|| invalid_value(d, v))
 }
 
+/// A string with variables, compiled; an unknown variable is an error here.
+pub(crate) fn template(d: &Directive, v: &str) -> Result<super::Template, ConfigError> {
+    super::Template::compile(v).map_err(|m| d.error(m))
+}
+
 /// An nginx duration, in milliseconds.
 pub(crate) fn duration(d: &Directive, v: &str) -> Result<u64, ConfigError> {
     parse_duration_ms(v).ok_or_else(|| invalid_value(d, v))

@@ -90,9 +90,7 @@ pub(crate) fn parse_proxy_cache_path(
                         _ => None,
                     })
                     .collect();
-                conf.levels = levels
-                    .filter(|l| crate::cache::key::valid_levels(l))
-                    .ok_or_else(bad)?;
+                conf.levels = levels.filter(|l| super::valid_levels(l)).ok_or_else(bad)?;
             }
             "keys_zone" => {
                 let (zone, sz) = v.split_once(':').ok_or_else(bad)?;
@@ -326,12 +324,12 @@ fn parse_prefix(s: &str) -> Option<PurgeAllow> {
 #[derive(Debug, Default, Clone)]
 pub(crate) struct CacheInherit {
     zone: Option<Option<String>>,
-    key: Option<String>,
+    key: Option<super::Template>,
     valid: Option<Vec<(Vec<u16>, u64)>>,
     methods: Option<Vec<String>>,
     min_uses: Option<u64>,
-    bypass: Option<Vec<String>>,
-    no_cache: Option<Vec<String>>,
+    bypass: Option<Vec<super::Template>>,
+    no_cache: Option<Vec<super::Template>>,
     lock: Option<bool>,
     lock_timeout_ms: Option<u64>,
     lock_age_ms: Option<u64>,
@@ -359,7 +357,7 @@ impl CacheInherit {
                 if v.is_empty() {
                     return Err(invalid_value(d, v));
                 }
-                self.key = Some(v.to_string());
+                self.key = Some(super::resolve::template(d, v)?);
             }
             "proxy_cache_valid" => self
                 .valid
@@ -367,14 +365,14 @@ impl CacheInherit {
                 .push(parse_cache_valid(d)?),
             "proxy_cache_methods" => self.methods = Some(parse_cache_methods(d)?),
             "proxy_cache_min_uses" => self.min_uses = Some(positive(d, v)? as u64),
-            "proxy_cache_bypass" => self
-                .bypass
-                .get_or_insert_with(Vec::new)
-                .extend(d.args.iter().cloned()),
-            "proxy_no_cache" => self
-                .no_cache
-                .get_or_insert_with(Vec::new)
-                .extend(d.args.iter().cloned()),
+            "proxy_cache_bypass" => {
+                let t = templates(d)?;
+                self.bypass.get_or_insert_with(Vec::new).extend(t)
+            }
+            "proxy_no_cache" => {
+                let t = templates(d)?;
+                self.no_cache.get_or_insert_with(Vec::new).extend(t)
+            }
             "proxy_cache_lock" => self.lock = Some(flag(d)?),
             "proxy_cache_lock_timeout" => self.lock_timeout_ms = Some(duration(d, v)?),
             "proxy_cache_lock_age" => self.lock_age_ms = Some(duration(d, v)?),
@@ -436,4 +434,12 @@ impl CacheInherit {
             purge_allow,
         }
     }
+}
+
+/// Every argument of `d` compiled as a string with variables.
+fn templates(d: &Directive) -> Result<Vec<super::Template>, ConfigError> {
+    d.args
+        .iter()
+        .map(|a| super::resolve::template(d, a))
+        .collect()
 }

@@ -14,7 +14,7 @@ use super::mime_default::default_mime_types;
 use super::parse::Directive;
 use super::resolve::{
     arg0, check, duration, flag, invalid_value, not_allowed, number, path_arg, positive, size,
-    HTTP, LOCATION, SERVER,
+    template, HTTP, LOCATION, SERVER,
 };
 use super::resolve_cache::{
     check_cache_path_unique, check_zone_ref, parse_proxy_cache_path, CacheInherit,
@@ -536,7 +536,7 @@ fn return_conf(d: &Directive) -> Result<ReturnConf, ConfigError> {
             .ok_or_else(invalid)?;
         return Ok(ReturnConf {
             code,
-            text: d.args.get(1).cloned(),
+            text: d.args.get(1).map(|t| template(d, t)).transpose()?,
         });
     }
     let is_url = ["http://", "https://", "$scheme"]
@@ -545,7 +545,7 @@ fn return_conf(d: &Directive) -> Result<ReturnConf, ConfigError> {
     if d.args.len() == 1 && is_url {
         return Ok(ReturnConf {
             code: 302,
-            text: Some(first.to_string()),
+            text: Some(template(d, first)?),
         });
     }
     Err(invalid())
@@ -569,7 +569,7 @@ fn add_header(d: &Directive) -> Result<AddHeader, ConfigError> {
     };
     Ok(AddHeader {
         name: name.to_string(),
-        value: value.to_string(),
+        value: template(d, value)?,
         always,
     })
 }

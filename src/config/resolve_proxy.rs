@@ -13,7 +13,7 @@ use crate::util::units::parse_duration_ms;
 /// Proxy settings collected at one level; `None` = not set here.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct ProxyInherit {
-    set_headers: Option<Vec<(String, String)>>,
+    set_headers: Option<Vec<(String, super::Template)>>,
     http_version_minor: Option<u8>,
     connect_timeout_ms: Option<u64>,
     read_timeout_ms: Option<u64>,
@@ -43,6 +43,7 @@ impl ProxyInherit {
                 if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
                     return Err(invalid_value(d, &value));
                 }
+                let value = super::resolve::template(d, &value)?;
                 self.set_headers
                     .get_or_insert_with(Vec::new)
                     .push((name.clone(), value));
@@ -354,7 +355,14 @@ mod tests {
         let api = &h.servers[0].locations[0].proxy;
         assert_eq!(api.pass.as_ref().unwrap().upstream, 0);
         assert_eq!(api.pass.as_ref().unwrap().uri.as_deref(), Some("/v1/"));
-        assert_eq!(api.set_headers, vec![("X-A".to_string(), "b".to_string())]);
+        assert_eq!(api.set_headers.len(), 1);
+        assert_eq!(
+            (
+                api.set_headers[0].0.as_str(),
+                api.set_headers[0].1.source.as_str()
+            ),
+            ("X-A", "b")
+        );
         let root = &h.servers[0].locations[1].proxy;
         assert_eq!(root.pass.as_ref().unwrap().upstream, 1);
         assert!(root.set_headers.is_empty());

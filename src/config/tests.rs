@@ -556,7 +556,13 @@ fn shipped_default_config_loads() {
     assert_eq!(paths, ["/status", "/hello", "/"]);
     assert!(s.locations[0].status);
     assert_eq!(
-        s.locations[1].ret.as_ref().unwrap().text.as_deref(),
+        s.locations[1]
+            .ret
+            .as_ref()
+            .unwrap()
+            .text
+            .as_ref()
+            .map(|t| t.source.as_str()),
         Some("hello from sluice\n")
     );
     assert!(s.locations.iter().all(|l| l.access_logs == [0]));
@@ -572,7 +578,10 @@ fn quoted_strings_with_spaces_and_escapes() {
     assert_eq!(s.server_names, ["example.com", "", "_"]);
     assert_eq!(s.locations[0].root, Path::new("/srv/my site"));
     let ret = s.locations[0].ret.clone().unwrap();
-    assert_eq!(ret.text.as_deref(), Some("say \"hi\"\n\tbye"));
+    assert_eq!(
+        ret.text.as_ref().map(|t| t.source.as_str()),
+        Some("say \"hi\"\n\tbye")
+    );
 }
 
 /// xorshift64*: deterministic pseudo-random numbers for the garbage tests.

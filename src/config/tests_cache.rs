@@ -279,7 +279,7 @@ fn purge_allow_lists() {
 #[test]
 fn inner_levels_override_and_lists_replace() {
     let http = level(
-        "proxy_cache one; proxy_cache_valid 200 10m; proxy_cache_lock on; proxy_cache_bypass $a;",
+        "proxy_cache one; proxy_cache_valid 200 10m; proxy_cache_lock on; proxy_cache_bypass $arg_a;",
     )
     .unwrap();
     let server = level("proxy_cache_valid 404 1m;").unwrap().over(&http);
@@ -287,7 +287,7 @@ fn inner_levels_override_and_lists_replace() {
     assert_eq!(loc.zone, None);
     assert_eq!(loc.valid, vec![(vec![404], 60_000)]);
     assert!(loc.lock);
-    assert_eq!(loc.bypass, vec!["$a"]);
+    assert_eq!(loc.bypass, vec!["$arg_a"]);
     let loc = CacheInherit::default().over(&server).finish();
     assert_eq!(loc.zone.as_deref(), Some("one"));
     // Not a cache directive: left to the caller.

@@ -21,7 +21,7 @@ fn addrs(c: &Config) -> Vec<String> {
 fn header(name: &str, value: &str, always: bool) -> AddHeader {
     AddHeader {
         name: name.to_string(),
-        value: value.to_string(),
+        value: Template::compile(value).unwrap(),
         always,
     }
 }
@@ -472,7 +472,7 @@ fn return_forms() {
     let s = &c.http.servers[0];
     let ret = |code: u16, text: Option<&str>| ReturnConf {
         code,
-        text: text.map(str::to_string),
+        text: text.map(|t| Template::compile(t).unwrap()),
     };
     assert_eq!(
         s.server_return,
@@ -649,4 +649,51 @@ fn client_header_timeout_18446744073709551615ms_is_an_invalid_value() {
         c.http.servers[0].locations[0].client_max_body_size_bytes,
         crate::util::units::MAX_SIZE_BYTES
     );
+}
+
+#[test]
+fn unknown_variables_are_file_line_errors_everywhere_a_string_takes_variables() {
+    // Regression: `return 301 https://$server_name$request_uri` sent the
+    // literal `$server_name`... when misspelled, and `add_header X-Cache
+    // $upstream_cache_status` sent the text: now every such string is
+    // compiled at load and an unknown name is refused by -t.
+    for (directive, name) in [
+        ("return 200 \"$no_such_var\";", "no_such_var"),
+        ("return 301 https://$server_nam$request_uri;", "server_nam"),
+        (
+            "add_header X-A $upstream_cache_stat;",
+            "upstream_cache_stat",
+        ),
+        ("proxy_set_header X-A $remote_adr;", "remote_adr"),
+        ("proxy_cache_key $schem$host;", "schem"),
+        ("proxy_cache_bypass $nocache;", "nocache"),
+        ("proxy_no_cache $x;", "x"),
+    ] {
+        assert_err(
+            &http(&format!("server {{\nlocation / {{\n{directive}\n}}\n}}")),
+            5,
+            &format!("unknown \"{name}\" variable"),
+        );
+    }
+    assert_err(
+        &http("server {\nlocation / {\nreturn 200 \"a$\";\n}\n}"),
+        5,
+        "invalid variable name in \"a$\"",
+    );
+    // Known ones load, compiled.
+    let c = load_ok(&http(
+        "server {\nlocation / {\nreturn 301 https://$server_name$request_uri;\n\
+         add_header X-Cache $upstream_cache_status;\n}\n}",
+    ));
+    let l = &c.http.servers[0].locations[0];
+    let ret = l.ret.as_ref().and_then(|r| r.text.as_ref()).unwrap();
+    assert_eq!(
+        ret.parts,
+        vec![
+            Part::Text("https://".into()),
+            Part::Var(Var::ServerName),
+            Part::Var(Var::RequestUri)
+        ]
+    );
+    assert!(l.add_headers[0].value.uses(&Var::UpstreamCacheStatus));
 }

@@ -159,7 +159,7 @@ pub struct ReturnConf {
     /// Status code (URL-only form means 302).
     pub code: u16,
     /// Body text for non-redirect codes, or the Location for 301/302/303/307/308.
-    pub text: Option<String>,
+    pub text: Option<super::Template>,
 }
 
 /// One `location { }`, with every inheritable setting already merged from
@@ -216,8 +216,8 @@ pub struct LocationConf {
 pub struct AddHeader {
     /// Header name as written.
     pub name: String,
-    /// Header value.
-    pub value: String,
+    /// Header value (variables are evaluated per response).
+    pub value: super::Template,
     /// Also on error responses.
     pub always: bool,
 }

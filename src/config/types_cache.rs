@@ -8,6 +8,15 @@ use std::path::PathBuf;
 /// nginx's default `proxy_cache_key`.
 pub const DEFAULT_CACHE_KEY: &str = "$scheme$proxy_host$request_uri";
 
+/// Most directory levels of a cache (`levels=1:2:2`).
+pub const MAX_LEVELS: usize = 3;
+
+/// True when `levels` is valid for `proxy_cache_path`: 1 to 3 levels of 1 or
+/// 2 hex digits each.
+pub fn valid_levels(levels: &[u8]) -> bool {
+    (1..=MAX_LEVELS).contains(&levels.len()) && levels.iter().all(|&l| l == 1 || l == 2)
+}
+
 /// `proxy_cache_path DIR [levels=1:2] keys_zone=NAME:SIZE [max_size=S]
 /// [inactive=T] [min_free=S] [use_temp_path=on|off] [loader_*=] [manager_*=];`
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,8 +168,8 @@ fn prefix_eq(a: &[u8], b: &[u8], bits: u8) -> bool {
 pub struct LocationCacheConf {
     /// `proxy_cache NAME|off` (default off = `None`).
     pub zone: Option<String>,
-    /// `proxy_cache_key` (default [`DEFAULT_CACHE_KEY`]), unevaluated.
-    pub key: String,
+    /// `proxy_cache_key` (default [`DEFAULT_CACHE_KEY`]).
+    pub key: super::Template,
     /// `proxy_cache_valid [code ...] time`: (statuses, ms) in config order;
     /// empty statuses = `any`. No codes means 200 301 302, as nginx.
     pub valid: Vec<(Vec<u16>, u64)>,
@@ -169,9 +178,9 @@ pub struct LocationCacheConf {
     /// `proxy_cache_min_uses` (default 1).
     pub min_uses: u64,
     /// `proxy_cache_bypass` strings (variables, unevaluated): serve from origin.
-    pub bypass: Vec<String>,
+    pub bypass: Vec<super::Template>,
     /// `proxy_no_cache` strings: do not store the response.
-    pub no_cache: Vec<String>,
+    pub no_cache: Vec<super::Template>,
     /// `proxy_cache_lock` (default off): one fill per key.
     pub lock: bool,
     /// `proxy_cache_lock_timeout` (default 5s): then go to the origin uncached.
@@ -201,7 +210,7 @@ impl Default for LocationCacheConf {
     fn default() -> Self {
         LocationCacheConf {
             zone: None,
-            key: DEFAULT_CACHE_KEY.to_string(),
+            key: super::Template::compile(DEFAULT_CACHE_KEY).unwrap_or_default(),
             valid: Vec::new(),
             methods: vec!["GET".to_string(), "HEAD".to_string()],
             min_uses: 1,

@@ -115,7 +115,7 @@ pub struct LocationProxy {
     pub pass: Option<ProxyPass>,
     /// `proxy_set_header NAME VALUE;` (nginx inheritance: a level with any
     /// replaces the inherited list). An empty value removes the header.
-    pub set_headers: Vec<(String, String)>,
+    pub set_headers: Vec<(String, super::Template)>,
     /// `proxy_http_version 1.0|1.1` (default 1.1; 1.0 closes every upstream connection).
     pub http_version_minor: u8,
     /// `proxy_connect_timeout` (default 60s).

@@ -19,6 +19,7 @@ use crate::http::chunked::ChunkedDecoder;
 use crate::http::ctx::HttpCtx;
 use crate::http::handler::{self, Outcome};
 use crate::http::request::{self, HeadLimits};
+use crate::http::vars::ConnVars;
 use mio::net::TcpStream;
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
@@ -68,6 +69,9 @@ pub struct Conn {
     pub sock: TcpStream,
     /// Client address.
     pub peer: IpAddr,
+    /// `$connection`, `$remote_port`, `$server_addr`... (`requests` is
+    /// filled in per request).
+    vars: ConnVars,
     /// Index into the listen table.
     pub listen_idx: usize,
     /// When the timer wheel should look at this connection (0 = never).
@@ -114,14 +118,15 @@ impl Conn {
     /// A new connection.
     pub fn new(
         sock: TcpStream,
-        peer: IpAddr,
+        vars: ConnVars,
         listen_idx: usize,
         limits: ConnLimits,
         now_ms: u64,
     ) -> Conn {
         Conn {
             sock,
-            peer,
+            peer: vars.peer.ip(),
+            vars,
             listen_idx,
             deadline_ms: now_ms + limits.header_timeout_ms,
             scheduled_ms: 0,
@@ -465,6 +470,10 @@ impl Conn {
                     self.head_deadline_ms = 0;
                     let info = handler::ConnInfo {
                         peer: self.peer,
+                        vars: ConnVars {
+                            requests: self.requests + 1,
+                            ..self.vars
+                        },
                         listen_idx: self.listen_idx,
                         requests: self.requests + 1,
                         body_pending: self.rend - self.rstart - head.len,

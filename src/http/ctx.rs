@@ -8,11 +8,11 @@ use crate::http::limits_phase::LimitsCtx;
 use crate::http::site::Site;
 use crate::http::static_file::FileCache;
 use crate::http::waiting_room_phase::RoomCtx;
-use crate::limits::ZoneSet;
 use crate::log::format::{self, AccessRecord};
 use crate::log::writer::LogThread;
 use crate::shm::stats::StatsZone;
 use crate::util::httpdate;
+use crate::zones::Zones;
 use std::sync::Arc;
 
 /// Counters kept locally and stored into the worker's shm slot.
@@ -187,7 +187,7 @@ impl HttpCtx {
         cfg: Arc<Config>,
         logs: AccessLogs,
         stats: Arc<StatsZone>,
-        zones: Arc<ZoneSet>,
+        zones: Arc<Zones>,
     ) -> HttpCtx {
         let mut ctx = HttpCtx {
             site: Site::new(cfg),

@@ -10,6 +10,7 @@ use crate::http::limits_phase::{self, LimitFlow, LimitRequest};
 use crate::http::request::{at, BodyFraming, Head, HeadError, Method};
 use crate::http::response::{self as resp, HeadParams};
 use crate::http::static_file::{self, Conditions, Decision, Found};
+use crate::http::vars::{self, ReqVars, RespVars};
 use crate::http::waiting_room_phase::{self, RoomFlow, RoomRequest};
 use crate::http::{header_filter, status, uri};
 use crate::log::format::AccessRecord;
@@ -24,6 +25,8 @@ use static_serve::serve_static;
 pub struct ConnInfo {
     /// Client address.
     pub peer: IpAddr,
+    /// The connection's variables (`requests` counts this one).
+    pub vars: crate::http::vars::ConnVars,
     /// Listen-table index.
     pub listen_idx: usize,
     /// Requests on this connection, this one included.
@@ -63,6 +66,10 @@ pub struct ProxyReq {
     pub bytes_slots: Vec<(usize, usize)>,
     /// The waiting room's `Set-Cookie` for the response (empty: none).
     pub set_cookie: Vec<u8>,
+    /// The connection's variables.
+    pub conn: crate::http::vars::ConnVars,
+    /// When the request began, Unix ms.
+    pub started_unix_ms: u64,
 }
 
 /// What the connection does after the response is queued.
@@ -120,9 +127,11 @@ pub fn simple_error(ctx: &HttpCtx, code: u16, keep_alive: bool, out: &mut Vec<u8
 }
 
 /// Queue an error page with `extra` headers; returns the body bytes.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn error_reply(
     ctx: &HttpCtx,
     loc: &LocationConf,
+    vars: &ReqVars<'_>,
     code: u16,
     keep_alive: bool,
     head_only: bool,
@@ -144,7 +153,7 @@ pub(crate) fn error_reply(
     for (n, v) in extra {
         resp::header(out, n, v);
     }
-    header_filter::write(loc, code, ctx.rooms.pending_cookie(), out);
+    filter(ctx, loc, vars, code, out);
     resp::end(out);
     if head_only {
         0
@@ -237,24 +246,56 @@ pub fn dispatch(
     head: &Head,
     out: &mut Vec<u8>,
 ) -> Outcome {
+    // The normalized path is the request's (in its variables) while the
+    // phases run; the buffer goes back to the worker after.
+    let mut path = std::mem::take(&mut ctx.path_buf);
+    let outcome = dispatch_with(ctx, info, buf, head, &mut path, out);
+    ctx.path_buf = path;
+    outcome
+}
+
+fn dispatch_with(
+    ctx: &mut HttpCtx,
+    info: &ConnInfo,
+    buf: &[u8],
+    head: &Head,
+    path_buf: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) -> Outcome {
     let cfg = ctx.site.cfg.clone();
     let target = at(buf, head.target);
     let parsed = uri::split_target(target);
     let (host, path_ok, query) = match &parsed {
         Ok(t) => {
-            let ok = uri::normalize_path(t.path, &mut ctx.path_buf).is_ok();
+            let ok = uri::normalize_path(t.path, path_buf).is_ok();
             (head.host.map(|h| at(buf, h)).or(t.host), ok, t.query)
         }
         Err(_) => (head.host.map(|h| at(buf, h)), false, None),
     };
     if !path_ok {
-        ctx.path_buf.clear();
-        ctx.path_buf.push(b'/');
+        path_buf.clear();
+        path_buf.push(b'/');
     }
+    let path: &[u8] = path_buf;
     let si = ctx.site.find_server(info.listen_idx, host);
-    let li = ctx.site.find_location(si, &ctx.path_buf);
+    let li = ctx.site.find_location(si, path);
     let server = &cfg.http.servers[si];
     let loc = &server.locations[li];
+    let now_unix_ms = ctx.now_unix_ms();
+    let vars = ReqVars {
+        head_bytes: buf,
+        head,
+        target,
+        path,
+        query,
+        host,
+        conn: info.vars,
+        server_name: server.server_names.first().map_or("", String::as_str),
+        proxy_host: "",
+        started_unix_ms: now_unix_ms,
+        now_unix_ms,
+    };
+    let rv = &vars;
     let head_only = head.method == Method::Head;
     let mut keep_alive = head.keep_alive
         && !ctx.draining
@@ -277,20 +318,18 @@ pub fn dispatch(
     // Waiting room first (skipped when a `limit_req` delay re-dispatches).
     let roomed = match &loc.waiting_room {
         Some(lr) if path_ok && !too_big && !info.skip_limits => {
-            let path = std::mem::take(&mut ctx.path_buf);
             let req = RoomRequest {
+                vars: rv,
                 peer: info.peer,
                 head_bytes: buf,
                 head,
                 raw_path: parsed.as_ref().map_or(&b"/"[..], |t| t.path),
-                path: &path,
+                path,
                 query,
                 keep_alive,
                 head_only,
             };
-            let flow = waiting_room_phase::run(ctx, loc, lr, &req, out);
-            ctx.path_buf = path;
-            flow
+            waiting_room_phase::run(ctx, loc, lr, &req, out)
         }
         _ => RoomFlow::Next,
     };
@@ -298,6 +337,7 @@ pub fn dispatch(
         LimitFlow::Done(r)
     } else if path_ok && !too_big && loc.limits.is_active() {
         let req = LimitRequest {
+            vars: rv,
             peer: info.peer,
             buf,
             head,
@@ -330,7 +370,7 @@ pub fn dispatch(
             location: li,
             head_bytes: buf[..head.len].to_vec(),
             head: head.clone(),
-            path: ctx.path_buf.clone(),
+            path: path.to_vec(),
             query: query.map(<[u8]>::to_vec),
             host: host.map(<[u8]>::to_vec),
             peer: info.peer,
@@ -338,6 +378,8 @@ pub fn dispatch(
             body_pending: info.body_pending,
             bytes_slots: limits_phase::take_bytes_slots(ctx),
             set_cookie: waiting_room_phase::take_cookie(ctx),
+            conn: info.vars,
+            started_unix_ms: ctx.now_unix_ms(),
         };
         return Outcome {
             proxy: Some(Box::new(req)),
@@ -346,7 +388,7 @@ pub fn dispatch(
     }
     let reply = if !path_ok {
         keep_alive = false;
-        let n = error_reply(ctx, loc, 400, false, head_only, &[], out);
+        let n = error_reply(ctx, loc, rv, 400, false, head_only, &[], out);
         Reply {
             status: 400,
             body_bytes: n,
@@ -354,7 +396,7 @@ pub fn dispatch(
             close: true,
         }
     } else if let Some(code) = refused_body {
-        let n = error_reply(ctx, loc, code, false, head_only, &[], out);
+        let n = error_reply(ctx, loc, rv, code, false, head_only, &[], out);
         Reply {
             status: code,
             body_bytes: n,
@@ -369,9 +411,7 @@ pub fn dispatch(
             close: false,
         }
     } else if let Some(r) = server.server_return.as_ref().or(loc.ret.as_ref()) {
-        do_return(
-            ctx, loc, r, head_only, keep_alive, buf, head, host, query, out,
-        )
+        do_return(ctx, loc, rv, r, head_only, keep_alive, out)
     } else if loc.status {
         let json = head.accept.is_some_and(|a| {
             at(buf, a)
@@ -391,7 +431,7 @@ pub fn dispatch(
             },
         );
         resp::header(out, b"Cache-Control", b"no-store");
-        header_filter::write(loc, 200, ctx.rooms.pending_cookie(), out);
+        filter(ctx, loc, rv, 200, out);
         resp::end(out);
         if !head_only {
             out.extend_from_slice(&body);
@@ -403,7 +443,7 @@ pub fn dispatch(
             close: false,
         }
     } else {
-        serve_static(ctx, loc, head, buf, keep_alive, query, out)
+        serve_static(ctx, loc, rv, head, keep_alive, query, out)
     };
     if reply.close {
         keep_alive = false;
@@ -469,60 +509,28 @@ fn location_outcome(
     }
 }
 
-/// Expand the few nginx variables a `return` commonly uses.
-fn expand(
-    text: &str,
-    buf: &[u8],
-    head: &Head,
-    host: Option<&[u8]>,
-    query: Option<&[u8]>,
-    path: &[u8],
+/// The header filter on a local response head being built in `out`.
+pub(crate) fn filter(
+    ctx: &HttpCtx,
+    loc: &LocationConf,
+    vars: &ReqVars<'_>,
+    status: u16,
     out: &mut Vec<u8>,
 ) {
-    let b = text.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'$' {
-            let start = i + 1;
-            let mut end = start;
-            while end < b.len() && (b[end].is_ascii_alphanumeric() || b[end] == b'_') {
-                end += 1;
-            }
-            let name = &b[start..end];
-            let value: Option<&[u8]> = match name {
-                b"scheme" => Some(b"http"),
-                b"host" => Some(
-                    host.map(|h| h.split(|&c| c == b':').next().unwrap_or(h))
-                        .unwrap_or(b""),
-                ),
-                b"http_host" => Some(host.unwrap_or(b"")),
-                b"request_uri" => Some(at(buf, head.target)),
-                b"uri" => Some(path),
-                b"args" | b"query_string" => Some(query.unwrap_or(b"")),
-                _ => None,
-            };
-            if let Some(v) = value {
-                out.extend_from_slice(v);
-                i = end;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
+    let resp = RespVars {
+        status,
+        ..RespVars::default()
+    };
+    header_filter::write(loc, vars, &resp, ctx.rooms.pending_cookie(), out);
 }
 
-#[allow(clippy::too_many_arguments)]
 fn do_return(
     ctx: &HttpCtx,
     loc: &LocationConf,
+    vars: &ReqVars<'_>,
     r: &ReturnConf,
     head_only: bool,
     keep_alive: bool,
-    buf: &[u8],
-    head: &Head,
-    host: Option<&[u8]>,
-    query: Option<&[u8]>,
     out: &mut Vec<u8>,
 ) -> Reply {
     if r.code == 444 {
@@ -535,7 +543,11 @@ fn do_return(
     }
     let mut text = Vec::new();
     if let Some(t) = &r.text {
-        expand(t, buf, head, host, query, &ctx.path_buf, &mut text);
+        let resp = RespVars {
+            status: r.code,
+            ..RespVars::default()
+        };
+        vars::eval(t, vars, &resp, &mut text);
     }
     if resp::is_redirect(r.code) || (r.text.is_none() && r.code >= 400) {
         // The URL goes into a header: a decoded CR/LF must not split it.
@@ -545,7 +557,7 @@ fn do_return(
         } else {
             Vec::new()
         };
-        let n = error_reply(ctx, loc, r.code, keep_alive, head_only, &loc_hdr, out);
+        let n = error_reply(ctx, loc, vars, r.code, keep_alive, head_only, &loc_hdr, out);
         return Reply {
             status: r.code,
             body_bytes: n,
@@ -573,7 +585,7 @@ fn do_return(
             keep_alive,
         },
     );
-    header_filter::write(loc, r.code, ctx.rooms.pending_cookie(), out);
+    filter(ctx, loc, vars, r.code, out);
     resp::end(out);
     let sent = if head_only || bodiless { 0 } else { text.len() };
     out.extend_from_slice(&text[..sent]);

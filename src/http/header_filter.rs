@@ -8,9 +8,8 @@
 
 use crate::config::LocationConf;
 use crate::http::response as resp;
-
-/// Header (name, value) pairs borrowed from the configuration or the request.
-pub type HeaderPairs<'a> = Vec<(&'a [u8], &'a [u8])>;
+use crate::http::uri;
+use crate::http::vars::{self, ReqVars, RespVars};
 
 /// Whether an `add_header` without `always` applies to `status` (nginx's list).
 pub fn add_header_applies(status: u16) -> bool {
@@ -20,34 +19,39 @@ pub fn add_header_applies(status: u16) -> bool {
     )
 }
 
-/// Append the filter's fields for a response with `status` in `loc` to
-/// `pairs`: `add_header`, then `Set-Cookie: cookie` when `cookie` is not
-/// empty (a proxied response: the cookie travels with the request).
-pub fn pairs<'a>(
-    loc: &'a LocationConf,
-    status: u16,
-    cookie: &'a [u8],
-    pairs: &mut HeaderPairs<'a>,
+/// Append the filter's header lines for a response with `resp.status` in
+/// `loc` to `out` (a response head being built, before its blank line, or a
+/// block of lines the proxy adds to an upstream or cache head): each
+/// applicable `add_header`, its value evaluated for this request and
+/// response (control bytes escaped: `$uri` is decoded), then `Set-Cookie:
+/// cookie` when `cookie` is not empty. An `add_header` whose value is empty
+/// is not sent (nginx).
+pub fn write(
+    loc: &LocationConf,
+    req: &ReqVars<'_>,
+    resp: &RespVars<'_>,
+    cookie: &[u8],
+    out: &mut Vec<u8>,
 ) {
-    let applies = add_header_applies(status);
-    pairs.extend(
-        loc.add_headers
-            .iter()
-            .filter(|h| applies || h.always)
-            .map(|h| (h.name.as_bytes(), h.value.as_bytes())),
-    );
-    if !cookie.is_empty() {
-        pairs.push((b"Set-Cookie", cookie));
-    }
-}
-
-/// Write the filter's fields into a local response head being built in
-/// `out` (before [`resp::end`]): `add_header` and `cookie`, the one the
-/// waiting room left for this request (`ctx.rooms.pending_cookie()`).
-pub fn write(loc: &LocationConf, status: u16, cookie: &[u8], out: &mut Vec<u8>) {
-    let applies = add_header_applies(status);
+    let applies = add_header_applies(resp.status);
     for h in loc.add_headers.iter().filter(|h| applies || h.always) {
-        resp::header(out, h.name.as_bytes(), h.value.as_bytes());
+        match h.value.literal() {
+            Some("") => {}
+            Some(v) => resp::header(out, h.name.as_bytes(), v.as_bytes()),
+            None => {
+                let mark = out.len();
+                out.extend_from_slice(h.name.as_bytes());
+                out.extend_from_slice(b": ");
+                let start = out.len();
+                vars::eval(&h.value, req, resp, out);
+                if out.len() == start {
+                    out.truncate(mark);
+                    continue;
+                }
+                uri::escape_controls(out, start);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
     }
     if !cookie.is_empty() {
         resp::header(out, b"Set-Cookie", cookie);

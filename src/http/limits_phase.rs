@@ -25,13 +25,14 @@
 
 use crate::config::{KeyTemplate, LocationConf, LocationLimits, ReqDelay, ZoneKind};
 use crate::http::ctx::HttpCtx;
-use crate::http::handler::error_reply;
-use crate::http::header_filter;
+use crate::http::handler::{error_reply, filter};
 use crate::http::request::{at, find_header, header_fields, Head};
 use crate::http::response::{self as resp, HeadParams};
 use crate::http::uri;
+use crate::http::vars::ReqVars;
 use crate::limits::key::{self, KeySource, Subnet};
-use crate::limits::{Gcra, Metric, Verdict, ZoneSet, METRICS};
+use crate::limits::{Gcra, Metric, Verdict, METRICS};
+use crate::zones::Zones;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -39,7 +40,7 @@ use std::sync::Arc;
 /// Worker-wide state of the limits phase.
 pub struct LimitsCtx {
     /// This generation's zones.
-    pub zones: Arc<ZoneSet>,
+    pub zones: Arc<Zones>,
     /// Wall clock in µs (cached once per loop iteration).
     pub now_us: u64,
     key: Vec<u8>,
@@ -55,8 +56,8 @@ pub struct LimitsCtx {
 
 impl LimitsCtx {
     /// State over `zones`.
-    pub fn new(zones: Arc<ZoneSet>) -> LimitsCtx {
-        let n = zones.zones().len();
+    pub fn new(zones: Arc<Zones>) -> LimitsCtx {
+        let n = zones.limits.zones().len();
         LimitsCtx {
             zones,
             now_us: 0,
@@ -84,7 +85,7 @@ impl LimitsCtx {
         }
         self.dirty = false;
         for (i, p) in self.pending.iter_mut().enumerate() {
-            let Some(z) = self.zones.get(i) else {
+            let Some(z) = self.zones.limits.get(i) else {
                 continue;
             };
             for m in Metric::ALL {
@@ -99,6 +100,8 @@ impl LimitsCtx {
 
 /// The request as the limits phase sees it.
 pub struct LimitRequest<'a> {
+    /// The request's variables.
+    pub vars: &'a ReqVars<'a>,
     /// Client address.
     pub peer: IpAddr,
     /// The read buffer, starting with the head.
@@ -265,7 +268,7 @@ pub fn run(
             peer: req.peer,
             head,
             host: host_only(req.host.unwrap_or_default()),
-            uri: &ctx.path_buf,
+            uri: req.vars.path,
             query: req.query.unwrap_or_default(),
         }
     };
@@ -350,7 +353,9 @@ fn decide(lc: &mut LimitsCtx, lim: &LocationLimits, src: &Source<'_>, skip: bool
     let decided = 'd: {
         if !skip {
             for c in &lim.count {
-                let Some(z) = zones.get(c.zone) else { continue };
+                let Some(z) = zones.limits.get(c.zone) else {
+                    continue;
+                };
                 if build(&c.key, src, lim, &mut keybuf) {
                     z.count_add(z.key_hash(&keybuf), now_ms);
                     lc.bump(c.zone, Metric::Counted, 1);
@@ -358,7 +363,9 @@ fn decide(lc: &mut LimitsCtx, lim: &LocationLimits, src: &Source<'_>, skip: bool
             }
         }
         for &zi in &lim.bytes {
-            let Some(z) = zones.get(zi) else { continue };
+            let Some(z) = zones.limits.get(zi) else {
+                continue;
+            };
             if !build(&z.conf.key, src, lim, &mut keybuf) {
                 continue;
             }
@@ -402,7 +409,9 @@ fn decide(lc: &mut LimitsCtx, lim: &LocationLimits, src: &Source<'_>, skip: bool
         lc.admitted.clear();
         let mut tightest: Option<RateInfo> = None;
         for r in &lim.req {
-            let Some(z) = zones.get(r.zone) else { continue };
+            let Some(z) = zones.limits.get(r.zone) else {
+                continue;
+            };
             let ZoneKind::Rate { interval_us } = z.conf.kind else {
                 continue;
             };
@@ -446,7 +455,7 @@ fn decide(lc: &mut LimitsCtx, lim: &LocationLimits, src: &Source<'_>, skip: bool
                         continue;
                     }
                     for (zi, slot, g, _) in lc.admitted.drain(..) {
-                        if let Some(z) = zones.get(zi) {
+                        if let Some(z) = zones.limits.get(zi) {
                             z.rate_undo(slot, &g, now_us);
                         }
                     }
@@ -498,14 +507,14 @@ fn decide(lc: &mut LimitsCtx, lim: &LocationLimits, src: &Source<'_>, skip: bool
 }
 
 fn report_sum(
-    zones: &ZoneSet,
+    zones: &Zones,
     lim: &LocationLimits,
     src: &Source<'_>,
     keybuf: &mut Vec<u8>,
     now_ms: u64,
 ) -> Option<u64> {
     let r = lim.report.as_ref()?;
-    let z = zones.get(r.zone)?;
+    let z = zones.limits.get(r.zone)?;
     if !build(&r.key, src, lim, keybuf) {
         return Some(0);
     }
@@ -538,7 +547,7 @@ pub fn account_bytes(ctx: &mut HttpCtx, bytes: u64) {
     let zones = lc.zones.clone();
     for i in 0..lc.bytes_slots.len() {
         let (zi, slot) = lc.bytes_slots[i];
-        if let Some(z) = zones.get(zi) {
+        if let Some(z) = zones.limits.get(zi) {
             z.quota_add(slot, now_ms, bytes);
             lc.bump(zi, Metric::Bytes, bytes);
         }
@@ -577,7 +586,7 @@ fn secs_ceil(us: u64) -> u64 {
 }
 
 fn log_refusal(
-    zones: &ZoneSet,
+    zones: &Zones,
     lim: &LocationLimits,
     req: &LimitRequest<'_>,
     client: IpAddr,
@@ -593,7 +602,7 @@ fn log_refusal(
         level,
         "{what}{} by zone \"{}\", limit {}, reset in {:.3}s, client: {client}, request: \"{} {} HTTP/1.{}\", host: \"{}\"",
         if lim.dry_run { ", dry run," } else { "" },
-        zones.get(rate.zone).map_or("", |z| z.name()),
+        zones.limits.get(rate.zone).map_or("", |z| z.name()),
         rate.limit,
         rate.reset_us as f64 / 1e6,
         String::from_utf8_lossy(at(req.buf, head.method_span)),
@@ -621,7 +630,16 @@ fn refuse(
         (b"RateLimit-Remaining", b"0"),
         (b"RateLimit-Reset", reset.bytes()),
     ];
-    let body_bytes = error_reply(ctx, loc, status, req.keep_alive, req.head_only, &extra, out);
+    let body_bytes = error_reply(
+        ctx,
+        loc,
+        req.vars,
+        status,
+        req.keep_alive,
+        req.head_only,
+        &extra,
+        out,
+    );
     LimitReply { status, body_bytes }
 }
 
@@ -653,7 +671,7 @@ fn check_answer(
             Num::new(secs_ceil(r.reset_us)).bytes(),
         );
     }
-    header_filter::write(loc, 204, ctx.rooms.pending_cookie(), out);
+    filter(ctx, loc, req.vars, 204, out);
     resp::end(out);
     LimitReply {
         status: 204,
@@ -683,7 +701,7 @@ fn report_answer(
         },
     );
     resp::header(out, b"Cache-Control", b"no-store");
-    header_filter::write(loc, 200, ctx.rooms.pending_cookie(), out);
+    filter(ctx, loc, req.vars, 200, out);
     resp::end(out);
     if req.head_only {
         return LimitReply {

@@ -3,7 +3,6 @@
 //! response heads, and protocol helpers (targets, ranges, chunked bodies,
 //! conditionals).
 pub mod chunked;
-pub mod cond;
 pub mod conn;
 pub mod ctx;
 pub mod handler;
@@ -16,4 +15,7 @@ pub mod site;
 pub mod static_file;
 pub mod status;
 pub mod uri;
+pub mod vars;
 pub mod waiting_room_phase;
+
+pub use crate::proto::cond;

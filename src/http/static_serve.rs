@@ -4,11 +4,12 @@
 
 use super::*;
 
+#[allow(clippy::too_many_arguments)]
 pub(super) fn serve_static(
     ctx: &mut HttpCtx,
     loc: &LocationConf,
+    rv: &ReqVars<'_>,
     head: &Head,
-    buf: &[u8],
     keep_alive: bool,
     query: Option<&[u8]>,
     out: &mut Vec<u8>,
@@ -18,6 +19,7 @@ pub(super) fn serve_static(
         let n = error_reply(
             ctx,
             loc,
+            rv,
             405,
             keep_alive,
             false,
@@ -38,12 +40,11 @@ pub(super) fn serve_static(
     if fs_path.last() == Some(&b'/') {
         fs_path.pop();
     }
-    fs_path.extend_from_slice(&ctx.path_buf);
+    fs_path.extend_from_slice(rv.path);
     let reply = static_lookup(
         ctx,
         loc,
-        head,
-        buf,
+        rv,
         keep_alive,
         head_only,
         query,
@@ -58,8 +59,7 @@ pub(super) fn serve_static(
 pub(super) fn static_lookup(
     ctx: &mut HttpCtx,
     loc: &LocationConf,
-    head: &Head,
-    buf: &[u8],
+    rv: &ReqVars<'_>,
     keep_alive: bool,
     head_only: bool,
     query: Option<&[u8]>,
@@ -67,7 +67,7 @@ pub(super) fn static_lookup(
     out: &mut Vec<u8>,
 ) -> Reply {
     let err = |ctx: &HttpCtx, code: u16, out: &mut Vec<u8>| {
-        let n = error_reply(ctx, loc, code, keep_alive, head_only, &[], out);
+        let n = error_reply(ctx, loc, rv, code, keep_alive, head_only, &[], out);
         Reply {
             status: code,
             body_bytes: n,
@@ -82,7 +82,7 @@ pub(super) fn static_lookup(
             fs_path.extend_from_slice(idx.as_bytes());
             if let Found::Info(i) = ctx.files.lookup(fs_path, ctx.now_ms) {
                 if !i.is_dir {
-                    return send_file(ctx, loc, head, buf, keep_alive, head_only, fs_path, out);
+                    return send_file(ctx, loc, rv, keep_alive, head_only, fs_path, out);
                 }
             }
         }
@@ -96,8 +96,8 @@ pub(super) fn static_lookup(
     }
     match ctx.files.lookup(fs_path, ctx.now_ms) {
         Found::Info(i) if i.is_dir => {
-            let mut location = Vec::with_capacity(ctx.path_buf.len() + 2);
-            uri::percent_encode_path(&ctx.path_buf, &mut location);
+            let mut location = Vec::with_capacity(rv.path.len() + 2);
+            uri::percent_encode_path(rv.path, &mut location);
             location.push(b'/');
             if let Some(q) = query {
                 location.push(b'?');
@@ -106,6 +106,7 @@ pub(super) fn static_lookup(
             let n = error_reply(
                 ctx,
                 loc,
+                rv,
                 301,
                 keep_alive,
                 head_only,
@@ -119,7 +120,7 @@ pub(super) fn static_lookup(
                 close: false,
             }
         }
-        Found::Info(_) => send_file(ctx, loc, head, buf, keep_alive, head_only, fs_path, out),
+        Found::Info(_) => send_file(ctx, loc, rv, keep_alive, head_only, fs_path, out),
         Found::NotFound => err(ctx, 404, out),
         Found::Forbidden => err(ctx, 403, out),
         Found::Error => err(ctx, 500, out),
@@ -130,13 +131,13 @@ pub(super) fn static_lookup(
 pub(super) fn send_file(
     ctx: &mut HttpCtx,
     loc: &LocationConf,
-    head: &Head,
-    buf: &[u8],
+    rv: &ReqVars<'_>,
     keep_alive: bool,
     head_only: bool,
     fs_path: &[u8],
     out: &mut Vec<u8>,
 ) -> Reply {
+    let (head, buf) = (rv.head, rv.head_bytes);
     let get = |s: Option<crate::http::request::Span>| s.map(|s| at(buf, s));
     let conds = Conditions {
         if_none_match: get(head.if_none_match),
@@ -163,7 +164,7 @@ pub(super) fn send_file(
     let Found::Info(info) = ctx.files.lookup(fs_path, now_ms) else {
         return Reply {
             status: 404,
-            body_bytes: error_reply(ctx, loc, 404, keep_alive, head_only, &[], out),
+            body_bytes: error_reply(ctx, loc, rv, 404, keep_alive, head_only, &[], out),
             file: None,
             close: false,
         };
@@ -174,7 +175,7 @@ pub(super) fn send_file(
         Decision::Partial(s, e) => (206, s, e - s + 1),
         Decision::NotModified => (304, 0, 0),
         Decision::PreconditionFailed => {
-            let n = error_reply(ctx, loc, 412, keep_alive, head_only, &[], out);
+            let n = error_reply(ctx, loc, rv, 412, keep_alive, head_only, &[], out);
             return Reply {
                 status: 412,
                 body_bytes: n,
@@ -187,6 +188,7 @@ pub(super) fn send_file(
             let n = error_reply(
                 ctx,
                 loc,
+                rv,
                 416,
                 keep_alive,
                 head_only,
@@ -230,7 +232,11 @@ pub(super) fn send_file(
     if status != 304 {
         out.extend_from_slice(b"Accept-Ranges: bytes\r\n");
     }
-    header_filter::write(loc, status, ctx.rooms.pending_cookie(), out);
+    let resp = RespVars {
+        status,
+        ..RespVars::default()
+    };
+    header_filter::write(loc, rv, &resp, ctx.rooms.pending_cookie(), out);
     resp::end(out);
     if head_only || status == 304 || len == 0 {
         return Reply {

@@ -6,10 +6,11 @@
 //! live in the zone files and survive restarts too.
 
 use crate::limits::cluster::{self as cl, Gate};
-use crate::limits::{Metric, ZoneSet, ZoneStats};
+use crate::limits::{Metric, ZoneStats};
 use crate::shm::stats::StatsZone;
 use crate::shm::zone::ZoneHeader;
 use crate::waiting_room::{Reject, RoomStats};
+use crate::zones::Zones;
 use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -47,11 +48,16 @@ fn rows(stats: &StatsZone) -> Vec<Row> {
 /// (content type, body).
 pub fn render(
     stats: &StatsZone,
-    zones: &ZoneSet,
+    zones: &Zones,
     now_ms: u64,
     json: bool,
 ) -> (&'static [u8], Vec<u8>) {
-    let zone_stats: Vec<ZoneStats> = zones.zones().iter().map(|z| z.stats(now_ms)).collect();
+    let zone_stats: Vec<ZoneStats> = zones
+        .limits
+        .zones()
+        .iter()
+        .map(|z| z.stats(now_ms))
+        .collect();
     let rooms: Vec<(&str, RoomStats)> = zones
         .rooms
         .rooms()
@@ -223,7 +229,7 @@ struct ClusterRow<'a> {
     age_ms: Option<u64>,
 }
 
-fn cluster_rows(zones: &ZoneSet, now_ms: u64) -> Vec<ClusterRow<'_>> {
+fn cluster_rows(zones: &Zones, now_ms: u64) -> Vec<ClusterRow<'_>> {
     let row = |name, gate, h: &ZoneHeader| {
         let last = h.metrics[cl::H_LAST_OK_MS].load(Relaxed);
         ClusterRow {
@@ -235,6 +241,7 @@ fn cluster_rows(zones: &ZoneSet, now_ms: u64) -> Vec<ClusterRow<'_>> {
         }
     };
     let limits = zones
+        .limits
         .zones()
         .iter()
         .filter_map(|z| Some(row(z.name(), z.gate(now_ms)?, z.header())));
@@ -456,7 +463,7 @@ mod tests {
         z.slot(a).requests.store(3, Relaxed);
         z.slot(b).requests.store(4, Relaxed);
         z.slot(b).active.store(2, Relaxed);
-        let zones = ZoneSet::empty();
+        let zones = Zones::empty();
         let (_, body) = render(&z, &zones, 0, false);
         let text = String::from_utf8(body).unwrap();
         assert!(text.contains("\nsluice_requests_total 7\n"), "{text}");

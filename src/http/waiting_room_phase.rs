@@ -73,6 +73,8 @@ impl Default for RoomCtx {
 
 /// The request as the phase sees it.
 pub struct RoomRequest<'a> {
+    /// The request's variables.
+    pub vars: &'a crate::http::vars::ReqVars<'a>,
     /// Client address.
     pub peer: IpAddr,
     /// The head bytes.
@@ -492,7 +494,16 @@ fn refuse(
     let mut n = Vec::with_capacity(20);
     resp::put_u64(&mut n, wait_s);
     let extra: [(&[u8], &[u8]); 2] = [(b"Retry-After", &n), (b"Cache-Control", b"no-store")];
-    let body_bytes = error_reply(ctx, loc, 503, req.keep_alive, req.head_only, &extra, out);
+    let body_bytes = error_reply(
+        ctx,
+        loc,
+        req.vars,
+        503,
+        req.keep_alive,
+        req.head_only,
+        &extra,
+        out,
+    );
     LimitReply {
         status: 503,
         body_bytes,

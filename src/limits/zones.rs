@@ -22,7 +22,6 @@ use super::window::Window;
 use crate::config::{ClusterFailure, Config, LimitZoneConf, ZoneKind};
 use crate::shm::zone::{self, Opened, ZoneMap, ZoneSpec};
 use crate::util::hash::hash_words;
-use crate::waiting_room::RoomSet;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -367,9 +366,6 @@ impl LimitZone {
 #[derive(Default)]
 pub struct ZoneSet {
     zones: Vec<Arc<LimitZone>>,
-    /// The waiting rooms, opened and kept with the limit zones (same
-    /// `shm::zone` files, same master/reload path).
-    pub rooms: Arc<RoomSet>,
 }
 
 impl ZoneSet {
@@ -401,14 +397,7 @@ impl ZoneSet {
             })?;
             zones.push(Arc::new(z));
         }
-        let rooms = Arc::new(RoomSet::open(cfg, previous.map(|p| &*p.rooms))?);
-        Ok(ZoneSet { zones, rooms })
-    }
-
-    /// Whether any zone or room is global (`cluster=on`).
-    pub fn has_cluster(&self) -> bool {
-        self.zones.iter().any(|z| z.cluster.is_some())
-            || self.rooms.rooms().iter().any(|r| r.cluster.is_some())
+        Ok(ZoneSet { zones })
     }
 }
 

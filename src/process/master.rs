@@ -15,12 +15,12 @@
 use crate::config::{self, Config};
 use crate::event::Clock;
 use crate::http::site::{listen_table, ListenEntry};
-use crate::limits::ZoneSet;
 use crate::process::handoff::{self, Meta};
 use crate::process::listeners::Listeners;
 use crate::process::worker::{self, WorkerInit};
 use crate::shm::stats::StatsZone;
 use crate::sys::{self, ChildExit, Fork, MAX_FDS_PER_MSG};
+use crate::zones::Zones;
 use mio::net::TcpListener;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
@@ -72,7 +72,7 @@ pub struct Master {
     rr: usize,
     pending: VecDeque<(OwnedFd, Meta)>,
     stats: Arc<StatsZone>,
-    zones: Arc<ZoneSet>,
+    zones: Arc<Zones>,
     stop: Stop,
     stop_deadline_ms: u64,
     respawn: Vec<(usize, u64)>,
@@ -88,7 +88,7 @@ pub struct Prepared {
     /// Listeners already bound.
     pub listeners: Listeners,
     /// Limit zones, opened (created, migrated) in the state directory.
-    pub zones: Arc<ZoneSet>,
+    pub zones: Arc<Zones>,
 }
 
 /// Bind what `cfg` needs (before daemonizing, so errors reach the terminal).
@@ -98,7 +98,7 @@ pub fn prepare(cfg: Arc<Config>) -> io::Result<Prepared> {
     listeners.update(&table, cfg.events.accept_mode, cfg.worker_processes)?;
     // After the listeners: a second instance on the same ports fails there,
     // before it touches the running one's zone files.
-    let zones = Arc::new(ZoneSet::open(&cfg, None)?);
+    let zones = Arc::new(Zones::open(&cfg, None)?);
     Ok(Prepared {
         cfg,
         listeners,
@@ -322,7 +322,7 @@ impl Master {
         };
         // Zones with the same name and size keep their mapping; others are
         // opened, migrated or rebuilt (each with a log line).
-        let zones = match ZoneSet::open(&cfg, Some(&self.zones)) {
+        let zones = match Zones::open(&cfg, Some(&self.zones)) {
             Ok(z) => Arc::new(z),
             Err(e) => {
                 log::error!("reload failed, keeping the running configuration: {e}");

@@ -10,19 +10,20 @@ use crate::event::{Clock, TimerWheel};
 use crate::http::conn::{Conn, ConnLimits};
 use crate::http::ctx::{AccessLogs, HttpCtx, ERROR_LOG_FILE};
 use crate::http::request::HeadLimits;
-use crate::limits::ZoneSet;
+use crate::http::vars::ConnVars;
 use crate::log::writer::LogThread;
 use crate::process::handoff;
 use crate::proxy::session::{Next, NullClient, Session, DETACHED};
 use crate::proxy::upstream::Pools;
 use crate::shm::stats::StatsZone;
 use crate::sys;
+use crate::zones::Zones;
 use mio::net::{TcpListener, TcpStream};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 use std::io::{ErrorKind, Write};
-use std::net::IpAddr;
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
@@ -52,7 +53,7 @@ pub struct WorkerInit {
     /// Shared counters.
     pub stats: Arc<StatsZone>,
     /// Traffic-limit zones of this generation (mapped by the master).
-    pub zones: Arc<ZoneSet>,
+    pub zones: Arc<Zones>,
     /// The master's pid (to notice it died before PDEATHSIG was set).
     pub master_pid: i32,
     /// The signal mask to restore once the worker's own signal pipe is in
@@ -347,7 +348,7 @@ impl Worker {
                     let fds = std::mem::take(&mut self.fds);
                     for (fd, meta) in fds.into_iter().zip(metas) {
                         let stream = TcpStream::from_std(std::net::TcpStream::from(fd));
-                        self.add_conn(stream, meta.peer.ip(), meta.listen_idx);
+                        self.add_conn(stream, meta.peer, meta.listen_idx);
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
@@ -371,7 +372,7 @@ impl Worker {
             };
             let idx = *idx;
             match l.accept() {
-                Ok((s, peer)) => self.add_conn(s, peer.ip(), idx),
+                Ok((s, peer)) => self.add_conn(s, peer, idx),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) => {
@@ -384,7 +385,7 @@ impl Worker {
         }
     }
 
-    fn add_conn(&mut self, mut sock: TcpStream, peer: IpAddr, listen_idx: usize) {
+    fn add_conn(&mut self, mut sock: TcpStream, peer: SocketAddr, listen_idx: usize) {
         self.ctx.counters.accepted += 1;
         if self.conns.len() >= self.max_conns {
             // Refuse politely rather than leave the client hanging.
@@ -413,7 +414,22 @@ impl Worker {
             log::error!("epoll registration of a connection failed");
             return;
         }
-        let mut c = Conn::new(sock, peer, listen_idx, limits, self.ctx.now_ms);
+        // `$server_addr`: the listen address, or the socket's for a wildcard.
+        let local = self
+            .ctx
+            .site
+            .listens
+            .get(listen_idx)
+            .map(|l| l.conf.addr)
+            .filter(|a| !a.ip().is_unspecified())
+            .or_else(|| sock.local_addr().ok());
+        let vars = ConnVars {
+            serial: self.ctx.counters.accepted,
+            requests: 0,
+            peer,
+            local,
+        };
+        let mut c = Conn::new(sock, vars, listen_idx, limits, self.ctx.now_ms);
         if self.draining {
             c.start_draining(self.ctx.now_ms);
         }

@@ -528,8 +528,9 @@ pub struct HitParams<'a> {
     pub keep_alive: bool,
     /// X-Cache-Status value.
     pub status_word: &'a [u8],
-    /// `add_header` pairs.
-    pub extra: &'a [(&'a [u8], &'a [u8])],
+    /// The header filter's lines (`add_header`, `Set-Cookie`), each ending
+    /// in CRLF.
+    pub lines: &'a [u8],
     /// `proxy_hide_header` names (lowercase).
     pub hide: &'a [String],
     /// Unix seconds now.
@@ -585,9 +586,7 @@ pub fn write_hit_with(
     out.extend_from_slice(b"\r\nX-Cache-Status: ");
     out.extend_from_slice(p.status_word);
     out.extend_from_slice(b"\r\n");
-    for (n, v) in p.extra {
-        resp::header(out, n, v);
-    }
+    out.extend_from_slice(p.lines);
     if status != 304 && status != 204 && !(100..200).contains(&status) {
         out.extend_from_slice(b"Content-Length: ");
         put_u64(out, if status == 412 { 0 } else { meta.body_len });

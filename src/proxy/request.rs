@@ -3,31 +3,21 @@
 //! forwarding headers sluice sets by default (`X-Forwarded-For`,
 //! `X-Real-IP`, `X-Forwarded-Proto`).
 
-use crate::config::ProxyPass;
-use crate::http::request::{at, BodyFraming, Head, MAX_HEADERS};
+use crate::config::{ProxyPass, Template};
+use crate::http::request::{BodyFraming, MAX_HEADERS};
 use crate::http::uri;
-use std::net::IpAddr;
+use crate::http::vars::{self, ReqVars, RespVars};
 
 /// What the builder needs.
 pub struct ReqCtx<'a> {
-    /// The client's request head, raw.
-    pub head_bytes: &'a [u8],
-    /// Its parse.
-    pub head: &'a Head,
-    /// Normalized (decoded) path.
-    pub norm_path: &'a [u8],
-    /// Query string, if any.
-    pub query: Option<&'a [u8]>,
+    /// The request's variables (head, path, query, client...).
+    pub vars: &'a ReqVars<'a>,
     /// The matched location's path.
     pub loc_path: &'a str,
     /// The location's `proxy_pass`.
     pub pass: &'a ProxyPass,
-    /// `$proxy_host`: the upstream's name.
-    pub proxy_host: &'a str,
-    /// Client address.
-    pub client: IpAddr,
     /// `proxy_set_header` list.
-    pub set_headers: &'a [(String, String)],
+    pub set_headers: &'a [(String, Template)],
     /// 0 or 1.
     pub http_minor: u8,
     /// Ask the upstream to keep the connection.
@@ -72,18 +62,14 @@ fn header<'a>(headers: &[httparse::Header<'a>], name: &[u8]) -> Option<&'a [u8]>
         .map(|h| h.value)
 }
 
-fn put_ip(out: &mut Vec<u8>, ip: IpAddr) {
-    use std::io::Write;
-    let _ = write!(out, "{ip}");
-}
-
 /// The request URI for the upstream.
 pub fn upstream_uri(c: &ReqCtx<'_>, out: &mut Vec<u8>) {
     match &c.pass.uri {
         Some(u) => {
             out.extend_from_slice(u.as_bytes());
             let rest = c
-                .norm_path
+                .vars
+                .path
                 .strip_prefix(c.loc_path.as_bytes())
                 .unwrap_or(b"");
             let mut enc = Vec::with_capacity(rest.len());
@@ -92,13 +78,13 @@ pub fn upstream_uri(c: &ReqCtx<'_>, out: &mut Vec<u8>) {
                 enc.remove(0);
             }
             out.extend_from_slice(&enc);
-            if let Some(q) = c.query {
+            if let Some(q) = c.vars.query {
                 out.push(b'?');
                 out.extend_from_slice(q);
             }
         }
         None => {
-            let target = at(c.head_bytes, c.head.target);
+            let target = c.vars.target;
             match uri::split_target(target) {
                 Ok(t) if t.host.is_some() => {
                     out.extend_from_slice(t.path);
@@ -113,92 +99,6 @@ pub fn upstream_uri(c: &ReqCtx<'_>, out: &mut Vec<u8>) {
     }
 }
 
-/// Expand `$name` variables of a `proxy_set_header` value.
-fn expand(c: &ReqCtx<'_>, headers: &[httparse::Header<'_>], value: &str, out: &mut Vec<u8>) {
-    let b = value.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] != b'$' {
-            out.push(b[i]);
-            i += 1;
-            continue;
-        }
-        let start = i + 1;
-        let mut end = start;
-        while end < b.len() && (b[end].is_ascii_alphanumeric() || b[end] == b'_') {
-            end += 1;
-        }
-        let name = &value[start..end];
-        let host = header(headers, b"host");
-        match name {
-            "host" => {
-                let h = host.unwrap_or(c.proxy_host.as_bytes());
-                let h = match h.iter().rposition(|&x| x == b':') {
-                    Some(p) if !h.ends_with(b"]") => &h[..p],
-                    _ => h,
-                };
-                out.extend_from_slice(h);
-            }
-            "http_host" => out.extend_from_slice(host.unwrap_or(b"")),
-            "proxy_host" => out.extend_from_slice(c.proxy_host.as_bytes()),
-            "remote_addr" => put_ip(out, c.client),
-            "scheme" => out.extend_from_slice(b"http"),
-            "request_method" => out.extend_from_slice(at(c.head_bytes, c.head.method_span)),
-            "request_uri" => out.extend_from_slice(at(c.head_bytes, c.head.target)),
-            "uri" => out.extend_from_slice(c.norm_path),
-            "args" | "query_string" => out.extend_from_slice(c.query.unwrap_or(b"")),
-            "proxy_add_x_forwarded_for" => {
-                if let Some(x) = header(headers, b"x-forwarded-for") {
-                    out.extend_from_slice(x);
-                    out.extend_from_slice(b", ");
-                }
-                put_ip(out, c.client);
-            }
-            _ if name.starts_with("cookie_") => {
-                let want = &name.as_bytes()[7..];
-                let v = header(headers, b"cookie").and_then(|c| {
-                    c.split(|&x| x == b';').find_map(|kv| {
-                        let kv = kv.trim_ascii();
-                        let eq = kv.iter().position(|&x| x == b'=')?;
-                        (&kv[..eq] == want).then(|| &kv[eq + 1..])
-                    })
-                });
-                out.extend_from_slice(v.unwrap_or(b""));
-            }
-            _ if name.starts_with("arg_") => {
-                let want = &name.as_bytes()[4..];
-                let v = c.query.and_then(|q| {
-                    q.split(|&x| x == b'&').find_map(|kv| {
-                        let eq = kv.iter().position(|&x| x == b'=').unwrap_or(kv.len());
-                        (&kv[..eq] == want).then(|| kv.get(eq + 1..).unwrap_or(b""))
-                    })
-                });
-                out.extend_from_slice(v.unwrap_or(b""));
-            }
-            _ if name.starts_with("http_") => {
-                let want: Vec<u8> = name[5..]
-                    .bytes()
-                    .map(|x| if x == b'_' { b'-' } else { x })
-                    .collect();
-                out.extend_from_slice(header(headers, &want).unwrap_or(b""));
-            }
-            _ => {
-                // Unknown variable: keep it literally, as text.
-                out.extend_from_slice(&b[i..end]);
-            }
-        }
-        i = end.max(start);
-    }
-}
-
-/// Expand the variables of a configured string (`proxy_cache_key`) for this request.
-pub fn expand_str(c: &ReqCtx<'_>, value: &str, out: &mut Vec<u8>) {
-    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut storage);
-    let _ = req.parse(c.head_bytes);
-    expand(c, req.headers, value, out);
-}
-
 /// The request's header fields as (name, value) pairs.
 pub fn header_pairs(head_bytes: &[u8]) -> Vec<(&[u8], &[u8])> {
     let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -210,14 +110,32 @@ pub fn header_pairs(head_bytes: &[u8]) -> Vec<(&[u8], &[u8])> {
         .collect()
 }
 
+/// The headers sluice sets upstream unless `proxy_set_header` names them
+/// (compiled once).
+fn default_headers() -> &'static [(String, Template)] {
+    static DEFAULTS: std::sync::OnceLock<Vec<(String, Template)>> = std::sync::OnceLock::new();
+    DEFAULTS.get_or_init(|| {
+        [
+            ("Host", "$proxy_host"),
+            ("X-Real-IP", "$remote_addr"),
+            ("X-Forwarded-For", "$proxy_add_x_forwarded_for"),
+            ("X-Forwarded-Proto", "$scheme"),
+        ]
+        .iter()
+        .map(|(n, v)| (n.to_string(), Template::compile(v).unwrap_or_default()))
+        .collect()
+    })
+}
+
 /// Write the upstream request head into `out`.
 pub fn build(c: &ReqCtx<'_>, out: &mut Vec<u8>) {
     let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut storage);
     // The head was parsed before; a failure here leaves no headers to copy.
-    let _ = req.parse(c.head_bytes);
+    let _ = req.parse(c.vars.head_bytes);
     let headers: &[httparse::Header<'_>] = req.headers;
-    out.extend_from_slice(c.method.unwrap_or(at(c.head_bytes, c.head.method_span)));
+    let client_method = crate::http::request::at(c.vars.head_bytes, c.vars.head.method_span);
+    out.extend_from_slice(c.method.unwrap_or(client_method));
     out.push(b' ');
     upstream_uri(c, out);
     out.extend_from_slice(if c.http_minor == 0 {
@@ -249,20 +167,16 @@ pub fn build(c: &ReqCtx<'_>, out: &mut Vec<u8>) {
         out.extend_from_slice(h.value);
         out.extend_from_slice(b"\r\n");
     }
-    let mut defaults: Vec<(&str, &str)> = vec![
-        ("Host", "$proxy_host"),
-        ("X-Real-IP", "$remote_addr"),
-        ("X-Forwarded-For", "$proxy_add_x_forwarded_for"),
-        ("X-Forwarded-Proto", "$scheme"),
-    ];
-    defaults.retain(|(n, _)| !overridden(n.as_bytes()));
-    let sets = c.set_headers.iter().map(|(n, v)| (n.as_str(), v.as_str()));
-    for (name, value) in defaults.into_iter().chain(sets) {
+    let defaults = default_headers();
+    let defaults = defaults.iter().filter(|(n, _)| !overridden(n.as_bytes()));
+    let sets = c.set_headers.iter();
+    let none = RespVars::default();
+    for (name, value) in defaults.chain(sets) {
         let mark = out.len();
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
         let value_start = out.len();
-        expand(c, headers, value, out);
+        vars::eval(value, c.vars, &none, out);
         if out.len() == value_start {
             // An empty value removes the header (nginx).
             out.truncate(mark);
@@ -308,26 +222,42 @@ mod tests {
         )
         .unwrap()
         .unwrap();
-        let t = uri::split_target(at(raw.as_bytes(), head.target)).unwrap();
+        let target = crate::http::request::at(raw.as_bytes(), head.target);
+        let t = uri::split_target(target).unwrap();
         let mut norm = Vec::new();
         uri::normalize_path(t.path, &mut norm).unwrap();
         let pass = ProxyPass {
             upstream: 0,
             uri: pass_uri.map(str::to_string),
         };
-        let sets: Vec<(String, String)> = sets
+        let sets: Vec<(String, Template)> = sets
             .iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .map(|(a, b)| (a.to_string(), Template::compile(b).unwrap()))
             .collect();
-        let c = ReqCtx {
+        let rv = ReqVars {
             head_bytes: raw.as_bytes(),
             head: &head,
-            norm_path: &norm,
+            target,
+            path: &norm,
             query: t.query,
+            host: head
+                .host
+                .map(|h| crate::http::request::at(raw.as_bytes(), h)),
+            conn: crate::http::vars::ConnVars {
+                serial: 1,
+                requests: 1,
+                peer: "10.0.0.7:4000".parse().unwrap(),
+                local: None,
+            },
+            server_name: "",
+            proxy_host: "app",
+            started_unix_ms: 0,
+            now_unix_ms: 0,
+        };
+        let c = ReqCtx {
+            vars: &rv,
             loc_path: loc,
             pass: &pass,
-            proxy_host: "app",
-            client: "10.0.0.7".parse().unwrap(),
             set_headers: &sets,
             http_minor: 1,
             keepalive: true,

@@ -154,8 +154,9 @@ pub struct ClientHeadParams<'a> {
     pub head_only: bool,
     /// `proxy_hide_header` names (lowercase).
     pub hide: &'a [String],
-    /// Extra headers (`add_header`, `X-Cache-Status`).
-    pub extra: &'a [(&'a [u8], &'a [u8])],
+    /// Extra header lines, each ending in CRLF (`X-Cache-Status`, then the
+    /// header filter's `add_header` and `Set-Cookie`).
+    pub lines: &'a [u8],
 }
 
 const DROP: &[&[u8]] = &[
@@ -215,12 +216,7 @@ pub fn write_client_head(
         out.extend_from_slice(h.value);
         out.extend_from_slice(b"\r\n");
     }
-    for (n, v) in p.extra {
-        out.extend_from_slice(n);
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(v);
-        out.extend_from_slice(b"\r\n");
-    }
+    out.extend_from_slice(p.lines);
     match framing {
         ClientFraming::Length(n) => {
             out.extend_from_slice(b"Content-Length: ");
@@ -336,7 +332,7 @@ mod tests {
                 client_http11: true,
                 head_only: false,
                 hide: &hide,
-                extra: &[(b"X-Cache-Status", b"MISS")],
+                lines: b"X-Cache-Status: MISS\r\n",
             },
             &mut out,
         );

@@ -427,7 +427,7 @@ impl Session {
                             loc.proxy.connect_timeout_ms
                         };
                     let keepalive = loc.proxy.http_version_minor == 1 && pool.keepalive > 0;
-                    self.build_request(loc, keepalive);
+                    self.build_request(loc, keepalive, ctx.now_unix_ms());
                     return Next::Wait;
                 }
                 Err(e) => {
@@ -441,7 +441,7 @@ impl Session {
         }
     }
 
-    fn build_request(&mut self, loc: &LocationConf, keepalive: bool) {
+    fn build_request(&mut self, loc: &LocationConf, keepalive: bool, now_unix_ms: u64) {
         let Some(pass) = loc.proxy.pass.as_ref() else {
             return;
         };
@@ -451,12 +451,13 @@ impl Session {
         };
         let mut q = std::mem::take(&mut self.sendq);
         q.clear();
+        let vars = self.req_vars(now_unix_ms);
         let c = ReqCtx {
             keepalive,
             conditional: &conditional,
             method: self.head_as_get.then_some(&b"GET"[..]),
             body: self.up_body,
-            ..self.req_ctx(loc, pass)
+            ..self.req_ctx(&vars, loc, pass)
         };
         upreq::build(&c, &mut q);
         match self.up_body {
@@ -748,7 +749,17 @@ impl Session {
         let with_cookie = [(&b"Set-Cookie"[..], &cookie[..])];
         let extra: &[(&[u8], &[u8])] = if cookie.is_empty() { &[] } else { &with_cookie };
         let head_only = self.req.head.method == Method::Head;
-        let n = handler::error_reply(ctx, loc, code, keep_alive, head_only, extra, conn.out());
+        let vars = self.req_vars(ctx.now_unix_ms());
+        let n = handler::error_reply(
+            ctx,
+            loc,
+            &vars,
+            code,
+            keep_alive,
+            head_only,
+            extra,
+            conn.out(),
+        );
         self.log(ctx, code, n);
         self.state = St::Done;
         conn.finish_proxy(keep_alive, ctx.now_ms);

@@ -4,14 +4,9 @@
 
 use super::*;
 
-use crate::http::header_filter::{self, HeaderPairs};
-
-/// The header filter's fields for an answer with `status` to `req`.
-fn filter_pairs<'a>(loc: &'a LocationConf, req: &'a ProxyReq, status: u16) -> HeaderPairs<'a> {
-    let mut pairs = Vec::new();
-    header_filter::pairs(loc, status, &req.set_cookie, &mut pairs);
-    pairs
-}
+use crate::config::Template;
+use crate::http::header_filter;
+use crate::http::vars::{ReqVars, RespVars};
 
 impl Session {
     /// Answer from the cache when a usable entry exists; `None` = go upstream.
@@ -32,12 +27,12 @@ impl Session {
         {
             return Some(self.purge(loc, zone, conn, ctx, pools));
         }
-        self.no_store |= self.any_condition(loc, &loc.cache.no_cache);
+        self.no_store |= self.any_condition(&loc.cache.no_cache);
         if !matches!(self.req.head.method, Method::Get | Method::Head) {
             self.cache_status = Some(CacheStatus::Bypass);
             return None;
         }
-        if self.any_condition(loc, &loc.cache.bypass) {
+        if self.any_condition(&loc.cache.bypass) {
             // proxy_cache_bypass: not answered from the cache, but the
             // response may still be stored.
             self.cache_status = Some(CacheStatus::Bypass);
@@ -78,16 +73,16 @@ impl Session {
             LookupResult::Serve(found, stale) => {
                 // Filled meanwhile (looked again under the lock): answer it.
                 self.lock = None;
-                let (server, extra) = (
-                    ctx.server_header(loc),
-                    filter_pairs(loc, &self.req, found.meta().status),
-                );
-                let keep_alive = self.client_keep_alive && !self.wants_body();
                 let word = if stale {
                     CacheStatus::Stale
                 } else {
                     CacheStatus::Hit
                 };
+                let (server, lines) = (
+                    ctx.server_header(loc),
+                    self.filter_lines(loc, ctx, found.meta().status, word),
+                );
+                let keep_alive = self.client_keep_alive && !self.wants_body();
                 let params = cached::HitParams {
                     method: crate::http::request::at(
                         &self.req.head_bytes,
@@ -98,7 +93,7 @@ impl Session {
                     server,
                     keep_alive,
                     status_word: word.as_str().as_bytes(),
-                    extra: &extra,
+                    lines: &lines,
                     hide: &loc.proxy.hide_headers,
                     now,
                 };
@@ -218,29 +213,79 @@ impl Session {
         }
     }
 
-    /// The request-building context for this request in `loc` (no
-    /// keep-alive, no conditionals, the client's method); callers override
-    /// fields with struct update syntax.
+    /// The header filter's lines for an answer from the cache with `status`
+    /// (`word` is `$upstream_cache_status`).
+    fn filter_lines(
+        &self,
+        loc: &LocationConf,
+        ctx: &HttpCtx,
+        status: u16,
+        word: CacheStatus,
+    ) -> Vec<u8> {
+        let resp = RespVars {
+            status,
+            cache_status: Some(word.as_str()),
+            ..RespVars::default()
+        };
+        self.header_filter(loc, ctx, &resp)
+    }
+
+    /// The header filter's lines (`add_header`, the waiting room's cookie)
+    /// for a response described by `resp`.
+    pub(super) fn header_filter(
+        &self,
+        loc: &LocationConf,
+        ctx: &HttpCtx,
+        resp: &RespVars<'_>,
+    ) -> Vec<u8> {
+        let vars = self.req_vars(ctx.now_unix_ms());
+        let mut lines = Vec::new();
+        header_filter::write(loc, &vars, resp, &self.req.set_cookie, &mut lines);
+        lines
+    }
+
+    /// This request's variables (`now_unix_ms` for the time ones).
+    pub(super) fn req_vars(&self, now_unix_ms: u64) -> ReqVars<'_> {
+        let r = &self.req;
+        let loc = location(&self.cfg, r);
+        let proxy_host = loc
+            .proxy
+            .pass
+            .as_ref()
+            .and_then(|p| self.cfg.http.upstreams.get(p.upstream))
+            .map_or("", |u| u.name.as_str());
+        let server_name = self.cfg.http.servers[r.server]
+            .server_names
+            .first()
+            .map_or("", String::as_str);
+        ReqVars {
+            head_bytes: &r.head_bytes,
+            head: &r.head,
+            target: crate::http::request::at(&r.head_bytes, r.head.target),
+            path: &r.path,
+            query: r.query.as_deref(),
+            host: r.host.as_deref(),
+            conn: r.conn,
+            server_name,
+            proxy_host,
+            started_unix_ms: r.started_unix_ms,
+            now_unix_ms,
+        }
+    }
+
+    /// The request-building context for `vars` in `loc` (no keep-alive, no
+    /// conditionals, the client's method); callers override fields with
+    /// struct update syntax.
     pub(super) fn req_ctx<'a>(
-        &'a self,
+        &self,
+        vars: &'a ReqVars<'a>,
         loc: &'a LocationConf,
         pass: &'a crate::config::ProxyPass,
     ) -> ReqCtx<'a> {
-        let proxy_host = self
-            .cfg
-            .http
-            .upstreams
-            .get(pass.upstream)
-            .map_or("", |u| u.name.as_str());
         ReqCtx {
-            head_bytes: &self.req.head_bytes,
-            head: &self.req.head,
-            norm_path: &self.req.path,
-            query: self.req.query.as_deref(),
+            vars,
             loc_path: &loc.path,
             pass,
-            proxy_host,
-            client: self.req.peer,
             set_headers: &loc.proxy.set_headers,
             http_minor: loc.proxy.http_version_minor,
             keepalive: false,
@@ -251,32 +296,24 @@ impl Session {
     }
 
     /// nginx's condition lists (`proxy_cache_bypass`, `proxy_no_cache`): true
-    /// when any string expands to something other than empty or "0".
-    pub(super) fn any_condition(&self, loc: &LocationConf, list: &[String]) -> bool {
-        list.iter().any(|v| {
-            let mut out = Vec::new();
-            if let Some(pass) = loc.proxy.pass.as_ref() {
-                let c = self.req_ctx(loc, pass);
-                upreq::expand_str(&c, v, &mut out);
-            }
-            !out.is_empty() && out != b"0"
-        })
+    /// when any string evaluates to something other than empty or "0".
+    pub(super) fn any_condition(&self, list: &[Template]) -> bool {
+        let vars = self.req_vars(self.req.started_unix_ms);
+        let mut scratch = Vec::new();
+        list.iter()
+            .any(|t| crate::http::vars::is_true(t, &vars, &mut scratch))
     }
 
     /// The evaluated `proxy_cache_key`, for the request or for another
-    /// target of the same origin (`$request_uri` replaced by it).
+    /// target of the same origin (its `$request_uri` is that target).
     pub(super) fn compute_key(&self, loc: &LocationConf, target: Option<&[u8]>) -> Option<Vec<u8>> {
-        let pass = loc.proxy.pass.as_ref()?;
-        let c = self.req_ctx(loc, pass);
-        let template = match target {
-            Some(t) => loc
-                .cache
-                .key
-                .replace("$request_uri", &String::from_utf8_lossy(t)),
-            None => loc.cache.key.clone(),
-        };
+        loc.proxy.pass.as_ref()?;
+        let mut vars = self.req_vars(self.req.started_unix_ms);
+        if let Some(t) = target {
+            vars.target = t;
+        }
         let mut key = Vec::with_capacity(128);
-        upreq::expand_str(&c, &template, &mut key);
+        crate::http::vars::eval(&loc.cache.key, &vars, &RespVars::default(), &mut key);
         Some(key)
     }
 
@@ -487,9 +524,9 @@ impl Session {
         let cfg = self.cfg.clone();
         let loc = location(&cfg, &self.req);
         let meta = meta.unwrap_or(entry.meta());
-        let (server, extra) = (
+        let (server, lines) = (
             ctx.server_header(loc),
-            filter_pairs(loc, &self.req, meta.status),
+            self.filter_lines(loc, ctx, meta.status, word),
         );
         let req_headers = upreq::header_pairs(&self.req.head_bytes);
         let keep_alive = self.client_keep_alive && !self.wants_body();
@@ -500,7 +537,7 @@ impl Session {
             server,
             keep_alive,
             status_word: word.as_str().as_bytes(),
-            extra: &extra,
+            lines: &lines,
             hide: &loc.proxy.hide_headers,
             now: ctx.unix_secs,
         };

@@ -208,11 +208,29 @@ impl Session {
                     &resp_headers,
                 );
             }
-            let mut extra = Vec::new();
-            crate::http::header_filter::pairs(loc, up.status, &self.req.set_cookie, &mut extra);
+            let upstream_addr = pools
+                .pools
+                .get(self.pool)
+                .and_then(|p| p.peers.get(self.peer))
+                .map(|p| p.addr);
+            let resp_vars = crate::http::vars::RespVars {
+                status: up.status,
+                head: &self.resp[..up.len],
+                upstream_addr,
+                upstream_status: up.status,
+                upstream_ms: Some(ctx.now_ms.saturating_sub(self.started_ms)),
+                cache_status: self.cache_status.map(|c| c.as_str()),
+                ..Default::default()
+            };
+            let mut lines = Vec::new();
             if let Some(cs) = self.cache_status {
-                extra.push((b"X-Cache-Status", cs.as_str().as_bytes()));
+                crate::http::response::header(
+                    &mut lines,
+                    b"X-Cache-Status",
+                    cs.as_str().as_bytes(),
+                );
             }
+            lines.extend_from_slice(&self.header_filter(loc, ctx, &resp_vars));
             let (framing, keep_alive) = upresp::write_client_head(
                 &self.resp,
                 &up,
@@ -223,7 +241,7 @@ impl Session {
                     client_http11: self.req.head.version_minor == 1,
                     head_only: self.head_as_get,
                     hide: &loc.proxy.hide_headers,
-                    extra: &extra,
+                    lines: &lines,
                 },
                 conn.out(),
             );

@@ -1,0 +1,447 @@
+//! Evaluating compiled variables (`config::Template`) for one request: the
+//! request side ([`ReqVars`], known from the head on) and the response side
+//! ([`RespVars`], known in the header filter and the log phase). Values are
+//! appended to a caller's buffer; nothing is allocated per evaluation. A
+//! value not known at that point (no upstream, no such header) is empty, as
+//! in nginx.
+
+use crate::config::{Part, Template, Var};
+use crate::http::request::{at, find_header, Head};
+use crate::http::response::put_u64;
+use std::hash::{BuildHasher, Hasher};
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::OnceLock;
+
+/// What the connection contributes.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnVars {
+    /// `$connection`: the connection's serial number in this worker.
+    pub serial: u64,
+    /// `$connection_requests`: requests on it, this one included.
+    pub requests: u64,
+    /// The client's address and port.
+    pub peer: SocketAddr,
+    /// The address that accepted the connection.
+    pub local: Option<SocketAddr>,
+}
+
+/// The request side of the variables.
+pub struct ReqVars<'a> {
+    /// The request head, raw (`head`'s spans index it).
+    pub head_bytes: &'a [u8],
+    /// Its parse.
+    pub head: &'a Head,
+    /// `$request_uri`: the target as sent (the cache puts another target of
+    /// the same origin here to find its key).
+    pub target: &'a [u8],
+    /// `$uri`: the normalized path.
+    pub path: &'a [u8],
+    /// `$args`.
+    pub query: Option<&'a [u8]>,
+    /// Host header or absolute-form host, as sent.
+    pub host: Option<&'a [u8]>,
+    /// The connection.
+    pub conn: ConnVars,
+    /// `$server_name`: the matched server's first name.
+    pub server_name: &'a str,
+    /// `$proxy_host` (empty outside a proxied location).
+    pub proxy_host: &'a str,
+    /// When the request began, Unix ms.
+    pub started_unix_ms: u64,
+    /// Now, Unix ms.
+    pub now_unix_ms: u64,
+}
+
+/// The response side of the variables.
+#[derive(Default, Clone, Copy)]
+pub struct RespVars<'a> {
+    /// `$status` (0 = not yet known: `000`).
+    pub status: u16,
+    /// `$body_bytes_sent`.
+    pub body_bytes: u64,
+    /// `$bytes_sent`.
+    pub bytes: u64,
+    /// The response head so far, for `$sent_http_NAME` (empty: none yet).
+    pub head: &'a [u8],
+    /// `$upstream_addr`.
+    pub upstream_addr: Option<SocketAddr>,
+    /// `$upstream_status` (0 = none).
+    pub upstream_status: u16,
+    /// `$upstream_response_time` in ms.
+    pub upstream_ms: Option<u64>,
+    /// `$upstream_cache_status`.
+    pub cache_status: Option<&'a str>,
+}
+
+/// Append `t` evaluated for this request and response to `out`.
+pub fn eval(t: &Template, req: &ReqVars<'_>, resp: &RespVars<'_>, out: &mut Vec<u8>) {
+    for p in &t.parts {
+        match p {
+            Part::Text(s) => out.extend_from_slice(s.as_bytes()),
+            Part::Var(v) => eval_var(v, req, resp, out),
+        }
+    }
+}
+
+/// Whether `t` evaluates to something other than empty or `0` (nginx's
+/// rule for `proxy_cache_bypass` and `proxy_no_cache`); `scratch` is reused.
+pub fn is_true(t: &Template, req: &ReqVars<'_>, scratch: &mut Vec<u8>) -> bool {
+    scratch.clear();
+    eval(t, req, &RespVars::default(), scratch);
+    !scratch.is_empty() && scratch.as_slice() != b"0"
+}
+
+fn put_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    let _ = write!(out, "{ip}");
+}
+
+/// `ms` as seconds with three decimals (`1.234`).
+fn put_secs(out: &mut Vec<u8>, ms: u64) {
+    put_u64(out, ms / 1000);
+    let frac = ms % 1000;
+    out.extend_from_slice(&[
+        b'.',
+        b'0' + (frac / 100) as u8,
+        b'0' + (frac / 10 % 10) as u8,
+        b'0' + (frac % 10) as u8,
+    ]);
+}
+
+/// `$host`'s rule: the host without port, lowercase.
+fn put_host(out: &mut Vec<u8>, h: &[u8]) {
+    let h = match h.iter().rposition(|&x| x == b':') {
+        Some(p) if !h.ends_with(b"]") => &h[..p],
+        _ => h,
+    };
+    out.extend(h.iter().map(u8::to_ascii_lowercase));
+}
+
+/// The value of cookie `name` in a `Cookie` header.
+pub fn cookie<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    header.split(|&x| x == b';').find_map(|kv| {
+        let kv = kv.trim_ascii();
+        let eq = kv.iter().position(|&x| x == b'=')?;
+        (&kv[..eq] == name).then(|| &kv[eq + 1..])
+    })
+}
+
+/// The raw value of argument `name` in a query (`a=1&b`: `b` is empty).
+pub fn arg<'a>(query: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    query.split(|&x| x == b'&').find_map(|kv| {
+        let eq = kv.iter().position(|&x| x == b'=').unwrap_or(kv.len());
+        (&kv[..eq] == name).then(|| kv.get(eq + 1..).unwrap_or(b""))
+    })
+}
+
+fn request_id(req: &ReqVars<'_>, out: &mut Vec<u8>) {
+    static SEED: OnceLock<std::collections::hash_map::RandomState> = OnceLock::new();
+    let seed = SEED.get_or_init(std::collections::hash_map::RandomState::new);
+    let mut halves = [0u64; 2];
+    for (i, h) in halves.iter_mut().enumerate() {
+        let mut s = seed.build_hasher();
+        s.write_u64(i as u64);
+        s.write_u32(std::process::id());
+        s.write_u64(req.conn.serial);
+        s.write_u64(req.conn.requests);
+        s.write_u64(req.started_unix_ms);
+        *h = s.finish();
+    }
+    let _ = write!(out, "{:016x}{:016x}", halves[0], halves[1]);
+}
+
+fn hostname() -> &'static str {
+    static NAME: OnceLock<String> = OnceLock::new();
+    NAME.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    })
+}
+
+fn eval_var(v: &Var, req: &ReqVars<'_>, resp: &RespVars<'_>, out: &mut Vec<u8>) {
+    let hb = req.head_bytes;
+    let head = req.head;
+    match v {
+        Var::Host => match req.host {
+            Some(h) => put_host(out, h),
+            None => out.extend_from_slice(req.server_name.as_bytes()),
+        },
+        Var::RequestUri => out.extend_from_slice(req.target),
+        Var::Uri => out.extend_from_slice(req.path),
+        Var::Args => out.extend_from_slice(req.query.unwrap_or(b"")),
+        Var::IsArgs => {
+            if req.query.is_some() {
+                out.push(b'?');
+            }
+        }
+        Var::RequestMethod => out.extend_from_slice(at(hb, head.method_span)),
+        Var::Request => {
+            out.extend_from_slice(at(hb, head.method_span));
+            out.push(b' ');
+            out.extend_from_slice(req.target);
+            out.push(b' ');
+            eval_var(&Var::ServerProtocol, req, resp, out);
+        }
+        Var::ServerProtocol => out.extend_from_slice(if head.version_minor == 0 {
+            b"HTTP/1.0"
+        } else {
+            b"HTTP/1.1"
+        }),
+        Var::Scheme => out.extend_from_slice(b"http"),
+        Var::ServerName => out.extend_from_slice(req.server_name.as_bytes()),
+        Var::ServerAddr => {
+            if let Some(l) = req.conn.local {
+                put_ip(out, l.ip());
+            }
+        }
+        Var::ServerPort => {
+            if let Some(l) = req.conn.local {
+                put_u64(out, u64::from(l.port()));
+            }
+        }
+        Var::RemoteAddr => put_ip(out, req.conn.peer.ip()),
+        Var::RemotePort => put_u64(out, u64::from(req.conn.peer.port())),
+        Var::BinaryRemoteAddr => match req.conn.peer.ip() {
+            IpAddr::V4(a) => out.extend_from_slice(&a.octets()),
+            IpAddr::V6(a) => out.extend_from_slice(&a.octets()),
+        },
+        Var::RequestTime => put_secs(out, req.now_unix_ms.saturating_sub(req.started_unix_ms)),
+        Var::RequestLength => put_u64(out, head.len as u64),
+        Var::Status => {
+            if resp.status == 0 {
+                out.extend_from_slice(b"000");
+            } else {
+                put_u64(out, u64::from(resp.status));
+            }
+        }
+        Var::BodyBytesSent => put_u64(out, resp.body_bytes),
+        Var::BytesSent => put_u64(out, resp.bytes),
+        Var::TimeLocal => {
+            let mut b = [0u8; 26];
+            crate::util::httpdate::format_log_time((req.now_unix_ms / 1000) as i64, &mut b);
+            out.extend_from_slice(&b);
+        }
+        Var::TimeIso8601 => {
+            let mut b = [0u8; 25];
+            crate::util::httpdate::format_iso8601((req.now_unix_ms / 1000) as i64, &mut b);
+            out.extend_from_slice(&b);
+        }
+        Var::Msec => put_secs(out, req.now_unix_ms),
+        Var::RequestId => request_id(req, out),
+        Var::Connection => put_u64(out, req.conn.serial),
+        Var::ConnectionRequests => put_u64(out, req.conn.requests),
+        Var::UpstreamAddr => {
+            if let Some(a) = resp.upstream_addr {
+                let _ = write!(out, "{a}");
+            }
+        }
+        Var::UpstreamStatus => {
+            if resp.upstream_status != 0 {
+                put_u64(out, u64::from(resp.upstream_status));
+            }
+        }
+        Var::UpstreamResponseTime => {
+            if let Some(ms) = resp.upstream_ms {
+                put_secs(out, ms);
+            }
+        }
+        Var::UpstreamCacheStatus => {
+            out.extend_from_slice(resp.cache_status.unwrap_or("").as_bytes())
+        }
+        Var::ProxyHost => out.extend_from_slice(req.proxy_host.as_bytes()),
+        Var::ProxyAddXForwardedFor => {
+            if let Some(x) = find_header(&hb[..head.len], b"x-forwarded-for") {
+                out.extend_from_slice(x);
+                out.extend_from_slice(b", ");
+            }
+            put_ip(out, req.conn.peer.ip());
+        }
+        Var::ContentType => {
+            out.extend_from_slice(find_header(&hb[..head.len], b"content-type").unwrap_or(b""))
+        }
+        Var::ContentLength => {
+            out.extend_from_slice(find_header(&hb[..head.len], b"content-length").unwrap_or(b""))
+        }
+        Var::Pid => put_u64(out, u64::from(std::process::id())),
+        Var::Hostname => out.extend_from_slice(hostname().as_bytes()),
+        Var::Http(name) => {
+            let v = find_header(&hb[..head.len], name.as_bytes());
+            out.extend_from_slice(v.unwrap_or(b""))
+        }
+        Var::Cookie(name) => {
+            let v =
+                find_header(&hb[..head.len], b"cookie").and_then(|c| cookie(c, name.as_bytes()));
+            out.extend_from_slice(v.unwrap_or(b""))
+        }
+        Var::Arg(name) => {
+            let v = req.query.and_then(|q| arg(q, name.as_bytes()));
+            out.extend_from_slice(v.unwrap_or(b""))
+        }
+        Var::SentHttp(name) => {
+            if !resp.head.is_empty() {
+                let v = crate::http::request::header_fields(resp.head)
+                    .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+                    .map(|(_, v)| v);
+                out.extend_from_slice(v.unwrap_or(b""));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::request::{parse, HeadLimits};
+
+    fn with_req(raw: &str, f: impl FnOnce(&ReqVars<'_>)) {
+        let head = parse(
+            raw.as_bytes(),
+            &HeadLimits {
+                line_bytes: 8192,
+                total_bytes: 32768,
+            },
+        )
+        .unwrap()
+        .unwrap();
+        let host = head.host.map(|h| at(raw.as_bytes(), h));
+        let req = ReqVars {
+            head_bytes: raw.as_bytes(),
+            head: &head,
+            target: at(raw.as_bytes(), head.target),
+            path: b"/a b",
+            query: Some(b"x=1&page=7&flag"),
+            host,
+            conn: ConnVars {
+                serial: 42,
+                requests: 3,
+                peer: "10.0.0.7:5555".parse().unwrap(),
+                local: Some("127.0.0.1:8080".parse().unwrap()),
+            },
+            server_name: "example.com",
+            proxy_host: "app",
+            started_unix_ms: 1_796_317_271_000,
+            now_unix_ms: 1_796_317_271_250,
+        };
+        f(&req)
+    }
+
+    fn ev(text: &str, req: &ReqVars<'_>, resp: &RespVars<'_>) -> String {
+        let t = Template::compile(text).unwrap();
+        let mut out = Vec::new();
+        eval(&t, req, resp, &mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[test]
+    fn request_variables() {
+        let raw = "GET /a%20b?x=1&page=7&flag HTTP/1.1\r\nHost: Example.COM:8080\r\nCookie: a=1; sid=xyz\r\nX-Forwarded-For: 1.2.3.4\r\nUser-Agent: ua\r\nContent-Type: text/plain\r\n\r\n";
+        with_req(raw, |r| {
+            let none = RespVars::default();
+            assert_eq!(
+                ev("$host|$request_uri|$uri|$args|$is_args", r, &none),
+                "example.com|/a%20b?x=1&page=7&flag|/a b|x=1&page=7&flag|?"
+            );
+            assert_eq!(
+                ev("$request_method $request|$server_protocol", r, &none),
+                "GET GET /a%20b?x=1&page=7&flag HTTP/1.1|HTTP/1.1"
+            );
+            assert_eq!(
+                ev("$scheme://$server_name:$server_port $server_addr", r, &none),
+                "http://example.com:8080 127.0.0.1"
+            );
+            assert_eq!(ev("$remote_addr:$remote_port", r, &none), "10.0.0.7:5555");
+            assert_eq!(
+                ev(
+                    "$http_user_agent|$cookie_sid|$arg_page|$arg_flag|$arg_none",
+                    r,
+                    &none
+                ),
+                "ua|xyz|7||"
+            );
+            assert_eq!(
+                ev("$proxy_add_x_forwarded_for", r, &none),
+                "1.2.3.4, 10.0.0.7"
+            );
+            assert_eq!(ev("$http_x_forwarded_for", r, &none), "1.2.3.4");
+            assert_eq!(ev("$content_type|$content_length", r, &none), "text/plain|");
+            assert_eq!(
+                ev("$connection/$connection_requests $proxy_host", r, &none),
+                "42/3 app"
+            );
+            assert_eq!(ev("$request_time $msec", r, &none), "0.250 1796317271.250");
+            assert_eq!(ev("$time_iso8601", r, &none), "2026-12-03T17:01:11+00:00");
+            assert_eq!(ev("$time_local", r, &none), "03/Dec/2026:17:01:11 +0000");
+            assert_eq!(ev("$status", r, &none), "000");
+            assert_eq!(
+                ev("$binary_remote_addr", r, &none).as_bytes(),
+                [10, 0, 0, 7]
+            );
+            assert_eq!(ev("$pid", r, &none), std::process::id().to_string());
+            let id = ev("$request_id", r, &none);
+            assert_eq!(id.len(), 32);
+            assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+            assert_eq!(id, ev("$request_id", r, &none), "stable within a request");
+        });
+    }
+
+    #[test]
+    fn response_variables() {
+        with_req("GET / HTTP/1.1\r\nHost: h\r\n\r\n", |r| {
+            let head = b"HTTP/1.1 200 OK\r\nETag: \"v1\"\r\nContent-Type: text/html\r\n\r\n";
+            let resp = RespVars {
+                status: 200,
+                body_bytes: 12,
+                bytes: 99,
+                head,
+                upstream_addr: Some("127.0.0.1:9000".parse().unwrap()),
+                upstream_status: 200,
+                upstream_ms: Some(12),
+                cache_status: Some("MISS"),
+            };
+            assert_eq!(
+                ev(
+                    "$status $body_bytes_sent $bytes_sent $sent_http_etag $sent_http_content_type",
+                    r,
+                    &resp
+                ),
+                "200 12 99 \"v1\" text/html"
+            );
+            assert_eq!(
+                ev("$upstream_addr $upstream_status $upstream_response_time $upstream_cache_status", r, &resp),
+                "127.0.0.1:9000 200 0.012 MISS"
+            );
+            // Nothing known yet: empty, as nginx.
+            let none = RespVars::default();
+            assert_eq!(
+                ev(
+                    "[$upstream_addr$upstream_status$upstream_cache_status$sent_http_etag]",
+                    r,
+                    &none
+                ),
+                "[]"
+            );
+        });
+    }
+
+    #[test]
+    fn host_falls_back_to_the_server_name_and_is_true_follows_nginx() {
+        with_req("GET / HTTP/1.0\r\n\r\n", |r| {
+            assert_eq!(ev("$host", r, &RespVars::default()), "example.com");
+            let mut scratch = Vec::new();
+            for (t, want) in [
+                ("$arg_page", true),
+                ("$arg_none", false),
+                ("0", false),
+                ("$arg_flag", false),
+                ("x", true),
+            ] {
+                assert_eq!(
+                    is_true(&Template::compile(t).unwrap(), r, &mut scratch),
+                    want,
+                    "{t}"
+                );
+            }
+        });
+    }
+}
