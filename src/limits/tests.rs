@@ -185,36 +185,44 @@ fn a_full_zone_evicts_and_counts_it() {
     assert!(s.metrics[Metric::Evictions as usize] >= 1000 - 128);
 }
 
+/// Set in the child process of [`counters_are_shared_with_another_process`]:
+/// the state directory to count into.
+const CHILD_DIR_ENV: &str = "SLUICE_TEST_ZONE_CHILD_DIR";
+
 #[test]
-fn counters_are_shared_with_forked_workers() {
-    let d = Dir::new("fork");
-    let set = ZoneSet::open(
-        &conf(&d.0, "count_zone zone=c:1m window=60s precision=100ms;"),
-        None,
-    )
-    .unwrap();
+fn counters_are_shared_with_another_process() {
+    // Not a fork inside the test harness (it runs other threads): the test
+    // binary runs this test again as a separate process that opens the same
+    // zone file, as a worker of a new generation would.
+    let zone = "count_zone zone=c:1m window=60s precision=100ms;";
+    if let Some(dir) = std::env::var_os(CHILD_DIR_ENV) {
+        let set = ZoneSet::open(&conf(Path::new(&dir), zone), None).unwrap();
+        let z = set.get(0).unwrap();
+        for i in 0..1000 {
+            z.count_add(z.key_hash(b""), NOW_MS + i);
+        }
+        return;
+    }
+    let d = Dir::new("shared");
+    let set = ZoneSet::open(&conf(&d.0, zone), None).unwrap();
     let z = set.get(0).unwrap();
     let k = z.key_hash(b"");
-    match crate::sys::fork().unwrap() {
-        crate::sys::Fork::Child => {
-            for i in 0..1000 {
-                z.count_add(k, NOW_MS + i);
-            }
-            crate::sys::exit_now(0);
-        }
-        crate::sys::Fork::Parent(pid) => {
-            for i in 0..1000 {
-                z.count_add(k, NOW_MS + i);
-            }
-            let pid = nix::unistd::Pid::from_raw(pid);
-            for _ in 0..100 {
-                if nix::sys::wait::waitpid(pid, None).is_ok() {
-                    break;
-                }
-            }
-            assert_eq!(z.count_sum(k, NOW_MS + 1000), 2000);
-        }
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "limits::tests::counters_are_shared_with_another_process",
+            "--test-threads=1",
+            "-q",
+        ])
+        .env(CHILD_DIR_ENV, &d.0)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for i in 0..1000 {
+        z.count_add(k, NOW_MS + i);
     }
+    assert!(child.wait().unwrap().success(), "the child process failed");
+    assert_eq!(z.count_sum(k, NOW_MS + 1000), 2000);
 }
 
 #[test]

@@ -224,7 +224,9 @@ mod tests {
     #[test]
     fn shared_across_fork() {
         let t = FillLocks::new().unwrap();
-        match crate::sys::fork().unwrap() {
+        // SAFETY: the test harness runs other threads; the child only does
+        // atomic operations on the shared mapping and `_exit`s.
+        match unsafe { crate::sys::fork_unchecked() }.unwrap() {
             crate::sys::Fork::Child => {
                 let code = match t.try_lock(&key(6), 60_000) {
                     LockTry::Acquired(l) => {

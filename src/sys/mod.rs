@@ -30,8 +30,33 @@ pub enum Fork {
     Child,
 }
 
-/// fork(2). The caller must be single-threaded (the master always is).
+/// Threads of this process (entries of `/proc/self/task`).
+pub fn thread_count() -> io::Result<usize> {
+    Ok(std::fs::read_dir("/proc/self/task")?.count())
+}
+
+/// fork(2) for a single-threaded process (the master, before it starts
+/// anything): refused with an error when other threads run, since the child
+/// of a multi-threaded process may inherit a lock that no thread will ever
+/// release (an allocator's, the log's).
 pub fn fork() -> io::Result<Fork> {
+    let threads = thread_count()?;
+    if threads != 1 {
+        return Err(io::Error::other(format!(
+            "fork refused: the process has {threads} threads"
+        )));
+    }
+    // SAFETY: the process has one thread (checked just above; only this
+    // thread could start another), so the child's copy is consistent.
+    unsafe { fork_unchecked() }
+}
+
+/// fork(2) without the single-thread check.
+///
+/// # Safety
+/// Other threads may hold locks the child inherits held: the child must use
+/// only async-signal-safe operations (atomics on shared memory, `_exit`).
+pub unsafe fn fork_unchecked() -> io::Result<Fork> {
     let pid = syscall!(fork())?;
     Ok(if pid == 0 {
         Fork::Child
@@ -512,6 +537,23 @@ mod tests {
     }
 
     #[test]
+    fn fork_is_refused_while_other_threads_run() {
+        // Regression: `fork()` was a safe function whose contract
+        // ("single-threaded caller") nothing checked.
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || rx.recv());
+        let e = match fork() {
+            Err(e) => e,
+            Ok(Fork::Child) => exit_now(9),
+            Ok(Fork::Parent(_)) => panic!("fork ran with {} threads", thread_count().unwrap()),
+        };
+        assert!(e.to_string().contains("threads"), "{e}");
+        assert!(thread_count().unwrap() >= 2);
+        drop(tx);
+        let _ = t.join();
+    }
+
+    #[test]
     fn a_signal_to_a_child_before_its_own_pipe_is_not_the_parents() {
         // The master/worker pattern: the parent routes SIGUSR2 into its
         // pipe, forks with signals blocked; the child is signalled before it
@@ -519,7 +561,9 @@ mod tests {
         // it once its pipe is in place and the mask restored.
         let parent_rd = install_signal_pipe(&[libc::SIGUSR2]).unwrap();
         let mask = block_signals().unwrap();
-        match fork().unwrap() {
+        // SAFETY: the test harness runs other threads; the child only makes
+        // system calls (sigaction, pipe, read) and `_exit`s.
+        match unsafe { fork_unchecked() }.unwrap() {
             Fork::Child => {
                 // SAFETY: raise only sends a signal to the calling thread.
                 unsafe { libc::raise(libc::SIGUSR2) };
