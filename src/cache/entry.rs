@@ -150,15 +150,7 @@ impl fmt::Display for EntryError {
 
 impl std::error::Error for EntryError {}
 
-/// FNV-1a 64 of `bytes`.
-pub fn fnv1a64(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
+pub use crate::util::hash::fnv1a64;
 
 const F_MUST_REVALIDATE: u8 = 1;
 const F_NO_CACHE: u8 = 1 << 1;

@@ -47,15 +47,9 @@ use super::key::{cache_key_md5, request_variant};
 use crate::config::{IgnoreHeaders, LocationCacheConf};
 use crate::util::httpdate::{format_http_date, parse_http_date};
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1) plus fields the cache regenerates.
-const NOT_STORED: [&[u8]; 11] = [
-    b"connection",
-    b"keep-alive",
-    b"proxy-connection",
-    b"te",
-    b"trailer",
-    b"transfer-encoding",
-    b"upgrade",
+/// Fields not stored besides the hop-by-hop ones: proxy authentication, and
+/// what the cache regenerates.
+const NOT_STORED: [&[u8]; 4] = [
     b"proxy-authenticate",
     b"proxy-authorization",
     b"content-length", // sent as body_len
@@ -279,7 +273,8 @@ pub fn storable(
 /// fields, those listed in `Connection`, `Content-Length`, `Age` and `strip`.
 pub fn stored_field(name: &[u8], connection_listed: &[Vec<u8>], strip: &[Vec<u8>]) -> bool {
     let lower = name.to_ascii_lowercase();
-    !NOT_STORED.contains(&lower.as_slice())
+    !crate::proto::is_hop_by_hop(&lower)
+        && !NOT_STORED.contains(&lower.as_slice())
         && !connection_listed.contains(&lower)
         && !strip.contains(&lower)
 }

@@ -102,11 +102,7 @@ pub enum RoomFlow {
 }
 
 fn fnv(data: &[u8]) -> usize {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in data {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
+    let h = crate::util::hash::fnv1a64(data);
     (h ^ (h >> 32)) as usize
 }
 

@@ -40,14 +40,8 @@ const CONDITIONALS: &[&[u8]] = &[
     b"if-range",
 ];
 
-const HOP_BY_HOP: &[&[u8]] = &[
-    b"connection",
-    b"keep-alive",
-    b"proxy-connection",
-    b"te",
-    b"trailer",
-    b"transfer-encoding",
-    b"upgrade",
+/// Client fields sluice sets itself upstream (besides the hop-by-hop ones).
+const REPLACED: &[&[u8]] = &[
     b"content-length",
     b"expect",
     b"host",
@@ -152,7 +146,8 @@ pub fn build(c: &ReqCtx<'_>, out: &mut Vec<u8>) {
     for h in headers {
         let name = h.name.as_bytes();
         let lower_is = |x: &[u8]| name.eq_ignore_ascii_case(x);
-        if HOP_BY_HOP.iter().any(|x| lower_is(x))
+        if crate::proto::is_hop_by_hop(name)
+            || REPLACED.iter().any(|x| lower_is(x))
             || (!c.conditional.is_empty() && CONDITIONALS.iter().any(|x| lower_is(x)))
             || overridden(name)
             || (lower_is(b"x-forwarded-for") && !overridden(b"x-forwarded-for"))

@@ -159,18 +159,12 @@ pub struct ClientHeadParams<'a> {
     pub lines: &'a [u8],
 }
 
-const DROP: &[&[u8]] = &[
-    b"connection",
-    b"keep-alive",
-    b"proxy-connection",
-    b"te",
-    b"trailer",
-    b"transfer-encoding",
-    b"upgrade",
-    b"content-length",
-    b"server",
-    b"date",
-];
+/// Upstream fields sluice writes itself (besides the hop-by-hop ones).
+const REPLACED: &[&[u8]] = &[b"content-length", b"server", b"date"];
+
+fn dropped(name: &[u8]) -> bool {
+    crate::proto::is_hop_by_hop(name) || REPLACED.iter().any(|d| name.eq_ignore_ascii_case(d))
+}
 
 /// Write the client's response head for `up` (parsed from `buf`). Returns
 /// the framing used and whether the client connection can stay open.
@@ -206,8 +200,7 @@ pub fn write_client_head(
         let keep_length = framing == ClientFraming::None
             && up.status != 204
             && n.eq_ignore_ascii_case(b"content-length");
-        if !keep_length && DROP.iter().any(|d| n.eq_ignore_ascii_case(d))
-            || p.hide.iter().any(|d| n.eq_ignore_ascii_case(d.as_bytes()))
+        if !keep_length && dropped(n) || p.hide.iter().any(|d| n.eq_ignore_ascii_case(d.as_bytes()))
         {
             continue;
         }

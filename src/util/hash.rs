@@ -4,6 +4,17 @@
 //! meaningful. Keyed with a per-zone random seed it also resists hash
 //! flooding: a client cannot pick keys that pile up in one probe window.
 
+/// FNV-1a, 64 bits: the cache entry checksum, the waiting room's path hash
+/// in tokens and its cookie cache slots (one copy for all).
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
 /// A 128-bit SipHash-2-4 of `data` under the key `(k0, k1)`.
 pub fn siphash128(k0: u64, k1: u64, data: &[u8]) -> u128 {
     let mut s = Sip {

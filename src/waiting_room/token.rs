@@ -96,15 +96,7 @@ impl Reject {
     }
 }
 
-/// FNV-1a, 64 bits.
-fn fnv(data: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in data {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
+use crate::util::hash::fnv1a64 as fnv;
 
 fn ip_bytes(ip: IpAddr) -> [u8; 16] {
     match ip {
