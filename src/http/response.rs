@@ -1,7 +1,6 @@
 //! Response heads: status lines, the common headers, and nginx-style error
 //! pages, appended to the connection's write buffer without allocating.
 
-
 /// Reason phrase for a status code.
 pub fn reason(code: u16) -> &'static str {
     match code {

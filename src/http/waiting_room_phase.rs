@@ -154,18 +154,7 @@ fn html_escape(s: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-fn json_escape(s: &[u8], out: &mut Vec<u8>) {
-    for &b in s {
-        match b {
-            b'"' | b'\\' => {
-                out.push(b'\\');
-                out.push(b);
-            }
-            0..=0x1f => {}
-            _ => out.push(b),
-        }
-    }
-}
+use crate::util::json::escape as json_escape;
 
 impl RoomCtx {
     /// The `Set-Cookie` value the phase left for this request's response

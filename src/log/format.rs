@@ -57,7 +57,6 @@ impl AccessRecord<'_> {
 }
 
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
-const HEX_LOWER: &[u8; 16] = b"0123456789abcdef";
 
 /// nginx's default `log_format` escaping: `"`, `\`, bytes < 0x20 and >= 0x7f become
 /// `\xHH` (uppercase hex). Runs of safe bytes are copied at once.
@@ -161,38 +160,7 @@ pub fn format_combined(rec: &AccessRecord<'_>, out: &mut Vec<u8>) {
     out.push(b'\n');
 }
 
-/// Appends `s` JSON-escaped (without quotes): `"` and `\` backslash-escaped, control
-/// bytes and DEL as `\u00XX`, valid UTF-8 as is, each byte of invalid UTF-8 as
-/// `\u00XX` (its Latin-1 reading).
-fn push_json_escaped(s: &[u8], out: &mut Vec<u8>) {
-    for chunk in s.utf8_chunks() {
-        let valid = chunk.valid().as_bytes();
-        let mut run_start = 0;
-        for (i, &b) in valid.iter().enumerate() {
-            if b == b'"' || b == b'\\' || b < 0x20 || b == 0x7f {
-                out.extend_from_slice(&valid[run_start..i]);
-                match b {
-                    b'"' => out.extend_from_slice(b"\\\""),
-                    b'\\' => out.extend_from_slice(b"\\\\"),
-                    _ => push_json_u00(b, out),
-                }
-                run_start = i + 1;
-            }
-        }
-        out.extend_from_slice(&valid[run_start..]);
-        for &b in chunk.invalid() {
-            push_json_u00(b, out);
-        }
-    }
-}
-
-fn push_json_u00(b: u8, out: &mut Vec<u8>) {
-    out.extend_from_slice(b"\\u00");
-    out.extend_from_slice(&[
-        HEX_LOWER[usize::from(b >> 4)],
-        HEX_LOWER[usize::from(b & 15)],
-    ]);
-}
+use crate::util::json::escape as push_json_escaped;
 
 /// Appends `,"key":"escaped"` or `,"key":null`.
 fn push_json_opt(key: &[u8], v: Option<&[u8]>, out: &mut Vec<u8>) {

@@ -2,4 +2,5 @@
 
 pub mod hash;
 pub mod httpdate;
+pub mod json;
 pub mod units;
