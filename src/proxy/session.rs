@@ -87,7 +87,7 @@ pub struct Session {
     cfg: Arc<crate::config::Config>,
     pool: usize,
     peer: usize,
-    tried: u64,
+    tried: crate::proxy::upstream::Tried,
     tries: u32,
     sock: Option<TcpStream>,
     reused: bool,
@@ -293,7 +293,7 @@ impl Session {
             cfg,
             pool,
             peer: usize::MAX,
-            tried: 0,
+            tried: Default::default(),
             tries: 0,
             sock: None,
             reused: false,
@@ -393,14 +393,14 @@ impl Session {
             if self.tries >= max_tries.max(1) {
                 return self.fail(conn, ctx, self.last_code);
             }
-            let Some(peer) = pool.pick(ctx.now_ms, self.tried) else {
+            let Some(peer) = pool.pick(ctx.now_ms, &self.tried) else {
                 if self.tries == 0 {
                     log::error!("no live upstreams in \"{}\"", pool.name);
                 }
                 return self.fail(conn, ctx, self.last_code);
             };
             self.peer = peer;
-            self.tried |= 1u64.checked_shl(peer as u32).unwrap_or(0);
+            self.tried.insert(peer);
             self.tries += 1;
             self.more_peers = self.tries < max_tries && (self.tries as usize) < pool.len();
             // Reuse an idle keep-alive connection if one is waiting.
@@ -617,7 +617,7 @@ impl Session {
         };
         if stale {
             self.tries = self.tries.saturating_sub(1);
-            self.tried &= !(1u64.checked_shl(self.peer as u32).unwrap_or(0));
+            self.tried.remove(self.peer);
         } else if counts {
             if let Some(p) = pools.pools.get_mut(self.pool) {
                 p.failed(self.peer, ctx.now_ms);

@@ -90,13 +90,13 @@ impl Pools {
 }
 
 impl Pool {
-    fn excluded(p: &Peer, now_ms: u64, tried: u64, i: usize) -> bool {
-        (i < 64 && tried & (1 << i) != 0) || p.down_until_ms > now_ms
+    fn excluded(p: &Peer, now_ms: u64, tried: &Tried, i: usize) -> bool {
+        tried.contains(i) || p.down_until_ms > now_ms
     }
 
     /// Pick a server not in `tried` (bit i = server i tried already):
     /// smooth weighted round robin over live primaries, then live backups.
-    pub fn pick(&mut self, now_ms: u64, tried: u64) -> Option<usize> {
+    pub fn pick(&mut self, now_ms: u64, tried: &Tried) -> Option<usize> {
         for backup in [false, true] {
             let mut total = 0;
             let mut best: Option<(usize, i64)> = None;
@@ -191,10 +191,64 @@ impl Pool {
     }
 }
 
+/// The servers of a pool a request has tried: a bit set, inline for the
+/// first 64 servers and growing only for a larger pool.
+#[derive(Debug, Default, Clone)]
+pub struct Tried {
+    first: u64,
+    more: Vec<u64>,
+}
+
+impl Tried {
+    /// Mark server `i` tried.
+    pub fn insert(&mut self, i: usize) {
+        match i.checked_sub(64) {
+            None => self.first |= 1 << i,
+            Some(j) => {
+                if self.more.len() <= j / 64 {
+                    self.more.resize(j / 64 + 1, 0);
+                }
+                self.more[j / 64] |= 1 << (j % 64);
+            }
+        }
+    }
+
+    /// Forget server `i` (a stale keep-alive connection is not its fault).
+    pub fn remove(&mut self, i: usize) {
+        match i.checked_sub(64) {
+            None => self.first &= !(1 << i),
+            Some(j) => {
+                if let Some(w) = self.more.get_mut(j / 64) {
+                    *w &= !(1 << (j % 64));
+                }
+            }
+        }
+    }
+
+    /// Whether server `i` was tried.
+    pub fn contains(&self, i: usize) -> bool {
+        match i.checked_sub(64) {
+            None => self.first & (1 << i) != 0,
+            Some(j) => self
+                .more
+                .get(j / 64)
+                .is_some_and(|w| w & (1 << (j % 64)) != 0),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::UpstreamServer;
+
+    fn tried(servers: &[usize]) -> Tried {
+        let mut t = Tried::default();
+        for &i in servers {
+            t.insert(i);
+        }
+        t
+    }
 
     fn pool(weights: &[(u32, bool)]) -> Pool {
         let conf = UpstreamConf {
@@ -218,33 +272,57 @@ mod tests {
 
     #[test]
     fn smooth_weighted_round_robin() {
+        let none = Tried::default();
         let mut p = pool(&[(5, false), (1, false), (1, false)]);
-        let picks: Vec<usize> = (0..7).map(|_| p.pick(0, 0).unwrap()).collect();
+        let picks: Vec<usize> = (0..7).map(|_| p.pick(0, &none).unwrap()).collect();
         // nginx's sequence for 5/1/1: a a b a c a a
         assert_eq!(picks, vec![0, 0, 1, 0, 2, 0, 0]);
     }
 
     #[test]
     fn max_fails_marks_down_then_recovers() {
+        let none = Tried::default();
         let mut p = pool(&[(1, false), (1, false)]);
         p.failed(0, 100);
         assert!(
-            (0..4).any(|_| p.pick(200, 0) == Some(0)),
+            (0..4).any(|_| p.pick(200, &none) == Some(0)),
             "one failure is not enough"
         );
         p.failed(0, 150);
         for _ in 0..4 {
-            assert_eq!(p.pick(300, 0), Some(1));
+            assert_eq!(p.pick(300, &none), Some(1));
         }
         // After fail_timeout the server is back.
-        assert!((0..4).any(|_| p.pick(1200, 0) == Some(0)));
+        assert!((0..4).any(|_| p.pick(1200, &none) == Some(0)));
     }
 
     #[test]
     fn backups_only_when_primaries_are_down_or_tried() {
+        let none = Tried::default();
         let mut p = pool(&[(1, false), (1, true)]);
-        assert_eq!(p.pick(0, 0), Some(0));
-        assert_eq!(p.pick(0, 1), Some(1));
-        assert_eq!(p.pick(0, 0b11), None);
+        assert_eq!(p.pick(0, &none), Some(0));
+        assert_eq!(p.pick(0, &tried(&[0])), Some(1));
+        assert_eq!(p.pick(0, &tried(&[0, 1])), None);
+    }
+
+    #[test]
+    fn the_tried_set_works_past_64_servers() {
+        // Regression: a u64 bit set; servers 64 and up were never marked
+        // tried, so a request could be retried on the same one again.
+        let weights = vec![(1, false); 150];
+        let mut p = pool(&weights);
+        let mut t = Tried::default();
+        let mut seen = Vec::new();
+        while let Some(i) = p.pick(0, &t) {
+            assert!(!t.contains(i), "server {i} picked twice");
+            t.insert(i);
+            seen.push(i);
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, (0..150).collect::<Vec<_>>());
+        t.remove(130);
+        t.remove(3);
+        assert!(!t.contains(130) && !t.contains(3) && t.contains(129));
+        assert_eq!(p.pick(0, &t).map(|i| i == 3 || i == 130), Some(true));
     }
 }
