@@ -29,10 +29,49 @@ const HIGH_WATER: usize = 256 * 1024;
 const SEND_BUF: usize = 64 * 1024;
 /// Read size from the upstream.
 const READ_CHUNK: usize = 32 * 1024;
-/// `retry` code: the upstream's head was malformed (502 to the client).
-const INVALID_HEADER: u16 = 1;
-/// `retry` code: the response broke after the client got its head.
-const BROKEN: u16 = 0;
+/// Why an attempt at an upstream failed (Pingora-style: the kind decides
+/// the client's status and whether another server may be tried).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyError {
+    /// Connecting, sending or reading failed, or the upstream closed early.
+    Connection,
+    /// No answer within the timeout.
+    Timeout,
+    /// The upstream's response head was malformed or ambiguous.
+    InvalidHeader,
+    /// The response broke after the client got its head: nothing can be
+    /// retried, the client connection is cut.
+    Broken,
+    /// The upstream answered a status `proxy_next_upstream` lists.
+    Status(u16),
+}
+
+impl ProxyError {
+    /// The status the client gets when no other server answers.
+    pub fn client_status(self) -> u16 {
+        match self {
+            ProxyError::Timeout => 504,
+            _ => 502,
+        }
+    }
+
+    /// Whether another server may be tried at all (`proxy_next_upstream`
+    /// and the request's idempotence decide the rest).
+    pub fn retryable(self) -> bool {
+        self != ProxyError::Broken
+    }
+
+    /// For logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProxyError::Connection => "connection",
+            ProxyError::Timeout => "timeout",
+            ProxyError::InvalidHeader => "invalid header",
+            ProxyError::Broken => "broken response",
+            ProxyError::Status(_) => "status",
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum St {
@@ -498,11 +537,11 @@ impl Session {
         }
         if self.state == St::Connecting {
             let Some(sock) = &self.sock else {
-                return self.retry(conn, ctx, pools, reg, 502);
+                return self.retry(conn, ctx, pools, reg, ProxyError::Connection);
             };
             if let Ok(Some(e)) | Err(e) = sock.take_error() {
                 log::error!("connect() to upstream failed: {e}");
-                return self.retry(conn, ctx, pools, reg, 502);
+                return self.retry(conn, ctx, pools, reg, ProxyError::Connection);
             }
             match sock.peer_addr() {
                 Ok(_) => {
@@ -510,7 +549,7 @@ impl Session {
                     self.deadline_ms = ctx.now_ms + self.loc().proxy.send_timeout_ms;
                 }
                 Err(e) if e.kind() == ErrorKind::NotConnected => return Next::Wait,
-                Err(_) => return self.retry(conn, ctx, pools, reg, 502),
+                Err(_) => return self.retry(conn, ctx, pools, reg, ProxyError::Connection),
             }
         }
         loop {
@@ -535,19 +574,19 @@ impl Session {
             // Send queue -> upstream.
             match self.send() {
                 Ok(p) => progress |= p,
-                Err(()) => return self.retry(conn, ctx, pools, reg, 502),
+                Err(()) => return self.retry(conn, ctx, pools, reg, ProxyError::Connection),
             }
             // Upstream -> client (only while the client keeps up).
             if conn.out_pending() < HIGH_WATER && !self.up_eof {
                 match self.receive(&mut pools.read_buf) {
                     Ok(p) => progress |= p,
-                    Err(()) => return self.retry(conn, ctx, pools, reg, 502),
+                    Err(()) => return self.retry(conn, ctx, pools, reg, ProxyError::Connection),
                 }
             }
             match self.process_response(conn, ctx, pools) {
                 Ok(true) => progress = true,
                 Ok(false) => {}
-                Err(code) => return self.retry(conn, ctx, pools, reg, code),
+                Err(err) => return self.retry(conn, ctx, pools, reg, err),
             }
             match conn.flush_out() {
                 Ok(_) => {}
@@ -586,34 +625,34 @@ impl Session {
         (idempotent || nu.non_idempotent) && !self.body_sent
     }
 
-    /// An attempt failed: `code` is 502 (connection error), 504 (timeout),
-    /// `INVALID_HEADER`, `BROKEN` (after the client got the head) or a
-    /// status listed in `proxy_next_upstream`.
+    /// An attempt failed with `err`: try the next server while that is safe,
+    /// else answer (or cut) the client.
     fn retry(
         &mut self,
         conn: &mut dyn Client,
         ctx: &mut HttpCtx,
         pools: &mut Pools,
         reg: &Registry,
-        code: u16,
+        err: ProxyError,
     ) -> Next {
+        log::debug!("proxy: attempt {} failed: {}", self.tries, err.as_str());
         self.end_fill(pools, false);
         let reused = self.reused;
         let head_relayed = self.head.is_some();
         self.drop_upstream(reg);
-        if head_relayed || code == BROKEN {
+        if head_relayed || !err.retryable() {
             // The client already has part of the response: cut it.
             return self.abort(pools);
         }
         let nu = self.loc().proxy.next_upstream;
         // A kept-alive connection the upstream closed meanwhile is not the
         // server's fault: try again on a fresh connection.
-        let stale = reused && code == 502 && !self.body_sent;
-        let counts = match code {
-            502 => nu.error,
-            504 => nu.timeout,
-            INVALID_HEADER => nu.invalid_header,
-            _ => true,
+        let stale = reused && err == ProxyError::Connection && !self.body_sent;
+        let counts = match err {
+            ProxyError::Connection => nu.error,
+            ProxyError::Timeout => nu.timeout,
+            ProxyError::InvalidHeader => nu.invalid_header,
+            ProxyError::Status(_) | ProxyError::Broken => true,
         };
         if stale {
             self.tries = self.tries.saturating_sub(1);
@@ -625,7 +664,7 @@ impl Session {
         }
         self.resp.clear();
         self.head = None;
-        self.last_code = if code == 504 { 504 } else { 502 };
+        self.last_code = err.client_status();
         if stale || (counts && self.can_retry()) {
             self.state = St::Connecting;
             return match self.start(conn, ctx, pools, reg) {
@@ -633,7 +672,7 @@ impl Session {
                 other => other,
             };
         }
-        self.fail(conn, ctx, if code == 504 { 504 } else { 502 })
+        self.fail(conn, ctx, err.client_status())
     }
 
     /// The I/O pool finished this session's read.
@@ -711,7 +750,7 @@ impl Session {
                 "read"
             }
         );
-        self.retry(conn, ctx, pools, reg, 504)
+        self.retry(conn, ctx, pools, reg, ProxyError::Timeout)
     }
 
     /// Answer the client with an error status and finish.
@@ -936,5 +975,27 @@ impl Session {
         self.end_fill(pools, false);
         self.drop_upstream(reg);
         self.state = St::Done;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ProxyError;
+
+    #[test]
+    fn proxy_errors_say_their_status_and_whether_a_retry_is_possible() {
+        // Was: u16 sentinels (BROKEN = 0, INVALID_HEADER = 1) mixed with
+        // statuses in one parameter.
+        assert_eq!(ProxyError::Timeout.client_status(), 504);
+        for e in [
+            ProxyError::Connection,
+            ProxyError::InvalidHeader,
+            ProxyError::Broken,
+            ProxyError::Status(503),
+        ] {
+            assert_eq!(e.client_status(), 502, "{}", e.as_str());
+        }
+        assert!(!ProxyError::Broken.retryable());
+        assert!(ProxyError::Status(500).retryable() && ProxyError::Connection.retryable());
     }
 }

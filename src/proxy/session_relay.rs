@@ -135,33 +135,43 @@ impl Session {
         }
     }
 
-    /// Parse the head / move body bytes to the client. Err(status) when the
-    /// upstream failed before the client saw anything.
+    /// Parse the head / move body bytes to the client. Err when the attempt
+    /// failed (`Broken` once the client has the head).
     pub(super) fn process_response(
         &mut self,
         conn: &mut dyn Client,
         ctx: &mut HttpCtx,
         pools: &mut Pools,
-    ) -> Result<bool, u16> {
+    ) -> Result<bool, ProxyError> {
         let mut progress = false;
         if self.head.is_none() {
             if self.resp.is_empty() {
-                return if self.up_eof { Err(502) } else { Ok(false) };
+                return if self.up_eof {
+                    Err(ProxyError::Connection)
+                } else {
+                    Ok(false)
+                };
             }
             let head_req = self.req.head.method == Method::Head && !self.head_as_get;
             let minor = self.loc().proxy.http_version_minor;
             let up = match upresp::parse_head(&self.resp, head_req, minor) {
                 Ok(Some(h)) => h,
-                Ok(None) => return if self.up_eof { Err(502) } else { Ok(false) },
+                Ok(None) => {
+                    return if self.up_eof {
+                        Err(ProxyError::Connection)
+                    } else {
+                        Ok(false)
+                    }
+                }
                 Err(_) => {
                     log::error!("upstream sent an invalid response head");
-                    return Err(INVALID_HEADER);
+                    return Err(ProxyError::InvalidHeader);
                 }
             };
             if (100..200).contains(&up.status) {
                 // Interim responses are not relayed (101 is not supported).
                 if up.status == 101 {
-                    return Err(INVALID_HEADER);
+                    return Err(ProxyError::InvalidHeader);
                 }
                 self.resp.drain(..up.len);
                 return Ok(true);
@@ -170,7 +180,7 @@ impl Session {
                 && self.can_retry()
                 && self.more_peers
             {
-                return Err(up.status);
+                return Err(ProxyError::Status(up.status));
             }
             let cfg = self.cfg.clone();
             let loc = location(&cfg, &self.req);
@@ -280,7 +290,7 @@ impl Session {
                 if self.up_left == 0 {
                     self.state = St::Done;
                 } else if self.up_eof {
-                    return Err(BROKEN); // truncated upstream body
+                    return Err(ProxyError::Broken); // truncated upstream body
                 }
                 progress |= n > 0;
             }
@@ -308,10 +318,10 @@ impl Session {
                         if done {
                             self.state = St::Done;
                         } else if self.up_eof {
-                            return Err(BROKEN);
+                            return Err(ProxyError::Broken);
                         }
                     }
-                    Err(_) => return Err(BROKEN),
+                    Err(_) => return Err(ProxyError::Broken),
                 }
             }
             UpFraming::Close => {
