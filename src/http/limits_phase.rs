@@ -556,28 +556,16 @@ pub fn account_bytes(ctx: &mut HttpCtx, bytes: u64) {
 }
 
 /// A decimal number in a stack buffer (header values without allocating).
-struct Num {
-    buf: [u8; 20],
-    start: usize,
-}
+/// A number formatted once, kept for several header values.
+struct Num(itoa::Buffer, u64);
 
 impl Num {
-    fn new(mut n: u64) -> Num {
-        let mut buf = [0u8; 20];
-        let mut i = buf.len();
-        loop {
-            i -= 1;
-            buf[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        Num { buf, start: i }
+    fn new(n: u64) -> Num {
+        Num(itoa::Buffer::new(), n)
     }
 
-    fn bytes(&self) -> &[u8] {
-        &self.buf[self.start..]
+    fn bytes(&mut self) -> &[u8] {
+        self.0.format(self.1).as_bytes()
     }
 }
 
@@ -621,9 +609,9 @@ fn refuse(
     out: &mut Vec<u8>,
 ) -> LimitReply {
     let status = loc.limits.req_status;
-    let retry = Num::new(secs_ceil(retry_us).max(1));
-    let limit = Num::new(rate.limit);
-    let reset = Num::new(secs_ceil(rate.reset_us).max(1));
+    let mut retry = Num::new(secs_ceil(retry_us).max(1));
+    let mut limit = Num::new(rate.limit);
+    let mut reset = Num::new(secs_ceil(rate.reset_us).max(1));
     let extra: [(&[u8], &[u8]); 4] = [
         (b"Retry-After", retry.bytes()),
         (b"RateLimit-Limit", limit.bytes()),
@@ -687,7 +675,7 @@ fn report_answer(
     n: u64,
     out: &mut Vec<u8>,
 ) -> LimitReply {
-    let num = Num::new(n);
+    let mut num = Num::new(n);
     let len = b"{\"requestCount\":}".len() + num.bytes().len();
     resp::begin(
         out,

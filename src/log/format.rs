@@ -88,18 +88,7 @@ fn push_quoted_or_dash(v: Option<&[u8]>, out: &mut Vec<u8>) {
 }
 
 fn push_u64(v: u64, out: &mut Vec<u8>) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    let mut v = v;
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[i..]);
+    out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
 }
 
 fn push_addr(addr: IpAddr, out: &mut Vec<u8>) {
