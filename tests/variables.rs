@@ -38,25 +38,34 @@ fn return_evaluates_request_variables() {
     );
 }
 
-#[test]
-fn add_header_evaluates_per_response_local_and_proxied() {
-    let origin = Origin::fixed(ok_response(b"hi"));
-    let cache = TempDir::new("vars-cache");
-    let s = Server::start(
+/// A one-worker server with a cache zone `z` in `cache` and `server` in its
+/// server block.
+fn with_cache(cache: &TempDir, server: &str) -> Server {
+    Server::start(
         Conf::new()
             .workers(1)
             .http(&format!(
                 "    proxy_cache_path {} levels=1:2 keys_zone=z:1m;",
                 cache.path().display()
             ))
-            .server(&format!(
-                "        location = /hello.txt {{ add_header X-Uri $uri; add_header X-Status $status; }}\n\
-                 \x20       location /p/ {{ proxy_pass http://{}; proxy_cache z; proxy_cache_valid 1m;\n\
-                 \x20           add_header X-Cache $upstream_cache_status;\n\
-                 \x20           add_header X-Up \"$upstream_status $upstream_addr\";\n\
-                 \x20           add_header X-Empty $arg_none; }}",
-                origin.addr()
-            )),
+            .server(server),
+    )
+}
+
+#[test]
+fn add_header_evaluates_per_response_local_and_proxied() {
+    let origin = Origin::fixed(ok_response(b"hi"));
+    let cache = TempDir::new("vars-cache");
+    let s = with_cache(
+        &cache,
+        &format!(
+            "        location = /hello.txt {{ add_header X-Uri $uri; add_header X-Status $status; }}\n\
+             \x20       location /p/ {{ proxy_pass http://{}; proxy_cache z; proxy_cache_valid 1m;\n\
+             \x20           add_header X-Cache $upstream_cache_status;\n\
+             \x20           add_header X-Up \"$upstream_status $upstream_addr\";\n\
+             \x20           add_header X-Empty $arg_none; }}",
+            origin.addr()
+        ),
     );
     let r = s.get("/hello.txt");
     assert_eq!(r.status, 200);
@@ -82,21 +91,16 @@ fn add_header_evaluates_per_response_local_and_proxied() {
 fn proxy_set_header_and_cache_key_use_the_engine() {
     let origin = Origin::start(|r| vec![Step::Write(ok_response(r.target.as_bytes()))]);
     let cache = TempDir::new("vars-key");
-    let s = Server::start(
-        Conf::new()
-            .workers(1)
-            .http(&format!(
-                "    proxy_cache_path {} levels=1:2 keys_zone=z:1m;",
-                cache.path().display()
-            ))
-            .server(&format!(
-                "        location / {{ proxy_pass http://{}; proxy_cache z; proxy_cache_valid 1m;\n\
-                 \x20           proxy_cache_key $uri;\n\
-                 \x20           proxy_set_header X-Id $request_id;\n\
-                 \x20           proxy_set_header X-Conn \"$connection_requests $request_method\";\n\
-                 \x20           proxy_set_header X-Xff $proxy_add_x_forwarded_for; }}",
-                origin.addr()
-            )),
+    let s = with_cache(
+        &cache,
+        &format!(
+            "        location / {{ proxy_pass http://{}; proxy_cache z; proxy_cache_valid 1m;\n\
+             \x20           proxy_cache_key $uri;\n\
+             \x20           proxy_set_header X-Id $request_id;\n\
+             \x20           proxy_set_header X-Conn \"$connection_requests $request_method\";\n\
+             \x20           proxy_set_header X-Xff $proxy_add_x_forwarded_for; }}",
+            origin.addr()
+        ),
     );
     let mut c = s.client();
     let a = c.get("/k?v=1").expect("first");

@@ -1,10 +1,15 @@
-//! Event-loop plumbing shared by master and workers: a cached clock and a
-//! hashed timer wheel. The loops themselves are `mio::Poll` + `slab`; tokens
-//! below `FIRST_CONN` are fixed roles, the rest are slab keys.
+//! Event-loop plumbing shared by master and workers: a cached clock, a
+//! hashed timer wheel, typed poll tokens ([`Tok`]) and the accept loop with
+//! its EMFILE pause ([`Acceptor`]). The loops themselves are `mio::Poll` +
+//! `slab`.
 
+pub mod accept;
 pub mod timer;
+pub mod token;
 
+pub use accept::{Acceptor, Drained};
 pub use timer::TimerWheel;
+pub use token::Tok;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 

@@ -363,6 +363,19 @@ fn looks_like_http_version(buf: &[u8]) -> bool {
         && v[7].is_ascii_digit()
 }
 
+/// Parse a complete head with generous limits (unit tests).
+#[cfg(test)]
+pub fn parse_for_test(raw: &[u8]) -> Head {
+    let limits = HeadLimits {
+        line_bytes: 8192,
+        total_bytes: 32768,
+    };
+    match parse(raw, &limits) {
+        Ok(Some(h)) => h,
+        other => panic!("not a complete head: {other:?}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

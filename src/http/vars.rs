@@ -98,14 +98,7 @@ fn put_ip(out: &mut Vec<u8>, ip: IpAddr) {
 
 /// `ms` as seconds with three decimals (`1.234`).
 fn put_secs(out: &mut Vec<u8>, ms: u64) {
-    put_u64(out, ms / 1000);
-    let frac = ms % 1000;
-    out.extend_from_slice(&[
-        b'.',
-        b'0' + (frac / 100) as u8,
-        b'0' + (frac / 10 % 10) as u8,
-        b'0' + (frac % 10) as u8,
-    ]);
+    crate::util::units::put_secs_from_ms(ms, out);
 }
 
 /// `$host`'s rule: the host without port, lowercase.
@@ -292,18 +285,9 @@ fn eval_var(v: &Var, req: &ReqVars<'_>, resp: &RespVars<'_>, out: &mut Vec<u8>) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::request::{parse, HeadLimits};
 
     fn with_req(raw: &str, f: impl FnOnce(&ReqVars<'_>)) {
-        let head = parse(
-            raw.as_bytes(),
-            &HeadLimits {
-                line_bytes: 8192,
-                total_bytes: 32768,
-            },
-        )
-        .unwrap()
-        .unwrap();
+        let head = crate::http::request::parse_for_test(raw.as_bytes());
         let host = head.host.map(|h| at(raw.as_bytes(), h));
         let req = ReqVars {
             head_bytes: raw.as_bytes(),

@@ -104,15 +104,7 @@ fn push_protocol(version_minor: u8, out: &mut Vec<u8>) {
 
 /// Seconds with millisecond resolution, truncated, like nginx `$request_time`.
 fn push_request_time(request_time_us: u64, out: &mut Vec<u8>) {
-    let ms = request_time_us / 1000;
-    push_u64(ms / 1000, out);
-    let frac = ms % 1000;
-    out.extend_from_slice(&[
-        b'.',
-        b'0' + (frac / 100) as u8,
-        b'0' + (frac / 10 % 10) as u8,
-        b'0' + (frac % 10) as u8,
-    ]);
+    crate::util::units::put_secs_from_ms(request_time_us / 1000, out);
 }
 
 /// Appends one nginx `combined` line:

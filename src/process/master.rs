@@ -13,7 +13,7 @@
 //! channel is full.
 
 use crate::config::{self, Config};
-use crate::event::Clock;
+use crate::event::{Acceptor, Clock, Drained, Tok};
 use crate::http::site::{listen_table, ListenEntry};
 use crate::process::handoff::{self, Meta};
 use crate::process::listeners::Listeners;
@@ -23,7 +23,7 @@ use crate::sys::{self, ChildExit, Fork, MAX_FDS_PER_MSG};
 use crate::zones::Zones;
 use mio::net::TcpListener;
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll};
 use slab::Slab;
 use std::collections::VecDeque;
 use std::io::{self, ErrorKind};
@@ -33,9 +33,6 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-const SIGNALS: Token = Token(0);
-const LISTENER_BASE: usize = 16;
-const WORKER_BASE: usize = 1 << 20;
 /// Accepted connections the master holds while every worker's channel is full.
 const MAX_PENDING: usize = 8192;
 
@@ -77,7 +74,7 @@ pub struct Master {
     stop_deadline_ms: u64,
     respawn: Vec<(usize, u64)>,
     crashes: Vec<u32>,
-    accept_paused_until_ms: u64,
+    acceptor: Acceptor,
     clock: Clock,
 }
 
@@ -120,7 +117,7 @@ impl Master {
         let poll = Poll::new()?;
         poll.registry().register(
             &mut SourceFd(&signal_fd.as_raw_fd()),
-            SIGNALS,
+            Tok::Signals.token(),
             Interest::READABLE,
         )?;
         let table = listen_table(&p.cfg);
@@ -143,7 +140,7 @@ impl Master {
             stop_deadline_ms: 0,
             respawn: Vec::new(),
             crashes: Vec::new(),
-            accept_paused_until_ms: 0,
+            acceptor: Acceptor::default(),
             clock: Clock::new(),
         };
         m.register_accept_sockets()?;
@@ -160,7 +157,7 @@ impl Master {
                 let mut l = TcpListener::from_std(shared.try_clone()?);
                 self.poll.registry().register(
                     &mut l,
-                    Token(LISTENER_BASE + idx),
+                    Tok::Listener(idx).token(),
                     Interest::READABLE,
                 )?;
                 self.accept_socks.push((idx, l));
@@ -186,7 +183,7 @@ impl Master {
         loop {
             let timeout = if self.stop != Stop::Running
                 || !self.respawn.is_empty()
-                || self.accept_paused_until_ms > 0
+                || self.acceptor.paused_until_ms > 0
             {
                 Some(Duration::from_millis(50))
             } else {
@@ -201,18 +198,19 @@ impl Master {
             let mut accept = false;
             let mut writable = false;
             for ev in events.iter() {
-                match ev.token() {
-                    SIGNALS => {
+                match Tok::of(ev.token()) {
+                    Some(Tok::Signals) => {
                         signals.clear();
                         sys::read_signals(self.signal_fd.as_raw_fd(), &mut signals);
                     }
-                    Token(t) if t >= WORKER_BASE => {
-                        if let Some(w) = self.workers.get_mut(t - WORKER_BASE) {
+                    Some(Tok::Worker(key)) => {
+                        if let Some(w) = self.workers.get_mut(key) {
                             w.full = false;
                         }
                         writable = true;
                     }
-                    Token(_) => accept = true,
+                    Some(Tok::Listener(_)) => accept = true,
+                    _ => {}
                 }
             }
             for &s in &signals {
@@ -220,7 +218,7 @@ impl Master {
             }
             signals.clear();
             if self.stop == Stop::Running {
-                if accept || writable || self.accept_paused_until_ms > 0 {
+                if accept || writable || self.acceptor.paused_until_ms > 0 {
                     self.accept_all();
                 }
                 self.hand_off();
@@ -481,7 +479,7 @@ impl Master {
                 let key = entry.key();
                 self.poll.registry().register(
                     &mut SourceFd(&master_end.as_raw_fd()),
-                    Token(WORKER_BASE + key),
+                    Tok::Worker(key).token(),
                     Interest::WRITABLE,
                 )?;
                 entry.insert(WorkerProc {
@@ -537,38 +535,27 @@ impl Master {
 
     fn accept_all(&mut self) {
         let now = self.clock.now_ms();
-        if now < self.accept_paused_until_ms {
+        if self.acceptor.paused(now) {
             return;
         }
-        self.accept_paused_until_ms = 0;
-        for i in 0..self.accept_socks.len() {
-            loop {
-                if self.pending.len() >= MAX_PENDING {
-                    return; // resumed when a channel drains
-                }
-                let (idx, l) = &self.accept_socks[i];
-                match l.accept() {
-                    Ok((s, peer)) => {
-                        let fd: OwnedFd = s.into();
-                        self.pending.push_back((
-                            fd,
-                            Meta {
-                                listen_idx: *idx,
-                                peer,
-                            },
-                        ));
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(e)
-                        if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) =>
-                    {
-                        log::error!("accept() failed: {e}; pausing accepts for 100ms");
-                        self.accept_paused_until_ms = now + 100;
-                        return;
-                    }
-                    Err(_) => {}
-                }
+        for (idx, l) in &self.accept_socks {
+            if self.pending.len() >= MAX_PENDING {
+                return; // resumed when a channel drains
+            }
+            let pending = &mut self.pending;
+            let drained = self.acceptor.drain(l, now, |s, peer| {
+                let fd: OwnedFd = s.into();
+                pending.push_back((
+                    fd,
+                    Meta {
+                        listen_idx: *idx,
+                        peer,
+                    },
+                ));
+                pending.len() < MAX_PENDING
+            });
+            if drained != Drained::Empty {
+                return;
             }
         }
     }

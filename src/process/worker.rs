@@ -6,7 +6,7 @@
 //! graceful stop, TERM/INT a fast one, USR1 reopens the logs.
 
 use crate::config::Config;
-use crate::event::{Clock, TimerWheel};
+use crate::event::{Acceptor, Clock, TimerWheel, Tok};
 use crate::http::conn::{Conn, ConnLimits};
 use crate::http::ctx::{AccessLogs, HttpCtx, ERROR_LOG_FILE};
 use crate::http::request::HeadLimits;
@@ -29,12 +29,6 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-const SIGNALS: Token = Token(0);
-const CHANNEL: Token = Token(1);
-const IO_DONE: Token = Token(2);
-const LISTENER_BASE: usize = 16;
-const CONN_BASE: usize = 1 << 20;
-const UPSTREAM_BASE: usize = 1 << 40;
 /// Timer-wheel keys of background refreshes (sessions without a client).
 const DETACHED_TIMER: usize = 1 << 30;
 
@@ -82,7 +76,7 @@ struct Worker {
     cluster_stop: Arc<AtomicBool>,
     shutdown_at_ms: u64,
     shutdown_timeout_ms: u64,
-    accept_paused_until_ms: u64,
+    acceptor: Acceptor,
     last_gauges_ms: u64,
     expired: Vec<(usize, u64)>,
     fds: Vec<OwnedFd>,
@@ -140,19 +134,19 @@ fn start(init: WorkerInit) -> std::io::Result<()> {
     let poll = Poll::new()?;
     poll.registry().register(
         &mut SourceFd(&signal_fd.as_raw_fd()),
-        SIGNALS,
+        Tok::Signals.token(),
         Interest::READABLE,
     )?;
     poll.registry().register(
         &mut SourceFd(&init.channel.as_raw_fd()),
-        CHANNEL,
+        Tok::Channel.token(),
         Interest::READABLE,
     )?;
     let mut listeners = Vec::new();
     for (i, (idx, l)) in init.listeners.into_iter().enumerate() {
         let mut l = TcpListener::from_std(l);
         poll.registry()
-            .register(&mut l, Token(LISTENER_BASE + i), Interest::READABLE)?;
+            .register(&mut l, Tok::Listener(i).token(), Interest::READABLE)?;
         listeners.push((idx, l));
     }
     let clock = Clock::new();
@@ -164,7 +158,7 @@ fn start(init: WorkerInit) -> std::io::Result<()> {
             if init.index == 0 {
                 crate::proxy::cache_manager::start(cfg.http.cache_paths.clone())?;
             }
-            let waker = Arc::new(mio::Waker::new(poll.registry(), IO_DONE)?);
+            let waker = Arc::new(mio::Waker::new(poll.registry(), Tok::IoDone.token())?);
             p.io = Some(crate::proxy::cache_io::IoPool::start(waker)?);
         }
         p
@@ -202,7 +196,7 @@ fn start(init: WorkerInit) -> std::io::Result<()> {
         draining: false,
         shutdown_at_ms: 0,
         shutdown_timeout_ms: cfg.worker_shutdown_timeout_ms,
-        accept_paused_until_ms: 0,
+        acceptor: Acceptor::default(),
         last_gauges_ms: 0,
         expired: Vec::new(),
         fds: Vec::new(),
@@ -226,8 +220,11 @@ impl Worker {
             self.ctx.set_time(clock.now_ms(), clock.unix_secs());
             self.ctx.limits.now_us = clock.unix_us();
             for ev in events.iter() {
-                match ev.token() {
-                    SIGNALS => {
+                let Some(tok) = Tok::of(ev.token()) else {
+                    continue;
+                };
+                match tok {
+                    Tok::Signals => {
                         signals.clear();
                         sys::read_signals(self.signal_fd.as_raw_fd(), &mut signals);
                         for &s in &signals {
@@ -247,13 +244,12 @@ impl Worker {
                             }
                         }
                     }
-                    CHANNEL => self.receive_fds(),
-                    IO_DONE => self.io_done(),
-                    Token(t) if (LISTENER_BASE..CONN_BASE).contains(&t) => {
-                        self.accept(t - LISTENER_BASE)
-                    }
-                    Token(t) if t >= UPSTREAM_BASE => self.upstream_ready(t - UPSTREAM_BASE),
-                    Token(t) => self.conn_ready(t - CONN_BASE),
+                    Tok::Channel => self.receive_fds(),
+                    Tok::IoDone => self.io_done(),
+                    Tok::Listener(i) => self.accept(i),
+                    Tok::Upstream(sk) => self.upstream_ready(sk),
+                    Tok::Conn(key) => self.conn_ready(key),
+                    Tok::Worker(_) => {}
                 }
             }
             self.run_timers();
@@ -294,7 +290,7 @@ impl Worker {
         if let Some(f) = self.ctx.logs.wake_ms() {
             t = Some(t.map_or(f, |x| x.min(f)));
         }
-        if self.draining || self.accept_paused_until_ms > 0 {
+        if self.draining || self.acceptor.paused_until_ms > 0 {
             t = Some(t.map_or(50, |x| x.min(50)));
         }
         // Gauges are refreshed about once a second even when idle.
@@ -362,27 +358,20 @@ impl Worker {
     }
 
     fn accept(&mut self, i: usize) {
-        if self.ctx.now_ms < self.accept_paused_until_ms {
+        if self.acceptor.paused(self.ctx.now_ms) {
             return;
         }
-        self.accept_paused_until_ms = 0;
-        loop {
-            let Some((idx, l)) = self.listeners.get(i) else {
-                return;
-            };
-            let idx = *idx;
-            match l.accept() {
-                Ok((s, peer)) => self.add_conn(s, peer, idx),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) => {
-                    log::error!("accept() failed: {e}; pausing accepts for 100ms");
-                    self.accept_paused_until_ms = self.ctx.now_ms + 100;
-                    return;
-                }
-                Err(_) => {} // ECONNABORTED and friends: next one
-            }
+        // Both are put back below; add_conn touches neither.
+        let listeners = std::mem::take(&mut self.listeners);
+        let mut acceptor = std::mem::take(&mut self.acceptor);
+        if let Some((idx, l)) = listeners.get(i) {
+            acceptor.drain(l, self.ctx.now_ms, |s, peer| {
+                self.add_conn(s, peer, *idx);
+                true
+            });
         }
+        self.listeners = listeners;
+        self.acceptor = acceptor;
     }
 
     fn add_conn(&mut self, mut sock: TcpStream, peer: SocketAddr, listen_idx: usize) {
@@ -406,7 +395,7 @@ impl Worker {
             .registry()
             .register(
                 &mut sock,
-                Token(CONN_BASE + key),
+                Tok::Conn(key).token(),
                 Interest::READABLE | Interest::WRITABLE,
             )
             .is_err()
@@ -466,7 +455,7 @@ impl Worker {
                     req,
                     self.ctx.site.cfg.clone(),
                     key,
-                    Token(UPSTREAM_BASE + sk),
+                    Tok::Upstream(sk).token(),
                     self.ctx.now_ms,
                 );
                 let reg = self.poll.registry();
@@ -531,7 +520,7 @@ impl Worker {
             self.pools
                 .hot
                 .install(d.md5, d.loaded, self.ctx.now_ms, epoch, d.seq);
-            let Some(sk) = d.token.checked_sub(UPSTREAM_BASE) else {
+            let Some(Tok::Upstream(sk)) = Tok::of(Token(d.token)) else {
                 continue;
             };
             if let Some(s) = self.sessions.get_mut(sk) {
@@ -549,7 +538,7 @@ impl Worker {
             let mut s = Session::background(
                 req,
                 self.ctx.site.cfg.clone(),
-                Token(UPSTREAM_BASE + sk),
+                Tok::Upstream(sk).token(),
                 self.ctx.now_ms,
                 lock,
             );

@@ -205,18 +205,9 @@ pub fn build(c: &ReqCtx<'_>, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::request::{parse, HeadLimits};
 
     fn build_for(raw: &str, loc: &str, pass_uri: Option<&str>, sets: &[(&str, &str)]) -> String {
-        let head = parse(
-            raw.as_bytes(),
-            &HeadLimits {
-                line_bytes: 8192,
-                total_bytes: 32768,
-            },
-        )
-        .unwrap()
-        .unwrap();
+        let head = crate::http::request::parse_for_test(raw.as_bytes());
         let target = crate::http::request::at(raw.as_bytes(), head.target);
         let t = uri::split_target(target).unwrap();
         let mut norm = Vec::new();

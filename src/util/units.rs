@@ -122,6 +122,19 @@ fn sum_duration_ms(s: &str) -> Option<u64> {
     }
 }
 
+/// Appends `ms` as seconds with three decimals (`1.234`), the form of
+/// nginx's `$request_time`, `$msec` and `$upstream_response_time`.
+pub fn put_secs_from_ms(ms: u64, out: &mut Vec<u8>) {
+    out.extend_from_slice(itoa::Buffer::new().format(ms / 1000).as_bytes());
+    let frac = ms % 1000;
+    out.extend_from_slice(&[
+        b'.',
+        b'0' + (frac / 100) as u8,
+        b'0' + (frac / 10 % 10) as u8,
+        b'0' + (frac % 10) as u8,
+    ]);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,6 +216,16 @@ mod tests {
         assert_eq!(parse_duration_ms("100y1ms"), None);
         assert_eq!(parse_duration_ms("584942418y"), None);
         assert_eq!(parse_duration_ms("584942417y9999999999999M"), None);
+    }
+
+    #[test]
+    fn seconds_with_three_decimals() {
+        let mut o = Vec::new();
+        for ms in [0, 5, 1_234, 60_000, 1_796_317_271_250] {
+            put_secs_from_ms(ms, &mut o);
+            o.push(b' ');
+        }
+        assert_eq!(o, b"0.000 0.005 1.234 60.000 1796317271.250 ");
     }
 
     #[test]
