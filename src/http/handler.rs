@@ -1,9 +1,19 @@
-//! Request phases for one parsed head: find server and location, check the
-//! body limits, the traffic limits (`limits_phase`), run the content handler
-//! (`return`, `status`, static file), write the access-log line. Returns
-//! what the connection must do next.
+//! The request phases for one parsed head, nginx's list, each returning a
+//! [`Flow`] (`Next`, `Done(reply)`, `Again(until)`, `Proxy`):
+//!
+//! 1. `find_config`: server (listen address + Host), location (path), the
+//!    request's variables;
+//! 2. rewrite (not yet);
+//! 3. `access_phase`: a path or body refused outright (400/413), the
+//!    waiting room (`waiting_room_phase`), the limits (`limits_phase`);
+//! 4. `content_phase`: `return`, the proxy (handed to `proxy::Session`, via
+//!    the cache), `status;`, a static file (`static_serve`);
+//! 5. header filter (`header_filter`): `add_header`, the room's cookie —
+//!    in every content writer and in the proxy's;
+//! 6. `log_phase`: bytes for `limit_bytes`, the access-log line, what the
+//!    connection does next (the proxy's session has its own end, same work).
 
-use crate::config::{LocationConf, ReturnConf};
+use crate::config::{LocationConf, ReturnConf, ServerConf};
 use crate::http::chunked::{ChunkedDecoder, ChunkedError};
 use crate::http::ctx::HttpCtx;
 use crate::http::limits_phase::{self, LimitFlow, LimitRequest};
@@ -102,11 +112,23 @@ pub struct Outcome {
     pub delay_until_ms: Option<u64>,
 }
 
+/// A local answer already queued: what the log phase needs of it.
 struct Reply {
     status: u16,
     body_bytes: u64,
     file: Option<(File, u64, u64)>,
     close: bool,
+}
+
+impl From<limits_phase::LimitReply> for Reply {
+    fn from(l: limits_phase::LimitReply) -> Reply {
+        Reply {
+            status: l.status,
+            body_bytes: l.body_bytes,
+            file: None,
+            close: false,
+        }
+    }
 }
 
 /// Queue a complete error response (nginx-style page).
@@ -254,6 +276,37 @@ pub fn dispatch(
     outcome
 }
 
+/// One request while its phases run: where it goes and what it is.
+struct Req<'a> {
+    info: &'a ConnInfo,
+    server: &'a ServerConf,
+    loc: &'a LocationConf,
+    /// (server, location) indices.
+    at: (usize, usize),
+    vars: ReqVars<'a>,
+    /// The target's path as sent (for URLs the waiting room writes).
+    raw_path: &'a [u8],
+    path_ok: bool,
+    head_only: bool,
+    /// Keep-alive as the client and the location allow it.
+    requested_keep_alive: bool,
+    /// Keep-alive for a local answer (not when the body is left unread).
+    keep_alive: bool,
+    discard: BodyFraming,
+}
+
+/// What a phase decided.
+enum Flow {
+    /// Go on to the next phase.
+    Next,
+    /// Answered (the reply is queued).
+    Done(Reply),
+    /// `limit_req` holds the request until this monotonic ms.
+    Again(u64),
+    /// The reverse proxy takes over.
+    Proxy,
+}
+
 fn dispatch_with(
     ctx: &mut HttpCtx,
     info: &ConnInfo,
@@ -263,14 +316,59 @@ fn dispatch_with(
     out: &mut Vec<u8>,
 ) -> Outcome {
     let cfg = ctx.site.cfg.clone();
+    let req = find_config(ctx, &cfg, info, buf, head, path_buf);
+    let out_start = out.len();
+    let mut flow = access_phase(ctx, &req, out);
+    if let Flow::Next = flow {
+        flow = content_phase(ctx, &req, out);
+    }
+    let reply = match flow {
+        Flow::Again(until_ms) => {
+            waiting_room_phase::drop_cookie(ctx);
+            return Outcome {
+                delay_until_ms: Some(until_ms),
+                ..location_outcome(req.loc, req.keep_alive, true, req.discard)
+            };
+        }
+        Flow::Proxy => return proxy_outcome(ctx, &req),
+        Flow::Done(reply) => reply,
+        // Content always answers; a phase that did not is a 500.
+        Flow::Next => {
+            let n = error_reply(ctx, req.loc, &req.vars, 500, false, req.head_only, &[], out);
+            Reply {
+                status: 500,
+                body_bytes: n,
+                file: None,
+                close: true,
+            }
+        }
+    };
+    log_phase(ctx, &req, reply, out.len() - out_start)
+}
+
+/// Phase 1: the server (listen address + Host) and the location (path),
+/// and the request's variables.
+fn find_config<'a>(
+    ctx: &mut HttpCtx,
+    cfg: &'a crate::config::Config,
+    info: &'a ConnInfo,
+    buf: &'a [u8],
+    head: &'a Head,
+    path_buf: &'a mut Vec<u8>,
+) -> Req<'a> {
     let target = at(buf, head.target);
     let parsed = uri::split_target(target);
-    let (host, path_ok, query) = match &parsed {
+    let (host, path_ok, query, raw_path) = match &parsed {
         Ok(t) => {
             let ok = uri::normalize_path(t.path, path_buf).is_ok();
-            (head.host.map(|h| at(buf, h)).or(t.host), ok, t.query)
+            (
+                head.host.map(|h| at(buf, h)).or(t.host),
+                ok,
+                t.query,
+                t.path,
+            )
         }
-        Err(_) => (head.host.map(|h| at(buf, h)), false, None),
+        Err(_) => (head.host.map(|h| at(buf, h)), false, None, &b"/"[..]),
     };
     if !path_ok {
         path_buf.clear();
@@ -282,193 +380,214 @@ fn dispatch_with(
     let server = &cfg.http.servers[si];
     let loc = &server.locations[li];
     let now_unix_ms = ctx.now_unix_ms();
-    let vars = ReqVars {
-        head_bytes: buf,
-        head,
-        target,
-        path,
-        query,
-        host,
-        conn: info.vars,
-        server_name: server.server_names.first().map_or("", String::as_str),
-        proxy_host: "",
-        started_unix_ms: now_unix_ms,
-        now_unix_ms,
-    };
-    let rv = &vars;
-    let head_only = head.method == Method::Head;
-    let mut keep_alive = head.keep_alive
+    let requested_keep_alive = head.keep_alive
         && !ctx.draining
         && loc.keepalive_timeout_ms > 0
         && info.requests < loc.keepalive_requests;
-    let mut linger = true;
-    let mut discard = head.body;
-
-    let requested_keep_alive = keep_alive;
-    let refused_body = refused_body(head, &buf[head.len..], loc.client_max_body_size_bytes);
-    let too_big = refused_body.is_some();
-    if too_big || (head.expect_continue && head.body != BodyFraming::None && info.body_pending == 0)
-    {
-        // We answer without reading the body: close after the response.
-        keep_alive = false;
-        discard = BodyFraming::None;
-    }
-
-    let out_start = out.len();
-    // Waiting room first (skipped when a `limit_req` delay re-dispatches).
-    let roomed = match &loc.waiting_room {
-        Some(lr) if path_ok && !too_big && !info.skip_limits => {
-            let req = RoomRequest {
-                vars: rv,
-                peer: info.peer,
-                head_bytes: buf,
-                head,
-                raw_path: parsed.as_ref().map_or(&b"/"[..], |t| t.path),
-                path,
-                query,
-                keep_alive,
-                head_only,
-            };
-            waiting_room_phase::run(ctx, loc, lr, &req, out)
-        }
-        _ => RoomFlow::Next,
-    };
-    let limited = if let RoomFlow::Done(r) = roomed {
-        LimitFlow::Done(r)
-    } else if path_ok && !too_big && loc.limits.is_active() {
-        let req = LimitRequest {
-            vars: rv,
-            peer: info.peer,
-            buf,
+    let unread_body =
+        head.expect_continue && head.body != BodyFraming::None && info.body_pending == 0;
+    Req {
+        info,
+        server,
+        loc,
+        at: (si, li),
+        vars: ReqVars {
+            head_bytes: buf,
             head,
-            host,
+            target,
+            path,
             query,
-            keep_alive,
-            head_only,
-        };
-        limits_phase::run(ctx, loc, &req, info.skip_limits, out)
-    } else {
-        LimitFlow::Next
-    };
-    if let LimitFlow::Delay(until_ms) = limited {
-        waiting_room_phase::drop_cookie(ctx);
-        return Outcome {
-            delay_until_ms: Some(until_ms),
-            ..location_outcome(loc, keep_alive, linger, discard)
-        };
-    }
-    if loc.proxy.pass.is_some()
-        && path_ok
-        && !too_big
-        && matches!(limited, LimitFlow::Next)
-        && server.server_return.is_none()
-        && loc.ret.is_none()
-    {
-        // The reverse proxy answers; it reads the body itself.
-        let req = ProxyReq {
-            server: si,
-            location: li,
-            head_bytes: buf[..head.len].to_vec(),
-            head: head.clone(),
-            path: path.to_vec(),
-            query: query.map(<[u8]>::to_vec),
-            host: host.map(<[u8]>::to_vec),
-            peer: info.peer,
-            keep_alive: requested_keep_alive,
-            body_pending: info.body_pending,
-            bytes_slots: limits_phase::take_bytes_slots(ctx),
-            set_cookie: waiting_room_phase::take_cookie(ctx),
+            host,
             conn: info.vars,
-            started_unix_ms: ctx.now_unix_ms(),
-        };
-        return Outcome {
-            proxy: Some(Box::new(req)),
-            ..location_outcome(loc, requested_keep_alive, true, BodyFraming::None)
-        };
+            server_name: server.server_names.first().map_or("", String::as_str),
+            proxy_host: "",
+            started_unix_ms: now_unix_ms,
+            now_unix_ms,
+        },
+        raw_path,
+        path_ok,
+        head_only: head.method == Method::Head,
+        requested_keep_alive,
+        // We answer without reading the body: close after the response.
+        keep_alive: requested_keep_alive && !unread_body,
+        discard: if unread_body {
+            BodyFraming::None
+        } else {
+            head.body
+        },
     }
-    let reply = if !path_ok {
-        keep_alive = false;
-        let n = error_reply(ctx, loc, rv, 400, false, head_only, &[], out);
-        Reply {
-            status: 400,
-            body_bytes: n,
-            file: None,
-            close: true,
-        }
-    } else if let Some(code) = refused_body {
-        let n = error_reply(ctx, loc, rv, code, false, head_only, &[], out);
-        Reply {
+}
+
+/// Phase 3: a path or body refused outright (400, 413), then the waiting
+/// room (skipped when a `limit_req` delay dispatches again), then the
+/// limits.
+fn access_phase(ctx: &mut HttpCtx, r: &Req<'_>, out: &mut Vec<u8>) -> Flow {
+    let (loc, head, buf) = (r.loc, r.vars.head, r.vars.head_bytes);
+    let refused = if r.path_ok {
+        refused_body(head, &buf[head.len..], loc.client_max_body_size_bytes)
+    } else {
+        Some(400)
+    };
+    if let Some(code) = refused {
+        let n = error_reply(ctx, loc, &r.vars, code, false, r.head_only, &[], out);
+        return Flow::Done(Reply {
             status: code,
             body_bytes: n,
             file: None,
             close: true,
-        }
-    } else if let LimitFlow::Done(r) = limited {
-        Reply {
-            status: r.status,
-            body_bytes: r.body_bytes,
-            file: None,
-            close: false,
-        }
-    } else if let Some(r) = server.server_return.as_ref().or(loc.ret.as_ref()) {
-        do_return(ctx, loc, rv, r, head_only, keep_alive, out)
-    } else if loc.status {
-        let json = head.accept.is_some_and(|a| {
-            at(buf, a)
-                .windows(16)
-                .any(|w| w.eq_ignore_ascii_case(b"application/json"))
         });
-        let (ct, body) = status::render(&ctx.stats, &ctx.limits.zones, ctx.now_unix_ms(), json);
-        resp::begin(
-            out,
-            &HeadParams {
-                status: 200,
-                date: &ctx.date,
-                server: ctx.server_header(loc),
-                content_type: Some(ct),
-                content_length: Some(body.len() as u64),
-                keep_alive,
-            },
-        );
-        resp::header(out, b"Cache-Control", b"no-store");
-        filter(ctx, loc, rv, 200, out);
-        resp::end(out);
-        if !head_only {
-            out.extend_from_slice(&body);
-        }
-        Reply {
-            status: 200,
-            body_bytes: if head_only { 0 } else { body.len() as u64 },
-            file: None,
-            close: false,
-        }
-    } else {
-        serve_static(ctx, loc, rv, head, keep_alive, query, out)
-    };
-    if reply.close {
-        keep_alive = false;
     }
-    if reply.status == 444 {
-        linger = false;
+    if let Some(lr) = loc.waiting_room.as_ref().filter(|_| !r.info.skip_limits) {
+        let req = RoomRequest {
+            vars: &r.vars,
+            peer: r.info.peer,
+            head_bytes: buf,
+            head,
+            raw_path: r.raw_path,
+            path: r.vars.path,
+            query: r.vars.query,
+            keep_alive: r.keep_alive,
+            head_only: r.head_only,
+        };
+        if let RoomFlow::Done(l) = waiting_room_phase::run(ctx, loc, lr, &req, out) {
+            return Flow::Done(Reply::from(l));
+        }
     }
-    waiting_room_phase::drop_cookie(ctx);
-    let sent = (out.len() - out_start) as u64 + reply.file.as_ref().map_or(0, |f| f.2);
-    limits_phase::account_bytes(ctx, sent);
-
-    log_access(
-        ctx,
-        &loc.access_logs,
-        info.peer,
+    if !loc.limits.is_active() {
+        return Flow::Next;
+    }
+    let req = LimitRequest {
+        vars: &r.vars,
+        peer: r.info.peer,
         buf,
         head,
-        host,
+        host: r.vars.host,
+        query: r.vars.query,
+        keep_alive: r.keep_alive,
+        head_only: r.head_only,
+    };
+    match limits_phase::run(ctx, loc, &req, r.info.skip_limits, out) {
+        LimitFlow::Next => Flow::Next,
+        LimitFlow::Delay(until_ms) => Flow::Again(until_ms),
+        LimitFlow::Done(l) => Flow::Done(Reply::from(l)),
+    }
+}
+
+/// Phase 4: the content handler: the proxy (via the cache), `return`,
+/// `status;`, or a static file. Each writes its head through the header
+/// filter (phase 5, `header_filter`).
+fn content_phase(ctx: &mut HttpCtx, r: &Req<'_>, out: &mut Vec<u8>) -> Flow {
+    let (loc, head) = (r.loc, r.vars.head);
+    if let Some(ret) = r.server.server_return.as_ref().or(loc.ret.as_ref()) {
+        return Flow::Done(do_return(
+            ctx,
+            loc,
+            &r.vars,
+            ret,
+            r.head_only,
+            r.keep_alive,
+            out,
+        ));
+    }
+    if loc.proxy.pass.is_some() {
+        return Flow::Proxy;
+    }
+    if !loc.status {
+        return Flow::Done(serve_static(
+            ctx,
+            loc,
+            &r.vars,
+            head,
+            r.keep_alive,
+            r.vars.query,
+            out,
+        ));
+    }
+    let json = head.accept.is_some_and(|a| {
+        at(r.vars.head_bytes, a)
+            .windows(16)
+            .any(|w| w.eq_ignore_ascii_case(b"application/json"))
+    });
+    let (ct, body) = status::render(&ctx.stats, &ctx.limits.zones, ctx.now_unix_ms(), json);
+    resp::begin(
+        out,
+        &HeadParams {
+            status: 200,
+            date: &ctx.date,
+            server: ctx.server_header(loc),
+            content_type: Some(ct),
+            content_length: Some(body.len() as u64),
+            keep_alive: r.keep_alive,
+        },
+    );
+    resp::header(out, b"Cache-Control", b"no-store");
+    filter(ctx, loc, &r.vars, 200, out);
+    resp::end(out);
+    if !r.head_only {
+        out.extend_from_slice(&body);
+    }
+    Flow::Done(Reply {
+        status: 200,
+        body_bytes: if r.head_only { 0 } else { body.len() as u64 },
+        file: None,
+        close: false,
+    })
+}
+
+/// The proxy takes the request over: its head is copied (the connection's
+/// buffer moves on to the body), with what the phases left for it.
+fn proxy_outcome(ctx: &mut HttpCtx, r: &Req<'_>) -> Outcome {
+    let v = &r.vars;
+    let req = ProxyReq {
+        server: r.at.0,
+        location: r.at.1,
+        head_bytes: v.head_bytes[..v.head.len].to_vec(),
+        head: v.head.clone(),
+        path: v.path.to_vec(),
+        query: v.query.map(<[u8]>::to_vec),
+        host: v.host.map(<[u8]>::to_vec),
+        peer: r.info.peer,
+        keep_alive: r.requested_keep_alive,
+        body_pending: r.info.body_pending,
+        bytes_slots: limits_phase::take_bytes_slots(ctx),
+        set_cookie: waiting_room_phase::take_cookie(ctx),
+        conn: r.info.vars,
+        started_unix_ms: v.started_unix_ms,
+    };
+    Outcome {
+        proxy: Some(Box::new(req)),
+        ..location_outcome(r.loc, r.requested_keep_alive, true, BodyFraming::None)
+    }
+}
+
+/// Phase 6: charge the bytes sent to `limit_bytes`, write the access-log
+/// line, and say what the connection does next.
+fn log_phase(ctx: &mut HttpCtx, r: &Req<'_>, reply: Reply, queued_bytes: usize) -> Outcome {
+    let keep_alive = r.keep_alive && !reply.close;
+    let linger = reply.status != 444;
+    let discard = if reply.close {
+        BodyFraming::None
+    } else {
+        r.discard
+    };
+    waiting_room_phase::drop_cookie(ctx);
+    let sent = queued_bytes as u64 + reply.file.as_ref().map_or(0, |f| f.2);
+    limits_phase::account_bytes(ctx, sent);
+    let v = &r.vars;
+    log_access(
+        ctx,
+        &r.loc.access_logs,
+        r.info.peer,
+        v.head_bytes,
+        v.head,
+        v.host,
         reply.status,
         reply.body_bytes,
         0,
     );
     Outcome {
         file: reply.file,
-        ..location_outcome(loc, keep_alive, linger, discard)
+        ..location_outcome(r.loc, keep_alive, linger, discard)
     }
 }
 
