@@ -377,6 +377,43 @@ fn transfer_quota_counts_proxied_responses() {
 }
 
 #[test]
+fn transfer_quota_counts_proxied_heads_like_local_ones() {
+    // Regression: a proxied response charged its body only; a local one its
+    // head and body (as the README says). Three 2000-byte bodies stay under
+    // a 6300-byte quota; three responses with heads of 100 bytes or more do not.
+    let odir = TempDir::new("heads-origin");
+    std::fs::create_dir_all(odir.join("www/files")).unwrap();
+    std::fs::write(odir.join("www/files/f"), vec![b'p'; 2000]).unwrap();
+    let origin = Sluice::start(&odir.0, &conf_template(1, "", ""));
+    let dir = TempDir::new("heads-proxy");
+    std::fs::create_dir_all(dir.join("www/local")).unwrap();
+    std::fs::write(dir.join("www/local/f"), vec![b'l'; 2000]).unwrap();
+    let s = Sluice::start(
+        &dir.0,
+        &conf_template(
+            1,
+            "limit_bytes_zone $host zone=q:64k quota=6300 per=1h;",
+            &format!(
+                "location /files/ {{ proxy_pass http://127.0.0.1:{}; limit_bytes zone=q; }}\n\
+                 location /local/ {{ limit_bytes zone=q; }}",
+                origin.port
+            ),
+        ),
+    );
+    let mut c = Conn::new(s.port);
+    for (path, host) in [("/files/f", "p.example"), ("/local/f", "l.example")] {
+        for i in 0..3 {
+            assert_eq!(c.get(path, host).status, 200, "{path} #{i}");
+        }
+        assert_eq!(
+            c.get(path, host).status,
+            429,
+            "{path}: heads were not charged"
+        );
+    }
+}
+
+#[test]
 fn limit_check_behind_nginx_auth_request() {
     let dir = TempDir::new("nginx");
     let s = Sluice::start(

@@ -153,6 +153,9 @@ pub struct Session {
     up_eof: bool,
     client_keep_alive: bool,
     body_bytes: u64,
+    /// Bytes of the client's response head (written once per response),
+    /// charged to `limit_bytes` with the body, as for local answers.
+    head_sent: u64,
     started_ms: u64,
     token: Token,
     more_peers: bool,
@@ -353,6 +356,7 @@ impl Session {
             up_eof: false,
             client_keep_alive,
             body_bytes: 0,
+            head_sent: 0,
             started_ms: now_ms,
             token,
             more_peers: false,
@@ -789,6 +793,7 @@ impl Session {
         let extra: &[(&[u8], &[u8])] = if cookie.is_empty() { &[] } else { &with_cookie };
         let head_only = self.req.head.method == Method::Head;
         let vars = self.req_vars(ctx.now_unix_ms());
+        let mark = conn.out().len();
         let n = handler::error_reply(
             ctx,
             loc,
@@ -799,6 +804,7 @@ impl Session {
             extra,
             conn.out(),
         );
+        self.note_head(mark, conn.out().len(), n);
         self.log(ctx, code, n);
         self.state = St::Done;
         conn.finish_proxy(keep_alive, ctx.now_ms);
@@ -936,10 +942,17 @@ impl Session {
         Next::Finished
     }
 
+    /// A response of `body` bytes was queued from `before` to `after` in the
+    /// client's output: the rest is its head.
+    fn note_head(&mut self, before: usize, after: usize, body: u64) {
+        self.head_sent = (after.saturating_sub(before) as u64).saturating_sub(body);
+    }
+
     fn log(&mut self, ctx: &mut HttpCtx, status: u16, bytes: u64) {
-        // Transfer quotas (`limit_bytes`) are charged with what the client got.
+        // Transfer quotas (`limit_bytes`) are charged with what the client
+        // got, head and body (as for local answers).
         let slots = std::mem::take(&mut self.req.bytes_slots);
-        crate::http::limits_phase::account_bytes_to(ctx, slots, bytes);
+        crate::http::limits_phase::account_bytes_to(ctx, slots, self.head_sent + bytes);
         let elapsed_us = ctx.now_ms.saturating_sub(self.started_ms) * 1000;
         let logs = self.loc().access_logs.clone();
         handler::log_access(

@@ -100,6 +100,7 @@ impl Session {
                 let mark = conn.out().len();
                 match cached::write_hit(&found, &params, conn.out()) {
                     Ok((status, bytes)) => {
+                        self.note_head(mark, conn.out().len(), bytes);
                         self.cache_status = Some(word);
                         self.state = St::Done;
                         self.log(ctx, status, bytes);
@@ -365,6 +366,7 @@ impl Session {
             (404, b"{\"purged\":false}\n")
         };
         let keep_alive = self.client_keep_alive && !self.wants_body();
+        let mark = conn.out().len();
         crate::http::response::begin(
             conn.out(),
             &crate::http::response::HeadParams {
@@ -378,6 +380,7 @@ impl Session {
         );
         crate::http::response::end(conn.out());
         conn.out().extend_from_slice(body);
+        self.note_head(mark, conn.out().len(), body.len() as u64);
         self.state = St::Done;
         self.log(ctx, code, body.len() as u64);
         conn.finish_proxy(keep_alive, ctx.now_ms);
@@ -544,6 +547,7 @@ impl Session {
         let mark = conn.out().len();
         match cached::write_hit_with(meta, entry, &params, conn.out()) {
             Ok(served) => {
+                self.note_head(mark, conn.out().len(), served.1);
                 self.served = Some(served);
                 self.cache_status = Some(word);
                 true

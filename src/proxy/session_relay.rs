@@ -241,6 +241,7 @@ impl Session {
                 );
             }
             lines.extend_from_slice(&self.header_filter(loc, ctx, &resp_vars));
+            let mark = conn.out().len();
             let (framing, keep_alive) = upresp::write_client_head(
                 &self.resp,
                 &up,
@@ -255,6 +256,7 @@ impl Session {
                 },
                 conn.out(),
             );
+            self.note_head(mark, conn.out().len(), 0);
             self.client_keep_alive = keep_alive;
             self.framing = framing;
             self.up_left = match up.framing {
