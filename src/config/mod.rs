@@ -37,6 +37,7 @@ mod types_cluster;
 mod types_limits;
 mod types_proxy;
 mod types_waiting_room;
+mod values;
 mod vars;
 
 pub use mime_default::default_mime_types;

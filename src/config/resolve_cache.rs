@@ -15,11 +15,11 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use super::parse::Directive;
-use super::resolve::{
-    arg0, duration, flag, invalid_value, path_arg, positive, HTTP, LOCATION, SERVER,
-};
 use super::types_cache::{
     default_purge_allow, CachePathConf, IgnoreHeaders, LocationCacheConf, PurgeAllow, UseStale,
+};
+use super::values::{
+    arg0, duration, flag, invalid_value, path_arg, positive, HTTP, LOCATION, SERVER,
 };
 use super::ConfigError;
 use crate::util::units::{parse_duration_ms, parse_number, parse_size};
@@ -357,7 +357,7 @@ impl CacheInherit {
                 if v.is_empty() {
                     return Err(invalid_value(d, v));
                 }
-                self.key = Some(super::resolve::template(d, v)?);
+                self.key = Some(super::values::template(d, v)?);
             }
             "proxy_cache_valid" => self
                 .valid
@@ -440,6 +440,6 @@ impl CacheInherit {
 fn templates(d: &Directive) -> Result<Vec<super::Template>, ConfigError> {
     d.args
         .iter()
-        .map(|a| super::resolve::template(d, a))
+        .map(|a| super::values::template(d, a))
         .collect()
 }

@@ -2,8 +2,8 @@
 //! the `cluster=on|off` parameter of the zone directives.
 
 use super::parse::Directive;
-use super::resolve::{Spec, HTTP};
 use super::types_cluster::{ClusterConf, ClusterFailure};
+use super::values::{Spec, HTTP};
 use super::ConfigError;
 use crate::util::units::parse_duration_ms;
 
@@ -23,7 +23,7 @@ pub(super) fn parse(d: &Directive) -> Result<ClusterConf, ConfigError> {
         failure: ClusterFailure::Local,
         node: None,
     };
-    for (k, v) in super::resolve_limits::params(d, 1, &["sync", "failure", "node"])? {
+    for (k, v) in super::values::params(d, 1, &["sync", "failure", "node"])? {
         match k {
             "sync" => {
                 c.sync_ms = parse_duration_ms(v)
@@ -88,15 +88,6 @@ fn check_url(d: &Directive, url: &str) -> Result<(), ConfigError> {
     }
     redis::Client::open(url).map_err(|e| bad(&e.to_string()))?;
     Ok(())
-}
-
-/// The value of a zone's `cluster=` parameter.
-pub(super) fn flag(d: &Directive, v: &str) -> Result<bool, ConfigError> {
-    match v {
-        "on" => Ok(true),
-        "off" => Ok(false),
-        _ => Err(d.error(format!("invalid parameter \"cluster={v}\" (on or off)"))),
-    }
 }
 
 /// The error for a `cluster=on` zone in an `http` block without `cluster`.

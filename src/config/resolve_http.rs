@@ -12,10 +12,6 @@ use std::path::{Path, PathBuf};
 
 use super::mime_default::default_mime_types;
 use super::parse::Directive;
-use super::resolve::{
-    arg0, check, duration, flag, invalid_value, not_allowed, number, path_arg, positive, size,
-    template, HTTP, LOCATION, SERVER,
-};
 use super::resolve_cache::{
     check_cache_path_unique, check_zone_ref, parse_proxy_cache_path, CacheInherit,
 };
@@ -29,8 +25,70 @@ use super::types::{
 };
 use super::types_limits::{LimitZoneConf, LimitsConf};
 use super::types_proxy::UpstreamConf;
+use super::values::{
+    arg0, duration, flag, invalid_value, not_allowed, number, path_arg, positive, size, template,
+    Spec, HTTP, LOCATION, SERVER,
+};
 use super::ConfigError;
 use crate::util::units::{parse_duration_ms, parse_size};
+
+/// Directives sluice knows but does not implement yet: a precise error
+/// rather than a setting that would be silently ignored.
+const NOT_YET: &[&str] = &["proxy_cache_methods"];
+
+/// nginx's generic checks for `d` appearing in context `ctx`, in nginx's
+/// order: known, allowed here, `;` vs `{`, argument count, duplicate. `seen`
+/// holds the non-repeatable names already used in this block.
+pub(crate) fn check<'a>(
+    d: &'a Directive,
+    ctx: u8,
+    seen: &mut HashSet<&'a str>,
+) -> Result<(), ConfigError> {
+    let name = d.name.as_str();
+    if NOT_YET.contains(&name) {
+        return Err(d.error(format!("\"{name}\" is not supported yet")));
+    }
+    let cache_spec = super::resolve_cache::CACHE_DIRECTIVES
+        .iter()
+        .find(|c| c.0 == name)
+        .map(|&(name, contexts, min_args, max_args, repeatable)| Spec {
+            name,
+            contexts,
+            block: false,
+            min_args,
+            max_args,
+            repeatable,
+        });
+    let Some(spec) = super::values::SPECS
+        .iter()
+        .chain(super::resolve_limits::SPECS)
+        .chain(super::resolve_cluster::SPECS)
+        .chain(super::resolve_waiting_room::SPECS)
+        .find(|s| s.name == name)
+        .or(cache_spec.as_ref())
+    else {
+        return Err(d.error(format!("unknown directive \"{name}\"")));
+    };
+    if spec.contexts & ctx == 0 {
+        return Err(not_allowed(d));
+    }
+    match (spec.block, d.block.is_some()) {
+        (false, true) => {
+            return Err(d.error(format!("directive \"{name}\" is not terminated by \";\"")))
+        }
+        (true, false) => return Err(d.error(format!("directive \"{name}\" has no opening \"{{\""))),
+        _ => {}
+    }
+    if d.args.len() < spec.min_args || d.args.len() > spec.max_args {
+        return Err(d.error(format!(
+            "invalid number of arguments in \"{name}\" directive"
+        )));
+    }
+    if !spec.repeatable && !seen.insert(name) {
+        return Err(d.error(format!("\"{name}\" directive is duplicate")));
+    }
+    Ok(())
+}
 
 /// Shared state while resolving one `http` block.
 struct State<'a> {

@@ -17,11 +17,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::parse::Directive;
-use super::resolve::{arg0, flag, Spec, HSL, HTTP, LOCATION};
 use super::types_limits::{
     CountConf, KeyPart, KeyTemplate, LimitReqConf, LimitZoneConf, LocationLimits, ReqDelay,
     ZoneKind,
 };
+use super::values::{arg0, check_zone_name, cluster_flag, flag, params, Spec, HSL, HTTP, LOCATION};
 use super::ConfigError;
 use crate::util::units::{parse_duration_ms, parse_number, parse_size};
 
@@ -167,26 +167,6 @@ fn check_fits(
     Ok(())
 }
 
-/// Splits `name=value` parameters after `skip` leading arguments; an
-/// unknown or repeated name is an error.
-pub(super) fn params<'a>(
-    d: &'a Directive,
-    skip: usize,
-    known: &[&str],
-) -> Result<Vec<(&'a str, &'a str)>, ConfigError> {
-    let mut out: Vec<(&str, &str)> = Vec::new();
-    for a in d.args.iter().skip(skip) {
-        let Some((k, v)) = a.split_once('=') else {
-            return Err(d.error(format!("invalid parameter \"{a}\"")));
-        };
-        if !known.contains(&k) || out.iter().any(|(o, _)| *o == k) {
-            return Err(d.error(format!("invalid parameter \"{a}\"")));
-        }
-        out.push((k, v));
-    }
-    Ok(out)
-}
-
 fn get<'a>(ps: &[(&str, &'a str)], k: &str) -> Option<&'a str> {
     ps.iter().find(|(n, _)| *n == k).map(|(_, v)| *v)
 }
@@ -284,7 +264,7 @@ fn finish_zone(
     kind: ZoneKind,
 ) -> Result<LimitZoneConf, ConfigError> {
     let cluster = match get(ps, "cluster") {
-        Some(v) => super::resolve_cluster::flag(d, v)?,
+        Some(v) => cluster_flag(d, v)?,
         None => false,
     };
     check_fits(d, &name, size_bytes, kind.payload_words(cluster))?;
@@ -591,22 +571,4 @@ pub(super) fn finish_location(
         out.check = true;
     }
     Ok(out)
-}
-
-/// A shared-memory zone name (it becomes a file name under `state_dir`):
-/// 1 to 64 letters, digits, `_`, `-` or `.`, not starting with `.`.
-pub(crate) fn check_zone_name(d: &Directive, name: &str) -> Result<(), ConfigError> {
-    let name_ok = !name.is_empty()
-        && name.len() <= 64
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
-    if name_ok {
-        Ok(())
-    } else {
-        Err(d.error(format!(
-            "invalid zone name \"{name}\" (letters, digits, \"_\", \"-\", \".\")"
-        )))
-    }
 }

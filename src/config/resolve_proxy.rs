@@ -5,8 +5,8 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 
 use super::parse::Directive;
-use super::resolve::{arg0, duration, invalid_value, number};
 use super::types_proxy::{LocationProxy, NextUpstream, ProxyPass, UpstreamConf, UpstreamServer};
+use super::values::{arg0, duration, invalid_value, number};
 use super::ConfigError;
 use crate::util::units::parse_duration_ms;
 
@@ -43,7 +43,7 @@ impl ProxyInherit {
                 if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
                     return Err(invalid_value(d, &value));
                 }
-                let value = super::resolve::template(d, &value)?;
+                let value = super::values::template(d, &value)?;
                 self.set_headers
                     .get_or_insert_with(Vec::new)
                     .push((name.clone(), value));

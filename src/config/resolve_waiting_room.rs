@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::parse::Directive;
-use super::resolve::{arg0, path_arg, Spec, HTTP, LOCATION};
 use super::types_waiting_room::{LocationRoom, RoomKeys, RoomMode, RoomZoneConf, WaitingRoomsConf};
+use super::values::{arg0, path_arg, Spec, HTTP, LOCATION};
 use super::ConfigError;
 use crate::util::units::{parse_duration_ms, parse_number, parse_size};
 
@@ -191,7 +191,7 @@ fn room_zone(d: &Directive) -> Result<RoomZoneConf, ConfigError> {
     let (name, size) = first
         .split_once(':')
         .ok_or_else(|| d.error(format!("invalid zone \"{first}\", expected NAME:SIZE")))?;
-    super::resolve_limits::check_zone_name(d, name)?;
+    super::values::check_zone_name(d, name)?;
     let size_bytes = parse_size(size)
         .and_then(|b| b.checked_next_multiple_of(4096))
         .filter(|&b| b >= 8192)
@@ -262,7 +262,7 @@ fn room_zone(d: &Directive) -> Result<RoomZoneConf, ConfigError> {
                     _ => return Err(bad()),
                 };
             }
-            "cluster" => z.cluster = super::resolve_cluster::flag(d, v)?,
+            "cluster" => z.cluster = super::values::cluster_flag(d, v)?,
             _ => return Err(bad()),
         }
     }

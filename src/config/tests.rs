@@ -679,3 +679,29 @@ fn token_soup_never_panics() {
         let _ = load_str(&text, Path::new(CONF), None);
     }
 }
+
+#[test]
+fn feature_resolvers_use_only_the_value_parsers() {
+    // Regression: resolve*.rs formed a 7-file cycle (each feature resolver
+    // used resolve.rs's value parsers, resolve.rs used every feature).
+    // Now: resolve -> resolve_http -> each feature -> values (a leaf).
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/config");
+    for f in [
+        "resolve_cache.rs",
+        "resolve_cluster.rs",
+        "resolve_limits.rs",
+        "resolve_proxy.rs",
+        "resolve_waiting_room.rs",
+        "values.rs",
+    ] {
+        let text = std::fs::read_to_string(dir.join(f)).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            assert!(
+                !code.contains("super::resolve"),
+                "{f}:{}: a feature resolver or the value leaf uses another resolver: {line}",
+                n + 1
+            );
+        }
+    }
+}

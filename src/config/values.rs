@@ -1,0 +1,239 @@
+//! Config value parsers, a leaf of `config`: where a directive may appear
+//! (the context bits, the core directive table; the generic checks over all
+//! tables are `resolve_http::check`) and the parsers every
+//! feature's resolver shares (flags, numbers, sizes, durations, paths,
+//! strings with variables, `name=value` parameters, zone names). The
+//! `resolve*` files use it; it uses none of them.
+
+use std::path::{Path, PathBuf};
+
+use super::parse::{absolute, Directive};
+use super::ConfigError;
+use crate::util::units::{parse_duration_ms, parse_number, parse_size};
+
+/// Context bits: where a directive may appear.
+pub(crate) const MAIN: u8 = 1;
+/// Inside `events { }`.
+pub(crate) const EVENTS: u8 = 1 << 1;
+/// Inside `http { }`.
+pub(crate) const HTTP: u8 = 1 << 2;
+/// Inside `server { }`.
+pub(crate) const SERVER: u8 = 1 << 3;
+/// Inside `location { }`.
+pub(crate) const LOCATION: u8 = 1 << 4;
+
+/// http, server and location.
+pub(crate) const HSL: u8 = HTTP | SERVER | LOCATION;
+const MANY: usize = usize::MAX;
+
+/// What the generic checks need to know about a directive.
+pub(crate) struct Spec {
+    /// The directive's name.
+    pub(crate) name: &'static str,
+    /// Context bits where it may appear.
+    pub(crate) contexts: u8,
+    /// A `{ }` block rather than `;`.
+    pub(crate) block: bool,
+    /// Fewest arguments.
+    pub(crate) min_args: usize,
+    /// Most arguments.
+    pub(crate) max_args: usize,
+    /// May appear several times in one block (values accumulate).
+    pub(crate) repeatable: bool,
+}
+
+impl Spec {
+    /// A `;` directive allowed once per block.
+    pub(crate) const fn new(
+        name: &'static str,
+        contexts: u8,
+        min_args: usize,
+        max_args: usize,
+    ) -> Spec {
+        spec(name, contexts, min_args, max_args)
+    }
+
+    /// May appear several times in one block.
+    pub(crate) const fn repeatable(self) -> Spec {
+        repeatable(self)
+    }
+}
+
+const fn spec(name: &'static str, contexts: u8, min_args: usize, max_args: usize) -> Spec {
+    Spec {
+        name,
+        contexts,
+        block: false,
+        min_args,
+        max_args,
+        repeatable: false,
+    }
+}
+
+const fn repeatable(mut s: Spec) -> Spec {
+    s.repeatable = true;
+    s
+}
+
+const fn block(mut s: Spec) -> Spec {
+    s.block = true;
+    s
+}
+
+/// Every directive sluice knows. `include` is expanded by `parse`.
+pub(crate) const SPECS: &[Spec] = &[
+    spec("worker_processes", MAIN, 1, 1),
+    spec("daemon", MAIN, 1, 1),
+    spec("pid", MAIN, 1, 1),
+    spec("error_log", MAIN, 1, 2),
+    spec("worker_shutdown_timeout", MAIN, 1, 1),
+    spec("state_dir", MAIN, 1, 1),
+    spec("worker_rlimit_nofile", MAIN, 1, 1),
+    block(spec("events", MAIN, 0, 0)),
+    block(spec("http", MAIN, 0, 0)),
+    spec("worker_connections", EVENTS, 1, 1),
+    spec("accept_mode", EVENTS, 1, 1),
+    repeatable(block(spec("types", HTTP, 0, 0))),
+    spec("default_type", HTTP, 1, 1),
+    repeatable(block(spec("server", HTTP, 0, 0))),
+    repeatable(spec("access_log", HSL, 1, MANY)),
+    spec("root", HSL, 1, 1),
+    repeatable(spec("index", HSL, 1, MANY)),
+    spec("keepalive_timeout", HSL, 1, 2),
+    spec("keepalive_requests", HSL, 1, 1),
+    spec("client_body_timeout", HSL, 1, 1),
+    spec("send_timeout", HSL, 1, 1),
+    spec("client_max_body_size", HSL, 1, 1),
+    spec("sendfile", HSL, 1, 1),
+    spec("tcp_nodelay", HSL, 1, 1),
+    spec("server_tokens", HSL, 1, 1),
+    repeatable(spec("add_header", HSL, 2, 3)),
+    spec("client_header_timeout", HTTP | SERVER, 1, 1),
+    spec("large_client_header_buffers", HTTP | SERVER, 2, 2),
+    repeatable(spec("listen", SERVER, 1, MANY)),
+    repeatable(spec("server_name", SERVER, 1, MANY)),
+    spec("return", SERVER | LOCATION, 1, 2),
+    repeatable(block(spec("location", SERVER, 1, 2))),
+    spec("status", LOCATION, 0, 0),
+    repeatable(block(spec("upstream", HTTP, 1, 1))),
+    spec("proxy_pass", LOCATION, 1, 1),
+    repeatable(spec("proxy_set_header", HSL, 1, 2)),
+    repeatable(spec("proxy_hide_header", HSL, 1, 1)),
+    spec("proxy_http_version", HSL, 1, 1),
+    spec("proxy_connect_timeout", HSL, 1, 1),
+    spec("proxy_read_timeout", HSL, 1, 1),
+    spec("proxy_send_timeout", HSL, 1, 1),
+    spec("proxy_next_upstream", HSL, 1, MANY),
+    spec("proxy_next_upstream_tries", HSL, 1, 1),
+];
+
+/// `"name" directive is not allowed here`.
+pub(crate) fn not_allowed(d: &Directive) -> ConfigError {
+    d.error(format!("\"{}\" directive is not allowed here", d.name))
+}
+
+/// `invalid value "v" in "name" directive`.
+pub(crate) fn invalid_value(d: &Directive, v: &str) -> ConfigError {
+    d.error(format!("invalid value \"{v}\" in \"{}\" directive", d.name))
+}
+
+/// The first argument (the generic check guarantees it exists).
+pub(crate) fn arg0(d: &Directive) -> &str {
+    d.args.first().map_or("", String::as_str)
+}
+
+/// `on|off` in the first argument.
+pub(crate) fn flag(d: &Directive) -> Result<bool, ConfigError> {
+    match arg0(d) {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        v => Err(d.error(format!(
+            "invalid value \"{v}\" in \"{}\" directive, it must be \"on\" or \"off\"",
+            d.name
+        ))),
+    }
+}
+
+/// A plain number.
+pub(crate) fn number(d: &Directive, v: &str) -> Result<u64, ConfigError> {
+    parse_number(v).ok_or_else(|| invalid_value(d, v))
+}
+
+/// A plain number that must be at least 1 and fit in `usize`.
+pub(crate) fn positive(d: &Directive, v: &str) -> Result<usize, ConfigError> {
+    number(d, v)?
+        .try_into()
+        .ok()
+        .filter(|&n: &usize| n > 0)
+        .ok_or_else(|| invalid_value(d, v))
+}
+
+/// A string with variables, compiled; an unknown variable is an error here.
+pub(crate) fn template(d: &Directive, v: &str) -> Result<super::Template, ConfigError> {
+    super::Template::compile(v).map_err(|m| d.error(m))
+}
+
+/// An nginx duration, in milliseconds.
+pub(crate) fn duration(d: &Directive, v: &str) -> Result<u64, ConfigError> {
+    parse_duration_ms(v).ok_or_else(|| invalid_value(d, v))
+}
+
+/// An nginx size, in bytes.
+pub(crate) fn size(d: &Directive, v: &str) -> Result<u64, ConfigError> {
+    parse_size(v).ok_or_else(|| invalid_value(d, v))
+}
+
+/// A non-empty path, made absolute against `base`.
+pub(crate) fn path_arg(d: &Directive, base: &Path, v: &str) -> Result<PathBuf, ConfigError> {
+    if v.is_empty() {
+        return Err(invalid_value(d, v));
+    }
+    Ok(absolute(base, v))
+}
+
+/// Splits `name=value` parameters after `skip` leading arguments; an
+/// unknown or repeated name is an error.
+pub(crate) fn params<'a>(
+    d: &'a Directive,
+    skip: usize,
+    known: &[&str],
+) -> Result<Vec<(&'a str, &'a str)>, ConfigError> {
+    let mut out: Vec<(&str, &str)> = Vec::new();
+    for a in d.args.iter().skip(skip) {
+        let Some((k, v)) = a.split_once('=') else {
+            return Err(d.error(format!("invalid parameter \"{a}\"")));
+        };
+        if !known.contains(&k) || out.iter().any(|(o, _)| *o == k) {
+            return Err(d.error(format!("invalid parameter \"{a}\"")));
+        }
+        out.push((k, v));
+    }
+    Ok(out)
+}
+
+/// A shared-memory zone name (it becomes a file name under `state_dir`):
+/// 1 to 64 letters, digits, `_`, `-` or `.`, not starting with `.`.
+pub(crate) fn check_zone_name(d: &Directive, name: &str) -> Result<(), ConfigError> {
+    let name_ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+    if name_ok {
+        Ok(())
+    } else {
+        Err(d.error(format!(
+            "invalid zone name \"{name}\" (letters, digits, \"_\", \"-\", \".\")"
+        )))
+    }
+}
+
+/// The value of a zone's `cluster=` parameter.
+pub(crate) fn cluster_flag(d: &Directive, v: &str) -> Result<bool, ConfigError> {
+    match v {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(d.error(format!("invalid parameter \"cluster={v}\" (on or off)"))),
+    }
+}
