@@ -3,11 +3,15 @@
 //! (`store`), `Cache-Control` parsing (`control`), storage decisions
 //! (`policy`), freshness and lookup decisions (`freshness`), revalidation and
 //! invalidation (`revalidate`), the in-memory index with eviction (`index`)
-//! and the start-up loader (`loader`).
+//! and the start-up loader (`loader`) — and the runtime around them: lookups
+//! and hits with the fill lock (`lookup`), the writer thread and the I/O pool
+//! (`io`), the manager thread (`manager`).
 //!
-//! No sockets, no event loop, no threads: the proxy drives these with header
-//! lists, clock values (Unix seconds) and file paths, and runs the blocking
-//! file functions (`store`, `loader`, `entry::read_header`) off the client's path.
+//! No sockets and no HTTP connections: the proxy's session drives these with
+//! header lists, clock values (Unix seconds) and file paths; the blocking
+//! file work runs on the `io` and `manager` threads, off the client's path.
+//! (The fill-lock and key-use tables are shared memory, so they live in
+//! `shm/` with the other `unsafe` mappings.)
 //!
 //! How the proxy uses it (`dir`, `levels` from `CachePathConf`):
 //!
@@ -34,8 +38,11 @@ pub mod control;
 pub mod entry;
 pub mod freshness;
 pub mod index;
+pub mod io;
 pub mod key;
 pub mod loader;
+pub mod lookup;
+pub mod manager;
 pub mod policy;
 pub mod revalidate;
 pub mod store;

@@ -1,42 +1,9 @@
 //! Response heads: status lines, the common headers, and nginx-style error
 //! pages, appended to the connection's write buffer without allocating.
+//! (The reason phrases and the field writer are `proto::head`, shared with
+//! the cache.)
 
-/// Reason phrase for a status code.
-pub fn reason(code: u16) -> &'static str {
-    match code {
-        100 => "Continue",
-        200 => "OK",
-        201 => "Created",
-        204 => "No Content",
-        206 => "Partial Content",
-        301 => "Moved Permanently",
-        302 => "Found",
-        303 => "See Other",
-        304 => "Not Modified",
-        307 => "Temporary Redirect",
-        308 => "Permanent Redirect",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Not Allowed",
-        408 => "Request Timeout",
-        412 => "Precondition Failed",
-        413 => "Request Entity Too Large",
-        414 => "Request-URI Too Large",
-        416 => "Requested Range Not Satisfiable",
-        417 => "Expectation Failed",
-        429 => "Too Many Requests",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        502 => "Bad Gateway",
-        503 => "Service Temporarily Unavailable",
-        504 => "Gateway Time-out",
-        505 => "HTTP Version Not Supported",
-        _ => "",
-    }
-}
+pub use crate::proto::head::{header, put_u64, reason};
 
 /// Whether a status has no body by definition.
 pub fn bodiless(code: u16) -> bool {
@@ -46,11 +13,6 @@ pub fn bodiless(code: u16) -> bool {
 /// Whether `return CODE x` treats x as a URL.
 pub fn is_redirect(code: u16) -> bool {
     matches!(code, 301 | 302 | 303 | 307 | 308)
-}
-
-/// Append a decimal number.
-pub fn put_u64(out: &mut Vec<u8>, n: u64) {
-    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// Per-response settings of the head writer.
@@ -93,14 +55,6 @@ pub fn begin(out: &mut Vec<u8>, p: &HeadParams<'_>) {
     } else {
         b"Connection: close\r\n"
     });
-}
-
-/// Append one header line.
-pub fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
 }
 
 /// End the head.

@@ -153,13 +153,13 @@ fn start(init: WorkerInit) -> std::io::Result<()> {
     let pools = {
         let mut p = Pools::new(&cfg.http.upstreams);
         if !cfg.http.cache_paths.is_empty() {
-            p.cache = Some(crate::proxy::cache_io::Writer::start(init.stats.clone())?);
+            p.cache = Some(crate::cache::io::Writer::start(init.stats.clone())?);
             p.hot.share(init.stats.clone());
             if init.index == 0 {
-                crate::proxy::cache_manager::start(cfg.http.cache_paths.clone())?;
+                crate::cache::manager::start(cfg.http.cache_paths.clone())?;
             }
             let waker = Arc::new(mio::Waker::new(poll.registry(), Tok::IoDone.token())?);
-            p.io = Some(crate::proxy::cache_io::IoPool::start(waker)?);
+            p.io = Some(crate::cache::io::IoPool::start(waker)?);
         }
         p
     };

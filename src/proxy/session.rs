@@ -7,6 +7,7 @@
 //! 504 for a timeout.
 
 use crate::cache::freshness::OriginFailure;
+use crate::cache::lookup::{self as cached, LookupResult};
 use crate::cache::{CacheStatus, EntryMeta};
 use crate::config::LocationConf;
 use crate::http::chunked::{self, ChunkedDecoder};
@@ -14,7 +15,6 @@ use crate::http::conn::Conn;
 use crate::http::ctx::HttpCtx;
 use crate::http::handler::{self, ProxyReq};
 use crate::http::request::{BodyFraming, Method};
-use crate::proxy::cached::{self, LookupResult};
 use crate::proxy::request::{self as upreq, ReqCtx};
 use crate::proxy::response::{self as upresp, ClientFraming, ClientHeadParams, UpFraming, UpHead};
 use crate::proxy::upstream::Pools;

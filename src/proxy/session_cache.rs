@@ -418,8 +418,8 @@ impl Session {
         path: std::path::PathBuf,
         md5: [u8; 16],
         hot: &cached::Hot,
-    ) -> crate::proxy::cache_io::IoJob {
-        crate::proxy::cache_io::IoJob {
+    ) -> crate::cache::io::IoJob {
+        crate::cache::io::IoJob {
             token: self.token.0,
             path,
             md5,

@@ -39,15 +39,15 @@ pub struct Pools {
     /// Pools.
     pub pools: Vec<Pool>,
     /// The cache writer thread (when the config has `proxy_cache_path`).
-    pub cache: Option<crate::proxy::cache_io::Writer>,
+    pub cache: Option<crate::cache::io::Writer>,
     /// Small cache entries held in memory.
-    pub hot: crate::proxy::cached::Hot,
+    pub hot: crate::cache::lookup::Hot,
     /// I/O threads for cache reads that would block.
-    pub io: Option<crate::proxy::cache_io::IoPool>,
+    pub io: Option<crate::cache::io::IoPool>,
     /// Background refreshes to start (request, fill lock held).
     pub spawn: Vec<(
         Box<crate::http::handler::ProxyReq>,
-        crate::proxy::cached::FillLock,
+        crate::cache::lookup::FillLock,
     )>,
     /// Upstream reads land here first (allocated and zeroed once per worker).
     pub read_buf: Vec<u8>,

@@ -1,14 +1,13 @@
 //! The disk cache wired into the proxy: lookups before going upstream, hits
 //! answered from memory or the entry file, and the fill lock. The threads
-//! that write fills and look entries up off the event loop are in
-//! `cache_io`.
+//! that write fills and look entries up off the event loop are in `io`.
 
 use crate::cache::control::CacheControl;
 use crate::cache::entry::{self, EntryMeta};
 use crate::cache::freshness::{self, Lookup};
 use crate::cache::{key, policy, revalidate};
 use crate::config::{CachePathConf, LocationCacheConf};
-use crate::http::response::{self as resp, put_u64};
+use crate::proto::head::{self as resp, put_u64};
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::fs::File;
@@ -139,7 +138,7 @@ impl HotEntry {
     fn used(&self, now_ms: u64) {
         if now_ms.saturating_sub(self.touched_ms.get()) >= TOUCH_EVERY_MS {
             self.touched_ms.set(now_ms);
-            crate::proxy::cache_manager::touch(&self.path);
+            crate::cache::manager::touch(&self.path);
         }
     }
 }

@@ -7,9 +7,9 @@
 //! fill, never the response.
 
 use crate::cache::entry::EntryMeta;
+use crate::cache::lookup as cached;
+use crate::cache::lookup::FillLock;
 use crate::cache::store;
-use crate::proxy::cached;
-use crate::proxy::cached::FillLock;
 use crate::shm::stats::StatsZone;
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
