@@ -514,3 +514,41 @@ fn a_post_admitted_on_a_proxied_location_reaches_the_origin_once() {
         "the POST reached the origin twice"
     );
 }
+
+#[test]
+fn a_request_held_by_limit_req_keeps_the_cookie_it_was_admitted_with() {
+    // Regression: the waiting room admitted the request (a session was
+    // counted), limit_req delayed it, and the dispatch after the delay
+    // skipped the room: the response went out without its Set-Cookie.
+    let dir = TempDir::new("wr-delay");
+    std::fs::create_dir_all(dir.join("www/app")).unwrap();
+    std::fs::write(dir.join("www/app/x"), "app-content\n").unwrap();
+    let s = Sluice::start(
+        &dir.0,
+        &conf_template(
+            1,
+            &format!(
+                "{}limit_req_zone $binary_remote_addr zone=slow:1m rate=4r/s;",
+                room_http(&dir, "").replace("admit_rate=6/m", "admit_rate=6000/m")
+            ),
+            "location /app/ { waiting_room app; limit_req zone=slow burst=5; }",
+        ),
+    );
+    let first = get(&s, "/app/x", &[]);
+    assert_eq!(first.status, 200, "{}", first.head);
+    cookie(&first);
+    // Past the room's next slot (10 ms at 6000/m), within limit_req's
+    // 250 ms: admitted at once, then held by the limit.
+    std::thread::sleep(Duration::from_millis(50));
+    let started = Instant::now();
+    let held = get(&s, "/app/x", &[]);
+    assert!(
+        started.elapsed() >= Duration::from_millis(100),
+        "the second request was not delayed: {} {}",
+        held.head,
+        held.body
+    );
+    assert_eq!(held.status, 200, "{}", held.head);
+    assert!(held.body.contains("app-content"));
+    cookie(&held);
+}

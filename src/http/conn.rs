@@ -112,6 +112,8 @@ pub struct Conn {
     delayed_until_ms: u64,
     /// The next dispatch is the held request's second one.
     skip_limits: bool,
+    /// The waiting room's cookie of the held request.
+    held_cookie: Vec<u8>,
 }
 
 impl Conn {
@@ -157,6 +159,7 @@ impl Conn {
             session: None,
             delayed_until_ms: 0,
             skip_limits: false,
+            held_cookie: Vec::new(),
         }
     }
 
@@ -478,11 +481,13 @@ impl Conn {
                         requests: self.requests + 1,
                         body_pending: self.rend - self.rstart - head.len,
                         skip_limits: std::mem::take(&mut self.skip_limits),
+                        held_cookie: std::mem::take(&mut self.held_cookie),
                     };
-                    let out = handler::dispatch(ctx, &info, buf, &head, &mut self.wbuf);
+                    let mut out = handler::dispatch(ctx, &info, buf, &head, &mut self.wbuf);
                     if let Some(until) = out.delay_until_ms {
                         // Keep the head; the timer brings it back.
                         self.delayed_until_ms = until.max(ctx.now_ms + 1);
+                        self.held_cookie = std::mem::take(&mut out.held_cookie);
                         return;
                     }
                     self.requests += 1;

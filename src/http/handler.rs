@@ -46,6 +46,8 @@ pub struct ConnInfo {
     /// The request was held by a `limit_req` delay and is dispatched again:
     /// its limits were already decided.
     pub skip_limits: bool,
+    /// With `skip_limits`: the waiting room's cookie it was admitted with.
+    pub held_cookie: Vec<u8>,
 }
 
 /// A request the reverse proxy takes over (the head is copied: the
@@ -110,6 +112,10 @@ pub struct Outcome {
     /// the buffer and dispatch it again (with `skip_limits`) at this
     /// monotonic ms. The other fields are then meaningless.
     pub delay_until_ms: Option<u64>,
+    /// With `delay_until_ms`: the waiting room's cookie for the held
+    /// request, given back when it is dispatched again (the room does not
+    /// run twice).
+    pub held_cookie: Vec<u8>,
 }
 
 /// A local answer already queued: what the log phase needs of it.
@@ -175,7 +181,7 @@ pub(crate) fn error_reply(
     for (n, v) in extra {
         resp::header(out, n, v);
     }
-    filter(ctx, loc, vars, code, out);
+    filter(loc, vars, code, out);
     resp::end(out);
     if head_only {
         0
@@ -316,18 +322,34 @@ fn dispatch_with(
     out: &mut Vec<u8>,
 ) -> Outcome {
     let cfg = ctx.site.cfg.clone();
-    let req = find_config(ctx, &cfg, info, buf, head, path_buf);
+    // The waiting room's cookie for this response: the request's state.
+    let mut cookie = info.held_cookie.clone();
+    let mut req = find_config(ctx, &cfg, info, buf, head, path_buf);
     let out_start = out.len();
-    let mut flow = access_phase(ctx, &req, out);
+    let mut flow = refuse_phase(ctx, &req, out);
+    if let Flow::Next = flow {
+        match room_phase(ctx, &req, out) {
+            RoomFlow::Next => {}
+            RoomFlow::Admitted(c) => cookie = c,
+            RoomFlow::Done(l) => flow = Flow::Done(Reply::from(l)),
+        }
+    }
+    req.vars.set_cookie = &cookie;
+    if let Flow::Next = flow {
+        flow = limits_step(ctx, &req, out);
+    }
     if let Flow::Next = flow {
         flow = content_phase(ctx, &req, out);
     }
     let reply = match flow {
         Flow::Again(until_ms) => {
-            waiting_room_phase::drop_cookie(ctx);
+            // Held: the room does not run again, so its cookie waits with
+            // the request.
+            let base = location_outcome(req.loc, req.keep_alive, true, req.discard);
             return Outcome {
                 delay_until_ms: Some(until_ms),
-                ..location_outcome(req.loc, req.keep_alive, true, req.discard)
+                held_cookie: cookie,
+                ..base
             };
         }
         Flow::Proxy => return proxy_outcome(ctx, &req),
@@ -403,6 +425,7 @@ fn find_config<'a>(
             proxy_host: "",
             started_unix_ms: now_unix_ms,
             now_unix_ms,
+            set_cookie: b"",
         },
         raw_path,
         path_ok,
@@ -418,10 +441,8 @@ fn find_config<'a>(
     }
 }
 
-/// Phase 3: a path or body refused outright (400, 413), then the waiting
-/// room (skipped when a `limit_req` delay dispatches again), then the
-/// limits.
-fn access_phase(ctx: &mut HttpCtx, r: &Req<'_>, out: &mut Vec<u8>) -> Flow {
+/// Phase 3a (access): a path or body refused outright (400, 413).
+fn refuse_phase(ctx: &mut HttpCtx, r: &Req<'_>, out: &mut Vec<u8>) -> Flow {
     let (loc, head, buf) = (r.loc, r.vars.head, r.vars.head_bytes);
     let refused = if r.path_ok {
         refused_body(head, &buf[head.len..], loc.client_max_body_size_bytes)
@@ -437,22 +458,35 @@ fn access_phase(ctx: &mut HttpCtx, r: &Req<'_>, out: &mut Vec<u8>) -> Flow {
             close: true,
         });
     }
-    if let Some(lr) = loc.waiting_room.as_ref().filter(|_| !r.info.skip_limits) {
-        let req = RoomRequest {
-            vars: &r.vars,
-            peer: r.info.peer,
-            head_bytes: buf,
-            head,
-            raw_path: r.raw_path,
-            path: r.vars.path,
-            query: r.vars.query,
-            keep_alive: r.keep_alive,
-            head_only: r.head_only,
-        };
-        if let RoomFlow::Done(l) = waiting_room_phase::run(ctx, loc, lr, &req, out) {
-            return Flow::Done(Reply::from(l));
+    Flow::Next
+}
+
+/// Phase 3b (access): the waiting room (skipped when a `limit_req` delay
+/// dispatches again).
+fn room_phase(ctx: &mut HttpCtx, r: &Req<'_>, out: &mut Vec<u8>) -> RoomFlow {
+    let (loc, head, buf) = (r.loc, r.vars.head, r.vars.head_bytes);
+    match loc.waiting_room.as_ref().filter(|_| !r.info.skip_limits) {
+        Some(lr) => {
+            let req = RoomRequest {
+                vars: &r.vars,
+                peer: r.info.peer,
+                head_bytes: buf,
+                head,
+                raw_path: r.raw_path,
+                path: r.vars.path,
+                query: r.vars.query,
+                keep_alive: r.keep_alive,
+                head_only: r.head_only,
+            };
+            waiting_room_phase::run(ctx, loc, lr, &req, out)
         }
+        None => RoomFlow::Next,
     }
+}
+
+/// Phase 3c (access): the traffic limits.
+fn limits_step(ctx: &mut HttpCtx, r: &Req<'_>, out: &mut Vec<u8>) -> Flow {
+    let (loc, head, buf) = (r.loc, r.vars.head, r.vars.head_bytes);
     if !loc.limits.is_active() {
         return Flow::Next;
     }
@@ -521,7 +555,7 @@ fn content_phase(ctx: &mut HttpCtx, r: &Req<'_>, out: &mut Vec<u8>) -> Flow {
         },
     );
     resp::header(out, b"Cache-Control", b"no-store");
-    filter(ctx, loc, &r.vars, 200, out);
+    filter(loc, &r.vars, 200, out);
     resp::end(out);
     if !r.head_only {
         out.extend_from_slice(&body);
@@ -550,7 +584,7 @@ fn proxy_outcome(ctx: &mut HttpCtx, r: &Req<'_>) -> Outcome {
         keep_alive: r.requested_keep_alive,
         body_pending: r.info.body_pending,
         bytes_slots: limits_phase::take_bytes_slots(ctx),
-        set_cookie: waiting_room_phase::take_cookie(ctx),
+        set_cookie: v.set_cookie.to_vec(),
         conn: r.info.vars,
         started_unix_ms: v.started_unix_ms,
     };
@@ -570,7 +604,6 @@ fn log_phase(ctx: &mut HttpCtx, r: &Req<'_>, reply: Reply, queued_bytes: usize) 
     } else {
         r.discard
     };
-    waiting_room_phase::drop_cookie(ctx);
     let sent = queued_bytes as u64 + reply.file.as_ref().map_or(0, |f| f.2);
     limits_phase::account_bytes(ctx, sent);
     let v = &r.vars;
@@ -625,22 +658,17 @@ fn location_outcome(
         tcp_nodelay: loc.tcp_nodelay,
         proxy: None,
         delay_until_ms: None,
+        held_cookie: Vec::new(),
     }
 }
 
 /// The header filter on a local response head being built in `out`.
-pub(crate) fn filter(
-    ctx: &HttpCtx,
-    loc: &LocationConf,
-    vars: &ReqVars<'_>,
-    status: u16,
-    out: &mut Vec<u8>,
-) {
+pub(crate) fn filter(loc: &LocationConf, vars: &ReqVars<'_>, status: u16, out: &mut Vec<u8>) {
     let resp = RespVars {
         status,
         ..RespVars::default()
     };
-    header_filter::write(loc, vars, &resp, ctx.rooms.pending_cookie(), out);
+    header_filter::write(loc, vars, &resp, out);
 }
 
 fn do_return(
@@ -704,7 +732,7 @@ fn do_return(
             keep_alive,
         },
     );
-    filter(ctx, loc, vars, r.code, out);
+    filter(loc, vars, r.code, out);
     resp::end(out);
     let sent = if head_only || bodiless { 0 } else { text.len() };
     out.extend_from_slice(&text[..sent]);

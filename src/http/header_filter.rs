@@ -23,16 +23,10 @@ pub fn add_header_applies(status: u16) -> bool {
 /// `loc` to `out` (a response head being built, before its blank line, or a
 /// block of lines the proxy adds to an upstream or cache head): each
 /// applicable `add_header`, its value evaluated for this request and
-/// response (control bytes escaped: `$uri` is decoded), then `Set-Cookie:
-/// cookie` when `cookie` is not empty. An `add_header` whose value is empty
-/// is not sent (nginx).
-pub fn write(
-    loc: &LocationConf,
-    req: &ReqVars<'_>,
-    resp: &RespVars<'_>,
-    cookie: &[u8],
-    out: &mut Vec<u8>,
-) {
+/// response (control bytes escaped: `$uri` is decoded), then the waiting
+/// room's `Set-Cookie` when the request has one. An `add_header` whose
+/// value is empty is not sent (nginx).
+pub fn write(loc: &LocationConf, req: &ReqVars<'_>, resp: &RespVars<'_>, out: &mut Vec<u8>) {
     let applies = add_header_applies(resp.status);
     for h in loc.add_headers.iter().filter(|h| applies || h.always) {
         match h.value.literal() {
@@ -53,8 +47,8 @@ pub fn write(
             }
         }
     }
-    if !cookie.is_empty() {
-        resp::header(out, b"Set-Cookie", cookie);
+    if !req.set_cookie.is_empty() {
+        resp::header(out, b"Set-Cookie", req.set_cookie);
     }
 }
 

@@ -659,7 +659,7 @@ fn check_answer(
             Num::new(secs_ceil(r.reset_us)).bytes(),
         );
     }
-    filter(ctx, loc, req.vars, 204, out);
+    filter(loc, req.vars, 204, out);
     resp::end(out);
     LimitReply {
         status: 204,
@@ -689,7 +689,7 @@ fn report_answer(
         },
     );
     resp::header(out, b"Cache-Control", b"no-store");
-    filter(ctx, loc, req.vars, 200, out);
+    filter(loc, req.vars, 200, out);
     resp::end(out);
     if req.head_only {
         return LimitReply {

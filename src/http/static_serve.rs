@@ -236,7 +236,7 @@ pub(super) fn send_file(
         status,
         ..RespVars::default()
     };
-    header_filter::write(loc, rv, &resp, ctx.rooms.pending_cookie(), out);
+    header_filter::write(loc, rv, &resp, out);
     resp::end(out);
     if head_only || status == 304 || len == 0 {
         return Reply {

@@ -51,6 +51,8 @@ pub struct ReqVars<'a> {
     pub started_unix_ms: u64,
     /// Now, Unix ms.
     pub now_unix_ms: u64,
+    /// The waiting room's `Set-Cookie` for this response (empty: none).
+    pub set_cookie: &'a [u8],
 }
 
 /// The response side of the variables.
@@ -306,6 +308,7 @@ mod tests {
             proxy_host: "app",
             started_unix_ms: 1_796_317_271_000,
             now_unix_ms: 1_796_317_271_250,
+            set_cookie: b"",
         };
         f(&req)
     }

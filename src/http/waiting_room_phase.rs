@@ -14,11 +14,12 @@
 //!    for `Accept: application/json`), `Cache-Control: no-store`;
 //!    `mode=reject` answers 503 with `Retry-After` instead.
 //!
-//! A cookie set while passing waits in the worker's context for the header
-//! filter (`header_filter`) to write it into the content's response; a
-//! proxied request takes it along ([`take_cookie`]) and the proxy's header
-//! filter adds it to the upstream's (or the cache's) answer, so the request,
-//! a POST body included, is sent once. Verified cookies are remembered per worker
+//! A cookie set while passing is returned with the request
+//! ([`RoomFlow::Admitted`]) and becomes part of its state (`$`-variables'
+//! `set_cookie`); the header filter (`header_filter`) writes it into the
+//! content's response, and a proxied request takes it along to the
+//! upstream's (or the cache's) answer, so the request, a POST body included,
+//! is sent once. Verified cookies are remembered per worker
 //! (by their full text), so a session costs one HMAC per worker, not one
 //! per request.
 
@@ -97,6 +98,9 @@ pub struct RoomRequest<'a> {
 pub enum RoomFlow {
     /// Go on (limits, content).
     Next,
+    /// Go on, and the response carries this `Set-Cookie` (an admission or a
+    /// renewed session): the request's own state, not the worker's.
+    Admitted(Vec<u8>),
     /// The phase answered.
     Done(LimitReply),
 }
@@ -156,11 +160,12 @@ fn html_escape(s: &[u8], out: &mut Vec<u8>) {
 
 use crate::util::json::escape as json_escape;
 
-impl RoomCtx {
-    /// The `Set-Cookie` value the phase left for this request's response
-    /// (empty: none).
-    pub fn pending_cookie(&self) -> &[u8] {
-        &self.set_cookie
+/// Passing: with the cookie the phase wrote (renewal, admission), if any.
+fn admitted(ctx: &mut HttpCtx) -> RoomFlow {
+    if ctx.rooms.set_cookie.is_empty() {
+        RoomFlow::Next
+    } else {
+        RoomFlow::Admitted(std::mem::take(&mut ctx.rooms.set_cookie))
     }
 }
 
@@ -212,7 +217,7 @@ pub fn run(
             now_ms,
         );
         if valid.is_some() {
-            return RoomFlow::Next;
+            return admitted(ctx);
         }
     }
     let scope = Scope {
@@ -294,7 +299,7 @@ pub fn run(
     };
     if slot_us <= now_us && room.admit(now_ms) {
         new_session(&mut ctx.rooms, &rooms, zone, req.peer, now_ms);
-        return RoomFlow::Next;
+        return admitted(ctx);
     }
     if zone.conf.mode == RoomMode::Reject {
         room.count_refused();
@@ -419,17 +424,6 @@ fn set_cookie(
     c.extend_from_slice(b"; Path=/; Max-Age=");
     resp::put_u64(c, zone.conf.session_ms / 1000);
     c.extend_from_slice(b"; HttpOnly; SameSite=Lax");
-}
-
-/// Take the pending cookie along with a proxied request (no allocation
-/// when there is none).
-pub fn take_cookie(ctx: &mut HttpCtx) -> Vec<u8> {
-    std::mem::take(&mut ctx.rooms.set_cookie)
-}
-
-/// Forget a pending cookie (the request was not answered now).
-pub fn drop_cookie(ctx: &mut HttpCtx) {
-    ctx.rooms.set_cookie.clear();
 }
 
 fn redirect(

@@ -239,6 +239,7 @@ mod tests {
             proxy_host: "app",
             started_unix_ms: 0,
             now_unix_ms: 0,
+            set_cookie: b"",
         };
         let c = ReqCtx {
             vars: &rv,

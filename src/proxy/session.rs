@@ -788,9 +788,6 @@ impl Session {
     ) -> Next {
         let cfg = self.cfg.clone();
         let loc = location(&cfg, &self.req);
-        let cookie = std::mem::take(&mut self.req.set_cookie);
-        let with_cookie = [(&b"Set-Cookie"[..], &cookie[..])];
-        let extra: &[(&[u8], &[u8])] = if cookie.is_empty() { &[] } else { &with_cookie };
         let head_only = self.req.head.method == Method::Head;
         let vars = self.req_vars(ctx.now_unix_ms());
         let mark = conn.out().len();
@@ -801,7 +798,7 @@ impl Session {
             code,
             keep_alive,
             head_only,
-            extra,
+            &[],
             conn.out(),
         );
         self.note_head(mark, conn.out().len(), n);

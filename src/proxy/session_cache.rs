@@ -241,7 +241,7 @@ impl Session {
     ) -> Vec<u8> {
         let vars = self.req_vars(ctx.now_unix_ms());
         let mut lines = Vec::new();
-        header_filter::write(loc, &vars, resp, &self.req.set_cookie, &mut lines);
+        header_filter::write(loc, &vars, resp, &mut lines);
         lines
     }
 
@@ -271,6 +271,7 @@ impl Session {
             proxy_host,
             started_unix_ms: r.started_unix_ms,
             now_unix_ms,
+            set_cookie: &r.set_cookie,
         }
     }
 
