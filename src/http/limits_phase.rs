@@ -50,8 +50,6 @@ pub struct LimitsCtx {
     /// (zone, slot) of the current request's `limit_bytes` keys.
     bytes_slots: Vec<(usize, usize)>,
     admitted: Vec<(usize, usize, Gcra, u64)>,
-    /// A refusal `limit_req_dry_run` let through, to log.
-    dry_hit: Option<RateInfo>,
 }
 
 impl LimitsCtx {
@@ -67,7 +65,6 @@ impl LimitsCtx {
             dirty: false,
             bytes_slots: Vec::new(),
             admitted: Vec::new(),
-            dry_hit: None,
         }
     }
 
@@ -272,10 +269,11 @@ pub fn run(
             query: req.query.unwrap_or_default(),
         }
     };
-    let decided = decide(&mut ctx.limits, lim, &src, skip);
+    let mut dry_hit = None;
+    let decided = decide(&mut ctx.limits, lim, &src, skip, &mut dry_hit);
     let client = src.peer;
     ctx.limits.uri = uri_buf;
-    if let Some(rate) = ctx.limits.dry_hit.take() {
+    if let Some(rate) = dry_hit {
         log_refusal(
             &ctx.limits.zones,
             lim,
@@ -339,7 +337,15 @@ fn build(t: &KeyTemplate, src: &Source<'_>, lim: &LocationLimits, buf: &mut Vec<
     key::build(t, src, subnet, buf)
 }
 
-fn decide(lc: &mut LimitsCtx, lim: &LocationLimits, src: &Source<'_>, skip: bool) -> Decided {
+/// Run the location's limits for `src`. `dry_hit` gets the rate a
+/// `dry_run` limit would have refused (logged, not enforced).
+fn decide(
+    lc: &mut LimitsCtx,
+    lim: &LocationLimits,
+    src: &Source<'_>,
+    skip: bool,
+    dry_hit: &mut Option<RateInfo>,
+) -> Decided {
     let zones = lc.zones.clone();
     // The time now, not the loop iteration's: another worker may have
     // moved a key's TAT with a later clock while this one was preempted
@@ -389,7 +395,7 @@ fn decide(lc: &mut LimitsCtx, lim: &LocationLimits, src: &Source<'_>, skip: bool
                     };
                     if lim.dry_run {
                         lc.bump(zi, Metric::DryRun, 1);
-                        lc.dry_hit = Some(rate);
+                        *dry_hit = Some(rate);
                         continue;
                     }
                     lc.bump(zi, Metric::Rejected, 1);
@@ -446,7 +452,7 @@ fn decide(lc: &mut LimitsCtx, lim: &LocationLimits, src: &Source<'_>, skip: bool
                 Verdict::Reject { retry_us, reset_us } => {
                     if lim.dry_run {
                         lc.bump(r.zone, Metric::DryRun, 1);
-                        lc.dry_hit = Some(RateInfo {
+                        *dry_hit = Some(RateInfo {
                             zone: r.zone,
                             limit: g.limit(),
                             remaining: 0,
