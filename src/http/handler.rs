@@ -233,9 +233,53 @@ pub fn head_error(
     ctx.counters.requests += 1;
 }
 
+/// What the log phase records of a finished request.
+pub struct Finished<'a> {
+    /// The location's access logs.
+    pub logs: &'a [usize],
+    /// Client address.
+    pub peer: IpAddr,
+    /// The request head, raw.
+    pub head_bytes: &'a [u8],
+    /// Its parse.
+    pub head: &'a Head,
+    /// Host header or absolute-form host.
+    pub host: Option<&'a [u8]>,
+    /// Status sent.
+    pub status: u16,
+    /// Body bytes sent (`$body_bytes_sent`).
+    pub body_bytes: u64,
+    /// Head and body bytes sent (charged to `limit_bytes`).
+    pub sent_bytes: u64,
+    /// From the first byte to the last, in microseconds.
+    pub request_time_us: u64,
+}
+
+/// The log phase's work, one copy for local and proxied requests: charge
+/// what the client got to the request's `limit_bytes` keys (`slots`: a
+/// proxied request's, carried with it; `None`: the ones the limits phase
+/// just found) and write the access-log line.
+pub fn end_request(ctx: &mut HttpCtx, f: &Finished<'_>, slots: Option<Vec<(usize, usize)>>) {
+    match slots {
+        Some(s) => limits_phase::account_bytes_to(ctx, s, f.sent_bytes),
+        None => limits_phase::account_bytes(ctx, f.sent_bytes),
+    }
+    log_access(
+        ctx,
+        f.logs,
+        f.peer,
+        f.head_bytes,
+        f.head,
+        f.host,
+        f.status,
+        f.body_bytes,
+        f.request_time_us,
+    );
+}
+
 /// Write the access-log line of an answered request and count it.
 #[allow(clippy::too_many_arguments)]
-pub fn log_access(
+fn log_access(
     ctx: &mut HttpCtx,
     logs: &[usize],
     peer: IpAddr,
@@ -604,20 +648,19 @@ fn log_phase(ctx: &mut HttpCtx, r: &Req<'_>, reply: Reply, queued_bytes: usize) 
     } else {
         r.discard
     };
-    let sent = queued_bytes as u64 + reply.file.as_ref().map_or(0, |f| f.2);
-    limits_phase::account_bytes(ctx, sent);
     let v = &r.vars;
-    log_access(
-        ctx,
-        &r.loc.access_logs,
-        r.info.peer,
-        v.head_bytes,
-        v.head,
-        v.host,
-        reply.status,
-        reply.body_bytes,
-        0,
-    );
+    let done = Finished {
+        logs: &r.loc.access_logs,
+        peer: r.info.peer,
+        head_bytes: v.head_bytes,
+        head: v.head,
+        host: v.host,
+        status: reply.status,
+        body_bytes: reply.body_bytes,
+        sent_bytes: queued_bytes as u64 + reply.file.as_ref().map_or(0, |f| f.2),
+        request_time_us: 0,
+    };
+    end_request(ctx, &done, None);
     Outcome {
         file: reply.file,
         ..location_outcome(r.loc, keep_alive, linger, discard)

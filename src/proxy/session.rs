@@ -945,24 +945,23 @@ impl Session {
         self.head_sent = (after.saturating_sub(before) as u64).saturating_sub(body);
     }
 
+    /// The log phase (`handler::end_request`, shared with local answers):
+    /// `limit_bytes` gets head and body, the access log its line.
     fn log(&mut self, ctx: &mut HttpCtx, status: u16, bytes: u64) {
-        // Transfer quotas (`limit_bytes`) are charged with what the client
-        // got, head and body (as for local answers).
         let slots = std::mem::take(&mut self.req.bytes_slots);
-        crate::http::limits_phase::account_bytes_to(ctx, slots, self.head_sent + bytes);
-        let elapsed_us = ctx.now_ms.saturating_sub(self.started_ms) * 1000;
-        let logs = self.loc().access_logs.clone();
-        handler::log_access(
-            ctx,
-            &logs,
-            self.req.peer,
-            &self.req.head_bytes,
-            &self.req.head,
-            self.req.host.as_deref(),
+        let cfg = self.cfg.clone();
+        let done = handler::Finished {
+            logs: &location(&cfg, &self.req).access_logs,
+            peer: self.req.peer,
+            head_bytes: &self.req.head_bytes,
+            head: &self.req.head,
+            host: self.req.host.as_deref(),
             status,
-            bytes,
-            elapsed_us,
-        );
+            body_bytes: bytes,
+            sent_bytes: self.head_sent + bytes,
+            request_time_us: ctx.now_ms.saturating_sub(self.started_ms) * 1000,
+        };
+        handler::end_request(ctx, &done, Some(slots));
     }
 
     fn drop_upstream(&mut self, reg: &Registry) {
