@@ -7,7 +7,7 @@ use crate::cache::entry::{self, EntryMeta};
 use crate::cache::freshness::{self, Lookup};
 use crate::cache::{key, policy, revalidate};
 use crate::config::{CachePathConf, LocationCacheConf};
-use crate::proto::head::{self as resp, put_u64};
+use crate::proto::reply::{Framing, ReplyHead};
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::fs::File;
@@ -513,63 +513,47 @@ pub fn lookup(
     }
 }
 
-/// What a cached answer needs from the request and server.
+/// What a cached answer needs from the request.
 pub struct HitParams<'a> {
     /// Method bytes.
     pub method: &'a [u8],
     /// Request header pairs.
     pub req_headers: &'a [(&'a [u8], &'a [u8])],
-    /// Date header value.
-    pub date: &'a [u8],
-    /// Server header value.
-    pub server: &'a [u8],
     /// Keep the client connection.
     pub keep_alive: bool,
     /// X-Cache-Status value.
     pub status_word: &'a [u8],
-    /// The header filter's lines (`add_header`, `Set-Cookie`), each ending
-    /// in CRLF.
-    pub lines: &'a [u8],
     /// `proxy_hide_header` names (lowercase).
     pub hide: &'a [String],
     /// Unix seconds now.
     pub now: i64,
 }
 
-/// Write the cached response (head and body) into `out`. Returns (status,
-/// body bytes) for the access log.
-pub fn write_hit(f: &Entry, p: &HitParams<'_>, out: &mut Vec<u8>) -> io::Result<(u16, u64)> {
-    write_hit_with(f.meta(), f, p, out)
-}
-
-/// [`write_hit`] with a header other than the stored one (after a 304 merge).
-pub fn write_hit_with(
-    meta: &EntryMeta,
-    f: &Entry,
-    p: &HitParams<'_>,
-    out: &mut Vec<u8>,
-) -> io::Result<(u16, u64)> {
+/// Fill `head` with the answer `meta` (a stored response) gives this
+/// request: 200/206-as-stored, or 304/412 for its conditionals; the stored
+/// fields (our own `Server` and `Date` replace the origin's, as on a MISS),
+/// `Age`, `X-Cache-Status`, the length. The header filter runs on it next.
+/// Returns whether the stored body follows the head.
+pub fn hit_head(meta: &EntryMeta, p: &HitParams<'_>, head: &mut ReplyHead) -> bool {
     let answer = revalidate::client_conditional(meta, p.method, p.req_headers);
     let (status, with_body) = match answer {
         revalidate::ClientAnswer::Full => (meta.status, p.method != b"HEAD"),
         revalidate::ClientAnswer::NotModified => (304, false),
         revalidate::ClientAnswer::PreconditionFailed => (412, false),
     };
-    out.extend_from_slice(b"HTTP/1.1 ");
-    put_u64(out, status as u64);
-    out.push(b' ');
-    out.extend_from_slice(resp::reason(status).as_bytes());
-    out.extend_from_slice(b"\r\nServer: ");
-    out.extend_from_slice(p.server);
-    out.extend_from_slice(b"\r\nDate: ");
-    out.extend_from_slice(p.date);
-    out.extend_from_slice(b"\r\n");
+    let framing = if status == 304 || status == 204 || (100..200).contains(&status) {
+        Framing::None
+    } else if status == 412 {
+        Framing::Length(0)
+    } else {
+        Framing::Length(meta.body_len)
+    };
+    head.reset(status, framing, p.keep_alive);
     if status == 304 {
         for (n, v) in revalidate::not_modified_headers(meta) {
-            resp::header(out, n, v);
+            head.push(n, v);
         }
     } else if status != 412 {
-        // Our own Server and Date replace the origin's, as on a MISS.
         for (n, v) in &meta.headers {
             if n.eq_ignore_ascii_case(b"date")
                 || n.eq_ignore_ascii_case(b"server")
@@ -577,33 +561,21 @@ pub fn write_hit_with(
             {
                 continue;
             }
-            resp::header(out, n, v);
+            head.push(n, v);
         }
     }
-    out.extend_from_slice(b"Age: ");
-    put_u64(out, freshness::current_age(meta, p.now));
-    out.extend_from_slice(b"\r\nX-Cache-Status: ");
-    out.extend_from_slice(p.status_word);
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(p.lines);
-    if status != 304 && status != 204 && !(100..200).contains(&status) {
-        out.extend_from_slice(b"Content-Length: ");
-        put_u64(out, if status == 412 { 0 } else { meta.body_len });
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(if p.keep_alive {
-        b"Connection: keep-alive\r\n\r\n"
-    } else {
-        b"Connection: close\r\n\r\n"
-    });
-    if !with_body || status == 412 {
-        return Ok((status, 0));
-    }
+    head.push_u64(b"Age", freshness::current_age(meta, p.now));
+    head.push(b"X-Cache-Status", p.status_word);
+    with_body && status != 412
+}
+
+/// Append the stored body of `f` (after [`hit_head`] said it follows).
+pub fn write_hit_body(f: &Entry, out: &mut Vec<u8>) -> io::Result<()> {
     match f {
         Entry::Hot(h) => out.extend_from_slice(&h.body),
         Entry::Disk(d) => read_body_mode(d, out, true)?,
     }
-    Ok((status, meta.body_len))
+    Ok(())
 }
 
 pub use crate::shm::fill_locks::{FillLock, LockTry};

@@ -18,6 +18,8 @@
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::ctx::HttpCtx;
 use crate::http::handler::{self, Outcome};
+use crate::http::header_filter::Sink;
+use crate::http::req_state::Request;
 use crate::http::request::{self, HeadLimits};
 use crate::http::vars::ConnVars;
 use mio::net::TcpStream;
@@ -110,10 +112,8 @@ pub struct Conn {
     /// A `limit_req` delay holds the head at `rstart` until this monotonic
     /// ms (0 = none).
     delayed_until_ms: u64,
-    /// The next dispatch is the held request's second one.
-    skip_limits: bool,
-    /// The waiting room's cookie of the held request.
-    held_cookie: Vec<u8>,
+    /// The current request's state (reused for the next one).
+    req: Request,
 }
 
 impl Conn {
@@ -158,8 +158,7 @@ impl Conn {
             want_body: false,
             session: None,
             delayed_until_ms: 0,
-            skip_limits: false,
-            held_cookie: Vec::new(),
+            req: Request::default(),
         }
     }
 
@@ -297,6 +296,14 @@ impl Conn {
         &mut self.wbuf
     }
 
+    /// The current request's response head and the output buffer.
+    pub fn sink(&mut self) -> Sink<'_> {
+        Sink {
+            head: &mut self.req.reply,
+            out: &mut self.wbuf,
+        }
+    }
+
     /// Output bytes not yet written.
     pub fn out_pending(&self) -> usize {
         self.wbuf.len() - self.wpos
@@ -349,7 +356,11 @@ impl Conn {
             // Head never completed (slowloris): tell the client, then close.
             self.wbuf.clear();
             self.wpos = 0;
-            handler::simple_error(ctx, 408, false, &mut self.wbuf);
+            let mut sink = Sink {
+                head: &mut self.req.reply,
+                out: &mut self.wbuf,
+            };
+            handler::simple_error(ctx, 408, false, &mut sink);
             let _ = self.flush();
         }
         false
@@ -442,7 +453,6 @@ impl Conn {
                 return;
             }
             self.delayed_until_ms = 0;
-            self.skip_limits = true;
         }
         loop {
             if self.proxying
@@ -480,14 +490,13 @@ impl Conn {
                         listen_idx: self.listen_idx,
                         requests: self.requests + 1,
                         body_pending: self.rend - self.rstart - head.len,
-                        skip_limits: std::mem::take(&mut self.skip_limits),
-                        held_cookie: std::mem::take(&mut self.held_cookie),
                     };
-                    let mut out = handler::dispatch(ctx, &info, buf, &head, &mut self.wbuf);
+                    let out =
+                        handler::dispatch(ctx, &info, &mut self.req, buf, &head, &mut self.wbuf);
                     if let Some(until) = out.delay_until_ms {
-                        // Keep the head; the timer brings it back.
+                        // Keep the head (and the request's state); the
+                        // timer brings it back.
                         self.delayed_until_ms = until.max(ctx.now_ms + 1);
-                        self.held_cookie = std::mem::take(&mut out.held_cookie);
                         return;
                     }
                     self.requests += 1;
@@ -495,7 +504,11 @@ impl Conn {
                     self.apply(out);
                 }
                 Err(e) => {
-                    handler::head_error(ctx, self.peer, self.listen_idx, buf, e, &mut self.wbuf);
+                    let mut sink = Sink {
+                        head: &mut self.req.reply,
+                        out: &mut self.wbuf,
+                    };
+                    handler::head_error(ctx, self.peer, self.listen_idx, buf, e, &mut sink);
                     self.requests += 1;
                     self.rstart = self.rend;
                     self.close_after_write = true;

@@ -8,22 +8,31 @@
 //!    waiting room (`waiting_room_phase`), the limits (`limits_phase`);
 //! 4. `content_phase`: `return`, the proxy (handed to `proxy::Session`, via
 //!    the cache), `status;`, a static file (`static_serve`);
-//! 5. header filter (`header_filter`): `add_header`, the room's cookie —
-//!    in every content writer and in the proxy's;
-//! 6. `log_phase`: bytes for `limit_bytes`, the access-log line, what the
-//!    connection does next (the proxy's session has its own end, same work).
+//! 5. header filter (`header_filter`): the content handler builds the
+//!    response head as a value (`proto::reply::ReplyHead`, in the request's
+//!    state); `add_header` and the room's cookie are applied to it, then it
+//!    is serialized once (`Sink::send`) — local and proxied heads alike;
+//! 6. `log_phase` → `end_request`: bytes for `limit_bytes`, the access-log
+//!    line (one copy, the proxy's session calls the same), and what the
+//!    connection does next.
+//!
+//! What a request keeps across phases is its [`Request`] (path, room
+//! cookie, `limit_bytes` slots, response head), owned by the connection.
 
 use crate::config::{LocationConf, ReturnConf, ServerConf};
 use crate::http::chunked::{ChunkedDecoder, ChunkedError};
 use crate::http::ctx::HttpCtx;
+use crate::http::header_filter::Sink;
 use crate::http::limits_phase::{self, LimitFlow, LimitRequest};
+use crate::http::req_state::Request;
 use crate::http::request::{at, BodyFraming, Head, HeadError, Method};
-use crate::http::response::{self as resp, HeadParams};
+use crate::http::response as resp;
 use crate::http::static_file::{self, Conditions, Decision, Found};
 use crate::http::vars::{self, ReqVars, RespVars};
 use crate::http::waiting_room_phase::{self, RoomFlow, RoomRequest};
 use crate::http::{header_filter, status, uri};
 use crate::log::format::AccessRecord;
+use crate::proto::reply::Framing;
 use std::fs::File;
 use std::net::IpAddr;
 
@@ -43,11 +52,6 @@ pub struct ConnInfo {
     pub requests: u64,
     /// Bytes after the head already in the buffer.
     pub body_pending: usize,
-    /// The request was held by a `limit_req` delay and is dispatched again:
-    /// its limits were already decided.
-    pub skip_limits: bool,
-    /// With `skip_limits`: the waiting room's cookie it was admitted with.
-    pub held_cookie: Vec<u8>,
 }
 
 /// A request the reverse proxy takes over (the head is copied: the
@@ -110,12 +114,9 @@ pub struct Outcome {
     pub proxy: Option<Box<ProxyReq>>,
     /// `limit_req` delays the request: nothing was queued; keep the head in
     /// the buffer and dispatch it again (with `skip_limits`) at this
-    /// monotonic ms. The other fields are then meaningless.
+    /// monotonic ms (the request's state keeps what the access phase gave
+    /// it). The other fields are then meaningless.
     pub delay_until_ms: Option<u64>,
-    /// With `delay_until_ms`: the waiting room's cookie for the held
-    /// request, given back when it is dispatched again (the room does not
-    /// run twice).
-    pub held_cookie: Vec<u8>,
 }
 
 /// A local answer already queued: what the log phase needs of it.
@@ -137,21 +138,17 @@ impl From<limits_phase::LimitReply> for Reply {
     }
 }
 
-/// Queue a complete error response (nginx-style page).
-pub fn simple_error(ctx: &HttpCtx, code: u16, keep_alive: bool, out: &mut Vec<u8>) {
-    resp::begin(
-        out,
-        &HeadParams {
-            status: code,
-            date: &ctx.date,
-            server: b"sluice",
-            content_type: Some(b"text/html"),
-            content_length: Some(resp::error_page_len(code)),
-            keep_alive,
-        },
-    );
-    resp::end(out);
-    resp::error_page(out, code);
+/// Queue a complete error response (nginx-style page), outside any
+/// location (no header filter).
+pub fn simple_error(ctx: &HttpCtx, code: u16, keep_alive: bool, sink: &mut Sink<'_>) {
+    sink.start(
+        code,
+        Framing::Length(resp::error_page_len(code)),
+        keep_alive,
+    )
+    .push(b"Content-Type", b"text/html");
+    sink.send_unfiltered(ctx);
+    resp::error_page(sink.out, code);
 }
 
 /// Queue an error page with `extra` headers; returns the body bytes.
@@ -164,29 +161,19 @@ pub(crate) fn error_reply(
     keep_alive: bool,
     head_only: bool,
     extra: &[(&[u8], &[u8])],
-    out: &mut Vec<u8>,
+    sink: &mut Sink<'_>,
 ) -> u64 {
     let len = resp::error_page_len(code);
-    resp::begin(
-        out,
-        &HeadParams {
-            status: code,
-            date: &ctx.date,
-            server: ctx.server_header(loc),
-            content_type: Some(b"text/html"),
-            content_length: Some(len),
-            keep_alive,
-        },
-    );
+    let h = sink.start(code, Framing::Length(len), keep_alive);
+    h.push(b"Content-Type", b"text/html");
     for (n, v) in extra {
-        resp::header(out, n, v);
+        h.push(n, v);
     }
-    filter(loc, vars, code, out);
-    resp::end(out);
+    sink.send(ctx, loc, vars);
     if head_only {
         0
     } else {
-        resp::error_page(out, code);
+        resp::error_page(sink.out, code);
         len
     }
 }
@@ -198,10 +185,10 @@ pub fn head_error(
     listen_idx: usize,
     buf: &[u8],
     e: HeadError,
-    out: &mut Vec<u8>,
+    sink: &mut Sink<'_>,
 ) {
     let code = e.status();
-    simple_error(ctx, code, false, out);
+    simple_error(ctx, code, false, sink);
     let line_end = buf
         .iter()
         .position(|&b| b == b'\r' || b == b'\n')
@@ -256,14 +243,10 @@ pub struct Finished<'a> {
 }
 
 /// The log phase's work, one copy for local and proxied requests: charge
-/// what the client got to the request's `limit_bytes` keys (`slots`: a
-/// proxied request's, carried with it; `None`: the ones the limits phase
-/// just found) and write the access-log line.
-pub fn end_request(ctx: &mut HttpCtx, f: &Finished<'_>, slots: Option<Vec<(usize, usize)>>) {
-    match slots {
-        Some(s) => limits_phase::account_bytes_to(ctx, s, f.sent_bytes),
-        None => limits_phase::account_bytes(ctx, f.sent_bytes),
-    }
+/// what the client got to the request's `limit_bytes` keys (`slots`, which
+/// the limits phase found) and write the access-log line.
+pub fn end_request(ctx: &mut HttpCtx, f: &Finished<'_>, slots: &mut Vec<(usize, usize)>) {
+    limits_phase::account_bytes(ctx, slots, f.sent_bytes);
     log_access(
         ctx,
         f.logs,
@@ -310,25 +293,86 @@ fn log_access(
     ctx.counters.requests += 1;
 }
 
-/// Answer one request whose head is complete.
+/// Answer one request whose head is complete; `rq` is its state (the
+/// connection's, reused).
 pub fn dispatch(
     ctx: &mut HttpCtx,
     info: &ConnInfo,
+    rq: &mut Request,
     buf: &[u8],
     head: &Head,
     out: &mut Vec<u8>,
 ) -> Outcome {
-    // The normalized path is the request's (in its variables) while the
-    // phases run; the buffer goes back to the worker after.
-    let mut path = std::mem::take(&mut ctx.path_buf);
-    let outcome = dispatch_with(ctx, info, buf, head, &mut path, out);
-    ctx.path_buf = path;
-    outcome
+    rq.begin();
+    let Request {
+        path,
+        cookie,
+        bytes_slots,
+        reply,
+        held,
+    } = rq;
+    let cfg = ctx.site.cfg.clone();
+    let mut sink = Sink { head: reply, out };
+    let mut req = find_config(ctx, &cfg, info, *held, buf, head, path);
+    let out_start = sink.out.len();
+    let mut flow = refuse_phase(ctx, &req, &mut sink);
+    if let Flow::Next = flow {
+        if let RoomFlow::Done(l) = room_phase(ctx, &req, cookie, &mut sink) {
+            flow = Flow::Done(Reply::from(l));
+        }
+    }
+    req.vars.set_cookie = cookie;
+    if let Flow::Next = flow {
+        flow = limits_step(ctx, &req, bytes_slots, &mut sink);
+    }
+    if let Flow::Next = flow {
+        flow = content_phase(ctx, &req, &mut sink);
+    }
+    let reply = match flow {
+        Flow::Again(until_ms) => {
+            // Held: the request's state (its room cookie) waits with it.
+            *held = true;
+            let base = location_outcome(req.loc, req.keep_alive, true, req.discard);
+            return Outcome {
+                delay_until_ms: Some(until_ms),
+                ..base
+            };
+        }
+        Flow::Proxy => {
+            *held = false;
+            return proxy_outcome(&req, bytes_slots);
+        }
+        Flow::Done(reply) => reply,
+        // Content always answers; a phase that did not is a 500.
+        Flow::Next => {
+            let n = error_reply(
+                ctx,
+                req.loc,
+                &req.vars,
+                500,
+                false,
+                req.head_only,
+                &[],
+                &mut sink,
+            );
+            Reply {
+                status: 500,
+                body_bytes: n,
+                file: None,
+                close: true,
+            }
+        }
+    };
+    *held = false;
+    let queued = sink.out.len() - out_start;
+    log_phase(ctx, &req, reply, queued, bytes_slots)
 }
 
 /// One request while its phases run: where it goes and what it is.
 struct Req<'a> {
     info: &'a ConnInfo,
+    /// Dispatched again after a `limit_req` delay.
+    held: bool,
     server: &'a ServerConf,
     loc: &'a LocationConf,
     /// (server, location) indices.
@@ -357,67 +401,13 @@ enum Flow {
     Proxy,
 }
 
-fn dispatch_with(
-    ctx: &mut HttpCtx,
-    info: &ConnInfo,
-    buf: &[u8],
-    head: &Head,
-    path_buf: &mut Vec<u8>,
-    out: &mut Vec<u8>,
-) -> Outcome {
-    let cfg = ctx.site.cfg.clone();
-    // The waiting room's cookie for this response: the request's state.
-    let mut cookie = info.held_cookie.clone();
-    let mut req = find_config(ctx, &cfg, info, buf, head, path_buf);
-    let out_start = out.len();
-    let mut flow = refuse_phase(ctx, &req, out);
-    if let Flow::Next = flow {
-        match room_phase(ctx, &req, out) {
-            RoomFlow::Next => {}
-            RoomFlow::Admitted(c) => cookie = c,
-            RoomFlow::Done(l) => flow = Flow::Done(Reply::from(l)),
-        }
-    }
-    req.vars.set_cookie = &cookie;
-    if let Flow::Next = flow {
-        flow = limits_step(ctx, &req, out);
-    }
-    if let Flow::Next = flow {
-        flow = content_phase(ctx, &req, out);
-    }
-    let reply = match flow {
-        Flow::Again(until_ms) => {
-            // Held: the room does not run again, so its cookie waits with
-            // the request.
-            let base = location_outcome(req.loc, req.keep_alive, true, req.discard);
-            return Outcome {
-                delay_until_ms: Some(until_ms),
-                held_cookie: cookie,
-                ..base
-            };
-        }
-        Flow::Proxy => return proxy_outcome(ctx, &req),
-        Flow::Done(reply) => reply,
-        // Content always answers; a phase that did not is a 500.
-        Flow::Next => {
-            let n = error_reply(ctx, req.loc, &req.vars, 500, false, req.head_only, &[], out);
-            Reply {
-                status: 500,
-                body_bytes: n,
-                file: None,
-                close: true,
-            }
-        }
-    };
-    log_phase(ctx, &req, reply, out.len() - out_start)
-}
-
 /// Phase 1: the server (listen address + Host) and the location (path),
 /// and the request's variables.
 fn find_config<'a>(
     ctx: &mut HttpCtx,
     cfg: &'a crate::config::Config,
     info: &'a ConnInfo,
+    held: bool,
     buf: &'a [u8],
     head: &'a Head,
     path_buf: &'a mut Vec<u8>,
@@ -454,6 +444,7 @@ fn find_config<'a>(
         head.expect_continue && head.body != BodyFraming::None && info.body_pending == 0;
     Req {
         info,
+        held,
         server,
         loc,
         at: (si, li),
@@ -486,7 +477,7 @@ fn find_config<'a>(
 }
 
 /// Phase 3a (access): a path or body refused outright (400, 413).
-fn refuse_phase(ctx: &mut HttpCtx, r: &Req<'_>, out: &mut Vec<u8>) -> Flow {
+fn refuse_phase(ctx: &mut HttpCtx, r: &Req<'_>, out: &mut Sink<'_>) -> Flow {
     let (loc, head, buf) = (r.loc, r.vars.head, r.vars.head_bytes);
     let refused = if r.path_ok {
         refused_body(head, &buf[head.len..], loc.client_max_body_size_bytes)
@@ -507,9 +498,14 @@ fn refuse_phase(ctx: &mut HttpCtx, r: &Req<'_>, out: &mut Vec<u8>) -> Flow {
 
 /// Phase 3b (access): the waiting room (skipped when a `limit_req` delay
 /// dispatches again).
-fn room_phase(ctx: &mut HttpCtx, r: &Req<'_>, out: &mut Vec<u8>) -> RoomFlow {
+fn room_phase(
+    ctx: &mut HttpCtx,
+    r: &Req<'_>,
+    cookie: &mut Vec<u8>,
+    out: &mut Sink<'_>,
+) -> RoomFlow {
     let (loc, head, buf) = (r.loc, r.vars.head, r.vars.head_bytes);
-    match loc.waiting_room.as_ref().filter(|_| !r.info.skip_limits) {
+    match loc.waiting_room.as_ref().filter(|_| !r.held) {
         Some(lr) => {
             let req = RoomRequest {
                 vars: &r.vars,
@@ -522,14 +518,19 @@ fn room_phase(ctx: &mut HttpCtx, r: &Req<'_>, out: &mut Vec<u8>) -> RoomFlow {
                 keep_alive: r.keep_alive,
                 head_only: r.head_only,
             };
-            waiting_room_phase::run(ctx, loc, lr, &req, out)
+            waiting_room_phase::run(ctx, loc, lr, &req, cookie, out)
         }
         None => RoomFlow::Next,
     }
 }
 
 /// Phase 3c (access): the traffic limits.
-fn limits_step(ctx: &mut HttpCtx, r: &Req<'_>, out: &mut Vec<u8>) -> Flow {
+fn limits_step(
+    ctx: &mut HttpCtx,
+    r: &Req<'_>,
+    slots: &mut Vec<(usize, usize)>,
+    out: &mut Sink<'_>,
+) -> Flow {
     let (loc, head, buf) = (r.loc, r.vars.head, r.vars.head_bytes);
     if !loc.limits.is_active() {
         return Flow::Next;
@@ -544,7 +545,7 @@ fn limits_step(ctx: &mut HttpCtx, r: &Req<'_>, out: &mut Vec<u8>) -> Flow {
         keep_alive: r.keep_alive,
         head_only: r.head_only,
     };
-    match limits_phase::run(ctx, loc, &req, r.info.skip_limits, out) {
+    match limits_phase::run(ctx, loc, &req, r.held, slots, out) {
         LimitFlow::Next => Flow::Next,
         LimitFlow::Delay(until_ms) => Flow::Again(until_ms),
         LimitFlow::Done(l) => Flow::Done(Reply::from(l)),
@@ -554,7 +555,7 @@ fn limits_step(ctx: &mut HttpCtx, r: &Req<'_>, out: &mut Vec<u8>) -> Flow {
 /// Phase 4: the content handler: the proxy (via the cache), `return`,
 /// `status;`, or a static file. Each writes its head through the header
 /// filter (phase 5, `header_filter`).
-fn content_phase(ctx: &mut HttpCtx, r: &Req<'_>, out: &mut Vec<u8>) -> Flow {
+fn content_phase(ctx: &mut HttpCtx, r: &Req<'_>, out: &mut Sink<'_>) -> Flow {
     let (loc, head) = (r.loc, r.vars.head);
     if let Some(ret) = r.server.server_return.as_ref().or(loc.ret.as_ref()) {
         return Flow::Done(do_return(
@@ -587,22 +588,12 @@ fn content_phase(ctx: &mut HttpCtx, r: &Req<'_>, out: &mut Vec<u8>) -> Flow {
             .any(|w| w.eq_ignore_ascii_case(b"application/json"))
     });
     let (ct, body) = status::render(&ctx.stats, &ctx.limits.zones, ctx.now_unix_ms(), json);
-    resp::begin(
-        out,
-        &HeadParams {
-            status: 200,
-            date: &ctx.date,
-            server: ctx.server_header(loc),
-            content_type: Some(ct),
-            content_length: Some(body.len() as u64),
-            keep_alive: r.keep_alive,
-        },
-    );
-    resp::header(out, b"Cache-Control", b"no-store");
-    filter(loc, &r.vars, 200, out);
-    resp::end(out);
+    let h = out.start(200, Framing::Length(body.len() as u64), r.keep_alive);
+    h.push(b"Content-Type", ct);
+    h.push(b"Cache-Control", b"no-store");
+    out.send(ctx, loc, &r.vars);
     if !r.head_only {
-        out.extend_from_slice(&body);
+        out.out.extend_from_slice(&body);
     }
     Flow::Done(Reply {
         status: 200,
@@ -614,7 +605,7 @@ fn content_phase(ctx: &mut HttpCtx, r: &Req<'_>, out: &mut Vec<u8>) -> Flow {
 
 /// The proxy takes the request over: its head is copied (the connection's
 /// buffer moves on to the body), with what the phases left for it.
-fn proxy_outcome(ctx: &mut HttpCtx, r: &Req<'_>) -> Outcome {
+fn proxy_outcome(r: &Req<'_>, slots: &mut Vec<(usize, usize)>) -> Outcome {
     let v = &r.vars;
     let req = ProxyReq {
         server: r.at.0,
@@ -627,7 +618,7 @@ fn proxy_outcome(ctx: &mut HttpCtx, r: &Req<'_>) -> Outcome {
         peer: r.info.peer,
         keep_alive: r.requested_keep_alive,
         body_pending: r.info.body_pending,
-        bytes_slots: limits_phase::take_bytes_slots(ctx),
+        bytes_slots: std::mem::take(slots),
         set_cookie: v.set_cookie.to_vec(),
         conn: r.info.vars,
         started_unix_ms: v.started_unix_ms,
@@ -640,7 +631,13 @@ fn proxy_outcome(ctx: &mut HttpCtx, r: &Req<'_>) -> Outcome {
 
 /// Phase 6: charge the bytes sent to `limit_bytes`, write the access-log
 /// line, and say what the connection does next.
-fn log_phase(ctx: &mut HttpCtx, r: &Req<'_>, reply: Reply, queued_bytes: usize) -> Outcome {
+fn log_phase(
+    ctx: &mut HttpCtx,
+    r: &Req<'_>,
+    reply: Reply,
+    queued_bytes: usize,
+    slots: &mut Vec<(usize, usize)>,
+) -> Outcome {
     let keep_alive = r.keep_alive && !reply.close;
     let linger = reply.status != 444;
     let discard = if reply.close {
@@ -660,7 +657,7 @@ fn log_phase(ctx: &mut HttpCtx, r: &Req<'_>, reply: Reply, queued_bytes: usize) 
         sent_bytes: queued_bytes as u64 + reply.file.as_ref().map_or(0, |f| f.2),
         request_time_us: 0,
     };
-    end_request(ctx, &done, None);
+    end_request(ctx, &done, slots);
     Outcome {
         file: reply.file,
         ..location_outcome(r.loc, keep_alive, linger, discard)
@@ -701,17 +698,7 @@ fn location_outcome(
         tcp_nodelay: loc.tcp_nodelay,
         proxy: None,
         delay_until_ms: None,
-        held_cookie: Vec::new(),
     }
-}
-
-/// The header filter on a local response head being built in `out`.
-pub(crate) fn filter(loc: &LocationConf, vars: &ReqVars<'_>, status: u16, out: &mut Vec<u8>) {
-    let resp = RespVars {
-        status,
-        ..RespVars::default()
-    };
-    header_filter::write(loc, vars, &resp, out);
 }
 
 fn do_return(
@@ -721,7 +708,7 @@ fn do_return(
     r: &ReturnConf,
     head_only: bool,
     keep_alive: bool,
-    out: &mut Vec<u8>,
+    out: &mut Sink<'_>,
 ) -> Reply {
     if r.code == 444 {
         return Reply {
@@ -756,29 +743,18 @@ fn do_return(
         };
     }
     let bodiless = resp::bodiless(r.code);
-    resp::begin(
-        out,
-        &HeadParams {
-            status: r.code,
-            date: &ctx.date,
-            server: ctx.server_header(loc),
-            content_type: if r.text.is_some() {
-                Some(b"text/plain")
-            } else {
-                None
-            },
-            content_length: if bodiless {
-                None
-            } else {
-                Some(text.len() as u64)
-            },
-            keep_alive,
-        },
-    );
-    filter(loc, vars, r.code, out);
-    resp::end(out);
+    let framing = if bodiless {
+        Framing::None
+    } else {
+        Framing::Length(text.len() as u64)
+    };
+    let h = out.start(r.code, framing, keep_alive);
+    if r.text.is_some() {
+        h.push(b"Content-Type", b"text/plain");
+    }
+    out.send(ctx, loc, vars);
     let sent = if head_only || bodiless { 0 } else { text.len() };
-    out.extend_from_slice(&text[..sent]);
+    out.out.extend_from_slice(&text[..sent]);
     Reply {
         status: r.code,
         body_bytes: sent as u64,

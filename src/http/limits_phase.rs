@@ -25,13 +25,14 @@
 
 use crate::config::{KeyTemplate, LocationConf, LocationLimits, ReqDelay, ZoneKind};
 use crate::http::ctx::HttpCtx;
-use crate::http::handler::{error_reply, filter};
+use crate::http::handler::error_reply;
+use crate::http::header_filter::Sink;
 use crate::http::request::{at, find_header, header_fields, Head};
-use crate::http::response::{self as resp, HeadParams};
 use crate::http::uri;
 use crate::http::vars::ReqVars;
 use crate::limits::key::{self, KeySource, Subnet};
 use crate::limits::{Gcra, Metric, Verdict, METRICS};
+use crate::proto::reply::Framing;
 use crate::zones::Zones;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -47,8 +48,6 @@ pub struct LimitsCtx {
     uri: Vec<u8>,
     pending: Vec<[u64; METRICS]>,
     dirty: bool,
-    /// (zone, slot) of the current request's `limit_bytes` keys.
-    bytes_slots: Vec<(usize, usize)>,
     admitted: Vec<(usize, usize, Gcra, u64)>,
 }
 
@@ -63,7 +62,6 @@ impl LimitsCtx {
             uri: Vec::with_capacity(256),
             pending: vec![[0; METRICS]; n],
             dirty: false,
-            bytes_slots: Vec::new(),
             admitted: Vec::new(),
         }
     }
@@ -231,13 +229,16 @@ fn original_client(head: &[u8], peer: IpAddr) -> IpAddr {
         .unwrap_or(peer)
 }
 
-/// Run the phase for `loc` (whose limits are active).
+/// Run the phase for `loc` (whose limits are active). The request's
+/// `limit_bytes` keys go into `slots` (the request's), for
+/// [`account_bytes`] once the response size is known.
 pub fn run(
     ctx: &mut HttpCtx,
     loc: &LocationConf,
     req: &LimitRequest<'_>,
     skip: bool,
-    out: &mut Vec<u8>,
+    slots: &mut Vec<(usize, usize)>,
+    out: &mut Sink<'_>,
 ) -> LimitFlow {
     let lim = &loc.limits;
     let head = &req.buf[..req.head.len];
@@ -270,7 +271,7 @@ pub fn run(
         }
     };
     let mut dry_hit = None;
-    let decided = decide(&mut ctx.limits, lim, &src, skip, &mut dry_hit);
+    let decided = decide(&mut ctx.limits, lim, &src, skip, slots, &mut dry_hit);
     let client = src.peer;
     ctx.limits.uri = uri_buf;
     if let Some(rate) = dry_hit {
@@ -286,7 +287,7 @@ pub fn run(
     }
     match decided {
         Decided::Delay(delay_us, rate) => {
-            ctx.limits.bytes_slots.clear();
+            slots.clear();
             let level = match lim.log_level {
                 log::Level::Error => log::Level::Warn,
                 log::Level::Warn => log::Level::Info,
@@ -304,7 +305,7 @@ pub fn run(
             LimitFlow::Delay(ctx.now_ms + delay_us.div_ceil(1000))
         }
         Decided::Reject { retry_us, rate } => {
-            ctx.limits.bytes_slots.clear();
+            slots.clear();
             log_refusal(
                 &ctx.limits.zones,
                 lim,
@@ -344,6 +345,7 @@ fn decide(
     lim: &LocationLimits,
     src: &Source<'_>,
     skip: bool,
+    slots: &mut Vec<(usize, usize)>,
     dry_hit: &mut Option<RateInfo>,
 ) -> Decided {
     let zones = lc.zones.clone();
@@ -355,7 +357,7 @@ fn decide(
     lc.now_us = now_us;
     let now_ms = now_us / 1000;
     let mut keybuf = std::mem::take(&mut lc.key);
-    lc.bytes_slots.clear();
+    slots.clear();
     let decided = 'd: {
         if !skip {
             for c in &lim.count {
@@ -379,7 +381,7 @@ fn decide(
                 continue;
             };
             if !lim.check {
-                lc.bytes_slots.push((zi, slot));
+                slots.push((zi, slot));
             }
             if skip {
                 continue;
@@ -527,38 +529,22 @@ fn report_sum(
     Some(z.count_sum(z.key_hash(keybuf), now_ms))
 }
 
-/// Take the `limit_bytes` slots of the request just dispatched, for a
-/// response that completes later (the reverse proxy); see [`account_bytes_to`].
-pub fn take_bytes_slots(ctx: &mut HttpCtx) -> Vec<(usize, usize)> {
-    std::mem::take(&mut ctx.limits.bytes_slots)
-}
-
-/// [`account_bytes`] for slots taken earlier with [`take_bytes_slots`].
-pub fn account_bytes_to(ctx: &mut HttpCtx, slots: Vec<(usize, usize)>, bytes: u64) {
+/// Charge `bytes` (the response just sent, head and body) to the
+/// request's `limit_bytes` keys in `slots`, which are then spent.
+pub fn account_bytes(ctx: &mut HttpCtx, slots: &mut Vec<(usize, usize)>, bytes: u64) {
     if slots.is_empty() {
         return;
     }
-    let saved = std::mem::replace(&mut ctx.limits.bytes_slots, slots);
-    account_bytes(ctx, bytes);
-    ctx.limits.bytes_slots = saved;
-}
-
-/// Bytes of the response just queued, for the request's `limit_bytes` keys.
-pub fn account_bytes(ctx: &mut HttpCtx, bytes: u64) {
     let lc = &mut ctx.limits;
-    if lc.bytes_slots.is_empty() {
-        return;
-    }
     let now_ms = lc.now_us / 1000;
     let zones = lc.zones.clone();
-    for i in 0..lc.bytes_slots.len() {
-        let (zi, slot) = lc.bytes_slots[i];
+    for &(zi, slot) in slots.iter() {
         if let Some(z) = zones.limits.get(zi) {
             z.quota_add(slot, now_ms, bytes);
             lc.bump(zi, Metric::Bytes, bytes);
         }
     }
-    lc.bytes_slots.clear();
+    slots.clear();
 }
 
 /// A decimal number in a stack buffer (header values without allocating).
@@ -612,7 +598,7 @@ fn refuse(
     req: &LimitRequest<'_>,
     retry_us: u64,
     rate: &RateInfo,
-    out: &mut Vec<u8>,
+    out: &mut Sink<'_>,
 ) -> LimitReply {
     let status = loc.limits.req_status;
     let mut retry = Num::new(secs_ceil(retry_us).max(1));
@@ -643,30 +629,15 @@ fn check_answer(
     loc: &LocationConf,
     req: &LimitRequest<'_>,
     rate: Option<&RateInfo>,
-    out: &mut Vec<u8>,
+    out: &mut Sink<'_>,
 ) -> LimitReply {
-    resp::begin(
-        out,
-        &HeadParams {
-            status: 204,
-            date: &ctx.date,
-            server: ctx.server_header(loc),
-            content_type: None,
-            content_length: None,
-            keep_alive: req.keep_alive,
-        },
-    );
+    let h = out.start(204, Framing::None, req.keep_alive);
     if let Some(r) = rate {
-        resp::header(out, b"RateLimit-Limit", Num::new(r.limit).bytes());
-        resp::header(out, b"RateLimit-Remaining", Num::new(r.remaining).bytes());
-        resp::header(
-            out,
-            b"RateLimit-Reset",
-            Num::new(secs_ceil(r.reset_us)).bytes(),
-        );
+        h.push_u64(b"RateLimit-Limit", r.limit);
+        h.push_u64(b"RateLimit-Remaining", r.remaining);
+        h.push_u64(b"RateLimit-Reset", secs_ceil(r.reset_us));
     }
-    filter(loc, req.vars, 204, out);
-    resp::end(out);
+    out.send(ctx, loc, req.vars);
     LimitReply {
         status: 204,
         body_bytes: 0,
@@ -679,30 +650,21 @@ fn report_answer(
     loc: &LocationConf,
     req: &LimitRequest<'_>,
     n: u64,
-    out: &mut Vec<u8>,
+    out: &mut Sink<'_>,
 ) -> LimitReply {
     let mut num = Num::new(n);
     let len = b"{\"requestCount\":}".len() + num.bytes().len();
-    resp::begin(
-        out,
-        &HeadParams {
-            status: 200,
-            date: &ctx.date,
-            server: ctx.server_header(loc),
-            content_type: Some(b"application/json"),
-            content_length: Some(len as u64),
-            keep_alive: req.keep_alive,
-        },
-    );
-    resp::header(out, b"Cache-Control", b"no-store");
-    filter(loc, req.vars, 200, out);
-    resp::end(out);
+    let h = out.start(200, Framing::Length(len as u64), req.keep_alive);
+    h.push(b"Content-Type", b"application/json");
+    h.push(b"Cache-Control", b"no-store");
+    out.send(ctx, loc, req.vars);
     if req.head_only {
         return LimitReply {
             status: 200,
             body_bytes: 0,
         };
     }
+    let out = &mut *out.out;
     out.extend_from_slice(b"{\"requestCount\":");
     out.extend_from_slice(num.bytes());
     out.push(b'}');

@@ -9,6 +9,7 @@ pub mod handler;
 pub mod header_filter;
 pub mod limits_phase;
 pub mod range;
+pub mod req_state;
 pub mod request;
 pub mod response;
 pub mod site;

@@ -1,5 +1,6 @@
-//! Response heads: status lines, the common headers, and nginx-style error
-//! pages, appended to the connection's write buffer without allocating.
+//! Response pieces for local answers: nginx-style error pages (appended to
+//! the connection's write buffer without allocating) and status rules. The
+//! head itself is a value, `proto::reply::ReplyHead`.
 //! (The reason phrases and the field writer are `proto::head`, shared with
 //! the cache.)
 
@@ -13,53 +14,6 @@ pub fn bodiless(code: u16) -> bool {
 /// Whether `return CODE x` treats x as a URL.
 pub fn is_redirect(code: u16) -> bool {
     matches!(code, 301 | 302 | 303 | 307 | 308)
-}
-
-/// Per-response settings of the head writer.
-pub struct HeadParams<'a> {
-    /// Status code.
-    pub status: u16,
-    /// Current `Date` value (29 bytes, IMF-fixdate).
-    pub date: &'a [u8],
-    /// Server header value.
-    pub server: &'a [u8],
-    /// Content-Type, if any.
-    pub content_type: Option<&'a [u8]>,
-    /// Content-Length; `None` for bodiless statuses.
-    pub content_length: Option<u64>,
-    /// Keep the connection open.
-    pub keep_alive: bool,
-}
-
-/// Write the status line and common headers (without the final CRLF).
-pub fn begin(out: &mut Vec<u8>, p: &HeadParams<'_>) {
-    out.extend_from_slice(b"HTTP/1.1 ");
-    put_u64(out, p.status as u64);
-    out.push(b' ');
-    out.extend_from_slice(reason(p.status).as_bytes());
-    out.extend_from_slice(b"\r\nServer: ");
-    out.extend_from_slice(p.server);
-    out.extend_from_slice(b"\r\nDate: ");
-    out.extend_from_slice(p.date);
-    out.extend_from_slice(b"\r\n");
-    if let Some(ct) = p.content_type {
-        header(out, b"Content-Type", ct);
-    }
-    if let Some(n) = p.content_length {
-        out.extend_from_slice(b"Content-Length: ");
-        put_u64(out, n);
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(if p.keep_alive {
-        b"Connection: keep-alive\r\n"
-    } else {
-        b"Connection: close\r\n"
-    });
-}
-
-/// End the head.
-pub fn end(out: &mut Vec<u8>) {
-    out.extend_from_slice(b"\r\n");
 }
 
 /// Length of the standard error page for `code`.
@@ -118,27 +72,6 @@ mod tests {
                 "<html>\r\n<head><title>429 {r}</title></head>\r\n<body>\r\n<center><h1>429 {r}</h1></center>\r\n<hr><center>sluice</center>\r\n</body>\r\n</html>\r\n",
                 r = reason(429)
             )
-        );
-    }
-
-    #[test]
-    fn head_shape() {
-        let mut v = Vec::new();
-        begin(
-            &mut v,
-            &HeadParams {
-                status: 404,
-                date: b"Sun, 06 Nov 1994 08:49:37 GMT",
-                server: b"sluice",
-                content_type: Some(b"text/html"),
-                content_length: Some(12),
-                keep_alive: false,
-            },
-        );
-        end(&mut v);
-        assert_eq!(
-            String::from_utf8(v).unwrap(),
-            "HTTP/1.1 404 Not Found\r\nServer: sluice\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Type: text/html\r\nContent-Length: 12\r\nConnection: close\r\n\r\n"
         );
     }
 

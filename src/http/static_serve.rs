@@ -12,7 +12,7 @@ pub(super) fn serve_static(
     head: &Head,
     keep_alive: bool,
     query: Option<&[u8]>,
-    out: &mut Vec<u8>,
+    out: &mut Sink<'_>,
 ) -> Reply {
     let head_only = head.method == Method::Head;
     if !matches!(head.method, Method::Get | Method::Head) {
@@ -64,9 +64,9 @@ pub(super) fn static_lookup(
     head_only: bool,
     query: Option<&[u8]>,
     fs_path: &mut Vec<u8>,
-    out: &mut Vec<u8>,
+    out: &mut Sink<'_>,
 ) -> Reply {
-    let err = |ctx: &HttpCtx, code: u16, out: &mut Vec<u8>| {
+    let err = |ctx: &HttpCtx, code: u16, out: &mut Sink<'_>| {
         let n = error_reply(ctx, loc, rv, code, keep_alive, head_only, &[], out);
         Reply {
             status: code,
@@ -96,23 +96,24 @@ pub(super) fn static_lookup(
     }
     match ctx.files.lookup(fs_path, ctx.now_ms) {
         Found::Info(i) if i.is_dir => {
-            let mut location = Vec::with_capacity(rv.path.len() + 2);
-            uri::percent_encode_path(rv.path, &mut location);
-            location.push(b'/');
-            if let Some(q) = query {
-                location.push(b'?');
-                location.extend_from_slice(q);
-            }
-            let n = error_reply(
-                ctx,
-                loc,
-                rv,
-                301,
-                keep_alive,
-                head_only,
-                &[(b"Location", &location)],
-                out,
-            );
+            let len = resp::error_page_len(301);
+            let h = out.start(301, Framing::Length(len), keep_alive);
+            h.push(b"Content-Type", b"text/html");
+            h.push_with(b"Location", |l| {
+                uri::percent_encode_path(rv.path, l);
+                l.push(b'/');
+                if let Some(q) = query {
+                    l.push(b'?');
+                    l.extend_from_slice(q);
+                }
+            });
+            out.send(ctx, loc, rv);
+            let n = if head_only {
+                0
+            } else {
+                resp::error_page(out.out, 301);
+                len
+            };
             Reply {
                 status: 301,
                 body_bytes: n,
@@ -135,7 +136,7 @@ pub(super) fn send_file(
     keep_alive: bool,
     head_only: bool,
     fs_path: &[u8],
-    out: &mut Vec<u8>,
+    out: &mut Sink<'_>,
 ) -> Reply {
     let (head, buf) = (rv.head, rv.head_bytes);
     let get = |s: Option<crate::http::request::Span>| s.map(|s| at(buf, s));
@@ -151,16 +152,7 @@ pub(super) fn send_file(
         },
         if_range: get(head.if_range),
     };
-    // Disjoint borrows of the worker state: no per-request copies.
     let now_ms = ctx.now_ms;
-    // (Not ctx.server_header(): that would borrow all of ctx.)
-    let server: &[u8] = if loc.server_tokens {
-        &ctx.server_full
-    } else {
-        b"sluice"
-    };
-    let content_type = ctx.site.mime(fs_path);
-    let date = &ctx.date;
     let Found::Info(info) = ctx.files.lookup(fs_path, now_ms) else {
         return Reply {
             status: 404,
@@ -184,7 +176,8 @@ pub(super) fn send_file(
             };
         }
         Decision::Unsatisfiable => {
-            let cr = format!("bytes */{}", info.size);
+            let mut cr = [0u8; 32];
+            let cr = range_unsatisfied(info.size, &mut cr);
             let n = error_reply(
                 ctx,
                 loc,
@@ -192,7 +185,7 @@ pub(super) fn send_file(
                 416,
                 keep_alive,
                 head_only,
-                &[(b"Content-Range", cr.as_bytes())],
+                &[(b"Content-Range", cr)],
                 out,
             );
             return Reply {
@@ -203,41 +196,43 @@ pub(super) fn send_file(
             };
         }
     };
-    resp::begin(
-        out,
-        &HeadParams {
-            status,
-            date,
-            server,
-            content_type: if status == 304 {
-                None
-            } else {
-                Some(content_type)
-            },
-            content_length: if status == 304 { None } else { Some(len) },
-            keep_alive,
-        },
-    );
-    resp::header(out, b"Last-Modified", &info.last_modified);
-    resp::header(out, b"ETag", &info.etag);
+    let framing = if status == 304 {
+        Framing::None
+    } else {
+        Framing::Length(len)
+    };
+    let h = out.start(status, framing, keep_alive);
+    if status != 304 {
+        h.push(b"Content-Type", ctx.site.mime(fs_path));
+    }
+    h.push(b"Last-Modified", &info.last_modified);
+    h.push(b"ETag", &info.etag);
     if status == 206 {
-        out.extend_from_slice(b"Content-Range: bytes ");
-        resp::put_u64(out, start);
-        out.push(b'-');
-        resp::put_u64(out, start + len - 1);
-        out.push(b'/');
-        resp::put_u64(out, info.size);
-        out.extend_from_slice(b"\r\n");
+        h.push_with(b"Content-Range", |v| {
+            v.extend_from_slice(b"bytes ");
+            resp::put_u64(v, start);
+            v.push(b'-');
+            resp::put_u64(v, start + len - 1);
+            v.push(b'/');
+            resp::put_u64(v, info.size);
+        });
     }
     if status != 304 {
-        out.extend_from_slice(b"Accept-Ranges: bytes\r\n");
+        h.push(b"Accept-Ranges", b"bytes");
     }
+    // (The file's fields are borrowed from the open-file cache: the filter
+    // and the head writer need only the rest of the worker state.)
+    let server: &[u8] = if loc.server_tokens {
+        &ctx.server_full
+    } else {
+        b"sluice"
+    };
     let resp = RespVars {
         status,
         ..RespVars::default()
     };
-    header_filter::write(loc, rv, &resp, out);
-    resp::end(out);
+    header_filter::apply(loc, rv, &resp, out.head);
+    out.head.write_h1(server, &ctx.date, out.out);
     if head_only || status == 304 || len == 0 {
         return Reply {
             status,
@@ -247,7 +242,8 @@ pub(super) fn send_file(
         };
     }
     if let Some(body) = &info.body {
-        out.extend_from_slice(&body[start as usize..(start + len) as usize]);
+        out.out
+            .extend_from_slice(&body[start as usize..(start + len) as usize]);
         return Reply {
             status,
             body_bytes: len,
@@ -273,4 +269,13 @@ pub(super) fn send_file(
             }
         }
     }
+}
+
+/// `bytes */SIZE` (a 416's `Content-Range`) in `buf`.
+fn range_unsatisfied(size: u64, buf: &mut [u8; 32]) -> &[u8] {
+    let mut n = itoa::Buffer::new();
+    let digits = n.format(size).as_bytes();
+    buf[..8].copy_from_slice(b"bytes */");
+    buf[8..8 + digits.len()].copy_from_slice(digits);
+    &buf[..8 + digits.len()]
 }

@@ -14,10 +14,9 @@
 //!    for `Accept: application/json`), `Cache-Control: no-store`;
 //!    `mode=reject` answers 503 with `Retry-After` instead.
 //!
-//! A cookie set while passing is returned with the request
-//! ([`RoomFlow::Admitted`]) and becomes part of its state (`$`-variables'
-//! `set_cookie`); the header filter (`header_filter`) writes it into the
-//! content's response, and a proxied request takes it along to the
+//! A cookie set while passing is written into the request's state
+//! (`Request::cookie`, the variables' `set_cookie`); the header filter
+//! (`header_filter`) writes it into the content's response, and a proxied request takes it along to the
 //! upstream's (or the cache's) answer, so the request, a POST body included,
 //! is sent once. Verified cookies are remembered per worker
 //! (by their full text), so a session costs one HMAC per worker, not one
@@ -26,10 +25,12 @@
 use crate::config::{ClusterFailure, LocationConf, LocationRoom, RoomMode};
 use crate::http::ctx::HttpCtx;
 use crate::http::handler::error_reply;
+use crate::http::header_filter::Sink;
 use crate::http::limits_phase::LimitReply;
 use crate::http::request::{find_header, header_fields, Head};
-use crate::http::response::{self as resp, HeadParams};
+use crate::http::response as resp;
 use crate::limits::cluster::Gate;
+use crate::proto::reply::Framing;
 use crate::waiting_room::{Claims, Kind, Reject, Room, RoomSet, RoomZone, Scope};
 use std::net::IpAddr;
 
@@ -55,8 +56,6 @@ struct Cached {
 /// Worker-wide state of the phase.
 pub struct RoomCtx {
     cache: Vec<Option<Cached>>,
-    /// `Set-Cookie` value for the response being built.
-    set_cookie: Vec<u8>,
     scratch: Vec<u8>,
     draws: u64,
 }
@@ -65,7 +64,6 @@ impl Default for RoomCtx {
     fn default() -> Self {
         RoomCtx {
             cache: vec![None; CACHE_SLOTS],
-            set_cookie: Vec::new(),
             scratch: Vec::new(),
             draws: 0x9e37_79b9_7f4a_7c15,
         }
@@ -96,11 +94,9 @@ pub struct RoomRequest<'a> {
 
 /// What the request does next.
 pub enum RoomFlow {
-    /// Go on (limits, content).
+    /// Go on (limits, content); with a cookie in the request's state when
+    /// it was admitted or its session renewed.
     Next,
-    /// Go on, and the response carries this `Set-Cookie` (an admission or a
-    /// renewed session): the request's own state, not the worker's.
-    Admitted(Vec<u8>),
     /// The phase answered.
     Done(LimitReply),
 }
@@ -160,15 +156,6 @@ fn html_escape(s: &[u8], out: &mut Vec<u8>) {
 
 use crate::util::json::escape as json_escape;
 
-/// Passing: with the cookie the phase wrote (renewal, admission), if any.
-fn admitted(ctx: &mut HttpCtx) -> RoomFlow {
-    if ctx.rooms.set_cookie.is_empty() {
-        RoomFlow::Next
-    } else {
-        RoomFlow::Admitted(std::mem::take(&mut ctx.rooms.set_cookie))
-    }
-}
-
 fn wants_json(head_bytes: &[u8]) -> bool {
     find_header(head_bytes, b"accept").is_some_and(|a| {
         a.windows(16)
@@ -176,13 +163,15 @@ fn wants_json(head_bytes: &[u8]) -> bool {
     })
 }
 
-/// Run the phase for `lr` (the location's room).
+/// Run the phase for `lr` (the location's room). A cookie for the
+/// response goes into `cookie` (the request's).
 pub fn run(
     ctx: &mut HttpCtx,
     loc: &LocationConf,
     lr: &LocationRoom,
     req: &RoomRequest<'_>,
-    out: &mut Vec<u8>,
+    cookie: &mut Vec<u8>,
+    out: &mut Sink<'_>,
 ) -> RoomFlow {
     let rooms = ctx.limits.zones.rooms.clone();
     let Some(zone) = rooms.get(lr.zone) else {
@@ -201,13 +190,14 @@ pub fn run(
     let Some(room) = zone.room(now_ms) else {
         return RoomFlow::Next;
     };
-    ctx.rooms.set_cookie.clear();
+    cookie.clear();
 
     // 1. A session.
     if let Some(v) = cookie_value(&req.head_bytes[..req.head.len], &zone.conf.name) {
         // A renewed session's cookie waits for the header filter.
         let valid = session(
             &mut ctx.rooms,
+            cookie,
             &rooms,
             lr.zone,
             zone,
@@ -217,7 +207,7 @@ pub fn run(
             now_ms,
         );
         if valid.is_some() {
-            return admitted(ctx);
+            return RoomFlow::Next;
         }
     }
     let scope = Scope {
@@ -240,8 +230,8 @@ pub fn run(
         match rooms.signer.verify(t, Kind::Ticket, &scope, now_ms) {
             Ok(c) if now_ms >= c.slot_ms => {
                 if room.admit(now_ms) {
-                    new_session(&mut ctx.rooms, &rooms, zone, req.peer, now_ms);
-                    return RoomFlow::Done(redirect(ctx, loc, req, 302, out));
+                    new_session(cookie, &rooms, zone, req.peer, now_ms);
+                    return RoomFlow::Done(redirect(ctx, loc, req, cookie, out));
                 }
                 let t = t.to_vec();
                 return RoomFlow::Done(wait_page(
@@ -298,8 +288,8 @@ pub fn run(
         return RoomFlow::Done(refuse(ctx, loc, &room, req, now_us, out));
     };
     if slot_us <= now_us && room.admit(now_ms) {
-        new_session(&mut ctx.rooms, &rooms, zone, req.peer, now_ms);
-        return admitted(ctx);
+        new_session(cookie, &rooms, zone, req.peer, now_ms);
+        return RoomFlow::Next;
     }
     if zone.conf.mode == RoomMode::Reject {
         room.count_refused();
@@ -328,10 +318,11 @@ pub fn run(
 }
 
 /// `Some(renew)` when `v` is a valid session of `zone`; on renewal the new
-/// cookie is in `rc.set_cookie`.
+/// cookie is in `cookie`.
 #[allow(clippy::too_many_arguments)]
 fn session(
     rc: &mut RoomCtx,
+    cookie: &mut Vec<u8>,
     rooms: &RoomSet,
     zi: usize,
     zone: &RoomZone,
@@ -387,16 +378,16 @@ fn session(
         c.renewed = true;
     }
     room.renew(claims.slot_ms, now_ms);
-    set_cookie(rc, rooms, zone, peer, claims.issued_ms, now_ms);
+    set_cookie(cookie, rooms, zone, peer, claims.issued_ms, now_ms);
     Some(true)
 }
 
-fn new_session(rc: &mut RoomCtx, rooms: &RoomSet, zone: &RoomZone, peer: IpAddr, now_ms: u64) {
-    set_cookie(rc, rooms, zone, peer, now_ms, now_ms);
+fn new_session(c: &mut Vec<u8>, rooms: &RoomSet, zone: &RoomZone, peer: IpAddr, now_ms: u64) {
+    set_cookie(c, rooms, zone, peer, now_ms, now_ms);
 }
 
 fn set_cookie(
-    rc: &mut RoomCtx,
+    c: &mut Vec<u8>,
     rooms: &RoomSet,
     zone: &RoomZone,
     peer: IpAddr,
@@ -415,7 +406,6 @@ fn set_cookie(
         path: b"",
         ip: peer,
     };
-    let c = &mut rc.set_cookie;
     c.clear();
     c.extend_from_slice(COOKIE_PREFIX);
     c.extend_from_slice(zone.conf.name.as_bytes());
@@ -426,37 +416,24 @@ fn set_cookie(
     c.extend_from_slice(b"; HttpOnly; SameSite=Lax");
 }
 
+/// The 302 of an admitted ticket: to the URL without the ticket, with the
+/// session cookie.
 fn redirect(
-    ctx: &mut HttpCtx,
+    ctx: &HttpCtx,
     loc: &LocationConf,
     req: &RoomRequest<'_>,
-    status: u16,
-    out: &mut Vec<u8>,
+    cookie: &[u8],
+    out: &mut Sink<'_>,
 ) -> LimitReply {
-    let mut url = std::mem::take(&mut ctx.rooms.scratch);
-    url.clear();
-    url_without_ticket(req.raw_path, req.query, &mut url);
-    resp::begin(
-        out,
-        &HeadParams {
-            status,
-            date: &ctx.date,
-            server: ctx.server_header(loc),
-            content_type: None,
-            content_length: Some(0),
-            keep_alive: req.keep_alive,
-        },
-    );
-    resp::header(out, b"Location", &url);
-    resp::header(out, b"Cache-Control", b"no-store");
-    if !ctx.rooms.set_cookie.is_empty() {
-        resp::header(out, b"Set-Cookie", &ctx.rooms.set_cookie);
-        ctx.rooms.set_cookie.clear();
-    }
-    resp::end(out);
-    ctx.rooms.scratch = url;
+    let h = out.start(302, Framing::Length(0), req.keep_alive);
+    h.push_with(b"Location", |u| {
+        url_without_ticket(req.raw_path, req.query, u)
+    });
+    h.push(b"Cache-Control", b"no-store");
+    h.push(b"Set-Cookie", cookie);
+    out.send(ctx, loc, req.vars);
     LimitReply {
-        status,
+        status: 302,
         body_bytes: 0,
     }
 }
@@ -467,7 +444,7 @@ fn refuse(
     room: &Room<'_>,
     req: &RoomRequest<'_>,
     now_us: u64,
-    out: &mut Vec<u8>,
+    out: &mut Sink<'_>,
 ) -> LimitReply {
     let wait_s = room.estimate(now_us).1.div_ceil(1000).max(1);
     let mut n = Vec::with_capacity(20);
@@ -501,7 +478,7 @@ fn wait_page(
     ticket: &[u8],
     slot_us: u64,
     wait_s: u64,
-    out: &mut Vec<u8>,
+    out: &mut Sink<'_>,
 ) -> LimitReply {
     room.count_wait_page();
     let now_us = ctx.limits.now_us;
@@ -566,24 +543,15 @@ fn wait_page(
     } else {
         b"text/html; charset=utf-8"
     };
-    resp::begin(
-        out,
-        &HeadParams {
-            status: 200,
-            date: &ctx.date,
-            server: ctx.server_header(loc),
-            content_type: Some(content_type),
-            content_length: Some(body.len() as u64),
-            keep_alive: req.keep_alive,
-        },
-    );
-    resp::header(out, b"Cache-Control", b"no-store");
-    resp::header(out, b"Refresh", &refresh);
-    resp::end(out);
+    let h = out.start(200, Framing::Length(body.len() as u64), req.keep_alive);
+    h.push(b"Content-Type", content_type);
+    h.push(b"Cache-Control", b"no-store");
+    h.push(b"Refresh", &refresh);
+    out.send(ctx, loc, req.vars);
     let body_bytes = if req.head_only {
         0
     } else {
-        out.extend_from_slice(&body);
+        out.out.extend_from_slice(&body);
         body.len() as u64
     };
     LimitReply {

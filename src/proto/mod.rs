@@ -1,11 +1,13 @@
 //! HTTP protocol rules that several layers share and that need no
 //! connection, config or I/O: conditional-request evaluation (`cond`, used
 //! by static files and by the cache's revalidation), head pieces (`head`:
-//! reason phrases, a field line) and the hop-by-hop
+//! reason phrases, a field line), the response head as a value (`reply`)
+//! and the hop-by-hop
 //! field list (the proxy's request and response, the cache's store). A leaf:
 //! it uses only `util`.
 pub mod cond;
 pub mod head;
+pub mod reply;
 
 /// Hop-by-hop fields (RFC 9110 §7.6.1, plus `Keep-Alive` and the legacy
 /// `Proxy-Connection`): never forwarded, relayed or stored. Each user adds

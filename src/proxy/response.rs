@@ -4,7 +4,7 @@
 //! client's keep-alive).
 
 use crate::http::request::MAX_HEADERS;
-use crate::http::response::put_u64;
+use crate::proto::reply::{Framing, ReplyHead};
 
 /// Largest upstream response head accepted.
 pub const MAX_HEAD_BYTES: usize = 32 * 1024;
@@ -142,10 +142,6 @@ pub fn header_pairs(head: &[u8]) -> Vec<(&[u8], &[u8])> {
 
 /// What the client head needs besides the upstream head.
 pub struct ClientHeadParams<'a> {
-    /// Date header value.
-    pub date: &'a [u8],
-    /// Server header value.
-    pub server: &'a [u8],
     /// Keep the client connection after the response.
     pub keep_alive: bool,
     /// Client speaks HTTP/1.1 (can read chunked).
@@ -154,9 +150,6 @@ pub struct ClientHeadParams<'a> {
     pub head_only: bool,
     /// `proxy_hide_header` names (lowercase).
     pub hide: &'a [String],
-    /// Extra header lines, each ending in CRLF (`X-Cache-Status`, then the
-    /// header filter's `add_header` and `Set-Cookie`).
-    pub lines: &'a [u8],
 }
 
 /// Upstream fields sluice writes itself (besides the hop-by-hop ones).
@@ -166,13 +159,16 @@ fn dropped(name: &[u8]) -> bool {
     crate::proto::is_hop_by_hop(name) || REPLACED.iter().any(|d| name.eq_ignore_ascii_case(d))
 }
 
-/// Write the client's response head for `up` (parsed from `buf`). Returns
-/// the framing used and whether the client connection can stay open.
-pub fn write_client_head(
+/// Fill `head` with the client's response head for `up` (parsed from
+/// `buf`): the upstream's status and reason, its end-to-end fields (not
+/// the hop-by-hop ones, not `proxy_hide_header`'s, not the ones sluice
+/// writes itself), the client's framing. Returns the framing used and
+/// whether the client connection can stay open.
+pub fn client_head(
     buf: &[u8],
     up: &UpHead,
     p: &ClientHeadParams<'_>,
-    out: &mut Vec<u8>,
+    head: &mut ReplyHead,
 ) -> (ClientFraming, bool) {
     let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut storage);
@@ -185,15 +181,17 @@ pub fn write_client_head(
         UpFraming::Chunked | UpFraming::Close => ClientFraming::Close,
     };
     let keep_alive = p.keep_alive && framing != ClientFraming::Close;
-    out.extend_from_slice(b"HTTP/1.1 ");
-    put_u64(out, up.status as u64);
-    out.push(b' ');
-    out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\nServer: ");
-    out.extend_from_slice(p.server);
-    out.extend_from_slice(b"\r\nDate: ");
-    out.extend_from_slice(p.date);
-    out.extend_from_slice(b"\r\n");
+    head.reset(
+        up.status,
+        match framing {
+            ClientFraming::None => Framing::None,
+            ClientFraming::Length(n) => Framing::Length(n),
+            ClientFraming::Chunked => Framing::Chunked,
+            ClientFraming::Close => Framing::Close,
+        },
+        keep_alive,
+    );
+    head.set_reason(resp.reason.unwrap_or("").as_bytes());
     for h in resp.headers.iter() {
         let n = h.name.as_bytes();
         // A bodiless answer (HEAD, 304) keeps the length the body would have.
@@ -204,26 +202,8 @@ pub fn write_client_head(
         {
             continue;
         }
-        out.extend_from_slice(n);
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(h.value);
-        out.extend_from_slice(b"\r\n");
+        head.push(n, h.value);
     }
-    out.extend_from_slice(p.lines);
-    match framing {
-        ClientFraming::Length(n) => {
-            out.extend_from_slice(b"Content-Length: ");
-            put_u64(out, n);
-            out.extend_from_slice(b"\r\n");
-        }
-        ClientFraming::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
-        ClientFraming::None | ClientFraming::Close => {}
-    }
-    out.extend_from_slice(if keep_alive {
-        b"Connection: keep-alive\r\n\r\n"
-    } else {
-        b"Connection: close\r\n\r\n"
-    });
     (framing, keep_alive)
 }
 
@@ -313,22 +293,23 @@ mod tests {
     fn client_head_rewrites() {
         let raw = b"HTTP/1.1 200 OK\r\nServer: origin\r\nDate: x\r\nConnection: keep-alive\r\nX-App: 1\r\nTransfer-Encoding: chunked\r\nX-Hide: s\r\n\r\n";
         let up = parse_head(raw, false, 1).unwrap().unwrap();
-        let mut out = Vec::new();
         let hide = vec!["x-hide".to_string()];
-        let (f, ka) = write_client_head(
+        let mut head = ReplyHead::new();
+        let (f, ka) = client_head(
             raw,
             &up,
             &ClientHeadParams {
-                date: b"D",
-                server: b"sluice",
                 keep_alive: true,
                 client_http11: true,
                 head_only: false,
                 hide: &hide,
-                lines: b"X-Cache-Status: MISS\r\n",
             },
-            &mut out,
+            &mut head,
         );
+        // What the proxy adds before the header filter.
+        head.push(b"X-Cache-Status", b"MISS");
+        let mut out = Vec::new();
+        head.write_h1(b"sluice", b"D", &mut out);
         let s = String::from_utf8(out).unwrap();
         assert_eq!(f, ClientFraming::Chunked);
         assert!(ka);

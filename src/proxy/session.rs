@@ -14,7 +14,9 @@ use crate::http::chunked::{self, ChunkedDecoder};
 use crate::http::conn::Conn;
 use crate::http::ctx::HttpCtx;
 use crate::http::handler::{self, ProxyReq};
+use crate::http::header_filter::Sink;
 use crate::http::request::{BodyFraming, Method};
+use crate::proto::reply::ReplyHead;
 use crate::proxy::request::{self as upreq, ReqCtx};
 use crate::proxy::response::{self as upresp, ClientFraming, ClientHeadParams, UpFraming, UpHead};
 use crate::proxy::upstream::Pools;
@@ -214,6 +216,8 @@ pub trait Client {
     fn read_body(&mut self) -> Result<bool, ()>;
     /// Output buffer.
     fn out(&mut self) -> &mut Vec<u8>;
+    /// The response head being built and the output buffer.
+    fn sink(&mut self) -> Sink<'_>;
     /// Output not yet written.
     fn out_pending(&self) -> usize;
     /// Write output; Ok(true) when all is out.
@@ -240,6 +244,9 @@ impl Client for Conn {
     fn out(&mut self) -> &mut Vec<u8> {
         Conn::out(self)
     }
+    fn sink(&mut self) -> Sink<'_> {
+        Conn::sink(self)
+    }
     fn out_pending(&self) -> usize {
         Conn::out_pending(self)
     }
@@ -261,6 +268,7 @@ impl Client for Conn {
 #[derive(Default)]
 pub struct NullClient {
     out: Vec<u8>,
+    head: ReplyHead,
 }
 
 impl Client for NullClient {
@@ -273,6 +281,12 @@ impl Client for NullClient {
     }
     fn out(&mut self) -> &mut Vec<u8> {
         &mut self.out
+    }
+    fn sink(&mut self) -> Sink<'_> {
+        Sink {
+            head: &mut self.head,
+            out: &mut self.out,
+        }
     }
     fn out_pending(&self) -> usize {
         0
@@ -790,18 +804,11 @@ impl Session {
         let loc = location(&cfg, &self.req);
         let head_only = self.req.head.method == Method::Head;
         let vars = self.req_vars(ctx.now_unix_ms());
-        let mark = conn.out().len();
-        let n = handler::error_reply(
-            ctx,
-            loc,
-            &vars,
-            code,
-            keep_alive,
-            head_only,
-            &[],
-            conn.out(),
-        );
-        self.note_head(mark, conn.out().len(), n);
+        let mut sink = conn.sink();
+        let mark = sink.out.len();
+        let n = handler::error_reply(ctx, loc, &vars, code, keep_alive, head_only, &[], &mut sink);
+        let after = sink.out.len();
+        self.note_head(mark, after, n);
         self.log(ctx, code, n);
         self.state = St::Done;
         conn.finish_proxy(keep_alive, ctx.now_ms);
@@ -948,7 +955,7 @@ impl Session {
     /// The log phase (`handler::end_request`, shared with local answers):
     /// `limit_bytes` gets head and body, the access log its line.
     fn log(&mut self, ctx: &mut HttpCtx, status: u16, bytes: u64) {
-        let slots = std::mem::take(&mut self.req.bytes_slots);
+        let mut slots = std::mem::take(&mut self.req.bytes_slots);
         let cfg = self.cfg.clone();
         let done = handler::Finished {
             logs: &location(&cfg, &self.req).access_logs,
@@ -961,7 +968,7 @@ impl Session {
             sent_bytes: self.head_sent + bytes,
             request_time_us: ctx.now_ms.saturating_sub(self.started_ms) * 1000,
         };
-        handler::end_request(ctx, &done, Some(slots));
+        handler::end_request(ctx, &done, &mut slots);
     }
 
     fn drop_upstream(&mut self, reg: &Registry) {

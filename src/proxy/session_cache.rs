@@ -78,29 +78,11 @@ impl Session {
                 } else {
                     CacheStatus::Hit
                 };
-                let (server, lines) = (
-                    ctx.server_header(loc),
-                    self.filter_lines(loc, ctx, found.meta().status, word),
-                );
                 let keep_alive = self.client_keep_alive && !self.wants_body();
-                let params = cached::HitParams {
-                    method: crate::http::request::at(
-                        &self.req.head_bytes,
-                        self.req.head.method_span,
-                    ),
-                    req_headers: &req_headers,
-                    date: &ctx.date,
-                    server,
-                    keep_alive,
-                    status_word: word.as_str().as_bytes(),
-                    lines: &lines,
-                    hide: &loc.proxy.hide_headers,
-                    now,
-                };
-                let mark = conn.out().len();
-                match cached::write_hit(&found, &params, conn.out()) {
-                    Ok((status, bytes)) => {
-                        self.note_head(mark, conn.out().len(), bytes);
+                let hit = self.write_hit(loc, found.meta(), &found, word, &req_headers, conn, ctx);
+                match hit {
+                    Ok((status, bytes, head_len)) => {
+                        self.head_sent = head_len;
                         self.cache_status = Some(word);
                         self.state = St::Done;
                         self.log(ctx, status, bytes);
@@ -108,7 +90,6 @@ impl Session {
                         Some(Next::Finished)
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && self.io_tries < 2 => {
-                        conn.out().truncate(mark);
                         self.io_tries += 1;
                         let path = found.path().to_path_buf();
                         let md5 = path
@@ -125,7 +106,6 @@ impl Session {
                         None
                     }
                     Err(e) => {
-                        conn.out().truncate(mark);
                         log::warn!("cache: reading an entry failed: {e}");
                         self.cache_status = Some(CacheStatus::Miss);
                         None
@@ -214,35 +194,64 @@ impl Session {
         }
     }
 
-    /// The header filter's lines for an answer from the cache with `status`
-    /// (`word` is `$upstream_cache_status`).
-    fn filter_lines(
+    /// Answer this request from the stored response `entry` (with `meta`,
+    /// its own or a 304-merged one): the hit's head, the header filter on
+    /// it (`word` is `$upstream_cache_status`), serialized once, then the
+    /// body. Returns (status, body bytes, head bytes); on an error nothing
+    /// stays queued.
+    #[allow(clippy::too_many_arguments)]
+    fn write_hit(
         &self,
         loc: &LocationConf,
-        ctx: &HttpCtx,
-        status: u16,
+        meta: &EntryMeta,
+        entry: &cached::Entry,
         word: CacheStatus,
-    ) -> Vec<u8> {
+        req_headers: &[(&[u8], &[u8])],
+        conn: &mut dyn Client,
+        ctx: &HttpCtx,
+    ) -> std::io::Result<(u16, u64, u64)> {
+        let params = cached::HitParams {
+            method: crate::http::request::at(&self.req.head_bytes, self.req.head.method_span),
+            req_headers,
+            keep_alive: self.client_keep_alive && !self.wants_body(),
+            status_word: word.as_str().as_bytes(),
+            hide: &loc.proxy.hide_headers,
+            now: ctx.unix_secs,
+        };
+        let sink = conn.sink();
+        let with_body = cached::hit_head(meta, &params, sink.head);
+        let status = sink.head.status;
         let resp = RespVars {
             status,
             cache_status: Some(word.as_str()),
             ..RespVars::default()
         };
-        self.header_filter(loc, ctx, &resp)
+        self.filter_head(loc, ctx, &resp, sink.head);
+        let mark = sink.out.len();
+        sink.head
+            .write_h1(ctx.server_header(loc), &ctx.date, sink.out);
+        let head_len = (sink.out.len() - mark) as u64;
+        if !with_body {
+            return Ok((status, 0, head_len));
+        }
+        if let Err(e) = cached::write_hit_body(entry, sink.out) {
+            sink.out.truncate(mark);
+            return Err(e);
+        }
+        Ok((status, meta.body_len, head_len))
     }
 
-    /// The header filter's lines (`add_header`, the waiting room's cookie)
-    /// for a response described by `resp`.
-    pub(super) fn header_filter(
+    /// The header filter (`add_header`, the waiting room's cookie) on a
+    /// proxied or cached response head described by `resp`.
+    pub(super) fn filter_head(
         &self,
         loc: &LocationConf,
         ctx: &HttpCtx,
         resp: &RespVars<'_>,
-    ) -> Vec<u8> {
+        head: &mut ReplyHead,
+    ) {
         let vars = self.req_vars(ctx.now_unix_ms());
-        let mut lines = Vec::new();
-        header_filter::write(loc, &vars, resp, &mut lines);
-        lines
+        header_filter::apply(loc, &vars, resp, head);
     }
 
     /// This request's variables (`now_unix_ms` for the time ones).
@@ -367,21 +376,14 @@ impl Session {
             (404, b"{\"purged\":false}\n")
         };
         let keep_alive = self.client_keep_alive && !self.wants_body();
-        let mark = conn.out().len();
-        crate::http::response::begin(
-            conn.out(),
-            &crate::http::response::HeadParams {
-                status: code,
-                date: &ctx.date,
-                server: b"sluice",
-                content_type: Some(b"application/json"),
-                content_length: Some(body.len() as u64),
-                keep_alive,
-            },
-        );
-        crate::http::response::end(conn.out());
-        conn.out().extend_from_slice(body);
-        self.note_head(mark, conn.out().len(), body.len() as u64);
+        let mut sink = conn.sink();
+        let framing = crate::proto::reply::Framing::Length(body.len() as u64);
+        sink.start(code, framing, keep_alive)
+            .push(b"Content-Type", b"application/json");
+        let mark = sink.out.len();
+        sink.send_unfiltered(ctx);
+        self.head_sent = (sink.out.len() - mark) as u64;
+        sink.out.extend_from_slice(body);
         self.state = St::Done;
         self.log(ctx, code, body.len() as u64);
         conn.finish_proxy(keep_alive, ctx.now_ms);
@@ -528,33 +530,15 @@ impl Session {
         let cfg = self.cfg.clone();
         let loc = location(&cfg, &self.req);
         let meta = meta.unwrap_or(entry.meta());
-        let (server, lines) = (
-            ctx.server_header(loc),
-            self.filter_lines(loc, ctx, meta.status, word),
-        );
         let req_headers = upreq::header_pairs(&self.req.head_bytes);
-        let keep_alive = self.client_keep_alive && !self.wants_body();
-        let params = cached::HitParams {
-            method: crate::http::request::at(&self.req.head_bytes, self.req.head.method_span),
-            req_headers: &req_headers,
-            date: &ctx.date,
-            server,
-            keep_alive,
-            status_word: word.as_str().as_bytes(),
-            lines: &lines,
-            hide: &loc.proxy.hide_headers,
-            now: ctx.unix_secs,
-        };
-        let mark = conn.out().len();
-        match cached::write_hit_with(meta, entry, &params, conn.out()) {
-            Ok(served) => {
-                self.note_head(mark, conn.out().len(), served.1);
-                self.served = Some(served);
+        match self.write_hit(loc, meta, entry, word, &req_headers, conn, ctx) {
+            Ok((status, bytes, head_len)) => {
+                self.head_sent = head_len;
+                self.served = Some((status, bytes));
                 self.cache_status = Some(word);
                 true
             }
             Err(e) => {
-                conn.out().truncate(mark);
                 log::warn!("cache: reading a stored entry failed: {e}");
                 false
             }

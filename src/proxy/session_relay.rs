@@ -232,31 +232,25 @@ impl Session {
                 cache_status: self.cache_status.map(|c| c.as_str()),
                 ..Default::default()
             };
-            let mut lines = Vec::new();
-            if let Some(cs) = self.cache_status {
-                crate::http::response::header(
-                    &mut lines,
-                    b"X-Cache-Status",
-                    cs.as_str().as_bytes(),
-                );
-            }
-            lines.extend_from_slice(&self.header_filter(loc, ctx, &resp_vars));
-            let mark = conn.out().len();
-            let (framing, keep_alive) = upresp::write_client_head(
+            let sink = conn.sink();
+            let (framing, keep_alive) = upresp::client_head(
                 &self.resp,
                 &up,
                 &ClientHeadParams {
-                    date: &ctx.date,
-                    server,
                     keep_alive: self.client_keep_alive && !self.wants_body(),
                     client_http11: self.req.head.version_minor == 1,
                     head_only: self.head_as_get,
                     hide: &loc.proxy.hide_headers,
-                    lines: &lines,
                 },
-                conn.out(),
+                sink.head,
             );
-            self.note_head(mark, conn.out().len(), 0);
+            if let Some(cs) = self.cache_status {
+                sink.head.push(b"X-Cache-Status", cs.as_str().as_bytes());
+            }
+            self.filter_head(loc, ctx, &resp_vars, sink.head);
+            let mark = sink.out.len();
+            sink.head.write_h1(server, &ctx.date, sink.out);
+            self.head_sent = (sink.out.len() - mark) as u64;
             self.client_keep_alive = keep_alive;
             self.framing = framing;
             self.up_left = match up.framing {
