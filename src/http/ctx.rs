@@ -152,8 +152,6 @@ pub struct HttpCtx {
     date_secs: i64,
     /// Open-file cache.
     pub files: FileCache,
-    /// Scratch buffer for normalized paths.
-    pub path_buf: Vec<u8>,
     /// Scratch buffer for file system paths.
     pub fs_path: Vec<u8>,
     /// Access logs.
@@ -196,7 +194,6 @@ impl HttpCtx {
             date: [b' '; 29],
             date_secs: -1,
             files: FileCache::default(),
-            path_buf: Vec::with_capacity(256),
             fs_path: Vec::with_capacity(512),
             logs,
             counters: LocalCounters::default(),
