@@ -9,18 +9,23 @@
 //! these tests fail when `SLUICE_REQUIRE_REDIS` is set and are skipped
 //! with a message otherwise.
 
-mod limits_common;
+mod common;
 
-use limits_common::{conf_template, free_port, request, Conn, Sluice, TempDir};
+use common::{
+    free_port, request, send_signal, try_request, wait_until, Client, Conf, Response, Server,
+    TempDir,
+};
+use nix::sys::signal::Signal;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A redis-server child on a loopback port, killed on drop.
+/// A redis-server child on a loopback port, killed by its pid on drop.
 struct Redis {
     child: Child,
     port: u16,
-    dir: TempDir,
+    /// Its directory; `None` once [`Redis::kill`] handed it back.
+    dir: Option<TempDir>,
 }
 
 impl Redis {
@@ -47,13 +52,17 @@ impl Redis {
             .args(["--save", "", "--appendonly", "no"])
             .args(["--enable-debug-command", "yes"])
             .arg("--dir")
-            .arg(&dir.0)
+            .arg(dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn redis-server");
-        let r = Redis { child, port, dir };
-        wait_for("redis to listen", Duration::from_secs(10), || {
+        let r = Redis {
+            child,
+            port,
+            dir: Some(dir),
+        };
+        wait_until("redis to listen", Duration::from_secs(10), || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
         Some(r)
@@ -61,11 +70,9 @@ impl Redis {
 
     /// Kill it (as a crash would) and give back its port and directory.
     fn kill(mut self) -> (u16, TempDir) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let dir = self.dir.take().expect("the directory of a running redis");
         let port = self.port;
-        let dir = TempDir(std::mem::take(&mut self.dir.0));
-        std::mem::forget(self);
+        drop(self); // kills and reaps the process
         (port, dir)
     }
 }
@@ -77,37 +84,21 @@ impl Drop for Redis {
     }
 }
 
-fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// A node: one worker, `http` and `server` text after the cluster line.
-fn node(redis_port: u16, name: &str, opts: &str, http: &str, server: &str) -> (TempDir, Sluice) {
+fn node(redis_port: u16, name: &str, opts: &str, http: &str, server: &str) -> Server {
     let dir = TempDir::new(name);
-    std::fs::create_dir_all(dir.join("www/g")).unwrap();
-    std::fs::write(dir.join("www/g/x"), "g\n").unwrap();
-    std::fs::write(dir.join("www/hit"), "hit\n").unwrap();
+    dir.write("www/g/x", "g\n");
+    dir.write("www/hit", "hit\n");
     let http = format!("cluster redis://127.0.0.1:{redis_port} node={name} {opts};\n  {http}");
-    let s = Sluice::start(&dir.0, &conf_template(1, &http, server));
-    (dir, s)
+    Server::start_in(dir, Conf::new().workers(1).http(&http).server(server))
 }
 
 /// A node with a global waiting room `shop` (`params` after its size) on
 /// `/g/`, signing with the shared secret file in `keys`.
-fn room_node(
-    redis_port: u16,
-    name: &str,
-    opts: &str,
-    params: &str,
-    keys: &TempDir,
-) -> (TempDir, Sluice) {
+fn room_node(redis_port: u16, name: &str, opts: &str, params: &str, keys: &TempDir) -> Server {
     let key = keys.join("wr.key");
     if !key.exists() {
-        std::fs::write(&key, "k1 0123456789abcdef0123456789abcdef\n").unwrap();
+        keys.write("wr.key", "k1 0123456789abcdef0123456789abcdef\n");
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
     let http = format!(
@@ -124,13 +115,14 @@ fn room_node(
 }
 
 /// The `NAME=VALUE` of a response's Set-Cookie.
-fn session_cookie(r: &limits_common::Response) -> String {
-    let c = r.header_exact("set-cookie").expect("a session cookie");
+fn session_cookie(r: &Response) -> String {
+    let c = r.header("set-cookie").expect("a session cookie");
     c.split(';').next().unwrap_or_default().to_string()
 }
 
-fn status(s: &Sluice) -> String {
-    request(s.port, "/status", &[("Accept", "application/json")]).body
+fn status(s: &Server) -> String {
+    s.request("/status", &[("Accept", "application/json")])
+        .text()
 }
 
 /// `"name":VALUE` of zone `zone` in the status JSON's "cluster" object.
@@ -148,8 +140,8 @@ fn cluster_field(json: &str, zone: &str, name: &str) -> String {
 }
 
 /// Until every node has synced and sees `n` nodes.
-fn wait_synced(nodes: &[&Sluice], zone: &str, n: u64) {
-    wait_for("every node to sync", Duration::from_secs(10), || {
+fn wait_synced(nodes: &[&Server], zone: &str, n: u64) {
+    wait_until("every node to sync", Duration::from_secs(10), || {
         nodes.iter().all(|s| {
             let j = status(s);
             cluster_field(&j, zone, "synced") == "true"
@@ -167,13 +159,12 @@ fn drive(ports: &[u16], path: &str, gap: Duration, secs: f64) -> Vec<(u64, u64)>
             .iter()
             .map(|&p| {
                 sc.spawn(move || {
-                    let mut c = Conn::new(p);
+                    let mut c = Client::connect(p);
                     let (mut ok, mut sent) = (0, 0);
                     while Instant::now() < end {
-                        c.send(&format!("GET {path} HTTP/1.1\r\nHost: shop\r\n\r\n"));
-                        let Some(r) = c.try_read() else {
+                        let Ok(r) = c.get_host(path, "shop") else {
                             // keepalive_requests reached: a new connection.
-                            c = Conn::new(p);
+                            c = Client::connect(p);
                             continue;
                         };
                         sent += 1;
@@ -209,7 +200,7 @@ fn a_global_rate_over_three_nodes_admits_the_limit() {
             )
         })
         .collect();
-    let servers: Vec<&Sluice> = nodes.iter().map(|(_, s)| s).collect();
+    let servers: Vec<&Server> = nodes.iter().collect();
     wait_synced(&servers, "g", 3);
     let ports: Vec<u16> = servers.iter().map(|s| s.port).collect();
     let secs = 10.0;
@@ -241,8 +232,8 @@ fn a_global_rate_over_three_nodes_admits_the_limit() {
 #[test]
 fn a_node_that_gets_all_the_traffic_uses_nearly_all_the_limit() {
     let Some(redis) = Redis::start() else { return };
-    let (_da, a) = node(redis.port, "a", "sync=50ms", RATE_ZONE, RATE_LOC);
-    let (_db, b) = node(redis.port, "b", "sync=50ms", RATE_ZONE, RATE_LOC);
+    let a = node(redis.port, "a", "sync=50ms", RATE_ZONE, RATE_LOC);
+    let b = node(redis.port, "b", "sync=50ms", RATE_ZONE, RATE_LOC);
     wait_synced(&[&a, &b], "g", 2);
     let secs = 5.0;
     let got = drive(&[a.port], "/g/x", Duration::from_millis(5), secs);
@@ -271,7 +262,7 @@ fn the_count_is_global() {
     let nodes: Vec<_> = (1..=3)
         .map(|i| node(redis.port, &format!("c{i}"), "sync=50ms", http, server))
         .collect();
-    let servers: Vec<&Sluice> = nodes.iter().map(|(_, s)| s).collect();
+    let servers: Vec<&Server> = nodes.iter().collect();
     wait_synced(&servers, "c", 3);
     for (s, n) in servers.iter().zip([5, 7, 9]) {
         for _ in 0..n {
@@ -279,7 +270,7 @@ fn the_count_is_global() {
         }
     }
     // This node's own requests count at once; the others' within a sync.
-    let own = request(servers[2].port, "/count", &[]).body;
+    let own = request(servers[2].port, "/count", &[]).text();
     let own: u64 = own
         .trim()
         .trim_start_matches("{\"requestCount\":")
@@ -290,19 +281,18 @@ fn the_count_is_global() {
     expect_count(&servers, 21);
     // A reload hands the sync to the new generation, a kill -9 of the
     // worker that syncs to its replacement: no hit is lost or pushed twice.
-    servers[0].reload();
+    servers[0].reload_and_drain();
     for _ in 0..3 {
         assert_eq!(request(servers[0].port, "/hit", &[]).status, 200);
     }
-    let w = servers[1].workers();
+    let w = servers[1].worker_pids();
     assert_eq!(w.len(), 1);
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(w[0]),
-        nix::sys::signal::Signal::SIGKILL,
-    );
-    wait_for("a respawned worker", Duration::from_secs(10), || {
-        let now = servers[1].workers();
-        now.len() == 1 && now != w && request(servers[1].port, "/hit", &[]).status == 200
+    let _ = send_signal(w[0], Signal::SIGKILL);
+    wait_until("a respawned worker", Duration::from_secs(10), || {
+        let now = servers[1].worker_pids();
+        now.len() == 1
+            && now != w
+            && try_request(servers[1].port, "/hit", &[]).is_ok_and(|r| r.status == 200)
     });
     for _ in 0..2 {
         assert_eq!(request(servers[1].port, "/hit", &[]).status, 200);
@@ -312,21 +302,21 @@ fn the_count_is_global() {
 
 /// Every node reports `n` within a few syncs, and still does a while later
 /// (a report does not count itself, nothing is pushed twice).
-fn expect_count(servers: &[&Sluice], n: u64) {
+fn expect_count(servers: &[&Server], n: u64) {
     let want = format!("{{\"requestCount\":{n}}}");
     let all = || {
         servers
             .iter()
-            .all(|s| request(s.port, "/count", &[]).body.trim() == want)
+            .all(|s| request(s.port, "/count", &[]).body_str().trim() == want)
     };
-    wait_for(
+    wait_until(
         "the global count on every node",
         Duration::from_secs(3),
         all,
     );
     std::thread::sleep(Duration::from_millis(300));
     for s in servers {
-        assert_eq!(request(s.port, "/count", &[]).body.trim(), want);
+        assert_eq!(request(s.port, "/count", &[]).body_str().trim(), want);
     }
 }
 
@@ -335,10 +325,10 @@ fn a_global_byte_quota_is_shared() {
     let Some(redis) = Redis::start() else { return };
     let http = "limit_bytes_zone $host zone=b:1m quota=10k per=1h cluster=on;";
     let server = "location /g/ { limit_bytes zone=b; }";
-    let (da, a) = node(redis.port, "ba", "sync=50ms", http, server);
-    let (db, b) = node(redis.port, "bb", "sync=50ms", http, server);
-    for d in [&da, &db] {
-        std::fs::write(d.join("www/g/4k"), vec![b'x'; 4096]).unwrap();
+    let a = node(redis.port, "ba", "sync=50ms", http, server);
+    let b = node(redis.port, "bb", "sync=50ms", http, server);
+    for s in [&a, &b] {
+        s.dir.write("www/g/4k", vec![b'x'; 4096]);
     }
     wait_synced(&[&a, &b], "b", 2);
     // 8 KB on A, then 4 KB on B: 12 KB of the 10 KB quota used together.
@@ -361,24 +351,24 @@ fn a_ticket_from_one_node_admits_on_another() {
     let Some(redis) = Redis::start() else { return };
     let keys = TempDir::new("wr-key");
     let room = "admit_rate=30/m max_active=100 session=60s";
-    let (_da, a) = room_node(redis.port, "wa", "sync=50ms", room, &keys);
-    let (_db, b) = room_node(redis.port, "wb", "sync=50ms", room, &keys);
+    let a = room_node(redis.port, "wa", "sync=50ms", room, &keys);
+    let b = room_node(redis.port, "wb", "sync=50ms", room, &keys);
     wait_synced(&[&a, &b], "shop", 2);
     // User 1 on A takes the free slot...
     let first = request(a.port, "/g/x", &[]);
     assert_eq!(first.status, 200);
-    assert!(first.body.contains('g'), "{}", first.body);
+    assert!(first.body_str().contains('g'), "{}", first.body_str());
     let cookie_a = session_cookie(&first);
     // ...which B learns within a sync: user 2 on B waits for the next one.
     std::thread::sleep(Duration::from_millis(300));
     let wait = request(b.port, "/g/x", &[]);
     assert_eq!(wait.status, 200);
     assert!(
-        wait.body.contains("sluice_wr="),
+        wait.body_str().contains("sluice_wr="),
         "B should queue: {}",
-        wait.body
+        wait.body_str()
     );
-    let refresh = wait.header_exact("refresh").expect("a Refresh header");
+    let refresh = wait.header("refresh").expect("a Refresh header");
     let url = refresh.split_once(";url=").expect("url").1.to_string();
     let secs: u64 = refresh
         .split(';')
@@ -389,29 +379,33 @@ fn a_ticket_from_one_node_admits_on_another() {
     // The ticket from B, brought to A after its time: A admits it.
     std::thread::sleep(Duration::from_millis(2100));
     let admitted = request(a.port, &url, &[]);
-    assert_eq!(admitted.status, 302, "{url} -> {}", admitted.body);
+    assert_eq!(admitted.status, 302, "{url} -> {}", admitted.body_str());
     assert!(admitted.header("set-cookie").is_some());
     // And A's session cookie is good on B.
     let on_b = request(b.port, "/g/x", &[("Cookie", &cookie_a)]);
     assert_eq!(on_b.status, 200);
-    assert!(!on_b.body.contains("sluice_wr="), "{}", on_b.body);
+    assert!(
+        !on_b.body_str().contains("sluice_wr="),
+        "{}",
+        on_b.body_str()
+    );
 }
 
 #[test]
 fn redis_down_applies_each_failure_mode_and_syncing_resumes() {
     let Some(redis) = Redis::start() else { return };
     let zone = "limit_req_zone $host zone=g:1m rate=10r/s cluster=on;";
-    let (_do, open) = node(redis.port, "fo", "sync=50ms failure=open", zone, RATE_LOC);
-    let (_dc, closed) = node(redis.port, "fc", "sync=50ms failure=closed", zone, RATE_LOC);
-    let (_dl, local) = node(redis.port, "fl", "sync=50ms failure=local", zone, RATE_LOC);
+    let open = node(redis.port, "fo", "sync=50ms failure=open", zone, RATE_LOC);
+    let closed = node(redis.port, "fc", "sync=50ms failure=closed", zone, RATE_LOC);
+    let local = node(redis.port, "fl", "sync=50ms failure=local", zone, RATE_LOC);
     let all = [&open, &closed, &local];
     wait_synced(&all, "g", 3);
-    let burst = |s: &Sluice| (0..20).filter(|_| s.get("/g/x").status == 200).count();
+    let burst = |s: &Server| (0..20).filter(|_| s.get("/g/x").status == 200).count();
     // Synced: a burst gets about a third of one request's worth each.
     assert!(burst(&open) <= 3);
 
     let (port, dir) = redis.kill();
-    wait_for("the failure modes", Duration::from_secs(5), || {
+    wait_until("the failure modes", Duration::from_secs(5), || {
         all.iter()
             .all(|s| cluster_field(&status(s), "g", "synced") == "false")
     });
@@ -444,21 +438,23 @@ fn a_room_without_redis_follows_its_failure_mode() {
     let Some(redis) = Redis::start() else { return };
     let keys = TempDir::new("wr-key2");
     let room = "admit_rate=6/m max_active=1 session=60s";
-    let (_do, open) = room_node(redis.port, "ro", "sync=50ms failure=open", room, &keys);
-    let (_dc, closed) = room_node(redis.port, "rc", "sync=50ms failure=closed", room, &keys);
+    let open = room_node(redis.port, "ro", "sync=50ms failure=open", room, &keys);
+    let closed = room_node(redis.port, "rc", "sync=50ms failure=closed", room, &keys);
     wait_synced(&[&open, &closed], "shop", 2);
     // The one global place goes to a user of the closed node.
     let first = request(closed.port, "/g/x", &[]);
-    assert!(first.body.starts_with('g'), "{}", first.body);
+    assert!(first.body_str().starts_with('g'), "{}", first.body_str());
     let session = session_cookie(&first);
     std::thread::sleep(Duration::from_millis(300));
     assert!(
-        request(open.port, "/g/x", &[]).body.contains("sluice_wr="),
+        request(open.port, "/g/x", &[])
+            .body_str()
+            .contains("sluice_wr="),
         "the room is full for every node"
     );
 
     let _gone = redis.kill();
-    wait_for("the failure modes", Duration::from_secs(5), || {
+    wait_until("the failure modes", Duration::from_secs(5), || {
         [&open, &closed]
             .iter()
             .all(|s| cluster_field(&status(s), "shop", "synced") == "false")
@@ -466,20 +462,20 @@ fn a_room_without_redis_follows_its_failure_mode() {
     // open: everyone in; closed: new users refused, the admitted one goes on.
     for _ in 0..3 {
         let r = request(open.port, "/g/x", &[]);
-        assert_eq!((r.status, r.body.as_str()), (200, "g\n"));
+        assert_eq!((r.status, r.body_str()), (200, "g\n"));
     }
     let r = request(closed.port, "/g/x", &[]);
     assert_eq!(r.status, 503);
     assert!(r.header("retry-after").is_some());
     let r = request(closed.port, "/g/x", &[("Cookie", &session)]);
-    assert_eq!((r.status, r.body.as_str()), (200, "g\n"));
+    assert_eq!((r.status, r.body_str()), (200, "g\n"));
 }
 
 #[test]
 fn a_slow_redis_is_a_failure_too() {
     let Some(redis) = Redis::start() else { return };
     let zone = "limit_req_zone $host zone=g:1m rate=10r/s cluster=on;";
-    let (_d, s) = node(
+    let s = node(
         redis.port,
         "slow",
         "sync=50ms failure=closed",

@@ -38,6 +38,12 @@ impl Response {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
+    /// The body as a string slice (panics unless it is UTF-8).
+    pub fn body_str(&self) -> &str {
+        std::str::from_utf8(&self.body)
+            .unwrap_or_else(|e| panic!("non-UTF-8 body ({e}): {:?}", self.text()))
+    }
+
     /// The server announced it closes the connection.
     pub fn closes(&self) -> bool {
         self.header("connection")
@@ -47,6 +53,15 @@ impl Response {
     /// Content-Length, if any.
     pub fn content_length(&self) -> Option<usize> {
         self.header("content-length")?.trim().parse().ok()
+    }
+
+    /// The status line and header fields as text, for failure messages.
+    pub fn head(&self) -> String {
+        let mut head = format!("{} {}", self.version, self.status);
+        for (n, v) in &self.headers {
+            head.push_str(&format!("\n{n}: {v}"));
+        }
+        head
     }
 }
 
@@ -204,7 +219,12 @@ impl Client {
 
     /// Send a keep-alive `GET path` and read its response.
     pub fn get(&mut self, path: &str) -> io::Result<Response> {
-        self.try_send(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())?;
+        self.get_host(path, "test")
+    }
+
+    /// Send a keep-alive `GET path` with `Host: host` and read its response.
+    pub fn get_host(&mut self, path: &str, host: &str) -> io::Result<Response> {
+        self.try_send(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())?;
         self.read_response()
     }
 
@@ -337,10 +357,25 @@ impl Client {
 
 /// One `GET path` with `Connection: close` on a fresh connection.
 pub fn get(port: u16, path: &str) -> Response {
-    let mut c = Client::connect(port);
-    c.send(format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes());
+    request(port, path, &[])
+}
+
+/// One `GET path` with `extra` header fields and `Connection: close` on a
+/// fresh connection (panics on errors).
+pub fn request(port: u16, path: &str, extra: &[(&str, &str)]) -> Response {
+    try_request(port, path, extra).unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
+/// [`request`], with connection errors returned.
+pub fn try_request(port: u16, path: &str, extra: &[(&str, &str)]) -> io::Result<Response> {
+    let mut c = Client::try_connect(port)?;
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+    for (n, v) in extra {
+        req.push_str(&format!("{n}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    c.try_send(req.as_bytes())?;
     c.read_response()
-        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
 }
 
 /// Send raw bytes on a fresh connection; return everything received until

@@ -1,16 +1,22 @@
 //! Integration-test harness: starts the real `sluice` binary on loopback and
 //! talks to it over raw sockets.
 //!
-//! - [`TempDir`]: a directory per test, removed on drop.
+//! - [`TempDir`]: a directory per test (a `tempfile::TempDir`), removed on
+//!   drop.
 //! - [`Conf`]: the config a test wants (nginx syntax, rendered per server).
-//! - [`Server`]: a daemonized master started from a [`Conf`]; waits for the
-//!   pid file and the port, and on drop (also when the test panics) sends
-//!   QUIT, waits up to 5 s, then SIGKILLs the master and its children.
+//! - [`Server`]: a daemonized master started from a [`Conf`] (in a fresh
+//!   directory, or in one the test filled first); waits for the pid file and
+//!   the port, can be reloaded, stopped, `kill -9`ed and started again, and
+//!   remembers its master's pid: on drop (also when the test panics, and
+//!   whatever was dropped before it) it sends QUIT, waits up to 5 s, then
+//!   SIGKILLs the master and its workers.
 //! - [`Client`] / [`Response`]: a tiny HTTP/1.1 client over `TcpStream` that
 //!   reads exactly one response at a time, plus helpers for raw exchanges
 //!   and pipelined replies.
 //! - [`Origin`] / [`FullClient`] (`origin.rs`): scriptable loopback origins
 //!   and a client that also reads chunked responses, for the proxy tests.
+//! - [`Nginx`] (`nginx.rs`): a real nginx in the foreground, for tests that
+//!   put sluice behind it; stopped on drop like a [`Foreground`].
 //!
 //! Every wait here is bounded; the functions panic with a message saying
 //! what did not happen in time.
@@ -19,11 +25,14 @@
 
 mod client;
 mod conf;
+mod nginx;
 mod origin;
 mod server;
 
 pub use client::*;
 pub use conf::*;
+#[allow(unused_imports)] // only the limits tests use it
+pub use nginx::*;
 #[allow(unused_imports)] // only the proxy tests use it
 pub use origin::*;
 pub use server::*;
@@ -31,7 +40,6 @@ pub use server::*;
 use std::fs::{self, File};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Size of `www/index.html`.
@@ -45,40 +53,43 @@ pub const DIR_INDEX: &str = "inner index\n";
 
 // ---------------------------------------------------------------- temp dirs
 
-/// A fresh directory under the system temp dir, removed (recursively) on drop.
+/// A fresh directory under the system temp dir (a [`tempfile::TempDir`]),
+/// removed with everything in it on drop.
 pub struct TempDir {
-    path: PathBuf,
+    dir: tempfile::TempDir,
 }
 
 impl TempDir {
-    /// `<tmp>/sluice-it-<pid>-<n>-<tag>`, unique within this test binary.
+    /// `<tmp>/sluice-it-<tag>-<random>`.
     pub fn new(tag: &str) -> TempDir {
-        static SEQ: AtomicUsize = AtomicUsize::new(0);
-        let n = SEQ.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("sluice-it-{}-{n}-{tag}", std::process::id()));
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).expect("create temp dir");
-        TempDir { path }
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("sluice-it-{tag}-"))
+            .tempdir()
+            .expect("create temp dir");
+        TempDir { dir }
     }
 
     /// The directory.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.dir.path()
     }
 
     /// A path inside the directory.
     pub fn join(&self, rel: &str) -> PathBuf {
-        self.path.join(rel)
+        self.path().join(rel)
+    }
+
+    /// Write the file `rel` (creating the directories it is in); its path.
+    pub fn write(&self, rel: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.join(rel);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).expect("create parent dirs");
+        }
+        fs::write(&path, contents).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        path
     }
 }
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.path);
-    }
-}
-
-/// A loopback port that was free a moment ago (bind to :0, read, drop).
 /// The first header field named `name` (case-insensitive).
 fn header_of<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers
@@ -95,6 +106,7 @@ fn header_count_of(headers: &[(String, String)], name: &str) -> usize {
         .count()
 }
 
+/// A loopback port that was free a moment ago (bind to :0, read, drop).
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     l.local_addr().expect("local_addr").port()
@@ -143,6 +155,14 @@ pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Optio
             return None;
         }
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Poll `ok` every 10 ms until it is true; panics after `timeout`, saying
+/// it timed out waiting for `what`.
+pub fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    if wait_for(timeout, || ok().then_some(())).is_none() {
+        panic!("timed out after {timeout:?} waiting for {what}");
     }
 }
 

@@ -1,9 +1,9 @@
 //! Running the binary: one-shot commands ([`run_sluice`]), a daemonized
-//! [`Server`] stopped on drop, a [`Foreground`] process, and /proc helpers
-//! for the master's workers.
+//! [`Server`] stopped on drop, a [`Foreground`] process (sluice or nginx),
+//! and /proc helpers for the master's workers.
 
-use super::{exchange, free_port, get};
-use super::{make_site, wait_for, Client, Conf, Response, TempDir};
+use super::{exchange, free_port, get, request};
+use super::{make_site, port_refuses, wait_for, Client, Conf, Response, TempDir};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::fs::{self, File};
@@ -113,9 +113,10 @@ pub fn read_pid_file(path: &Path) -> Option<i32> {
     fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
-/// A daemonized sluice started by a test. Stopped on drop.
+/// A daemonized sluice started by a test. Stopped on drop, by the master's
+/// pid it remembers (not the pid file, which may be gone by then).
 pub struct Server {
-    /// The test's directory: config, pid file, logs, `www/`.
+    /// The test's directory: config, pid file, logs, `www/`, `state/`.
     pub dir: TempDir,
     /// The loopback port it listens on.
     pub port: u16,
@@ -125,44 +126,73 @@ pub struct Server {
 }
 
 impl Server {
-    /// Make a site, write `conf`, start sluice as a daemon and wait until the
-    /// pid file names a live master and the port accepts connections.
-    /// Retries with another port when the picked one was taken meanwhile.
+    /// [`Server::start_in`] a fresh directory.
     pub fn start(conf: Conf) -> Server {
-        let dir = TempDir::new("srv");
+        Server::start_in(TempDir::new("srv"), conf)
+    }
+
+    /// Make the site in `dir/www` (next to what the test put there), write
+    /// `conf`, start sluice as a daemon and wait until the pid file names a
+    /// live master and the port accepts connections. Retries with another
+    /// port when the picked one was taken meanwhile.
+    pub fn start_in(dir: TempDir, conf: Conf) -> Server {
         make_site(&dir.join("www"));
+        let mut server = Server {
+            dir,
+            port: 0,
+            conf,
+            master: 0,
+        };
         let mut last_err = String::new();
         for _ in 0..3 {
-            let port = free_port();
-            let conf_path = dir.join("sluice.conf");
-            fs::write(&conf_path, conf.render(dir.path(), port)).expect("write config");
-            let out = run_sluice(
-                dir.path(),
-                &["-c", conf_path.to_str().expect("utf-8 path")],
-                START_TIMEOUT,
-            );
-            if !out.status.success() {
-                last_err = out.stderr;
-                if last_err.contains("in use") {
-                    continue;
-                }
-                panic!("sluice failed to start ({}): {last_err}", out.status);
+            server.port = free_port();
+            server.write_conf(&server.conf);
+            match server.launch() {
+                Ok(()) => return server,
+                Err(e) if e.contains("in use") => last_err = e,
+                Err(e) => panic!("sluice failed to start: {e}"),
             }
-            let pid_path = dir.join("sluice.pid");
-            let master = wait_for(START_TIMEOUT, || {
-                read_pid_file(&pid_path).filter(|&p| alive(p))
-            })
-            .unwrap_or_else(|| panic!("no live master in {} after 10 s", pid_path.display()));
-            let server = Server {
-                dir,
-                port,
-                conf,
-                master,
-            };
-            server.wait_listening();
-            return server;
         }
         panic!("sluice failed to start 3 times (ports taken?): {last_err}");
+    }
+
+    /// Run `sluice -c CONF`, then wait for a new live master in the pid
+    /// file (remembered at once, for drop) and for the port.
+    fn launch(&mut self) -> Result<(), String> {
+        let conf_path = self.conf_path();
+        let out = run_sluice(
+            self.dir.path(),
+            &["-c", conf_path.to_str().expect("utf-8 path")],
+            START_TIMEOUT,
+        );
+        if !out.status.success() {
+            return Err(format!("{}: {}", out.status, out.stderr));
+        }
+        let pid_path = self.pid_path();
+        let old = self.master;
+        self.master = wait_for(START_TIMEOUT, || {
+            read_pid_file(&pid_path).filter(|&p| p != old && alive(p))
+        })
+        .unwrap_or_else(|| panic!("no live master in {} after 10 s", pid_path.display()));
+        self.wait_listening();
+        Ok(())
+    }
+
+    /// Start sluice again on the same config and port, after
+    /// [`Server::quit`] or [`Server::kill9`].
+    pub fn restart(&mut self) {
+        assert!(
+            !self.master_alive(),
+            "master {} still runs; stop it first",
+            self.master
+        );
+        assert!(
+            wait_for(START_TIMEOUT, || port_refuses(self.port).then_some(())).is_some(),
+            "port {} still accepting 10 s after the master exited",
+            self.port
+        );
+        self.launch()
+            .unwrap_or_else(|e| panic!("sluice failed to restart: {e}"));
     }
 
     fn wait_listening(&self) {
@@ -264,6 +294,14 @@ impl Server {
         })
     }
 
+    /// [`Server::reload`], then wait (10 s) until the old workers have
+    /// exited too: only the new generation runs.
+    pub fn reload_and_drain(&self) -> Vec<i32> {
+        let old = self.worker_pids();
+        self.reload();
+        self.wait_new_workers(self.conf.workers, &old, START_TIMEOUT)
+    }
+
     /// Whether the master is still running.
     pub fn master_alive(&self) -> bool {
         alive(self.master)
@@ -284,9 +322,39 @@ impl Server {
         );
     }
 
+    /// `kill -9` the master and its workers (as a crash would), wait (10 s)
+    /// until they are gone and the port refuses, and remove the stale pid
+    /// file. Never panics (it is also the last resort of drop).
+    pub fn kill9(&self) {
+        let m = self.master;
+        if m <= 0 {
+            return;
+        }
+        let mut pids = children_of(m);
+        pids.push(m);
+        for &p in &pids {
+            let _ = send_signal(p, Signal::SIGKILL);
+        }
+        let _ = wait_for(START_TIMEOUT, || {
+            pids.iter().all(|&p| !alive(p)).then_some(())
+        });
+        let _ = fs::remove_file(self.pid_path());
+        let _ = wait_for(START_TIMEOUT, || port_refuses(self.port).then_some(()));
+    }
+
     /// The error log so far.
     pub fn error_log(&self) -> String {
         fs::read_to_string(self.path("error.log")).unwrap_or_default()
+    }
+
+    /// The error log once it contains `needle` (a log thread writes it, so
+    /// a line may land a moment after the response); panics with the log
+    /// after 10 s.
+    pub fn wait_log(&self, needle: &str) -> String {
+        wait_for(START_TIMEOUT, || {
+            Some(self.error_log()).filter(|log| log.contains(needle))
+        })
+        .unwrap_or_else(|| panic!("no {needle:?} in the error log:\n{}", self.error_log()))
     }
 
     /// The access log so far.
@@ -304,6 +372,11 @@ impl Server {
         get(self.port, path)
     }
 
+    /// One `GET path` with `extra` header fields on a fresh connection.
+    pub fn request(&self, path: &str, extra: &[(&str, &str)]) -> Response {
+        request(self.port, path, extra)
+    }
+
     /// Send raw bytes on a fresh connection and return all the server sent
     /// until it closed (or 5 s passed).
     pub fn exchange(&self, raw: &[u8]) -> Vec<u8> {
@@ -314,22 +387,19 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         let m = self.master;
-        if !alive(m) {
+        if m <= 0 || !alive(m) {
             return;
         }
         let _ = send_signal(m, Signal::SIGQUIT);
-        let gone = wait_for(Duration::from_secs(5), || (!alive(m)).then_some(())).is_some();
-        if !gone {
-            for c in children_of(m) {
-                let _ = send_signal(c, Signal::SIGKILL);
-            }
-            let _ = send_signal(m, Signal::SIGKILL);
-            let _ = wait_for(Duration::from_secs(2), || (!alive(m)).then_some(()));
+        if !self.wait_exit(Duration::from_secs(5)) {
+            self.kill9();
         }
     }
 }
 
-/// A sluice started in the foreground (`-g "daemon off;"`), killed on drop.
+/// A process started in the foreground (sluice with `-g "daemon off;"`, a
+/// real nginx), stopped on drop by its pid: QUIT, up to 5 s, then SIGKILL
+/// for it and its children.
 pub struct Foreground {
     /// The process.
     pub child: Child,
