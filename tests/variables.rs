@@ -1,6 +1,7 @@
 //! The variables engine end to end: `$name` in `return`, `add_header`,
-//! `proxy_set_header` and `proxy_cache_key`, evaluated per request against
-//! the real binary; an unknown variable stops `-t` with `file:line`.
+//! `proxy_set_header`, `proxy_cache_key` and limit keys, evaluated per
+//! request against the real binary; an unknown variable stops `-t` with
+//! `file:line`.
 
 mod common;
 
@@ -125,16 +126,75 @@ fn proxy_set_header_and_cache_key_use_the_engine() {
     assert_eq!(b.text(), "/k?v=1");
 }
 
+/// One request with `method`, `path` and extra header lines on `c`.
+fn send(c: &mut Client, method: &str, path: &str, headers: &str) -> Response {
+    c.send(
+        format!("{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\n{headers}\r\n")
+            .as_bytes(),
+    );
+    c.read_response().expect("response")
+}
+
 #[test]
-fn t_refuses_an_unknown_variable_with_file_and_line() {
-    let dir = TempDir::new("vars-t");
+fn limit_keys_use_the_engine() {
+    let s = Server::start(
+        Conf::new()
+            .workers(1)
+            .http(
+                "    limit_req_zone $request_method zone=bymethod:64k rate=1r/m;\n\
+                 \x20   limit_req_zone \"$request_method $uri\" zone=check:64k rate=1r/m;\n\
+                 \x20   count_zone zone=hits:64k window=60s;",
+            )
+            .server(
+                "        location = /m { limit_req zone=bymethod burst=1 nodelay; return 200 \"m\"; }\n\
+                 \x20       location = /c { count zone=hits key=$request_method:$http_x_tenant; count_report zone=hits; }\n\
+                 \x20       location = /check { limit_check; limit_req zone=check; }",
+            ),
+    );
+    let mut c = s.client();
+    // `$request_method`: GETs and POSTs are two keys, each with its burst.
+    let codes = |c: &mut Client, method: &str| -> Vec<u16> {
+        (0..3).map(|_| send(c, method, "/m", "").status).collect()
+    };
+    assert_eq!(codes(&mut c, "GET"), [200, 200, 429]);
+    assert_eq!(codes(&mut c, "POST"), [200, 200, 429]);
+    assert_eq!(send(&mut c, "GET", "/m", "").status, 429);
+
+    // `count key=` with two variables; `count_report` reports that key.
+    let report = |c: &mut Client, method: &str, tenant: &str| {
+        send(c, method, "/c", &format!("X-Tenant: {tenant}\r\n")).text()
+    };
+    assert_eq!(report(&mut c, "GET", "a"), "{\"requestCount\":1}");
+    assert_eq!(report(&mut c, "GET", "a"), "{\"requestCount\":2}");
+    assert_eq!(report(&mut c, "POST", "a"), "{\"requestCount\":1}");
+    assert_eq!(report(&mut c, "GET", "b"), "{\"requestCount\":1}");
+
+    // `limit_check`: the variables are the original request's, from the
+    // X-Original-* headers an nginx `auth_request` location sets.
+    let check = |c: &mut Client, method: &str, uri: &str| {
+        let h = format!("X-Original-Method: {method}\r\nX-Original-URI: {uri}\r\n");
+        send(c, "GET", "/check", &h).status
+    };
+    assert_eq!(check(&mut c, "DELETE", "/x?a=1"), 204);
+    assert_eq!(
+        check(&mut c, "DELETE", "/x?a=2"),
+        429,
+        "same method and $uri"
+    );
+    assert_eq!(check(&mut c, "PUT", "/x"), 204);
+    assert_eq!(check(&mut c, "DELETE", "/y"), 204);
+}
+
+/// `sluice -t` of a config whose `http` block is `http` (its first line is
+/// the file's line 5) fails with `FILE:line: message`.
+fn assert_t_fails(tag: &str, http: &str, line: usize, message: &str) {
+    let dir = TempDir::new(tag);
     let conf = dir.join("bad.conf");
     std::fs::write(
         &conf,
         format!(
-            "pid {d}/p.pid;\nerror_log {d}/e.log;\nevents {{}}\nhttp {{\n  server {{\n    listen 127.0.0.1:{port};\n    location = /v {{ return 200 \"$no_such_var\"; }}\n  }}\n}}\n",
+            "pid {d}/p.pid;\nerror_log {d}/e.log;\nevents {{}}\nhttp {{\n{http}\n}}\n",
             d = dir.path().display(),
-            port = free_port()
         ),
     )
     .unwrap();
@@ -144,6 +204,31 @@ fn t_refuses_an_unknown_variable_with_file_and_line() {
         Duration::from_secs(10),
     );
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
-    let want = format!("{}:7: unknown \"no_such_var\" variable", conf.display());
+    let want = format!("{}:{line}: {message}", conf.display());
     assert!(out.stderr.contains(&want), "{}", out.stderr);
+}
+
+/// A server block on lines 5-8 whose location (line 7) is `location`.
+fn server_with(location: &str) -> String {
+    format!(
+        "  server {{\n    listen 127.0.0.1:{};\n    {location}\n  }}",
+        free_port()
+    )
+}
+
+#[test]
+fn t_refuses_an_unknown_variable_with_file_and_line() {
+    let server = server_with("location = /v { return 200 \"$no_such_var\"; }");
+    assert_t_fails("vars-t", &server, 7, "unknown \"no_such_var\" variable");
+}
+
+#[test]
+fn t_refuses_an_unknown_variable_in_a_limit_key() {
+    let server = server_with("location / { count zone=c key=$arg_a$nosuchvar; }");
+    let unknown = "unknown \"nosuchvar\" variable";
+    let zone = format!("  limit_req_zone $nosuchvar zone=x:64k rate=1r/s;\n{server}");
+    assert_t_fails("vars-t-zone", &zone, 5, unknown);
+    // In `count key=`, the error is at the location's line.
+    let count = format!("  count_zone zone=c:64k window=1s;\n{server}");
+    assert_t_fails("vars-t-count", &count, 8, unknown);
 }

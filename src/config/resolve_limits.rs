@@ -9,6 +9,9 @@
 //!   by a level that has none of its own (nginx's array rule);
 //! - location only: `count`, `count_report`, `limit_check`.
 //!
+//! Keys (`KEY`, `key=`) are compiled by the variables engine, so any variable
+//! it knows may be used and an unknown one is an error at its line.
+//!
 //! Zone references are resolved once the whole `http` block is read, so a
 //! zone may be declared after its use; an unknown name is nginx's
 //! `zero size shared memory zone "NAME"` at the referring line.
@@ -18,11 +21,13 @@ use std::sync::Arc;
 
 use super::parse::Directive;
 use super::types_limits::{
-    CountConf, KeyPart, KeyTemplate, LimitReqConf, LimitZoneConf, LocationLimits, ReqDelay,
-    ZoneKind,
+    CountConf, LimitReqConf, LimitZoneConf, LocationLimits, ReqDelay, ZoneKind,
 };
-use super::values::{arg0, check_zone_name, cluster_flag, flag, params, Spec, HSL, HTTP, LOCATION};
+use super::values::{
+    arg0, check_zone_name, cluster_flag, flag, params, template, Spec, HSL, HTTP, LOCATION,
+};
 use super::ConfigError;
+use super::Template;
 use crate::util::units::{parse_duration_ms, parse_number, parse_size};
 
 /// The limit directives, for the generic checks in `resolve.rs`.
@@ -93,7 +98,7 @@ struct RawReq {
 #[derive(Debug, Clone)]
 struct RawCount {
     zone: ZoneRef,
-    key: Option<KeyTemplate>,
+    key: Option<Template>,
 }
 
 /// Inheritable limit settings of one level; `None` = not set here.
@@ -176,7 +181,7 @@ fn need<'a>(d: &Directive, ps: &[(&str, &'a str)], k: &str) -> Result<&'a str, C
 }
 
 fn rate_zone(d: &Directive) -> Result<LimitZoneConf, ConfigError> {
-    let key = parse_key(d, arg0(d))?;
+    let key = template(d, arg0(d))?;
     let ps = params(d, 1, &["zone", "rate", "cluster"])?;
     let (name, size_bytes) = zone_param(d, need(d, &ps, "zone")?)?;
     let rate = need(d, &ps, "rate")?;
@@ -231,11 +236,11 @@ fn count_zone(d: &Directive) -> Result<LimitZoneConf, ConfigError> {
         window_ms,
         precision_ms,
     };
-    finish_zone(d, &ps, name, size_bytes, KeyTemplate::default(), kind)
+    finish_zone(d, &ps, name, size_bytes, Template::default(), kind)
 }
 
 fn bytes_zone(d: &Directive) -> Result<LimitZoneConf, ConfigError> {
-    let key = parse_key(d, arg0(d))?;
+    let key = template(d, arg0(d))?;
     let ps = params(d, 1, &["zone", "quota", "per", "cluster"])?;
     let (name, size_bytes) = zone_param(d, need(d, &ps, "zone")?)?;
     let quota = need(d, &ps, "quota")?;
@@ -260,7 +265,7 @@ fn finish_zone(
     ps: &[(&str, &str)],
     name: String,
     size_bytes: u64,
-    key: KeyTemplate,
+    key: Template,
     kind: ZoneKind,
 ) -> Result<LimitZoneConf, ConfigError> {
     let cluster = match get(ps, "cluster") {
@@ -276,63 +281,6 @@ fn finish_zone(
         cluster,
         line: d.line,
     })
-}
-
-/// Parses a key template: literal text and `$var` / `${var}` variables.
-pub(super) fn parse_key(d: &Directive, s: &str) -> Result<KeyTemplate, ConfigError> {
-    let mut parts = Vec::new();
-    let mut text = String::new();
-    let mut rest = s;
-    while let Some(i) = rest.find('$') {
-        text.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        let (name, next) = if let Some(inner) = after.strip_prefix('{') {
-            let end = inner
-                .find('}')
-                .ok_or_else(|| d.error(format!("the closing bracket in \"{s}\" is missing")))?;
-            (&inner[..end], &inner[end + 1..])
-        } else {
-            let end = after
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .unwrap_or(after.len());
-            (&after[..end], &after[end..])
-        };
-        if name.is_empty() {
-            return Err(d.error(format!("invalid variable name in \"{s}\"")));
-        }
-        if !text.is_empty() {
-            parts.push(KeyPart::Text(std::mem::take(&mut text)));
-        }
-        parts.push(variable(d, name)?);
-        rest = next;
-    }
-    text.push_str(rest);
-    if !text.is_empty() {
-        parts.push(KeyPart::Text(text));
-    }
-    Ok(KeyTemplate { parts })
-}
-
-fn variable(d: &Directive, name: &str) -> Result<KeyPart, ConfigError> {
-    let lower = name.to_ascii_lowercase();
-    let part = match lower.as_str() {
-        "binary_remote_addr" => KeyPart::BinaryRemoteAddr,
-        "remote_addr" => KeyPart::RemoteAddr,
-        "host" => KeyPart::Host,
-        "uri" | "document_uri" => KeyPart::Uri,
-        _ => {
-            if let Some(h) = lower.strip_prefix("http_").filter(|h| !h.is_empty()) {
-                KeyPart::Header(h.replace('_', "-"))
-            } else if let Some(c) = name.strip_prefix("cookie_").filter(|c| !c.is_empty()) {
-                KeyPart::Cookie(c.to_string())
-            } else if let Some(a) = name.strip_prefix("arg_").filter(|a| !a.is_empty()) {
-                KeyPart::Arg(a.to_string())
-            } else {
-                return Err(d.error(format!("unknown \"{name}\" variable")));
-            }
-        }
-    };
-    Ok(part)
 }
 
 fn zone_ref(d: &Directive, v: &str) -> ZoneRef {
@@ -465,7 +413,7 @@ fn count_args(d: &Directive) -> Result<RawCount, ConfigError> {
         if let Some(v) = a.strip_prefix("zone=") {
             zone = Some(zone_ref(d, v));
         } else if let Some(v) = a.strip_prefix("key=") {
-            key = Some(parse_key(d, v)?);
+            key = Some(template(d, v)?);
         } else {
             return Err(d.error(format!("invalid parameter \"{a}\"")));
         }

@@ -35,7 +35,11 @@ fn zones_parse_with_their_units() {
             }
         )
     );
-    assert_eq!(z[0].key.parts, [KeyPart::BinaryRemoteAddr]);
+    assert_eq!(z[0].key.parts, [Part::Var(Var::BinaryRemoteAddr)]);
+    assert!(
+        z[2].key.parts.is_empty(),
+        "a count_zone has no key of its own"
+    );
     assert_eq!(
         z[1].kind,
         ZoneKind::Rate {
@@ -70,15 +74,75 @@ fn key_templates() {
     assert_eq!(
         c.http.limits.zones[0].key.parts,
         [
-            KeyPart::Text("u:".into()),
-            KeyPart::Header("x-user-id".into()),
-            KeyPart::Text("/".into()),
-            KeyPart::Cookie("sid".into()),
-            KeyPart::Text("-".into()),
-            KeyPart::Arg("k".into()),
-            KeyPart::RemoteAddr,
-            KeyPart::Uri,
+            Part::Text("u:".into()),
+            Part::Var(Var::Http("x-user-id".into())),
+            Part::Text("/".into()),
+            Part::Var(Var::Cookie("sid".into())),
+            Part::Text("-".into()),
+            Part::Var(Var::Arg("k".into())),
+            Part::Var(Var::RemoteAddr),
+            Part::Var(Var::Uri),
         ]
+    );
+}
+
+#[test]
+fn keys_take_every_variable_of_the_engine() {
+    let c = zones_and(
+        "limit_req_zone $request_method zone=m:64k rate=1r/s;\n\
+         limit_req_zone \"$scheme://$server_name$request_uri\" zone=u:64k rate=1r/s;\n\
+         limit_bytes_zone $http_x_forwarded_for zone=q:64k quota=1m per=1h;\n\
+         count_zone zone=hits:64k window=10s;",
+        "location = /c { count zone=hits key=$request_method:$args; count_report zone=hits key=${Request_Method}; }",
+    );
+    let z = &c.http.limits.zones;
+    assert_eq!(z[0].key.parts, [Part::Var(Var::RequestMethod)]);
+    assert_eq!(z[1].key, "$scheme://$server_name$request_uri");
+    assert!(z[1].key.uses(&Var::ServerName) && z[1].key.uses(&Var::RequestUri));
+    assert_eq!(
+        z[2].key.parts,
+        [Part::Var(Var::Http("x-forwarded-for".into()))]
+    );
+    let l = &loc(&c, "/c").limits;
+    assert_eq!(l.count[0].key, "$request_method:$args");
+    assert_eq!(
+        l.report.as_ref().unwrap().key.parts,
+        [Part::Var(Var::RequestMethod)]
+    );
+}
+
+#[test]
+fn an_unknown_key_variable_is_an_error_at_its_line() {
+    let cases = [
+        (
+            "limit_req_zone $nosuchvar zone=a:1m rate=1r/s;",
+            "unknown \"nosuchvar\" variable",
+        ),
+        (
+            "limit_bytes_zone \"$host$server_nam\" zone=q:1m quota=1m per=1h;",
+            "unknown \"server_nam\" variable",
+        ),
+        (
+            "limit_req_zone ${host zone=a:1m rate=1r/s;",
+            "invalid variable name in \"${host\"",
+        ),
+        (
+            "limit_req_zone a$ zone=a:1m rate=1r/s;",
+            "invalid variable name in \"a$\"",
+        ),
+    ];
+    for (text, msg) in cases {
+        assert_err(&http(text), 3, msg);
+    }
+    assert_err(
+        &http("count_zone zone=c:1m window=1s;\nserver {\nlocation / {\ncount zone=c key=$arg_a$nope;\n}\n}"),
+        6,
+        "unknown \"nope\" variable",
+    );
+    assert_err(
+        &http("count_zone zone=c:1m window=1s;\nserver {\nlocation / {\ncount_report zone=c key=$http_;\n}\n}"),
+        6,
+        "unknown \"http_\" variable",
     );
 }
 
@@ -127,7 +191,7 @@ fn location_limits_and_nginx_inheritance() {
     // count_report without key= reports what the location counts.
     let report = count.report.as_ref().unwrap();
     assert_eq!(report.zone, 2);
-    assert_eq!(report.key.parts, [KeyPart::Arg("u".into())]);
+    assert_eq!(report.key.parts, [Part::Var(Var::Arg("u".into()))]);
     assert!(loc(&c, "/check").limits.check);
     let fresh = zones_and("", "location /x { }");
     assert!(!loc(&fresh, "/x").limits.is_active());

@@ -3,36 +3,14 @@
 //! location applies (`limit_req`, `count`, `count_report`, `limit_bytes`,
 //! `limit_check` and their settings). Parsed by `resolve_limits.rs`; zone
 //! references are already resolved to indices into [`LimitsConf::zones`].
+//!
+//! A key is a [`Template`] of the variables engine (`config::vars`): the
+//! concatenation of its parts. No parts = one key for the whole zone (`count`
+//! without `key=`); parts that all evaluate to nothing = the request is not
+//! limited (as nginx); `limit_req_subnet` applies to `$remote_addr` and
+//! `$binary_remote_addr`. Evaluation is `http::limits_phase` + `limits::key`.
 
-/// One part of a key template such as `$binary_remote_addr:$http_x_user`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeyPart {
-    /// Literal text.
-    Text(String),
-    /// `$binary_remote_addr`: 4 or 16 address bytes (after `limit_req_subnet`).
-    BinaryRemoteAddr,
-    /// `$remote_addr`: the address as text (after `limit_req_subnet`).
-    RemoteAddr,
-    /// `$http_NAME`: a request header; the name is lowercase with `-` for `_`.
-    Header(String),
-    /// `$cookie_NAME`: a cookie value.
-    Cookie(String),
-    /// `$arg_NAME`: a query argument, raw (not percent-decoded).
-    Arg(String),
-    /// `$host`: the Host header, lowercase, without port.
-    Host,
-    /// `$uri`: the normalized path.
-    Uri,
-}
-
-/// A key: the concatenation of its parts. No parts = one key for the whole
-/// zone (used by `count` without `key=`); parts that evaluate to nothing =
-/// the request is not limited (as nginx).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KeyTemplate {
-    /// The parts, in order.
-    pub parts: Vec<KeyPart>,
-}
+use super::Template;
 
 /// What a zone holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,7 +69,7 @@ pub struct LimitZoneConf {
     /// Zone size in bytes (file size, header included; page multiple).
     pub size_bytes: u64,
     /// The zone's key (empty for `count_zone`, whose key is per `count`).
-    pub key: KeyTemplate,
+    pub key: Template,
     /// Kind and parameters.
     pub kind: ZoneKind,
     /// `cluster=on`: global over the `cluster` Redis.
@@ -134,7 +112,7 @@ pub struct CountConf {
     /// Index into [`LimitsConf::zones`] (a `count_zone`).
     pub zone: usize,
     /// The key; no parts = one counter for the zone.
-    pub key: KeyTemplate,
+    pub key: Template,
 }
 
 /// Limits applied by one location (inheritable settings already merged).

@@ -99,9 +99,12 @@ pub enum Var {
 }
 
 impl Var {
-    /// The variable called `name` (without `$`), if sluice knows it.
+    /// The variable called `name` (without `$`), if sluice knows it. Names
+    /// are case-insensitive, as nginx's; a cookie's or argument's own name
+    /// keeps its case (it is matched without case at evaluation).
     pub fn from_name(name: &str) -> Option<Var> {
-        let header = |rest: &str| rest.to_ascii_lowercase().replace('_', "-");
+        let lower = name.to_ascii_lowercase();
+        let header = |rest: &str| rest.replace('_', "-");
         let prefixed = [
             ("sent_http_", 0u8),
             ("http_", 1),
@@ -109,16 +112,17 @@ impl Var {
             ("arg_", 3),
         ];
         for (prefix, kind) in prefixed {
-            if let Some(rest) = name.strip_prefix(prefix).filter(|r| !r.is_empty()) {
+            if let Some(rest) = lower.strip_prefix(prefix).filter(|r| !r.is_empty()) {
+                let own = &name[prefix.len()..];
                 return Some(match kind {
                     0 => Var::SentHttp(header(rest)),
                     1 => Var::Http(header(rest)),
-                    2 => Var::Cookie(rest.to_string()),
-                    _ => Var::Arg(rest.to_string()),
+                    2 => Var::Cookie(own.to_string()),
+                    _ => Var::Arg(own.to_string()),
                 });
             }
         }
-        Some(match name {
+        Some(match lower.as_str() {
             "host" => Var::Host,
             "request_uri" => Var::RequestUri,
             "uri" | "document_uri" => Var::Uri,
@@ -354,5 +358,21 @@ mod tests {
         }
         // A bare prefix is not a family member.
         assert!(Template::compile("$http_").is_err());
+    }
+
+    #[test]
+    fn names_are_case_insensitive_as_nginx() {
+        let t =
+            Template::compile("$Binary_Remote_Addr$HOST$HTTP_X_User$Cookie_Sid$ARG_Page").unwrap();
+        assert_eq!(
+            t.parts,
+            vec![
+                Part::Var(Var::BinaryRemoteAddr),
+                Part::Var(Var::Host),
+                Part::Var(Var::Http("x-user".into())),
+                Part::Var(Var::Cookie("Sid".into())),
+                Part::Var(Var::Arg("Page".into())),
+            ]
+        );
     }
 }

@@ -18,23 +18,28 @@
 //! per worker and folded into the zone headers once per loop iteration
 //! ([`LimitsCtx::publish`]).
 //!
-//! For `limit_check`, key variables describe the original request behind
-//! the subrequest: the client is `X-Real-IP` (else the first
-//! `X-Forwarded-For`), `$uri`/`$arg_*` come from `X-Original-URI`, `$host`
-//! from `X-Forwarded-Host` (else `Host`).
+//! Keys are the variables engine's templates: `build` evaluates one with
+//! `http::vars` into the reused key buffer, `limits::key` applies the
+//! limits' own rules (`limit_req_subnet`, empty keys). For `limit_check`, the
+//! variables describe the original request behind the subrequest
+//! (`original_request`): the client is `X-Real-IP` (else the first
+//! `X-Forwarded-For`), `$request_uri`/`$uri`/`$args`/`$arg_*` come from
+//! `X-Original-URI`, `$request_method` from `X-Original-Method` (nginx's
+//! subrequests are GETs), `$host` from `X-Forwarded-Host` (else `Host`);
+//! headers and cookies are the subrequest's (nginx passes the client's on).
 
-use crate::config::{KeyTemplate, LocationConf, LocationLimits, ReqDelay, ZoneKind};
+use crate::config::{LocationConf, LocationLimits, ReqDelay, Template, ZoneKind};
 use crate::http::ctx::HttpCtx;
 use crate::http::handler::error_reply;
 use crate::http::header_filter::Sink;
-use crate::http::request::{at, find_header, header_fields, Head};
+use crate::http::request::{at, find_header, Head};
 use crate::http::uri;
-use crate::http::vars::ReqVars;
-use crate::limits::key::{self, KeySource, Subnet};
+use crate::http::vars::{self, ConnVars, ReqVars, RespVars};
+use crate::limits::key::{self, Subnet};
 use crate::limits::{Gcra, Metric, Verdict, METRICS};
 use crate::proto::reply::Framing;
 use crate::zones::Zones;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -153,66 +158,6 @@ enum Decided {
     },
 }
 
-/// Key variables of a request (or, for `limit_check`, of the request behind
-/// the subrequest).
-struct Source<'a> {
-    peer: IpAddr,
-    head: &'a [u8],
-    host: &'a [u8],
-    uri: &'a [u8],
-    query: &'a [u8],
-}
-
-impl KeySource for Source<'_> {
-    fn remote_addr(&self) -> IpAddr {
-        self.peer
-    }
-    fn header(&self, name: &str) -> Option<&[u8]> {
-        find_header(self.head, name.as_bytes())
-    }
-    fn cookie(&self, name: &str) -> Option<&[u8]> {
-        header_fields(self.head)
-            .filter(|(n, _)| n.eq_ignore_ascii_case(b"cookie"))
-            .flat_map(|(_, v)| v.split(|&b| b == b';'))
-            .find_map(|pair| pair_value(pair, name.as_bytes()))
-    }
-    fn arg(&self, name: &str) -> Option<&[u8]> {
-        self.query
-            .split(|&b| b == b'&')
-            .find_map(|pair| pair_value(pair, name.as_bytes()))
-    }
-    fn host(&self) -> &[u8] {
-        self.host
-    }
-    fn uri(&self) -> &[u8] {
-        self.uri
-    }
-}
-
-/// The value of `name=value` (surrounding spaces trimmed) when the name
-/// matches, in any case (as nginx's `$cookie_`/`$arg_`).
-fn pair_value<'a>(pair: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
-    let pair = pair.trim_ascii();
-    let eq = pair.iter().position(|&b| b == b'=')?;
-    pair[..eq]
-        .eq_ignore_ascii_case(name)
-        .then(|| pair[eq + 1..].trim_ascii())
-}
-
-/// `host[:port]` without the port (IPv6 literals keep their brackets).
-fn host_only(h: &[u8]) -> &[u8] {
-    if h.first() == Some(&b'[') {
-        return match h.iter().position(|&b| b == b']') {
-            Some(end) => &h[..=end],
-            None => h,
-        };
-    }
-    match h.iter().rposition(|&b| b == b':') {
-        Some(c) => &h[..c],
-        None => h,
-    }
-}
-
 fn parse_ip(v: &[u8]) -> Option<IpAddr> {
     std::str::from_utf8(v.trim_ascii()).ok()?.parse().ok()
 }
@@ -229,6 +174,47 @@ fn original_client(head: &[u8], peer: IpAddr) -> IpAddr {
         .unwrap_or(peer)
 }
 
+/// For `limit_check`: the variables of the request behind the subrequest
+/// `sub` (see the module's doc). `head` receives a copy of the subrequest's
+/// head whose method is `X-Original-Method`'s, `path` the normalized path
+/// of `X-Original-URI` (default `/`); both are the caller's, reused.
+fn original_request<'a>(
+    sub: &ReqVars<'a>,
+    head: &'a mut Option<Head>,
+    path: &'a mut Vec<u8>,
+) -> ReqVars<'a> {
+    let hb = sub.head_bytes;
+    let fields = &hb[..sub.head.len];
+    let target = find_header(fields, b"x-original-uri").unwrap_or(b"/");
+    let (raw_path, query) = match target.iter().position(|&b| b == b'?') {
+        Some(q) => (&target[..q], Some(&target[q + 1..])),
+        None => (target, None),
+    };
+    if uri::normalize_path(raw_path, path).is_err() {
+        path.clear();
+        path.extend_from_slice(raw_path);
+    }
+    let head = head.insert(sub.head.clone());
+    if let Some(m) = find_header(fields, b"x-original-method").filter(|m| !m.is_empty()) {
+        // The value lies inside the head: its span is the method's.
+        let start = (m.as_ptr() as usize - hb.as_ptr() as usize) as u32;
+        head.method_span = (start, start + m.len() as u32);
+    }
+    let client = original_client(fields, sub.conn.peer.ip());
+    ReqVars {
+        head: &*head,
+        target,
+        path: path.as_slice(),
+        query,
+        host: find_header(fields, b"x-forwarded-host").or(sub.host),
+        conn: ConnVars {
+            peer: SocketAddr::new(client, sub.conn.peer.port()),
+            ..sub.conn
+        },
+        ..*sub
+    }
+}
+
 /// Run the phase for `loc` (whose limits are active). The request's
 /// `limit_bytes` keys go into `slots` (the request's), for
 /// [`account_bytes`] once the response size is known.
@@ -241,38 +227,18 @@ pub fn run(
     out: &mut Sink<'_>,
 ) -> LimitFlow {
     let lim = &loc.limits;
-    let head = &req.buf[..req.head.len];
     let mut uri_buf = std::mem::take(&mut ctx.limits.uri);
-    let src = if lim.check {
-        let original = find_header(head, b"x-original-uri").unwrap_or(b"/");
-        let (path, query) = match original.iter().position(|&b| b == b'?') {
-            Some(q) => (&original[..q], &original[q + 1..]),
-            None => (original, &b""[..]),
-        };
-        if uri::normalize_path(path, &mut uri_buf).is_err() {
-            uri_buf.clear();
-            uri_buf.extend_from_slice(path);
-        }
-        let host = find_header(head, b"x-forwarded-host").or(req.host);
-        Source {
-            peer: original_client(head, req.peer),
-            head,
-            host: host_only(host.unwrap_or_default()),
-            uri: &uri_buf,
-            query,
-        }
+    let mut check_head = None;
+    let checked;
+    let vars = if lim.check {
+        checked = original_request(req.vars, &mut check_head, &mut uri_buf);
+        &checked
     } else {
-        Source {
-            peer: req.peer,
-            head,
-            host: host_only(req.host.unwrap_or_default()),
-            uri: req.vars.path,
-            query: req.query.unwrap_or_default(),
-        }
+        req.vars
     };
     let mut dry_hit = None;
-    let decided = decide(&mut ctx.limits, lim, &src, skip, slots, &mut dry_hit);
-    let client = src.peer;
+    let decided = decide(&mut ctx.limits, lim, vars, skip, slots, &mut dry_hit);
+    let client = vars.conn.peer.ip();
     ctx.limits.uri = uri_buf;
     if let Some(rate) = dry_hit {
         log_refusal(
@@ -329,13 +295,18 @@ pub fn run(
     }
 }
 
-/// Key bytes of `t` into `buf`; false when the key is empty (not limited).
-fn build(t: &KeyTemplate, src: &Source<'_>, lim: &LocationLimits, buf: &mut Vec<u8>) -> bool {
+/// Key bytes of `t` for the request `vars` into `buf`; false when the key
+/// is empty (not limited). Nothing is known of the response yet: its
+/// variables are empty (`$status` is `000`).
+fn build(t: &Template, vars: &ReqVars<'_>, lim: &LocationLimits, buf: &mut Vec<u8>) -> bool {
     let subnet = Subnet {
         v4_bits: lim.subnet_v4_bits,
         v6_bits: lim.subnet_v6_bits,
     };
-    key::build(t, src, subnet, buf)
+    let resp = RespVars::default();
+    key::build(t, vars.conn.peer.ip(), subnet, buf, |v, out| {
+        vars::eval_var(v, vars, &resp, out)
+    })
 }
 
 /// Run the location's limits for `src`. `dry_hit` gets the rate a
@@ -343,7 +314,7 @@ fn build(t: &KeyTemplate, src: &Source<'_>, lim: &LocationLimits, buf: &mut Vec<
 fn decide(
     lc: &mut LimitsCtx,
     lim: &LocationLimits,
-    src: &Source<'_>,
+    src: &ReqVars<'_>,
     skip: bool,
     slots: &mut Vec<(usize, usize)>,
     dry_hit: &mut Option<RateInfo>,
@@ -517,7 +488,7 @@ fn decide(
 fn report_sum(
     zones: &Zones,
     lim: &LocationLimits,
-    src: &Source<'_>,
+    src: &ReqVars<'_>,
     keybuf: &mut Vec<u8>,
     now_ms: u64,
 ) -> Option<u64> {
@@ -678,14 +649,94 @@ fn report_answer(
 mod tests {
     use super::*;
 
+    use crate::http::vars::with_req;
+
+    fn key_of(text: &str, vars: &ReqVars<'_>, lim: &LocationLimits) -> Option<String> {
+        let t = Template::compile(text).unwrap();
+        let mut buf = Vec::new();
+        build(&t, vars, lim, &mut buf).then(|| String::from_utf8_lossy(&buf).into_owned())
+    }
+
     #[test]
-    fn pairs_and_hosts() {
-        assert_eq!(pair_value(b" sid=abc ", b"SID"), Some(&b"abc"[..]));
-        assert_eq!(pair_value(b"sidx=abc", b"sid"), None);
-        assert_eq!(pair_value(b"flag", b"flag"), None);
-        assert_eq!(host_only(b"Example.com:8080"), b"Example.com");
-        assert_eq!(host_only(b"[::1]:80"), b"[::1]");
-        assert_eq!(host_only(b"a"), b"a");
+    fn keys_evaluate_every_engine_variable_as_before() {
+        let raw = "POST /a%20b?x=1&page=7&flag HTTP/1.1\r\nHost: Example.COM:8080\r\nX-User: alice\r\nCookie: a=1\r\nCookie: SID=s1\r\n\r\n";
+        with_req(raw, |v| {
+            let lim = LocationLimits {
+                subnet_v4_bits: 24,
+                ..LocationLimits::default()
+            };
+            // The variables keys always had, unchanged: the subnet applies,
+            // `$host` is lowercase without port, names match in any case.
+            assert_eq!(
+                key_of(
+                    "$remote_addr|$host|$http_x_user|$cookie_sid|$arg_PAGE|$uri",
+                    v,
+                    &lim
+                )
+                .as_deref(),
+                Some("10.0.0.0|example.com|alice|s1|7|/a b")
+            );
+            let mut buf = Vec::new();
+            let t = Template::compile("$binary_remote_addr").unwrap();
+            assert!(build(&t, v, &lim, &mut buf));
+            assert_eq!(buf, [10, 0, 0, 0]);
+            // And the engine's others.
+            assert_eq!(
+                key_of(
+                    "$request_method $scheme://$server_name$request_uri",
+                    v,
+                    &lim
+                )
+                .as_deref(),
+                Some("POST http://example.com/a%20b?x=1&page=7&flag")
+            );
+            // All parts empty: not limited; no parts: the zone-wide key.
+            assert_eq!(key_of("$http_none$cookie_none", v, &lim), None);
+            assert_eq!(key_of("", v, &lim).as_deref(), Some(""));
+            // Nothing of the response is known yet.
+            assert_eq!(
+                key_of("$status$upstream_status", v, &lim).as_deref(),
+                Some("000")
+            );
+        });
+    }
+
+    #[test]
+    fn limit_check_keys_read_the_request_behind_the_subrequest() {
+        let raw = "GET /check HTTP/1.1\r\nHost: sluice:81\r\nX-Original-URI: /app/%2E/x.txt?u=bob\r\nX-Original-Method: PUT\r\nX-Forwarded-Host: Shop.Example:443\r\nX-Real-IP: 10.9.9.9\r\nX-User: carol\r\n\r\n";
+        with_req(raw, |sub| {
+            let (mut head, mut path) = (None, Vec::new());
+            let v = original_request(sub, &mut head, &mut path);
+            let lim = LocationLimits::default();
+            assert_eq!(
+                key_of(
+                    "$remote_addr $request_method $request_uri $uri $args $arg_u $host $http_x_user",
+                    &v,
+                    &lim
+                )
+                .as_deref(),
+                Some("10.9.9.9 PUT /app/%2E/x.txt?u=bob /app/x.txt u=bob bob shop.example carol")
+            );
+            assert_eq!(
+                key_of("$request", &v, &lim).as_deref(),
+                Some("PUT /app/%2E/x.txt?u=bob HTTP/1.1")
+            );
+        });
+        // Without the headers: the subrequest's own method, host and
+        // client; the path `/`, no query.
+        with_req("GET /check HTTP/1.1\r\nHost: Sluice:81\r\n\r\n", |sub| {
+            let (mut head, mut path) = (None, Vec::new());
+            let v = original_request(sub, &mut head, &mut path);
+            assert_eq!(
+                key_of(
+                    "$request_method $uri $is_args$args $host $remote_addr",
+                    &v,
+                    &LocationLimits::default()
+                )
+                .as_deref(),
+                Some("GET /  sluice 10.0.0.7")
+            );
+        });
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! in nginx.
 
 use crate::config::{Part, Template, Var};
-use crate::http::request::{at, find_header, Head};
+use crate::http::request::{at, find_header, header_fields, Head};
 use crate::http::response::put_u64;
 use std::hash::{BuildHasher, Hasher};
 use std::io::Write as _;
@@ -112,20 +112,26 @@ fn put_host(out: &mut Vec<u8>, h: &[u8]) {
     out.extend(h.iter().map(u8::to_ascii_lowercase));
 }
 
-/// The value of cookie `name` in a `Cookie` header.
+/// The value of cookie `name` in a `Cookie` header; the name matches in
+/// any case, as nginx's `$cookie_NAME`.
 pub fn cookie<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     header.split(|&x| x == b';').find_map(|kv| {
         let kv = kv.trim_ascii();
         let eq = kv.iter().position(|&x| x == b'=')?;
-        (&kv[..eq] == name).then(|| &kv[eq + 1..])
+        kv[..eq]
+            .eq_ignore_ascii_case(name)
+            .then(|| kv[eq + 1..].trim_ascii())
     })
 }
 
-/// The raw value of argument `name` in a query (`a=1&b`: `b` is empty).
+/// The raw value of argument `name` in a query (`a=1&b`: `b` is empty);
+/// the name matches in any case, as nginx's `$arg_NAME`.
 pub fn arg<'a>(query: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     query.split(|&x| x == b'&').find_map(|kv| {
         let eq = kv.iter().position(|&x| x == b'=').unwrap_or(kv.len());
-        (&kv[..eq] == name).then(|| kv.get(eq + 1..).unwrap_or(b""))
+        kv[..eq]
+            .eq_ignore_ascii_case(name)
+            .then(|| kv.get(eq + 1..).unwrap_or(b""))
     })
 }
 
@@ -154,7 +160,9 @@ fn hostname() -> &'static str {
     })
 }
 
-fn eval_var(v: &Var, req: &ReqVars<'_>, resp: &RespVars<'_>, out: &mut Vec<u8>) {
+/// Append the value of `v` to `out` (what [`eval`] does for each variable;
+/// the limits phase uses it for the parts its keys do not treat themselves).
+pub fn eval_var(v: &Var, req: &ReqVars<'_>, resp: &RespVars<'_>, out: &mut Vec<u8>) {
     let hb = req.head_bytes;
     let head = req.head;
     match v {
@@ -265,8 +273,10 @@ fn eval_var(v: &Var, req: &ReqVars<'_>, resp: &RespVars<'_>, out: &mut Vec<u8>) 
             out.extend_from_slice(v.unwrap_or(b""))
         }
         Var::Cookie(name) => {
-            let v =
-                find_header(&hb[..head.len], b"cookie").and_then(|c| cookie(c, name.as_bytes()));
+            // Every Cookie line is searched, as nginx.
+            let v = header_fields(&hb[..head.len])
+                .filter(|(n, _)| n.eq_ignore_ascii_case(b"cookie"))
+                .find_map(|(_, c)| cookie(c, name.as_bytes()));
             out.extend_from_slice(v.unwrap_or(b""))
         }
         Var::Arg(name) => {
@@ -275,7 +285,7 @@ fn eval_var(v: &Var, req: &ReqVars<'_>, resp: &RespVars<'_>, out: &mut Vec<u8>) 
         }
         Var::SentHttp(name) => {
             if !resp.head.is_empty() {
-                let v = crate::http::request::header_fields(resp.head)
+                let v = header_fields(resp.head)
                     .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
                     .map(|(_, v)| v);
                 out.extend_from_slice(v.unwrap_or(b""));
@@ -284,34 +294,38 @@ fn eval_var(v: &Var, req: &ReqVars<'_>, resp: &RespVars<'_>, out: &mut Vec<u8>) 
     }
 }
 
+/// `f` with the variables of the request head `raw` (unit tests): path
+/// `/a b`, query `x=1&page=7&flag`, client 10.0.0.7:5555, server
+/// `example.com` on 127.0.0.1:8080, proxy host `app`.
+#[cfg(test)]
+pub(crate) fn with_req(raw: &str, f: impl FnOnce(&ReqVars<'_>)) {
+    let head = crate::http::request::parse_for_test(raw.as_bytes());
+    let host = head.host.map(|h| at(raw.as_bytes(), h));
+    let req = ReqVars {
+        head_bytes: raw.as_bytes(),
+        head: &head,
+        target: at(raw.as_bytes(), head.target),
+        path: b"/a b",
+        query: Some(b"x=1&page=7&flag"),
+        host,
+        conn: ConnVars {
+            serial: 42,
+            requests: 3,
+            peer: "10.0.0.7:5555".parse().unwrap(),
+            local: Some("127.0.0.1:8080".parse().unwrap()),
+        },
+        server_name: "example.com",
+        proxy_host: "app",
+        started_unix_ms: 1_796_317_271_000,
+        now_unix_ms: 1_796_317_271_250,
+        set_cookie: b"",
+    };
+    f(&req)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn with_req(raw: &str, f: impl FnOnce(&ReqVars<'_>)) {
-        let head = crate::http::request::parse_for_test(raw.as_bytes());
-        let host = head.host.map(|h| at(raw.as_bytes(), h));
-        let req = ReqVars {
-            head_bytes: raw.as_bytes(),
-            head: &head,
-            target: at(raw.as_bytes(), head.target),
-            path: b"/a b",
-            query: Some(b"x=1&page=7&flag"),
-            host,
-            conn: ConnVars {
-                serial: 42,
-                requests: 3,
-                peer: "10.0.0.7:5555".parse().unwrap(),
-                local: Some("127.0.0.1:8080".parse().unwrap()),
-            },
-            server_name: "example.com",
-            proxy_host: "app",
-            started_unix_ms: 1_796_317_271_000,
-            now_unix_ms: 1_796_317_271_250,
-            set_cookie: b"",
-        };
-        f(&req)
-    }
 
     fn ev(text: &str, req: &ReqVars<'_>, resp: &RespVars<'_>) -> String {
         let t = Template::compile(text).unwrap();
@@ -370,6 +384,20 @@ mod tests {
             assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
             assert_eq!(id, ev("$request_id", r, &none), "stable within a request");
         });
+    }
+
+    #[test]
+    fn cookie_and_arg_names_match_in_any_case_over_every_cookie_line() {
+        let raw =
+            "GET /?Page=9 HTTP/1.1\r\nHost: h\r\nCookie: a=1\r\nCookie: SID = x; Sid=  s2 \r\n\r\n";
+        with_req(raw, |r| {
+            let none = RespVars::default();
+            // As nginx: the second Cookie line is searched, names match
+            // without case, a name must be followed by `=` directly.
+            assert_eq!(ev("$cookie_sid|$cookie_A|$arg_PAGE", r, &none), "s2|1|7");
+        });
+        assert_eq!(arg(b"Page=9&page=7", b"PAGE"), Some(&b"9"[..]));
+        assert_eq!(cookie(b"x=1; Y=2", b"y"), Some(&b"2"[..]));
     }
 
     #[test]

@@ -1,34 +1,22 @@
-//! Limit keys: a template (`$binary_remote_addr`, `$http_x_user:$uri`, ...)
-//! evaluated against a [`KeySource`] into a reusable byte buffer, then
-//! hashed with the zone's seed into the [`KeyHash`] the table stores.
+//! Limit keys: a template of the variables engine (`config::Template`:
+//! `$binary_remote_addr`, `$http_x_user:$uri`, `$request_method`, ...)
+//! evaluated into a reusable byte buffer, then hashed with the zone's seed
+//! into the [`KeyHash`] the table stores.
 //!
-//! The source is a trait so this module knows nothing of HTTP: the phase
-//! adapter answers for a real request, `limit_check` for the request behind
-//! an `auth_request` subrequest, tests for a fake one. As in nginx, the
-//! key is the plain concatenation of its parts, and a key whose parts are all
-//! empty is not limited. `limit_req_subnet` groups addresses by prefix.
+//! This module knows nothing of HTTP: [`build`] is given the client address
+//! and a function that appends any other variable's value (the limits phase
+//! answers from the request, or for `limit_check` from the request behind an
+//! `auth_request` subrequest; tests from a fake). It keeps the rules that are
+//! the limits' own: as in nginx, the key is the plain concatenation of its
+//! parts and a key whose parts are all empty is not limited; a template
+//! without parts is one key for the zone; `limit_req_subnet` groups the
+//! addresses of `$remote_addr` and `$binary_remote_addr` by prefix.
 
 use super::table::KeyHash;
-use crate::config::{KeyPart, KeyTemplate};
+use crate::config::{Part, Template, Var};
 use crate::util::hash::siphash128;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-
-/// What key variables read.
-pub trait KeySource {
-    /// The client address (`$remote_addr`, `$binary_remote_addr`).
-    fn remote_addr(&self) -> IpAddr;
-    /// A request header by lowercase name (`-` separated).
-    fn header(&self, name: &str) -> Option<&[u8]>;
-    /// A cookie value.
-    fn cookie(&self, name: &str) -> Option<&[u8]>;
-    /// A query argument, raw.
-    fn arg(&self, name: &str) -> Option<&[u8]>;
-    /// The host (`$host`): lowercased here, so any case will do.
-    fn host(&self) -> &[u8];
-    /// The normalized path (`$uri`).
-    fn uri(&self) -> &[u8];
-}
 
 /// Prefix lengths that group client addresses (`limit_req_subnet`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,29 +64,33 @@ pub fn mask(ip: IpAddr, s: Subnet) -> IpAddr {
     }
 }
 
-/// Evaluate `t` into `out` (cleared first). Returns false when the key is
-/// empty and the request must not be limited; a template without parts is
+/// Evaluate `t` into `out` (cleared first): literal text as written,
+/// `$remote_addr` and `$binary_remote_addr` as `client` reduced to subnet
+/// `s`, every other variable appended by `var`. Returns false when the key
+/// is empty and the request must not be limited; a template without parts is
 /// the zone-wide key (empty bytes, returns true).
-pub fn build(t: &KeyTemplate, src: &impl KeySource, s: Subnet, out: &mut Vec<u8>) -> bool {
+pub fn build(
+    t: &Template,
+    client: IpAddr,
+    s: Subnet,
+    out: &mut Vec<u8>,
+    mut var: impl FnMut(&Var, &mut Vec<u8>),
+) -> bool {
     out.clear();
     if t.parts.is_empty() {
         return true;
     }
     for p in &t.parts {
         match p {
-            KeyPart::Text(x) => out.extend_from_slice(x.as_bytes()),
-            KeyPart::BinaryRemoteAddr => match mask(src.remote_addr(), s) {
+            Part::Text(x) => out.extend_from_slice(x.as_bytes()),
+            Part::Var(Var::BinaryRemoteAddr) => match mask(client, s) {
                 IpAddr::V4(a) => out.extend_from_slice(&a.octets()),
                 IpAddr::V6(a) => out.extend_from_slice(&a.octets()),
             },
-            KeyPart::RemoteAddr => {
-                let _ = write!(out, "{}", mask(src.remote_addr(), s));
+            Part::Var(Var::RemoteAddr) => {
+                let _ = write!(out, "{}", mask(client, s));
             }
-            KeyPart::Header(n) => out.extend_from_slice(src.header(n).unwrap_or_default()),
-            KeyPart::Cookie(n) => out.extend_from_slice(src.cookie(n).unwrap_or_default()),
-            KeyPart::Arg(n) => out.extend_from_slice(src.arg(n).unwrap_or_default()),
-            KeyPart::Host => out.extend(src.host().iter().map(u8::to_ascii_lowercase)),
-            KeyPart::Uri => out.extend_from_slice(src.uri()),
+            Part::Var(v) => var(v, out),
         }
     }
     !out.is_empty()
@@ -113,80 +105,71 @@ pub fn hash(seed: (u64, u64), bytes: &[u8]) -> KeyHash {
 mod tests {
     use super::*;
 
-    struct Fake {
-        ip: IpAddr,
+    /// A fake request: a few variables with values, the rest empty.
+    fn fake(v: &Var, out: &mut Vec<u8>) {
+        let value: &[u8] = match v {
+            Var::Http(n) if n == "x-user" => b"alice",
+            Var::Cookie(n) if n == "sid" => b"s1",
+            Var::RequestMethod => b"GET",
+            Var::Host => b"example.com",
+            _ => b"",
+        };
+        out.extend_from_slice(value);
     }
 
-    impl KeySource for Fake {
-        fn remote_addr(&self) -> IpAddr {
-            self.ip
-        }
-        fn header(&self, name: &str) -> Option<&[u8]> {
-            (name == "x-user").then_some(b"alice".as_slice())
-        }
-        fn cookie(&self, name: &str) -> Option<&[u8]> {
-            (name == "sid").then_some(b"s1".as_slice())
-        }
-        fn arg(&self, name: &str) -> Option<&[u8]> {
-            (name == "k").then_some(b"v".as_slice())
-        }
-        fn host(&self) -> &[u8] {
-            b"Example.COM"
-        }
-        fn uri(&self) -> &[u8] {
-            b"/a/b"
-        }
-    }
-
-    fn t(parts: Vec<KeyPart>) -> KeyTemplate {
-        KeyTemplate { parts }
+    fn key(text: &str, client: &str, s: Subnet) -> Option<Vec<u8>> {
+        let t = Template::compile(text).unwrap();
+        let mut out = b"stale".to_vec();
+        build(&t, client.parse().unwrap(), s, &mut out, fake).then_some(out)
     }
 
     #[test]
     fn parts_concatenate() {
-        let src = Fake {
-            ip: "10.1.2.3".parse().unwrap(),
+        let all = Subnet::default();
+        assert_eq!(
+            key(
+                "$remote_addr|$http_x_user$cookie_sid$request_method:$host",
+                "10.1.2.3",
+                all
+            )
+            .unwrap(),
+            b"10.1.2.3|alices1GET:example.com"
+        );
+        assert_eq!(
+            key("$binary_remote_addr", "10.1.2.3", all).unwrap(),
+            [10, 1, 2, 3]
+        );
+        assert_eq!(key("lit", "10.1.2.3", all).unwrap(), b"lit");
+    }
+
+    #[test]
+    fn subnet_masks_only_the_address_variables() {
+        let s = Subnet {
+            v4_bits: 24,
+            v6_bits: 64,
         };
-        let mut out = Vec::new();
-        let tpl = t(vec![
-            KeyPart::RemoteAddr,
-            KeyPart::Text("|".into()),
-            KeyPart::Header("x-user".into()),
-            KeyPart::Cookie("sid".into()),
-            KeyPart::Arg("k".into()),
-            KeyPart::Host,
-            KeyPart::Uri,
-        ]);
-        assert!(build(&tpl, &src, Subnet::default(), &mut out));
-        assert_eq!(out, b"10.1.2.3|alices1vexample.com/a/b");
-        assert!(build(
-            &t(vec![KeyPart::BinaryRemoteAddr]),
-            &src,
-            Subnet::default(),
-            &mut out
-        ));
-        assert_eq!(out, [10, 1, 2, 3]);
+        assert_eq!(
+            key("$remote_addr $binary_remote_addr", "192.168.7.42", s).unwrap(),
+            b"192.168.7.0 \xc0\xa8\x07\x00"
+        );
+        assert_eq!(
+            key("$remote_addr", "2001:db8:1:2:aaaa::1", s).unwrap(),
+            b"2001:db8:1:2::"
+        );
+        // An IPv4-mapped client is its IPv4 address, even unmasked.
+        assert_eq!(
+            key("$binary_remote_addr", "::ffff:10.0.0.9", Subnet::default()).unwrap(),
+            [10, 0, 0, 9]
+        );
     }
 
     #[test]
     fn empty_key_is_not_limited_but_no_parts_is_zone_wide() {
-        let src = Fake {
-            ip: "::1".parse().unwrap(),
-        };
-        let mut out = Vec::new();
-        assert!(!build(
-            &t(vec![KeyPart::Header("missing".into())]),
-            &src,
-            Subnet::default(),
-            &mut out
-        ));
-        assert!(build(
-            &KeyTemplate::default(),
-            &src,
-            Subnet::default(),
-            &mut out
-        ));
-        assert!(out.is_empty());
+        let all = Subnet::default();
+        assert_eq!(key("$http_missing$arg_none", "::1", all), None);
+        assert_eq!(key("", "::1", all).unwrap(), b"");
+        // A literal makes the key non-empty (as nginx).
+        assert_eq!(key("k:$http_missing", "::1", all).unwrap(), b"k:");
     }
 
     #[test]

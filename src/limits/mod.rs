@@ -7,7 +7,8 @@
 //! - [`window`]: moving-window request counters (`count`, `count_report`);
 //! - [`quota`]: transfer quotas (`limit_bytes`), bytes per key per period;
 //! - [`table`]: the bounded, lock-free hash table of keys inside a zone;
-//! - [`key`]: key templates evaluated against a request-like source;
+//! - [`key`]: keys (variables-engine templates) with the limits' own rules:
+//!   `limit_req_subnet`, empty keys not limited; and their hashes;
 //! - [`cluster`]: what a `cluster=on` zone keeps for the sync thread, and
 //!   how it decides with the global totals (or its failure mode);
 //! - [`zones`]: opening, keeping and migrating zone files (master), and
