@@ -187,8 +187,7 @@ fn start(cfg: config::Config, conf_path: PathBuf, extra: Option<String>) -> std:
             }
         }
     }
-    let m = master::Master::new(prepared, conf_path, extra)?;
-    let res = m.run();
+    let res = master::run(prepared, conf_path, extra);
     pid.remove();
     res
 }

@@ -1,13 +1,16 @@
-//! Event-loop plumbing shared by master and workers: a cached clock, a
-//! hashed timer wheel, typed poll tokens ([`Tok`]) and the accept loop with
-//! its EMFILE pause ([`Acceptor`]). The loops themselves are `mio::Poll` +
-//! `slab`.
+//! The event loop and its plumbing, shared by master and workers: the loop
+//! ([`EventLoop`], `ae.c` style: poll, clock, typed tokens, signals, timers,
+//! a before-sleep hook; the master and a worker are its [`Handler`]s), a
+//! cached clock, a hashed timer wheel, typed poll tokens ([`Tok`]) and the
+//! accept loop with its EMFILE pause ([`Acceptor`]).
 
 pub mod accept;
+pub mod run_loop;
 pub mod timer;
 pub mod token;
 
 pub use accept::{Acceptor, Drained};
+pub use run_loop::{EventLoop, Flow, Handler};
 pub use timer::TimerWheel;
 pub use token::Tok;
 

@@ -1,4 +1,5 @@
-//! The master process: owns listeners, shared memory and the workers.
+//! The master process: owns listeners, shared memory and the workers; a
+//! handler of the event loop.
 //!
 //! Signals (nginx's table):
 //! - HUP: reload — parse the config again; on error log it and keep serving;
@@ -13,7 +14,7 @@
 //! channel is full.
 
 use crate::config::{self, Config};
-use crate::event::{Acceptor, Clock, Drained, Tok};
+use crate::event::{Acceptor, Clock, Drained, EventLoop, Flow, Handler, Tok};
 use crate::http::site::{listen_table, ListenEntry};
 use crate::process::handoff::{self, Meta};
 use crate::process::listeners::Listeners;
@@ -21,9 +22,10 @@ use crate::process::worker::{self, WorkerInit};
 use crate::shm::stats::StatsZone;
 use crate::sys::{self, ChildExit, Fork, MAX_FDS_PER_MSG};
 use crate::zones::Zones;
+use mio::event::Event;
 use mio::net::TcpListener;
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll};
+use mio::{Interest, Registry};
 use slab::Slab;
 use std::collections::VecDeque;
 use std::io::{self, ErrorKind};
@@ -31,7 +33,6 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Accepted connections the master holds while every worker's channel is full.
 const MAX_PENDING: usize = 8192;
@@ -55,12 +56,11 @@ enum Stop {
 }
 
 /// The master.
-pub struct Master {
+struct Master {
     cfg: Arc<Config>,
     conf_path: PathBuf,
     extra_main: Option<String>,
-    poll: Poll,
-    signal_fd: OwnedFd,
+    registry: Registry,
     listeners: Listeners,
     accept_socks: Vec<(usize, TcpListener)>,
     table: Vec<ListenEntry>,
@@ -75,7 +75,13 @@ pub struct Master {
     respawn: Vec<(usize, u64)>,
     crashes: Vec<u32>,
     acceptor: Acceptor,
-    clock: Clock,
+    /// The loop's clock at the last wake-up.
+    now_ms: u64,
+    /// Signals of this turn, handled in before_sleep (after the events).
+    signals: Vec<i32>,
+    /// This turn's events: a listener is readable, a worker channel writable.
+    accept: bool,
+    writable: bool,
 }
 
 /// Master start-up state, prepared before daemonizing.
@@ -103,9 +109,22 @@ pub fn prepare(cfg: Arc<Config>) -> io::Result<Prepared> {
     })
 }
 
+/// Start the master and its workers; run until stopped.
+pub fn run(p: Prepared, conf_path: PathBuf, extra_main: Option<String>) -> io::Result<()> {
+    let mut lp = EventLoop::new(256)?;
+    let mut m = Master::new(p, conf_path, extra_main, &mut lp)?;
+    m.start_workers()?;
+    lp.run(&mut m)
+}
+
 impl Master {
-    /// Build the master from prepared state.
-    pub fn new(p: Prepared, conf_path: PathBuf, extra_main: Option<String>) -> io::Result<Master> {
+    /// Build the master from prepared state, on `lp`.
+    fn new(
+        p: Prepared,
+        conf_path: PathBuf,
+        extra_main: Option<String>,
+        lp: &mut EventLoop,
+    ) -> io::Result<Master> {
         let signal_fd = sys::install_signal_pipe(&[
             libc::SIGHUP,
             libc::SIGQUIT,
@@ -114,19 +133,13 @@ impl Master {
             libc::SIGUSR1,
             libc::SIGCHLD,
         ])?;
-        let poll = Poll::new()?;
-        poll.registry().register(
-            &mut SourceFd(&signal_fd.as_raw_fd()),
-            Tok::Signals.token(),
-            Interest::READABLE,
-        )?;
+        lp.watch_signals(signal_fd)?;
         let table = listen_table(&p.cfg);
         let mut m = Master {
             cfg: p.cfg,
             conf_path,
             extra_main,
-            poll,
-            signal_fd,
+            registry: lp.registry().try_clone()?,
             listeners: p.listeners,
             accept_socks: Vec::new(),
             table,
@@ -141,7 +154,10 @@ impl Master {
             respawn: Vec::new(),
             crashes: Vec::new(),
             acceptor: Acceptor::default(),
-            clock: Clock::new(),
+            now_ms: lp.clock().now_ms(),
+            signals: Vec::new(),
+            accept: false,
+            writable: false,
         };
         m.register_accept_sockets()?;
         Ok(m)
@@ -149,25 +165,21 @@ impl Master {
 
     fn register_accept_sockets(&mut self) -> io::Result<()> {
         for (_, mut l) in self.accept_socks.drain(..) {
-            let _ = self.poll.registry().deregister(&mut l);
+            let _ = self.registry.deregister(&mut l);
             // The fd is a dup: closing it leaves the socket open.
         }
         for (idx, b) in self.listeners.bound.iter().enumerate() {
             if let Some(shared) = &b.shared {
                 let mut l = TcpListener::from_std(shared.try_clone()?);
-                self.poll.registry().register(
-                    &mut l,
-                    Tok::Listener(idx).token(),
-                    Interest::READABLE,
-                )?;
+                self.registry
+                    .register(&mut l, Tok::Listener(idx).token(), Interest::READABLE)?;
                 self.accept_socks.push((idx, l));
             }
         }
         Ok(())
     }
 
-    /// Start the workers and run until stopped.
-    pub fn run(mut self) -> io::Result<()> {
+    fn start_workers(&mut self) -> io::Result<()> {
         self.crashes = vec![0; self.cfg.worker_processes];
         for i in 0..self.cfg.worker_processes {
             self.spawn(i)?;
@@ -178,68 +190,10 @@ impl Master {
             self.cfg.worker_processes,
             self.cfg.events.accept_mode
         );
-        let mut events = Events::with_capacity(256);
-        let mut signals = Vec::new();
-        loop {
-            let timeout = if self.stop != Stop::Running
-                || !self.respawn.is_empty()
-                || self.acceptor.paused_until_ms > 0
-            {
-                Some(Duration::from_millis(50))
-            } else {
-                None
-            };
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
-                if e.kind() != ErrorKind::Interrupted {
-                    return Err(e);
-                }
-            }
-            self.clock.update();
-            let mut accept = false;
-            let mut writable = false;
-            for ev in events.iter() {
-                match Tok::of(ev.token()) {
-                    Some(Tok::Signals) => {
-                        signals.clear();
-                        sys::read_signals(self.signal_fd.as_raw_fd(), &mut signals);
-                    }
-                    Some(Tok::Worker(key)) => {
-                        if let Some(w) = self.workers.get_mut(key) {
-                            w.full = false;
-                        }
-                        writable = true;
-                    }
-                    Some(Tok::Listener(_)) => accept = true,
-                    _ => {}
-                }
-            }
-            for &s in &signals {
-                self.on_signal(s);
-            }
-            signals.clear();
-            if self.stop == Stop::Running {
-                if accept || writable || self.acceptor.paused_until_ms > 0 {
-                    self.accept_all();
-                }
-                self.hand_off();
-                self.run_respawns()?;
-            } else {
-                let now = self.clock.now_ms();
-                if self.workers.is_empty() {
-                    log::info!("exit");
-                    return Ok(());
-                }
-                if now >= self.stop_deadline_ms {
-                    for (_, w) in self.workers.iter() {
-                        let _ = sys::kill(w.pid, libc::SIGKILL);
-                    }
-                    self.stop_deadline_ms = now + 1000;
-                }
-            }
-        }
+        Ok(())
     }
 
-    fn on_signal(&mut self, sig: i32) {
+    fn handle_signal(&mut self, sig: i32) {
         match sig {
             libc::SIGHUP if self.stop == Stop::Running => self.reload(),
             libc::SIGQUIT => self.begin_stop(Stop::Graceful),
@@ -273,12 +227,12 @@ impl Master {
         self.stop = how;
         // No more new connections: close the accept sockets and what is queued.
         for (_, mut l) in self.accept_socks.drain(..) {
-            let _ = self.poll.registry().deregister(&mut l);
+            let _ = self.registry.deregister(&mut l);
         }
         self.listeners.bound.clear();
         self.hand_off();
         self.pending.clear();
-        let now = self.clock.now_ms();
+        let now = self.now_ms;
         self.stop_deadline_ms = match how {
             Stop::Graceful => now + self.cfg.worker_shutdown_timeout_ms + 2000,
             _ => now + 2000,
@@ -301,10 +255,7 @@ impl Master {
         };
         w.quitting = true;
         if let Some(ch) = w.channel.take() {
-            let _ = self
-                .poll
-                .registry()
-                .deregister(&mut SourceFd(&ch.as_raw_fd()));
+            let _ = self.registry.deregister(&mut SourceFd(&ch.as_raw_fd()));
         }
         let _ = sys::kill(w.pid, sig);
     }
@@ -373,7 +324,7 @@ impl Master {
         for i in 0..self.cfg.worker_processes {
             if let Err(e) = self.spawn(i) {
                 log::error!("fork of worker {i} failed: {e}");
-                self.respawn.push((i, self.clock.now_ms() + 500));
+                self.respawn.push((i, self.now_ms + 500));
             }
         }
         for k in old {
@@ -395,10 +346,7 @@ impl Master {
             };
             let w = self.workers.remove(key);
             if let Some(ch) = &w.channel {
-                let _ = self
-                    .poll
-                    .registry()
-                    .deregister(&mut SourceFd(&ch.as_raw_fd()));
+                let _ = self.registry.deregister(&mut SourceFd(&ch.as_raw_fd()));
             }
             self.stats.release(w.slot);
             let crashed = !matches!(how, ChildExit::Exited(0));
@@ -408,7 +356,7 @@ impl Master {
                 log::info!("worker {} (pid {pid}) exited", w.index);
             }
             if self.stop == Stop::Running && !w.quitting && w.generation == self.generation {
-                let now = self.clock.now_ms();
+                let now = self.now_ms;
                 let young = now.saturating_sub(w.started_ms) < 1000;
                 let n = self.crashes.get(w.index).copied().unwrap_or(0);
                 let n = if young { n + 1 } else { 0 };
@@ -429,8 +377,8 @@ impl Master {
         }
     }
 
-    fn run_respawns(&mut self) -> io::Result<()> {
-        let now = self.clock.now_ms();
+    fn run_respawns(&mut self) {
+        let now = self.now_ms;
         let due: Vec<usize> = self
             .respawn
             .iter()
@@ -444,7 +392,6 @@ impl Master {
                 self.respawn.push((i, now + 1000));
             }
         }
-        Ok(())
     }
 
     fn spawn(&mut self, index: usize) -> io::Result<()> {
@@ -477,7 +424,7 @@ impl Master {
                 self.stats.slot(slot).pid.store(pid as u64, Relaxed);
                 let entry = self.workers.vacant_entry();
                 let key = entry.key();
-                self.poll.registry().register(
+                self.registry.register(
                     &mut SourceFd(&master_end.as_raw_fd()),
                     Tok::Worker(key).token(),
                     Interest::WRITABLE,
@@ -488,7 +435,7 @@ impl Master {
                     slot,
                     generation: self.generation,
                     channel: Some(master_end),
-                    started_ms: self.clock.now_ms(),
+                    started_ms: self.now_ms,
                     quitting: false,
                     full: false,
                 });
@@ -534,7 +481,7 @@ impl Master {
     }
 
     fn accept_all(&mut self) {
-        let now = self.clock.now_ms();
+        let now = self.now_ms;
         if self.acceptor.paused(now) {
             return;
         }
@@ -639,6 +586,65 @@ impl Master {
                 }
             }
         }
+    }
+}
+
+impl Handler for Master {
+    fn after_sleep(&mut self, clock: &Clock) {
+        self.now_ms = clock.now_ms();
+    }
+
+    fn on_signal(&mut self, sig: i32) -> Flow {
+        self.signals.push(sig);
+        Flow::Continue
+    }
+
+    fn on_event(&mut self, tok: Tok, _ev: &Event) {
+        match tok {
+            Tok::Worker(key) => {
+                if let Some(w) = self.workers.get_mut(key) {
+                    w.full = false;
+                }
+                self.writable = true;
+            }
+            Tok::Listener(_) => self.accept = true,
+            _ => {}
+        }
+    }
+
+    fn before_sleep(&mut self) -> Flow {
+        for i in 0..self.signals.len() {
+            self.handle_signal(self.signals[i]);
+        }
+        self.signals.clear();
+        let (accept, writable) = (self.accept, self.writable);
+        (self.accept, self.writable) = (false, false);
+        if self.stop == Stop::Running {
+            if accept || writable || self.acceptor.paused_until_ms > 0 {
+                self.accept_all();
+            }
+            self.hand_off();
+            self.run_respawns();
+            return Flow::Continue;
+        }
+        if self.workers.is_empty() {
+            log::info!("exit");
+            return Flow::Stop;
+        }
+        if self.now_ms >= self.stop_deadline_ms {
+            for (_, w) in self.workers.iter() {
+                let _ = sys::kill(w.pid, libc::SIGKILL);
+            }
+            self.stop_deadline_ms = self.now_ms + 1000;
+        }
+        Flow::Continue
+    }
+
+    fn max_sleep_ms(&self) -> Option<u64> {
+        let busy = self.stop != Stop::Running
+            || !self.respawn.is_empty()
+            || self.acceptor.paused_until_ms > 0;
+        busy.then_some(50)
     }
 }
 

@@ -1,4 +1,5 @@
-//! A worker process: one `mio::Poll`, a slab of connections, a timer wheel.
+//! A worker process: a handler of the event loop with a slab of
+//! connections and a timer wheel.
 //!
 //! Connections arrive over the channel from the master (handoff mode, fds
 //! with SCM_RIGHTS, several per message) or from the worker's own
@@ -6,7 +7,7 @@
 //! graceful stop, TERM/INT a fast one, USR1 reopens the logs.
 
 use crate::config::Config;
-use crate::event::{Acceptor, Clock, TimerWheel, Tok};
+use crate::event::{Acceptor, Clock, EventLoop, Flow, Handler, TimerWheel, Tok};
 use crate::http::conn::{Conn, ConnLimits};
 use crate::http::ctx::{AccessLogs, HttpCtx, ERROR_LOG_FILE};
 use crate::http::request::HeadLimits;
@@ -18,9 +19,10 @@ use crate::proxy::upstream::Pools;
 use crate::shm::stats::StatsZone;
 use crate::sys;
 use crate::zones::Zones;
+use mio::event::Event;
 use mio::net::{TcpListener, TcpStream};
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Interest, Registry, Token};
 use slab::Slab;
 use std::io::{ErrorKind, Write};
 use std::net::SocketAddr;
@@ -56,7 +58,7 @@ pub struct WorkerInit {
 }
 
 struct Worker {
-    poll: Poll,
+    registry: Registry,
     conns: Slab<Conn>,
     sessions: Slab<Session>,
     pools: Pools,
@@ -66,7 +68,6 @@ struct Worker {
     limits: Vec<ConnLimits>,
     listeners: Vec<(usize, TcpListener)>,
     channel: Option<OwnedFd>,
-    signal_fd: OwnedFd,
     stats: Arc<StatsZone>,
     slot: usize,
     max_conns: usize,
@@ -78,7 +79,6 @@ struct Worker {
     shutdown_timeout_ms: u64,
     acceptor: Acceptor,
     last_gauges_ms: u64,
-    expired: Vec<(usize, u64)>,
     fds: Vec<OwnedFd>,
 }
 
@@ -131,13 +131,10 @@ fn start(init: WorkerInit) -> std::io::Result<()> {
     paths.extend(cfg.http.access_logs.iter().map(|l| Some(l.path.clone())));
     let log_thread = LogThread::start(paths)?;
     crate::log::error::use_queue(log_thread.sender(), ERROR_LOG_FILE, init.index);
-    let poll = Poll::new()?;
-    poll.registry().register(
-        &mut SourceFd(&signal_fd.as_raw_fd()),
-        Tok::Signals.token(),
-        Interest::READABLE,
-    )?;
-    poll.registry().register(
+    let mut lp = EventLoop::new(1024)?;
+    lp.watch_signals(signal_fd)?;
+    let registry = lp.registry().try_clone()?;
+    registry.register(
         &mut SourceFd(&init.channel.as_raw_fd()),
         Tok::Channel.token(),
         Interest::READABLE,
@@ -145,11 +142,9 @@ fn start(init: WorkerInit) -> std::io::Result<()> {
     let mut listeners = Vec::new();
     for (i, (idx, l)) in init.listeners.into_iter().enumerate() {
         let mut l = TcpListener::from_std(l);
-        poll.registry()
-            .register(&mut l, Tok::Listener(i).token(), Interest::READABLE)?;
+        registry.register(&mut l, Tok::Listener(i).token(), Interest::READABLE)?;
         listeners.push((idx, l));
     }
-    let clock = Clock::new();
     let pools = {
         let mut p = Pools::new(&cfg.http.upstreams);
         if !cfg.http.cache_paths.is_empty() {
@@ -158,7 +153,7 @@ fn start(init: WorkerInit) -> std::io::Result<()> {
             if init.index == 0 {
                 crate::cache::manager::start(cfg.http.cache_paths.clone())?;
             }
-            let waker = Arc::new(mio::Waker::new(poll.registry(), Tok::IoDone.token())?);
+            let waker = Arc::new(lp.waker(Tok::IoDone)?);
             p.io = Some(crate::cache::io::IoPool::start(waker)?);
         }
         p
@@ -174,12 +169,12 @@ fn start(init: WorkerInit) -> std::io::Result<()> {
     }
     let mut w = Worker {
         cluster_stop,
-        poll,
+        registry,
         conns: Slab::with_capacity(1024),
         sessions: Slab::new(),
         pools,
         null: NullClient::default(),
-        wheel: TimerWheel::new(clock.now_ms()),
+        wheel: TimerWheel::new(lp.clock().now_ms()),
         ctx: HttpCtx::new(
             cfg.clone(),
             AccessLogs::new(&cfg, Some(log_thread)),
@@ -189,7 +184,6 @@ fn start(init: WorkerInit) -> std::io::Result<()> {
         limits: conn_limits(&cfg),
         listeners,
         channel: Some(init.channel),
-        signal_fd,
         stats: init.stats,
         slot: init.slot,
         max_conns: cfg.events.worker_connections,
@@ -198,105 +192,98 @@ fn start(init: WorkerInit) -> std::io::Result<()> {
         shutdown_timeout_ms: cfg.worker_shutdown_timeout_ms,
         acceptor: Acceptor::default(),
         last_gauges_ms: 0,
-        expired: Vec::new(),
         fds: Vec::new(),
     };
     log::debug!("worker {} started", init.index);
-    w.run(clock)
+    lp.run(&mut w)
+}
+
+impl Handler for Worker {
+    fn after_sleep(&mut self, clock: &Clock) {
+        self.ctx.set_time(clock.now_ms(), clock.unix_secs());
+        self.ctx.limits.now_us = clock.unix_us();
+    }
+
+    fn on_signal(&mut self, sig: i32) -> Flow {
+        match sig {
+            libc::SIGQUIT => self.start_draining(),
+            libc::SIGTERM | libc::SIGINT => {
+                // Fast stop: fills that completed are still published
+                // (briefly waited for).
+                if let Some(w) = &self.pools.cache {
+                    w.finish(Duration::from_millis(500));
+                }
+                self.ctx.logs.stop();
+                return Flow::Stop;
+            }
+            libc::SIGUSR1 => self.ctx.logs.reopen(),
+            _ => {}
+        }
+        Flow::Continue
+    }
+
+    fn on_event(&mut self, tok: Tok, _ev: &Event) {
+        match tok {
+            Tok::Channel => self.receive_fds(),
+            Tok::IoDone => self.io_done(),
+            Tok::Listener(i) => self.accept(i),
+            Tok::Upstream(sk) => self.upstream_ready(sk),
+            Tok::Conn(key) => self.conn_ready(key),
+            Tok::Signals | Tok::Worker(_) => {}
+        }
+    }
+
+    fn wheel(&mut self) -> Option<&mut TimerWheel> {
+        Some(&mut self.wheel)
+    }
+
+    fn on_timer(&mut self, key: usize, at: u64) {
+        if key >= DETACHED_TIMER {
+            self.detached_timer(key - DETACHED_TIMER, at);
+        } else {
+            self.conn_timer(key, at);
+        }
+    }
+
+    fn before_sleep(&mut self) -> Flow {
+        if !self.pools.spawn.is_empty() {
+            self.start_background();
+        }
+        if let Some(w) = &self.pools.cache {
+            w.flush();
+        }
+        if let Some(io) = &self.pools.io {
+            io.flush();
+        }
+        self.ctx.logs.before_sleep(self.ctx.now_ms);
+        let gauges = self.ctx.now_ms.saturating_sub(self.last_gauges_ms) >= 1000;
+        self.publish(gauges);
+        if self.draining {
+            // Background refreshes (sessions without a client) finish too:
+            // their fills would otherwise be lost with the process.
+            let idle = self.conns.is_empty() && self.sessions.is_empty() && self.channel.is_none();
+            if idle || self.ctx.now_ms >= self.shutdown_at_ms {
+                self.finish_draining();
+                return Flow::Stop;
+            }
+        }
+        Flow::Continue
+    }
+
+    fn max_sleep_ms(&self) -> Option<u64> {
+        // Gauges are refreshed about once a second even when idle.
+        let mut t = 1000;
+        if let Some(f) = self.ctx.logs.wake_ms() {
+            t = t.min(f);
+        }
+        if self.draining || self.acceptor.paused_until_ms > 0 {
+            t = t.min(50);
+        }
+        Some(t)
+    }
 }
 
 impl Worker {
-    fn run(&mut self, mut clock: Clock) -> std::io::Result<()> {
-        let mut events = Events::with_capacity(1024);
-        let mut signals = Vec::new();
-        loop {
-            let timeout = self.poll_timeout(clock.now_ms());
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
-                if e.kind() != ErrorKind::Interrupted {
-                    return Err(e);
-                }
-            }
-            clock.update();
-            self.ctx.set_time(clock.now_ms(), clock.unix_secs());
-            self.ctx.limits.now_us = clock.unix_us();
-            for ev in events.iter() {
-                let Some(tok) = Tok::of(ev.token()) else {
-                    continue;
-                };
-                match tok {
-                    Tok::Signals => {
-                        signals.clear();
-                        sys::read_signals(self.signal_fd.as_raw_fd(), &mut signals);
-                        for &s in &signals {
-                            match s {
-                                libc::SIGQUIT => self.start_draining(),
-                                libc::SIGTERM | libc::SIGINT => {
-                                    // Fast stop: fills that completed are
-                                    // still published (briefly waited for).
-                                    if let Some(w) = &self.pools.cache {
-                                        w.finish(Duration::from_millis(500));
-                                    }
-                                    self.ctx.logs.stop();
-                                    return Ok(());
-                                }
-                                libc::SIGUSR1 => self.ctx.logs.reopen(),
-                                _ => {}
-                            }
-                        }
-                    }
-                    Tok::Channel => self.receive_fds(),
-                    Tok::IoDone => self.io_done(),
-                    Tok::Listener(i) => self.accept(i),
-                    Tok::Upstream(sk) => self.upstream_ready(sk),
-                    Tok::Conn(key) => self.conn_ready(key),
-                    Tok::Worker(_) => {}
-                }
-            }
-            self.run_timers();
-            if !self.pools.spawn.is_empty() {
-                self.start_background();
-            }
-            self.before_sleep();
-            if self.draining {
-                let now = self.ctx.now_ms;
-                // Background refreshes (sessions without a client) finish
-                // too: their fills would otherwise be lost with the process.
-                let idle =
-                    self.conns.is_empty() && self.sessions.is_empty() && self.channel.is_none();
-                if idle || now >= self.shutdown_at_ms {
-                    if !self.conns.is_empty() {
-                        log::warn!(
-                            "worker_shutdown_timeout: closing {} connections",
-                            self.conns.len()
-                        );
-                    }
-                    let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
-                    for k in keys {
-                        self.close_conn(k);
-                    }
-                    if let Some(w) = &self.pools.cache {
-                        w.finish(Duration::from_secs(5));
-                    }
-                    self.publish(true);
-                    self.ctx.logs.stop();
-                    return Ok(());
-                }
-            }
-        }
-    }
-
-    fn poll_timeout(&self, now_ms: u64) -> Option<Duration> {
-        let mut t = self.wheel.poll_timeout_ms(now_ms);
-        if let Some(f) = self.ctx.logs.wake_ms() {
-            t = Some(t.map_or(f, |x| x.min(f)));
-        }
-        if self.draining || self.acceptor.paused_until_ms > 0 {
-            t = Some(t.map_or(50, |x| x.min(50)));
-        }
-        // Gauges are refreshed about once a second even when idle.
-        Some(Duration::from_millis(t.map_or(1000, |x| x.min(1000))))
-    }
-
     fn start_draining(&mut self) {
         if self.draining {
             return;
@@ -308,7 +295,7 @@ impl Worker {
         // Stop accepting on our own sockets; the master keeps them open for
         // the next generation, so queued connections are not lost.
         for (_, mut l) in self.listeners.drain(..) {
-            let _ = self.poll.registry().deregister(&mut l);
+            let _ = self.registry.deregister(&mut l);
         }
         // Take everything the master already sent, then serve it with
         // `Connection: close`.
@@ -323,6 +310,26 @@ impl Worker {
         }
     }
 
+    /// The end of a graceful stop: close what is left, publish the cache
+    /// fills and the counters.
+    fn finish_draining(&mut self) {
+        if !self.conns.is_empty() {
+            log::warn!(
+                "worker_shutdown_timeout: closing {} connections",
+                self.conns.len()
+            );
+        }
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for k in keys {
+            self.close_conn(k);
+        }
+        if let Some(w) = &self.pools.cache {
+            w.finish(Duration::from_secs(5));
+        }
+        self.publish(true);
+        self.ctx.logs.stop();
+    }
+
     fn receive_fds(&mut self) {
         let Some(ch) = &self.channel else {
             return;
@@ -334,7 +341,7 @@ impl Worker {
             match sys::recv_fds(fd, &mut payload, &mut self.fds) {
                 Ok(0) => {
                     // The master closed the channel: no more connections.
-                    let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+                    let _ = self.registry.deregister(&mut SourceFd(&fd));
                     self.channel = None;
                     self.start_draining();
                     return;
@@ -391,8 +398,7 @@ impl Worker {
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         if self
-            .poll
-            .registry()
+            .registry
             .register(
                 &mut sock,
                 Tok::Conn(key).token(),
@@ -458,7 +464,7 @@ impl Worker {
                     Tok::Upstream(sk).token(),
                     self.ctx.now_ms,
                 );
-                let reg = self.poll.registry();
+                let reg = &self.registry;
                 let mut next = s.start(c, &mut self.ctx, &mut self.pools, reg);
                 if next == Next::Wait {
                     next = s.pump(c, &mut self.ctx, &mut self.pools, reg);
@@ -470,7 +476,7 @@ impl Worker {
                 let Some(s) = self.sessions.get_mut(sk) else {
                     return;
                 };
-                s.pump(c, &mut self.ctx, &mut self.pools, self.poll.registry())
+                s.pump(c, &mut self.ctx, &mut self.pools, &self.registry)
             } else {
                 break;
             };
@@ -542,7 +548,7 @@ impl Worker {
                 self.ctx.now_ms,
                 lock,
             );
-            let reg = self.poll.registry();
+            let reg = &self.registry;
             let mut next = s.start(&mut self.null, &mut self.ctx, &mut self.pools, reg);
             if next == Next::Wait {
                 next = s.pump(&mut self.null, &mut self.ctx, &mut self.pools, reg);
@@ -565,7 +571,7 @@ impl Worker {
             }
             Next::Finished | Next::Abort => {
                 if let Some(mut s) = self.sessions.try_remove(sk) {
-                    s.close(self.poll.registry(), &mut self.pools);
+                    s.close(&self.registry, &mut self.pools);
                 }
             }
         }
@@ -580,7 +586,7 @@ impl Worker {
                 &mut self.null,
                 &mut self.ctx,
                 &mut self.pools,
-                self.poll.registry(),
+                &self.registry,
             );
             self.after_detached(sk, next);
             return;
@@ -596,57 +602,49 @@ impl Worker {
         if let Some(c) = self.conns.try_remove(key) {
             if let Some(sk) = c.session {
                 if let Some(mut s) = self.sessions.try_remove(sk) {
-                    s.close(self.poll.registry(), &mut self.pools);
+                    s.close(&self.registry, &mut self.pools);
                 }
             }
         }
     }
 
-    fn run_timers(&mut self) {
+    /// Timer of connection `key` (set for `at`) expired.
+    fn conn_timer(&mut self, key: usize, at: u64) {
         let now = self.ctx.now_ms;
-        self.expired.clear();
-        self.wheel.expire(now, &mut self.expired);
-        for i in 0..self.expired.len() {
-            let (key, at) = self.expired[i];
-            if key >= DETACHED_TIMER {
-                self.detached_timer(key - DETACHED_TIMER, at);
-                continue;
-            }
-            let Some(c) = self.conns.get_mut(key) else {
-                continue;
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        if c.scheduled_ms != at {
+            return; // stale entry
+        }
+        c.scheduled_ms = 0;
+        if c.deadline_ms > now {
+            self.wheel.schedule(key, c.deadline_ms);
+            c.scheduled_ms = c.deadline_ms;
+        } else if let Some(sk) = c.session {
+            let Some(s) = self.sessions.get_mut(sk) else {
+                return;
             };
-            if c.scheduled_ms != at {
-                continue; // stale entry
-            }
-            c.scheduled_ms = 0;
-            if c.deadline_ms > now {
-                self.wheel.schedule(key, c.deadline_ms);
-                c.scheduled_ms = c.deadline_ms;
-            } else if let Some(sk) = c.session {
-                let Some(s) = self.sessions.get_mut(sk) else {
-                    continue;
-                };
-                match s.on_timeout(c, &mut self.ctx, &mut self.pools, self.poll.registry()) {
-                    Next::Abort => self.close_conn(key),
-                    Next::Finished => {
-                        c.session = None;
-                        self.sessions.try_remove(sk);
-                        if c.on_ready(&mut self.ctx) {
-                            self.after_conn(key);
-                        } else {
-                            self.close_conn(key);
-                        }
+            match s.on_timeout(c, &mut self.ctx, &mut self.pools, &self.registry) {
+                Next::Abort => self.close_conn(key),
+                Next::Finished => {
+                    c.session = None;
+                    self.sessions.try_remove(sk);
+                    if c.on_ready(&mut self.ctx) {
+                        self.after_conn(key);
+                    } else {
+                        self.close_conn(key);
                     }
-                    Next::Wait => self.after_conn(key),
                 }
-            } else if c.on_timeout(&mut self.ctx) {
-                // A limit_req delay ended: the request goes on (and may
-                // start a proxy session); after_conn re-arms the timer.
-                self.after_conn(key);
-            } else {
-                log::debug!("close: timeout");
-                self.close_conn(key);
+                Next::Wait => self.after_conn(key),
             }
+        } else if c.on_timeout(&mut self.ctx) {
+            // A limit_req delay ended: the request goes on (and may start a
+            // proxy session); after_conn re-arms the timer.
+            self.after_conn(key);
+        } else {
+            log::debug!("close: timeout");
+            self.close_conn(key);
         }
     }
 
@@ -666,22 +664,10 @@ impl Worker {
                 &mut self.null,
                 &mut self.ctx,
                 &mut self.pools,
-                self.poll.registry(),
+                &self.registry,
             )
         };
         self.after_detached(sk, next);
-    }
-
-    fn before_sleep(&mut self) {
-        if let Some(w) = &self.pools.cache {
-            w.flush();
-        }
-        if let Some(io) = &self.pools.io {
-            io.flush();
-        }
-        self.ctx.logs.before_sleep(self.ctx.now_ms);
-        let gauges = self.ctx.now_ms.saturating_sub(self.last_gauges_ms) >= 1000;
-        self.publish(gauges);
     }
 
     fn publish(&mut self, gauges: bool) {
