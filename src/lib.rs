@@ -16,6 +16,7 @@ pub mod proto;
 pub mod proxy;
 pub mod shm;
 pub mod sys;
+pub mod tls;
 pub mod util;
 pub mod waiting_room;
 pub mod zones;
@@ -34,6 +35,7 @@ pub const LAYERS: &[&str] = &[
     "event",
     "log",
     "config",
+    "tls",
     "proto",
     "shm",
     "sys",

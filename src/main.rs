@@ -163,6 +163,8 @@ fn start(cfg: config::Config, conf_path: PathBuf, extra: Option<String>) -> std:
             )
         })?;
     }
+    // One ticket secret for every worker this master forks (reloads too).
+    sluice::tls::tickets::init();
     let prepared = master::prepare(cfg.clone())?;
     let mut pid = daemon::PidFile::lock(&cfg.pid_path)?;
     let ready = if cfg.daemon {

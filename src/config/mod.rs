@@ -18,6 +18,7 @@ mod resolve_cluster;
 mod resolve_http;
 mod resolve_limits;
 mod resolve_proxy;
+mod resolve_ssl;
 mod resolve_waiting_room;
 #[cfg(test)]
 mod tests;
@@ -36,6 +37,7 @@ mod types_cache;
 mod types_cluster;
 mod types_limits;
 mod types_proxy;
+mod types_ssl;
 mod types_waiting_room;
 mod values;
 mod vars;
@@ -46,6 +48,7 @@ pub use types_cache::*;
 pub use types_cluster::*;
 pub use types_limits::*;
 pub use types_proxy::*;
+pub use types_ssl::*;
 pub use types_waiting_room::*;
 pub use vars::{Part, Template, Var};
 

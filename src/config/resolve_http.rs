@@ -18,6 +18,7 @@ use super::resolve_cache::{
 use super::resolve_cluster;
 use super::resolve_limits::{self, LimitsInherit, LocationOnly};
 use super::resolve_proxy::{parse_pass, resolve_pass, upstream_block, PassTarget, ProxyInherit};
+use super::resolve_ssl::SslInherit;
 use super::resolve_waiting_room::{HttpRooms, LocationRooms};
 use super::types::{
     AccessLogConf, AddHeader, HttpConf, ListenConf, LocationConf, LocationMatch, LogFormat,
@@ -64,6 +65,7 @@ pub(crate) fn check<'a>(
         .chain(super::resolve_limits::SPECS)
         .chain(super::resolve_cluster::SPECS)
         .chain(super::resolve_waiting_room::SPECS)
+        .chain(super::resolve_ssl::SPECS)
         .find(|s| s.name == name)
         .or(cache_spec.as_ref())
     else {
@@ -145,8 +147,13 @@ struct RawLocation {
 struct RawServer {
     line: usize,
     listens: Vec<ListenConf>,
+    /// The first `listen ... ssl`, for its error.
+    ssl_listen: Option<Directive>,
+    /// The `listen` directives, for TLS errors about their address.
+    listen_dirs: Vec<Directive>,
     server_names: Vec<String>,
     headers: HeaderSettings,
+    ssl: SslInherit,
     inherit: Inherit,
     ret: Option<ReturnConf>,
     locations: Vec<RawLocation>,
@@ -318,6 +325,7 @@ pub(crate) fn resolve_http(block: &[Directive], conf_dir: &Path) -> Result<HttpC
     let mut seen = HashSet::new();
     let mut inherit = Inherit::default();
     let mut headers = HeaderSettings::default();
+    let mut ssl = SslInherit::default();
     let mut mime: Option<Vec<(String, String)>> = None;
     let mut default_type = None;
     let mut raw_servers = Vec::new();
@@ -340,7 +348,7 @@ pub(crate) fn resolve_http(block: &[Directive], conf_dir: &Path) -> Result<HttpC
             }
             continue;
         }
-        if inherit.apply(d, &mut st)? || headers.apply(d)? {
+        if inherit.apply(d, &mut st)? || headers.apply(d)? || ssl.apply(d, conf_dir)? {
             continue;
         }
         match d.name.as_str() {
@@ -367,6 +375,8 @@ pub(crate) fn resolve_http(block: &[Directive], conf_dir: &Path) -> Result<HttpC
         return Err(e);
     }
     let http_inherit = inherit.finish();
+    let listen_dirs: Vec<Vec<Directive>> =
+        raw_servers.iter().map(|s| s.listen_dirs.clone()).collect();
     http_inherit.limits.check_refs(&zones)?;
     let servers = raw_servers
         .into_iter()
@@ -375,6 +385,7 @@ pub(crate) fn resolve_http(block: &[Directive], conf_dir: &Path) -> Result<HttpC
                 s,
                 &http_inherit,
                 headers,
+                &ssl,
                 conf_dir,
                 &mut upstreams,
                 &cache_paths,
@@ -383,6 +394,7 @@ pub(crate) fn resolve_http(block: &[Directive], conf_dir: &Path) -> Result<HttpC
             )
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let tls = tls_addresses(&servers, &listen_dirs)?;
     Ok(HttpConf {
         access_logs: st.logs,
         mime_types: mime.unwrap_or_else(default_mime_types),
@@ -393,7 +405,92 @@ pub(crate) fn resolve_http(block: &[Directive], conf_dir: &Path) -> Result<HttpC
         limits: LimitsConf { zones },
         waiting_rooms: rooms.finish()?,
         cluster,
+        tls,
     })
+}
+
+/// The TLS configuration of every address some `listen ... ssl` names:
+/// each server on it by SNI (one without certificates of its own answers
+/// with the default server's), the handshake settings of the default server,
+/// which must have a certificate.
+fn tls_addresses(
+    servers: &[ServerConf],
+    listen_dirs: &[Vec<Directive>],
+) -> Result<Vec<(SocketAddr, std::sync::Arc<rustls::ServerConfig>)>, ConfigError> {
+    let mut out = Vec::new();
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    for s in servers {
+        for l in s.listens.iter().filter(|l| l.ssl) {
+            if !addrs.contains(&l.addr) {
+                addrs.push(l.addr);
+            }
+        }
+    }
+    for addr in addrs {
+        let on: Vec<usize> = (0..servers.len())
+            .filter(|&i| servers[i].listens.iter().any(|l| l.addr == addr))
+            .collect();
+        let default = on
+            .iter()
+            .position(|&i| {
+                servers[i]
+                    .listens
+                    .iter()
+                    .any(|l| l.addr == addr && l.default_server)
+            })
+            .unwrap_or(0);
+        let def = &servers[on[default]];
+        if def.ssl.certificates.is_empty() {
+            let at = listen_dirs
+                .get(on[default])
+                .and_then(|ds| ds.first())
+                .expect("a server on an address has its listen");
+            return Err(at.error(format!(
+                "no \"ssl_certificate\" is defined for the default server of the TLS address {addr}"
+            )));
+        }
+        let keys_of = |s: &ServerConf| -> Vec<_> {
+            let own = if s.ssl.certificates.is_empty() {
+                &def.ssl.certificates
+            } else {
+                &s.ssl.certificates
+            };
+            own.iter().map(|c| c.loaded.clone()).collect()
+        };
+        let entries = on
+            .iter()
+            .map(|&i| crate::tls::ServerEntry {
+                names: servers[i].server_names.clone(),
+                keys: keys_of(&servers[i]),
+            })
+            .collect();
+        let ssl = &def.ssl;
+        let opts = crate::tls::Options {
+            tls12: ssl.tls12,
+            tls13: ssl.tls13,
+            prefer_server_ciphers: ssl.prefer_server_ciphers,
+            curves: ssl.curves.clone(),
+            session_cache: match ssl.session_cache {
+                super::SessionCache::Off => None,
+                super::SessionCache::Entries(n) => Some(n),
+            },
+            tickets: ssl.session_tickets.then(|| {
+                (
+                    ssl.ticket_keys.clone(),
+                    (ssl.session_timeout_ms / 1000).max(1),
+                )
+            }),
+            alpn: vec![b"http/1.1".to_vec()],
+        };
+        let cfg = crate::tls::build(entries, default, &opts).map_err(|e| {
+            listen_dirs[on[default]]
+                .first()
+                .expect("listen")
+                .error(format!("TLS for {addr}: {e}"))
+        })?;
+        out.push((addr, cfg));
+    }
+    Ok(out)
 }
 
 /// Merges a server with the http level and fills defaults.
@@ -402,6 +499,7 @@ fn merge_server(
     raw: RawServer,
     http: &Inherit,
     http_headers: HeaderSettings,
+    http_ssl: &SslInherit,
     conf_dir: &Path,
     upstreams: &mut Vec<UpstreamConf>,
     cache_paths: &[super::types_cache::CachePathConf],
@@ -444,10 +542,18 @@ fn merge_server(
             default_server: false,
             reuseport: false,
             backlog: 4096,
+            ssl: false,
+            http2: false,
         }]
     } else {
         raw.listens
     };
+    let ssl = raw.ssl.over(http_ssl, conf_dir)?;
+    if let (Some(d), true) = (&raw.ssl_listen, ssl.certificates.is_empty()) {
+        return Err(
+            d.error("no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive")
+        );
+    }
     Ok(ServerConf {
         line: raw.line,
         listens,
@@ -464,6 +570,7 @@ fn merge_server(
             .unwrap_or((4, 8192)),
         server_return: raw.ret,
         locations,
+        ssl,
     })
 }
 
@@ -471,8 +578,11 @@ fn resolve_server(server: &Directive, st: &mut State) -> Result<RawServer, Confi
     let mut raw = RawServer {
         line: server.line,
         listens: Vec::new(),
+        ssl_listen: None,
+        listen_dirs: Vec::new(),
         server_names: Vec::new(),
         headers: HeaderSettings::default(),
+        ssl: SslInherit::default(),
         inherit: Inherit::default(),
         ret: None,
         locations: Vec::new(),
@@ -481,7 +591,7 @@ fn resolve_server(server: &Directive, st: &mut State) -> Result<RawServer, Confi
     let mut location_keys = HashSet::new();
     for d in server.children() {
         check(d, SERVER, &mut seen)?;
-        if raw.inherit.apply(d, st)? || raw.headers.apply(d)? {
+        if raw.inherit.apply(d, st)? || raw.headers.apply(d)? || raw.ssl.apply(d, st.conf_dir)? {
             continue;
         }
         match d.name.as_str() {
@@ -493,6 +603,10 @@ fn resolve_server(server: &Directive, st: &mut State) -> Result<RawServer, Confi
                 if l.default_server && !st.default_servers.insert(l.addr) {
                     return Err(d.error(format!("a duplicate default server for {}", l.addr)));
                 }
+                if l.ssl && raw.ssl_listen.is_none() {
+                    raw.ssl_listen = Some(d.clone());
+                }
+                raw.listen_dirs.push(d.clone());
                 raw.listens.push(l);
             }
             "server_name" => {
@@ -728,11 +842,22 @@ fn listen(d: &Directive) -> Result<ListenConf, ConfigError> {
         default_server: false,
         reuseport: false,
         backlog: 4096,
+        ssl: false,
+        http2: false,
     };
     for p in d.args.iter().skip(1) {
         match p.as_str() {
             "default_server" | "default" => conf.default_server = true,
             "reuseport" => conf.reuseport = true,
+            "ssl" => conf.ssl = true,
+            "http2" => {
+                conf.http2 = true;
+                log::info!(
+                    "{}:{}: \"http2\" is accepted; HTTP/1.1 is served on {target} for now",
+                    d.file.display(),
+                    d.line
+                );
+            }
             _ => {
                 let Some(v) = p.strip_prefix("backlog=") else {
                     return Err(d.error(format!("invalid parameter \"{p}\"")));

@@ -106,9 +106,12 @@ pub struct HttpConf {
     pub waiting_rooms: super::WaitingRoomsConf,
     /// `cluster`: the Redis that makes `cluster=on` zones global.
     pub cluster: Option<super::ClusterConf>,
+    /// The TLS server configuration of each `listen ... ssl` address (every
+    /// server on it, by SNI), built while the config is read.
+    pub tls: Vec<(SocketAddr, std::sync::Arc<rustls::ServerConfig>)>,
 }
 
-/// `listen ADDR:PORT [default_server] [reuseport] [backlog=N];`
+/// `listen ADDR:PORT [ssl] [http2] [default_server] [reuseport] [backlog=N];`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenConf {
     /// Address to bind.
@@ -119,6 +122,10 @@ pub struct ListenConf {
     pub reuseport: bool,
     /// `backlog=N` (default 4096; the kernel caps it at somaxconn).
     pub backlog: i32,
+    /// `ssl`: connections on this address speak TLS.
+    pub ssl: bool,
+    /// `http2` (accepted; HTTP/1.1 is served until HTTP/2 lands).
+    pub http2: bool,
 }
 
 /// One `server { }`.
@@ -140,6 +147,8 @@ pub struct ServerConf {
     /// file has no `location /`, a synthetic prefix location "/" carrying the
     /// server-level settings is appended, so every URI starting with '/' matches.
     pub locations: Vec<LocationConf>,
+    /// TLS settings (used when it listens with `ssl`).
+    pub ssl: super::SslConf,
 }
 
 /// How a location matches.

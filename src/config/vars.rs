@@ -35,6 +35,14 @@ pub enum Var {
     Scheme,
     /// `$server_name`: the matched server's first name.
     ServerName,
+    /// `$https`: `on` on a TLS connection, else empty.
+    Https,
+    /// `$ssl_protocol`: `TLSv1.3`, `TLSv1.2` (empty without TLS).
+    SslProtocol,
+    /// `$ssl_cipher`: the suite's OpenSSL name.
+    SslCipher,
+    /// `$ssl_server_name`: the SNI name the client sent.
+    SslServerName,
     /// `$server_addr`: the address that accepted the connection.
     ServerAddr,
     /// `$server_port`.
@@ -133,6 +141,10 @@ impl Var {
             "server_protocol" => Var::ServerProtocol,
             "scheme" => Var::Scheme,
             "server_name" => Var::ServerName,
+            "https" => Var::Https,
+            "ssl_protocol" => Var::SslProtocol,
+            "ssl_cipher" => Var::SslCipher,
+            "ssl_server_name" => Var::SslServerName,
             "server_addr" => Var::ServerAddr,
             "server_port" => Var::ServerPort,
             "remote_addr" => Var::RemoteAddr,
@@ -303,6 +315,10 @@ mod tests {
             "request_uri",
             "request_method",
             "scheme",
+            "https",
+            "ssl_protocol",
+            "ssl_cipher",
+            "ssl_server_name",
             "server_name",
             "server_port",
             "server_addr",

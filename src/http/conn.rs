@@ -22,6 +22,7 @@ use crate::http::header_filter::Sink;
 use crate::http::req_state::Request;
 use crate::http::request::{self, HeadLimits};
 use crate::http::vars::ConnVars;
+use crate::tls::{Stream, TlsInfo};
 use mio::net::TcpStream;
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
@@ -36,6 +37,13 @@ const MAX_QUEUED_OUTPUT: usize = 256 * 1024;
 const LINGER_MS: u64 = 5000;
 /// Idle keep-alive connections are closed this long after draining starts.
 pub const DRAIN_IDLE_MS: u64 = 1000;
+/// nginx's answer to plain HTTP on a TLS port (in plain text), then close.
+const PLAIN_HTTP_ON_TLS: &[u8] = b"HTTP/1.1 400 Bad Request\r\nServer: sluice\r\n\
+Content-Type: text/html\r\nContent-Length: 220\r\nConnection: close\r\n\r\n\
+<html>\r\n<head><title>400 The plain HTTP request was sent to HTTPS port</title></head>\r\n\
+<body>\r\n<center><h1>400 Bad Request</h1></center>\r\n\
+<center>The plain HTTP request was sent to HTTPS port</center>\r\n\
+<hr><center>sluice</center>\r\n</body>\r\n</html>\r\n";
 
 /// Per-connection settings fixed at accept time (default server of the address).
 #[derive(Debug, Clone, Copy)]
@@ -114,6 +122,34 @@ pub struct Conn {
     delayed_until_ms: u64,
     /// The current request's state (reused for the next one).
     req: Request,
+    /// TLS over the socket (`listen ... ssl`).
+    tls: Option<Box<Stream>>,
+    /// What the handshake settled, once it has.
+    tls_info: Option<TlsInfo>,
+}
+
+/// Read through TLS when the connection has it.
+fn io_read(
+    sock: &mut TcpStream,
+    tls: &mut Option<Box<Stream>>,
+    buf: &mut [u8],
+) -> std::io::Result<usize> {
+    match tls {
+        Some(t) => t.read(sock, buf),
+        None => sock.read(buf),
+    }
+}
+
+/// Write through TLS when the connection has it.
+fn io_write(
+    sock: &mut TcpStream,
+    tls: &mut Option<Box<Stream>>,
+    buf: &[u8],
+) -> std::io::Result<usize> {
+    match tls {
+        Some(t) => t.write(sock, buf),
+        None => sock.write(buf),
+    }
 }
 
 impl Conn {
@@ -124,6 +160,7 @@ impl Conn {
         listen_idx: usize,
         limits: ConnLimits,
         now_ms: u64,
+        tls: Option<Box<Stream>>,
     ) -> Conn {
         Conn {
             sock,
@@ -159,6 +196,8 @@ impl Conn {
             session: None,
             delayed_until_ms: 0,
             req: Request::default(),
+            tls,
+            tls_info: None,
         }
     }
 
@@ -169,7 +208,9 @@ impl Conn {
 
     /// Output pending.
     pub fn is_writing(&self) -> bool {
-        self.wpos < self.wbuf.len() || self.file.is_some()
+        self.wpos < self.wbuf.len()
+            || self.file.is_some()
+            || self.tls.as_ref().is_some_and(|t| t.wants_write())
     }
 
     /// Idle between requests (keep-alive).
@@ -278,7 +319,7 @@ impl Conn {
             self.rbuf.resize(new_len, 0);
         }
         loop {
-            match self.sock.read(&mut self.rbuf[self.rend..]) {
+            match io_read(&mut self.sock, &mut self.tls, &mut self.rbuf[self.rend..]) {
                 Ok(0) => return Err(()),
                 Ok(n) => {
                     self.rend += n;
@@ -384,7 +425,7 @@ impl Conn {
         }
         let space = self.rbuf.len() - self.rend;
         loop {
-            match self.sock.read(&mut self.rbuf[self.rend..]) {
+            match io_read(&mut self.sock, &mut self.tls, &mut self.rbuf[self.rend..]) {
                 Ok(0) => return ReadResult::Eof,
                 Ok(n) => {
                     self.rend += n;
@@ -392,16 +433,35 @@ impl Conn {
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return ReadResult::WouldBlock,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(_) => return ReadResult::Error,
+                Err(e) => {
+                    if self.tls.as_ref().is_some_and(|t| t.plain_http()) {
+                        // Best effort: a small answer into an empty socket.
+                        let _ = self.sock.write(PLAIN_HTTP_ON_TLS);
+                    } else if self.tls.is_some() {
+                        log::info!("TLS from {}: {e}", self.peer);
+                    }
+                    return ReadResult::Error;
+                }
             }
         }
     }
 
-    /// Write queued output. Ok(true) when everything is out.
+    /// Write queued output (and the TLS records it became). Ok(true) when
+    /// everything is out.
     fn flush(&mut self) -> Result<bool, ()> {
+        if !self.flush_plain()? {
+            return Ok(false);
+        }
+        match &mut self.tls {
+            Some(t) => t.flush(&mut self.sock).map_err(|_| ()),
+            None => Ok(true),
+        }
+    }
+
+    fn flush_plain(&mut self) -> Result<bool, ()> {
         loop {
             while self.wpos < self.wbuf.len() {
-                match self.sock.write(&self.wbuf[self.wpos..]) {
+                match io_write(&mut self.sock, &mut self.tls, &self.wbuf[self.wpos..]) {
                     Ok(0) => return Err(()),
                     Ok(n) => self.wpos += n,
                     Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
@@ -481,6 +541,9 @@ impl Conn {
                 Ok(None) => return,
                 Ok(Some(head)) => {
                     self.head_deadline_ms = 0;
+                    if self.tls_info.is_none() {
+                        self.tls_info = self.tls.as_ref().and_then(|t| t.info());
+                    }
                     let info = handler::ConnInfo {
                         peer: self.peer,
                         vars: ConnVars {
@@ -490,6 +553,7 @@ impl Conn {
                         listen_idx: self.listen_idx,
                         requests: self.requests + 1,
                         body_pending: self.rend - self.rstart - head.len,
+                        tls: self.tls_info.as_ref(),
                     };
                     let out =
                         handler::dispatch(ctx, &info, &mut self.req, buf, &head, &mut self.wbuf);
@@ -532,7 +596,8 @@ impl Conn {
         self.ka_timeout_ms = out.keepalive_timeout_ms;
         self.send_timeout_ms = out.send_timeout_ms;
         self.body_timeout_ms = out.body_timeout_ms;
-        self.sendfile = out.sendfile;
+        // No sendfile through TLS: the file is read and encrypted.
+        self.sendfile = out.sendfile && self.tls.is_none();
         self.max_body_bytes = out.max_body_bytes;
         if out.tcp_nodelay != self.nodelay {
             // Listening sockets set TCP_NODELAY, which accepted ones inherit.
@@ -607,6 +672,10 @@ impl Conn {
         if !self.linger {
             return false;
         }
+        if let Some(t) = &mut self.tls {
+            t.close();
+            let _ = t.flush(&mut self.sock);
+        }
         if crate::sys::shutdown_write(self.sock.as_raw_fd()).is_err() {
             return false;
         }
@@ -620,7 +689,7 @@ impl Conn {
     /// Read and drop whatever the client still sends until it closes.
     fn linger_read(&mut self, ctx: &mut HttpCtx) -> bool {
         loop {
-            match self.sock.read(&mut self.rbuf) {
+            match io_read(&mut self.sock, &mut self.tls, &mut self.rbuf) {
                 Ok(0) => return false,
                 Ok(_) => continue,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,

@@ -41,7 +41,7 @@ mod static_serve;
 use static_serve::serve_static;
 
 /// What the handler needs to know about the connection.
-pub struct ConnInfo {
+pub struct ConnInfo<'t> {
     /// Client address.
     pub peer: IpAddr,
     /// The connection's variables (`requests` counts this one).
@@ -52,6 +52,8 @@ pub struct ConnInfo {
     pub requests: u64,
     /// Bytes after the head already in the buffer.
     pub body_pending: usize,
+    /// The connection's TLS (`None`: plain HTTP).
+    pub tls: Option<&'t crate::tls::TlsInfo>,
 }
 
 /// A request the reverse proxy takes over (the head is copied: the
@@ -86,6 +88,8 @@ pub struct ProxyReq {
     pub conn: crate::http::vars::ConnVars,
     /// When the request began, Unix ms.
     pub started_unix_ms: u64,
+    /// The connection's TLS.
+    pub tls: Option<crate::tls::TlsInfo>,
 }
 
 /// What the connection does after the response is queued.
@@ -297,7 +301,7 @@ fn log_access(
 /// connection's, reused).
 pub fn dispatch(
     ctx: &mut HttpCtx,
-    info: &ConnInfo,
+    info: &ConnInfo<'_>,
     rq: &mut Request,
     buf: &[u8],
     head: &Head,
@@ -370,7 +374,7 @@ pub fn dispatch(
 
 /// One request while its phases run: where it goes and what it is.
 struct Req<'a> {
-    info: &'a ConnInfo,
+    info: &'a ConnInfo<'a>,
     /// Dispatched again after a `limit_req` delay.
     held: bool,
     server: &'a ServerConf,
@@ -406,7 +410,7 @@ enum Flow {
 fn find_config<'a>(
     ctx: &mut HttpCtx,
     cfg: &'a crate::config::Config,
-    info: &'a ConnInfo,
+    info: &'a ConnInfo<'a>,
     held: bool,
     buf: &'a [u8],
     head: &'a Head,
@@ -461,6 +465,7 @@ fn find_config<'a>(
             started_unix_ms: now_unix_ms,
             now_unix_ms,
             set_cookie: b"",
+            tls: info.tls,
         },
         raw_path,
         path_ok,
@@ -622,6 +627,7 @@ fn proxy_outcome(r: &Req<'_>, slots: &mut Vec<(usize, usize)>) -> Outcome {
         set_cookie: v.set_cookie.to_vec(),
         conn: r.info.vars,
         started_unix_ms: v.started_unix_ms,
+        tls: r.info.tls.cloned(),
     };
     Outcome {
         proxy: Some(Box::new(req)),

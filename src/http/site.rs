@@ -15,6 +15,9 @@ pub struct ListenEntry {
     pub servers: Vec<usize>,
     /// The default server (first, or the one with `default_server`).
     pub default: usize,
+    /// TLS of the address (some `listen ... ssl` names it): every server on
+    /// it by SNI.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Routing tables for one configuration.
@@ -33,6 +36,7 @@ pub fn listen_table(cfg: &Config) -> Vec<ListenEntry> {
         for l in &server.listens {
             match table.iter_mut().find(|e| e.conf.addr == l.addr) {
                 Some(e) => {
+                    e.conf.ssl |= l.ssl;
                     if !e.servers.contains(&si) {
                         e.servers.push(si);
                     }
@@ -44,9 +48,18 @@ pub fn listen_table(cfg: &Config) -> Vec<ListenEntry> {
                     conf: l.clone(),
                     servers: vec![si],
                     default: si,
+                    tls: None,
                 }),
             }
         }
+    }
+    for e in &mut table {
+        e.tls = cfg
+            .http
+            .tls
+            .iter()
+            .find(|(a, _)| *a == e.conf.addr)
+            .map(|(_, c)| c.clone());
     }
     table
 }

@@ -24,6 +24,8 @@ pub struct ConnVars {
     pub peer: SocketAddr,
     /// The address that accepted the connection.
     pub local: Option<SocketAddr>,
+    /// The connection speaks TLS (`$scheme` https, `$https` on).
+    pub https: bool,
 }
 
 /// The request side of the variables.
@@ -53,6 +55,8 @@ pub struct ReqVars<'a> {
     pub now_unix_ms: u64,
     /// The waiting room's `Set-Cookie` for this response (empty: none).
     pub set_cookie: &'a [u8],
+    /// The connection's TLS, if it speaks TLS (`$ssl_*`).
+    pub tls: Option<&'a crate::tls::TlsInfo>,
 }
 
 /// The response side of the variables.
@@ -191,7 +195,18 @@ pub fn eval_var(v: &Var, req: &ReqVars<'_>, resp: &RespVars<'_>, out: &mut Vec<u
         } else {
             b"HTTP/1.1"
         }),
-        Var::Scheme => out.extend_from_slice(b"http"),
+        Var::Scheme => out.extend_from_slice(if req.conn.https { b"https" } else { b"http" }),
+        Var::Https => {
+            if req.conn.https {
+                out.extend_from_slice(b"on");
+            }
+        }
+        Var::SslProtocol => out.extend_from_slice(req.tls.map_or("", |t| t.protocol).as_bytes()),
+        Var::SslCipher => out.extend_from_slice(req.tls.map_or("", |t| t.cipher).as_bytes()),
+        Var::SslServerName => {
+            let name = req.tls.and_then(|t| t.server_name.as_deref());
+            out.extend_from_slice(name.unwrap_or("").as_bytes())
+        }
         Var::ServerName => out.extend_from_slice(req.server_name.as_bytes()),
         Var::ServerAddr => {
             if let Some(l) = req.conn.local {
@@ -313,12 +328,14 @@ pub(crate) fn with_req(raw: &str, f: impl FnOnce(&ReqVars<'_>)) {
             requests: 3,
             peer: "10.0.0.7:5555".parse().unwrap(),
             local: Some("127.0.0.1:8080".parse().unwrap()),
+            https: false,
         },
         server_name: "example.com",
         proxy_host: "app",
         started_unix_ms: 1_796_317_271_000,
         now_unix_ms: 1_796_317_271_250,
         set_cookie: b"",
+        tls: None,
     };
     f(&req)
 }

@@ -152,9 +152,12 @@ mod tests {
                 default_server: false,
                 reuseport: false,
                 backlog: 128,
+                ssl: false,
+                http2: false,
             },
             servers: vec![0],
             default: 0,
+            tls: None,
         }
     }
 

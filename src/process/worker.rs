@@ -418,13 +418,31 @@ impl Worker {
             .map(|l| l.conf.addr)
             .filter(|a| !a.ip().is_unspecified())
             .or_else(|| sock.local_addr().ok());
+        let tls = match self
+            .ctx
+            .site
+            .listens
+            .get(listen_idx)
+            .and_then(|l| l.tls.as_ref())
+        {
+            Some(cfg) => match crate::tls::Stream::new(cfg) {
+                Ok(s) => Some(Box::new(s)),
+                Err(e) => {
+                    log::error!("TLS connection setup failed: {e}");
+                    let _ = self.registry.deregister(&mut sock);
+                    return;
+                }
+            },
+            None => None,
+        };
         let vars = ConnVars {
             serial: self.ctx.counters.accepted,
             requests: 0,
             peer,
             local,
+            https: tls.is_some(),
         };
-        let mut c = Conn::new(sock, vars, listen_idx, limits, self.ctx.now_ms);
+        let mut c = Conn::new(sock, vars, listen_idx, limits, self.ctx.now_ms, tls);
         if self.draining {
             c.start_draining(self.ctx.now_ms);
         }

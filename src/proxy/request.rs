@@ -234,12 +234,14 @@ mod tests {
                 requests: 1,
                 peer: "10.0.0.7:4000".parse().unwrap(),
                 local: None,
+                https: false,
             },
             server_name: "",
             proxy_host: "app",
             started_unix_ms: 0,
             now_unix_ms: 0,
             set_cookie: b"",
+            tls: None,
         };
         let c = ReqCtx {
             vars: &rv,

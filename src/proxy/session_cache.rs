@@ -281,6 +281,7 @@ impl Session {
             started_unix_ms: r.started_unix_ms,
             now_unix_ms,
             set_cookie: &r.set_cookie,
+            tls: r.tls.as_ref(),
         }
     }
 

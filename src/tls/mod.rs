@@ -1,0 +1,17 @@
+//! TLS with rustls, a leaf below `config`: certificates are loaded while the
+//! configuration is read (a missing, unreadable or mismatched pair is a
+//! `file:line` error at `-t` and at reload, and the old configuration keeps
+//! serving), the per-address server configuration picks each server's
+//! certificate by SNI, session tickets are sealed with keys every worker
+//! derives alike, and [`Stream`] drives one connection's TLS through the
+//! worker's non-blocking socket (rustls is sans-I/O: it reads and writes
+//! through buffers).
+
+pub mod cert;
+pub mod server;
+pub mod stream;
+pub mod tickets;
+
+pub use cert::{load_pair, CertError};
+pub use server::{build, Options, ServerEntry};
+pub use stream::{Stream, TlsInfo};

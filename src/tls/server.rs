@@ -1,0 +1,185 @@
+//! The server configuration of one TLS listen address: the certificates of
+//! every server block on it, chosen by SNI (an unknown or missing name gets
+//! the default server's, as in nginx), the protocol versions and key
+//! exchange groups of the default server, its session cache and tickets.
+
+use rustls::crypto::aws_lc_rs::{self as provider, kx_group};
+use rustls::crypto::SupportedKxGroup;
+use rustls::server::{ClientHello, NoServerSessionStorage, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::ServerConfig;
+use std::sync::Arc;
+
+/// A key exchange group (`ssl_ecdh_curve`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Curve {
+    /// X25519.
+    X25519,
+    /// NIST P-256 (`prime256v1`).
+    P256,
+    /// NIST P-384 (`secp384r1`).
+    P384,
+    /// The X25519 + ML-KEM-768 hybrid.
+    X25519MlKem768,
+}
+
+impl Curve {
+    /// The group for an OpenSSL / nginx name.
+    pub fn from_name(name: &str) -> Option<Curve> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "x25519" => Curve::X25519,
+            "prime256v1" | "secp256r1" | "p-256" => Curve::P256,
+            "secp384r1" | "p-384" => Curve::P384,
+            "x25519mlkem768" => Curve::X25519MlKem768,
+            _ => return None,
+        })
+    }
+
+    fn group(self) -> &'static dyn SupportedKxGroup {
+        match self {
+            Curve::X25519 => kx_group::X25519,
+            Curve::P256 => kx_group::SECP256R1,
+            Curve::P384 => kx_group::SECP384R1,
+            Curve::X25519MlKem768 => kx_group::X25519MLKEM768,
+        }
+    }
+}
+
+/// One server block on the address.
+#[derive(Debug, Clone)]
+pub struct ServerEntry {
+    /// Its `server_name`s, lowercase (`*.x` and `.x` are wildcards).
+    pub names: Vec<String>,
+    /// Its certificates (RSA, ECDSA...: the first the client can verify).
+    pub keys: Vec<Arc<CertifiedKey>>,
+}
+
+/// The default server's TLS settings, which the handshake uses.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// TLS 1.2 allowed.
+    pub tls12: bool,
+    /// TLS 1.3 allowed.
+    pub tls13: bool,
+    /// `ssl_prefer_server_ciphers on`.
+    pub prefer_server_ciphers: bool,
+    /// `ssl_ecdh_curve` (empty: the provider's defaults).
+    pub curves: Vec<Curve>,
+    /// Session cache entries per worker (`None`: `ssl_session_cache off`).
+    pub session_cache: Option<usize>,
+    /// Ticket secrets and period (`None`: `ssl_session_tickets off`).
+    pub tickets: Option<(Vec<Vec<u8>>, u64)>,
+    /// ALPN protocols offered, in preference order.
+    pub alpn: Vec<Vec<u8>>,
+}
+
+#[derive(Debug)]
+struct Sni {
+    servers: Vec<ServerEntry>,
+    default: usize,
+}
+
+fn name_matches(pattern: &str, host: &str) -> bool {
+    if let Some(suffix) = pattern.strip_prefix("*.") {
+        host.len() > suffix.len() + 1
+            && host.ends_with(suffix)
+            && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
+    } else if let Some(base) = pattern.strip_prefix('.') {
+        host == base || name_matches(&format!("*.{base}"), host)
+    } else {
+        pattern == host
+    }
+}
+
+impl Sni {
+    fn server_for(&self, sni: Option<&str>) -> &ServerEntry {
+        let found = sni.and_then(|h| {
+            let h = h.trim_end_matches('.').to_ascii_lowercase();
+            // Exact names first, then wildcards (nginx's order).
+            self.servers
+                .iter()
+                .find(|s| s.names.contains(&h))
+                .or_else(|| {
+                    self.servers
+                        .iter()
+                        .find(|s| s.names.iter().any(|n| name_matches(n, &h)))
+                })
+        });
+        found.unwrap_or(&self.servers[self.default])
+    }
+}
+
+impl ResolvesServerCert for Sni {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let s = self.server_for(hello.server_name());
+        let schemes = hello.signature_schemes();
+        s.keys
+            .iter()
+            .find(|k| k.key.choose_scheme(schemes).is_some())
+            .or(s.keys.first())
+            .cloned()
+    }
+}
+
+/// The server configuration for `servers` (`default` indexes the default
+/// server). Every entry must have at least one key.
+pub fn build(
+    servers: Vec<ServerEntry>,
+    default: usize,
+    opts: &Options,
+) -> Result<Arc<ServerConfig>, String> {
+    if servers.is_empty() || default >= servers.len() || servers.iter().any(|s| s.keys.is_empty()) {
+        return Err("a TLS address needs a certificate for every server on it".into());
+    }
+    let mut p = provider::default_provider();
+    if !opts.curves.is_empty() {
+        p.kx_groups = opts.curves.iter().map(|c| c.group()).collect();
+    }
+    let mut versions: Vec<&'static rustls::SupportedProtocolVersion> = Vec::new();
+    if opts.tls13 {
+        versions.push(&rustls::version::TLS13);
+    }
+    if opts.tls12 {
+        versions.push(&rustls::version::TLS12);
+    }
+    let mut cfg = ServerConfig::builder_with_provider(Arc::new(p))
+        .with_protocol_versions(&versions)
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(Sni { servers, default }));
+    cfg.ignore_client_order = opts.prefer_server_ciphers;
+    cfg.alpn_protocols = opts.alpn.clone();
+    cfg.max_early_data_size = 0;
+    cfg.session_storage = match opts.session_cache {
+        Some(n) if n > 0 => rustls::server::ServerSessionMemoryCache::new(n),
+        _ => Arc::new(NoServerSessionStorage {}),
+    };
+    if let Some((secrets, period_s)) = &opts.tickets {
+        cfg.ticketer = Arc::new(super::tickets::Ticketer::new(secrets.clone(), *period_s));
+    }
+    Ok(Arc::new(cfg))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_names_match_as_nginx() {
+        assert!(name_matches("a.test", "a.test"));
+        assert!(!name_matches("a.test", "b.a.test"));
+        assert!(name_matches("*.a.test", "b.a.test"));
+        assert!(!name_matches("*.a.test", "a.test"));
+        assert!(!name_matches("*.a.test", "ba.test"));
+        assert!(name_matches(".a.test", "a.test"));
+        assert!(name_matches(".a.test", "x.y.a.test"));
+    }
+
+    #[test]
+    fn curves_by_openssl_name() {
+        assert_eq!(Curve::from_name("prime256v1"), Some(Curve::P256));
+        assert_eq!(Curve::from_name("X25519"), Some(Curve::X25519));
+        assert_eq!(Curve::from_name("secp384r1"), Some(Curve::P384));
+        assert_eq!(Curve::from_name("brainpoolP256r1"), None);
+    }
+}

@@ -1,0 +1,197 @@
+//! One TLS connection over a non-blocking socket. The connection's owner
+//! reads and writes plaintext through [`Stream::read`] and [`Stream::write`]
+//! as it would through the socket (`WouldBlock` included), and calls
+//! [`Stream::flush`] before it considers its output written: records rustls
+//! still holds go out there. A read fills the buffer as far as the socket
+//! has data, so a short read still means the socket is drained (what an
+//! edge-triggered loop relies on).
+
+use rustls::{ServerConfig, ServerConnection};
+use std::io::{self, ErrorKind, Read, Write};
+use std::sync::Arc;
+
+/// The socket a stream runs over.
+pub trait Socket: Read + Write {
+    /// Look at the next bytes without taking them.
+    fn peek(&self, buf: &mut [u8]) -> io::Result<usize>;
+}
+
+impl Socket for mio::net::TcpStream {
+    fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        mio::net::TcpStream::peek(self, buf)
+    }
+}
+
+/// What the handshake settled (for `$ssl_*` variables).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// `TLSv1.3`, `TLSv1.2`.
+    pub protocol: &'static str,
+    /// The cipher suite, by its OpenSSL name.
+    pub cipher: &'static str,
+    /// The SNI name the client sent.
+    pub server_name: Option<Box<str>>,
+}
+
+/// A server-side TLS connection.
+pub struct Stream {
+    conn: ServerConnection,
+    /// Nothing read yet: the first bytes may be plain HTTP.
+    first: bool,
+    plain_http: bool,
+}
+
+/// Plaintext rustls may buffer for writing before `write` says WouldBlock.
+const PLAINTEXT_LIMIT: usize = 256 * 1024;
+
+impl Stream {
+    /// A new connection under `cfg`.
+    pub fn new(cfg: &Arc<ServerConfig>) -> io::Result<Stream> {
+        let mut conn = ServerConnection::new(cfg.clone()).map_err(io::Error::other)?;
+        conn.set_buffer_limit(Some(PLAINTEXT_LIMIT));
+        Ok(Stream {
+            conn,
+            first: true,
+            plain_http: false,
+        })
+    }
+
+    /// The client spoke plain HTTP to this TLS port (after a read failed):
+    /// the owner answers nginx's 400 in plain text and closes.
+    pub fn plain_http(&self) -> bool {
+        self.plain_http
+    }
+
+    /// Still handshaking.
+    pub fn is_handshaking(&self) -> bool {
+        self.conn.is_handshaking()
+    }
+
+    /// Read plaintext into `buf` (not empty). Ok(0): the client closed.
+    pub fn read(&mut self, sock: &mut impl Socket, buf: &mut [u8]) -> io::Result<usize> {
+        let mut filled = 0;
+        loop {
+            match self.conn.reader().read(&mut buf[filled..]) {
+                Ok(0) => return Ok(filled),
+                Ok(n) => {
+                    filled += n;
+                    if filled == buf.len() {
+                        return Ok(filled);
+                    }
+                    continue;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) if filled > 0 => {
+                    log::debug!("tls read: {e}");
+                    return Ok(filled);
+                }
+                Err(e) => return Err(e),
+            }
+            if self.first {
+                let mut b = [0u8; 1];
+                match sock.peek(&mut b) {
+                    Ok(1) if b[0].is_ascii_uppercase() => {
+                        self.plain_http = true;
+                        return Err(io::Error::new(ErrorKind::InvalidData, "plain HTTP"));
+                    }
+                    Ok(_) => self.first = false,
+                    Err(e) => return Err(e),
+                }
+            }
+            match self.conn.read_tls(sock) {
+                Ok(0) => return Ok(filled),
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock && filled > 0 => return Ok(filled),
+                Err(e) => return Err(e),
+            }
+            if let Err(e) = self.conn.process_new_packets() {
+                // The alert is queued: send what can be sent, then fail.
+                let _ = self.flush(sock);
+                return Err(io::Error::new(ErrorKind::InvalidData, e));
+            }
+            // Handshake replies (and tickets): out now if the socket takes
+            // them, else with the next flush.
+            match self.flush(sock) {
+                Ok(_) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Take plaintext from `buf` for sending; `WouldBlock` when rustls holds
+    /// as much as it may and the socket takes nothing.
+    pub fn write(&mut self, sock: &mut impl Socket, buf: &[u8]) -> io::Result<usize> {
+        let mut n = self.conn.writer().write(buf)?;
+        if n == 0 && !buf.is_empty() {
+            if !self.flush(sock)? {
+                return Err(ErrorKind::WouldBlock.into());
+            }
+            n = self.conn.writer().write(buf)?;
+        }
+        self.flush(sock)?;
+        if n == 0 && !buf.is_empty() {
+            return Err(ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
+    }
+
+    /// Send the records rustls holds. Ok(true): all sent.
+    pub fn flush(&mut self, sock: &mut impl Socket) -> io::Result<bool> {
+        while self.conn.wants_write() {
+            match self.conn.write_tls(sock) {
+                Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Whether records wait to be sent.
+    pub fn wants_write(&self) -> bool {
+        self.conn.wants_write()
+    }
+
+    /// Queue a `close_notify` alert (sent by the next flush).
+    pub fn close(&mut self) {
+        self.conn.send_close_notify();
+    }
+
+    /// The handshake's results (`None` while handshaking).
+    pub fn info(&self) -> Option<TlsInfo> {
+        if self.conn.is_handshaking() {
+            return None;
+        }
+        Some(TlsInfo {
+            protocol: match self.conn.protocol_version() {
+                Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+                Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+                _ => "",
+            },
+            cipher: self
+                .conn
+                .negotiated_cipher_suite()
+                .map_or("", |s| openssl_name(s.suite())),
+            server_name: self.conn.server_name().map(Into::into),
+        })
+    }
+}
+
+/// nginx reports OpenSSL's names for suites (`$ssl_cipher`).
+fn openssl_name(s: rustls::CipherSuite) -> &'static str {
+    use rustls::CipherSuite as C;
+    match s {
+        C::TLS13_AES_128_GCM_SHA256 => "TLS_AES_128_GCM_SHA256",
+        C::TLS13_AES_256_GCM_SHA384 => "TLS_AES_256_GCM_SHA384",
+        C::TLS13_CHACHA20_POLY1305_SHA256 => "TLS_CHACHA20_POLY1305_SHA256",
+        C::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 => "ECDHE-ECDSA-AES128-GCM-SHA256",
+        C::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384 => "ECDHE-ECDSA-AES256-GCM-SHA384",
+        C::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256 => "ECDHE-ECDSA-CHACHA20-POLY1305",
+        C::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => "ECDHE-RSA-AES128-GCM-SHA256",
+        C::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 => "ECDHE-RSA-AES256-GCM-SHA384",
+        C::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256 => "ECDHE-RSA-CHACHA20-POLY1305",
+        _ => "",
+    }
+}
