@@ -435,9 +435,19 @@ impl Conn {
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => {
                     if self.tls.as_ref().is_some_and(|t| t.plain_http()) {
-                        // Best effort: a small answer into an empty socket.
-                        let _ = self.sock.write(PLAIN_HTTP_ON_TLS);
-                    } else if self.tls.is_some() {
+                        // nginx's answer, in plain text, then a lingering
+                        // close (the request is still unread).
+                        self.tls = None;
+                        self.rstart = 0;
+                        self.rend = 0;
+                        self.wbuf.clear();
+                        self.wpos = 0;
+                        self.wbuf.extend_from_slice(PLAIN_HTTP_ON_TLS);
+                        self.close_after_write = true;
+                        self.linger = true;
+                        return ReadResult::Data(true);
+                    }
+                    if self.tls.is_some() {
                         log::info!("TLS from {}: {e}", self.peer);
                     }
                     return ReadResult::Error;
@@ -669,12 +679,13 @@ impl Conn {
 
     /// All output is written and the connection must close.
     fn start_close(&mut self, ctx: &mut HttpCtx) -> bool {
-        if !self.linger {
-            return false;
-        }
         if let Some(t) = &mut self.tls {
+            // close_notify: the client knows the response was complete.
             t.close();
             let _ = t.flush(&mut self.sock);
+        }
+        if !self.linger {
+            return false;
         }
         if crate::sys::shutdown_write(self.sock.as_raw_fd()).is_err() {
             return false;

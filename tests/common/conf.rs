@@ -106,7 +106,8 @@ impl Conf {
         self
     }
 
-    /// The config text for a server living in `dir` on `port`.
+    /// The config text for a server living in `dir` on `port` (`@PORT@` in
+    /// the http-level text becomes the port: more servers on it).
     pub fn render(&self, dir: &Path, port: u16) -> String {
         let d = dir.display();
         let daemon = match self.daemon {
@@ -133,7 +134,7 @@ impl Conf {
             wc = self.worker_connections,
             mode = self.accept_mode,
             alp = self.access_log_params,
-            http = self.http_extra,
+            http = self.http_extra.replace("@PORT@", &port.to_string()),
             lp = self.listen_params,
             server = self.server_extra,
         )

@@ -15,6 +15,8 @@
 //!   and pipelined replies.
 //! - [`Origin`] / [`FullClient`] (`origin.rs`): scriptable loopback origins
 //!   and a client that also reads chunked responses, for the proxy tests.
+//! - [`TestCert`] / [`TlsClient`] (`tls.rs`): certificates made at test
+//!   time and a rustls client.
 //! - [`Nginx`] (`nginx.rs`): a real nginx in the foreground, for tests that
 //!   put sluice behind it; stopped on drop like a [`Foreground`].
 //!
@@ -28,6 +30,7 @@ mod conf;
 mod nginx;
 mod origin;
 mod server;
+mod tls;
 
 pub use client::*;
 pub use conf::*;
@@ -36,6 +39,8 @@ pub use nginx::*;
 #[allow(unused_imports)] // only the proxy tests use it
 pub use origin::*;
 pub use server::*;
+#[allow(unused_imports)] // only the TLS tests use it
+pub use tls::*;
 
 use std::fs::{self, File};
 use std::net::{SocketAddr, TcpListener, TcpStream};

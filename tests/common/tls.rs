@@ -1,0 +1,151 @@
+//! TLS for the integration tests: certificates made at test time (`rcgen`)
+//! and a blocking rustls client that speaks HTTP/1.1 over them.
+
+use super::client::{parse_responses, Response};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A self-signed certificate for some names, written to `dir`.
+pub struct TestCert {
+    /// The PEM certificate file.
+    pub cert: PathBuf,
+    /// The PEM key file.
+    pub key: PathBuf,
+    /// The certificate, DER (to trust it, or to recognise it).
+    pub der: CertificateDer<'static>,
+}
+
+/// An ECDSA P-256 certificate for `names`, as `dir/<file>.crt` and `.key`.
+pub fn make_cert(dir: &Path, file: &str, names: &[&str]) -> TestCert {
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let ck = rcgen::generate_simple_self_signed(names).expect("rcgen");
+    write_cert(dir, file, &ck.cert, &ck.signing_key)
+}
+
+/// An RSA-2048 certificate for `names`.
+pub fn make_rsa_cert(dir: &Path, file: &str, names: &[&str]) -> TestCert {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).expect("rsa key");
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let cert = rcgen::CertificateParams::new(names)
+        .expect("params")
+        .self_signed(&key)
+        .expect("self-signed");
+    write_cert(dir, file, &cert, &key)
+}
+
+fn write_cert(dir: &Path, file: &str, cert: &rcgen::Certificate, key: &rcgen::KeyPair) -> TestCert {
+    let c = dir.join(format!("{file}.crt"));
+    let k = dir.join(format!("{file}.key"));
+    std::fs::write(&c, cert.pem()).expect("write cert");
+    std::fs::write(&k, key.serialize_pem()).expect("write key");
+    TestCert {
+        cert: c,
+        key: k,
+        der: cert.der().clone(),
+    }
+}
+
+/// A client config trusting `roots`, with `versions` (empty: both).
+pub fn client_config(
+    roots: &[&CertificateDer<'static>],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<ClientConfig> {
+    let mut store = RootCertStore::empty();
+    for r in roots {
+        store.add((*r).clone()).expect("root");
+    }
+    let versions = if versions.is_empty() {
+        rustls::ALL_VERSIONS
+    } else {
+        versions
+    };
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Arc::new(
+        ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(versions)
+            .expect("versions")
+            .with_root_certificates(store)
+            .with_no_client_auth(),
+    )
+}
+
+/// A TLS connection to 127.0.0.1:`port` for `sni`.
+pub struct TlsClient {
+    /// The stream (handshake done after [`TlsClient::connect`]).
+    pub s: StreamOwned<ClientConnection, TcpStream>,
+}
+
+impl TlsClient {
+    /// Connect and complete the handshake.
+    pub fn connect(port: u16, sni: &str, cfg: &Arc<ClientConfig>) -> io::Result<TlsClient> {
+        let sock = TcpStream::connect(("127.0.0.1", port))?;
+        sock.set_read_timeout(Some(Duration::from_secs(10)))?;
+        sock.set_write_timeout(Some(Duration::from_secs(10)))?;
+        let name = ServerName::try_from(sni.to_string()).map_err(io::Error::other)?;
+        let conn = ClientConnection::new(cfg.clone(), name).map_err(io::Error::other)?;
+        let mut s = StreamOwned::new(conn, sock);
+        while s.conn.is_handshaking() {
+            s.conn.complete_io(&mut s.sock)?;
+        }
+        Ok(TlsClient { s })
+    }
+
+    /// The server's leaf certificate.
+    pub fn peer_cert(&self) -> Option<CertificateDer<'static>> {
+        self.s.conn.peer_certificates()?.first().cloned()
+    }
+
+    /// Whether the session was resumed.
+    pub fn resumed(&self) -> bool {
+        self.s.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
+    }
+
+    /// Send raw bytes.
+    pub fn send(&mut self, raw: &[u8]) -> io::Result<()> {
+        self.s.write_all(raw)?;
+        self.s.flush()
+    }
+
+    /// Read until `n` complete responses arrived (bodies by Content-Length).
+    pub fn responses(&mut self, n: usize) -> io::Result<Vec<Response>> {
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 16384];
+        loop {
+            let got = parse_responses(&raw);
+            if got.len() >= n {
+                return Ok(got);
+            }
+            match self.s.read(&mut buf) {
+                Ok(0) => return Ok(got),
+                Ok(k) => raw.extend_from_slice(&buf[..k]),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// `GET path` on this connection (keep-alive).
+    pub fn get(&mut self, path: &str, host: &str) -> io::Result<Response> {
+        self.send(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())?;
+        self.responses(1)?
+            .pop()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "no response"))
+    }
+
+    /// Everything until the server closes, cleanly (close_notify) or not.
+    pub fn read_to_close(&mut self) -> (Vec<u8>, bool) {
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 16384];
+        loop {
+            match self.s.read(&mut buf) {
+                Ok(0) => return (raw, true),
+                Ok(k) => raw.extend_from_slice(&buf[..k]),
+                Err(_) => return (raw, false),
+            }
+        }
+    }
+}
