@@ -157,6 +157,10 @@ pub fn build(
     if let Some((secrets, period_s)) = &opts.tickets {
         cfg.ticketer = Arc::new(super::tickets::Ticketer::new(secrets.clone(), *period_s));
     }
+    // One TLS 1.3 ticket per handshake (rustls and OpenSSL send two): a
+    // resumption gets a fresh one, and neither side spends work on a second
+    // ticket most clients never use.
+    cfg.send_tls13_tickets = 1;
     Ok(Arc::new(cfg))
 }
 

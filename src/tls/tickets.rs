@@ -10,7 +10,7 @@
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 const VERSION: u8 = 1;
@@ -39,11 +39,22 @@ fn process_secret() -> &'static [u8; 32] {
 }
 
 /// The ticket producer of one server configuration.
-#[derive(Debug)]
 pub struct Ticketer {
     /// `ssl_session_ticket_key` contents; empty: the process secret.
     secrets: Vec<Vec<u8>>,
     period_s: u64,
+    /// The sealing key of the current period, derived once per period (a
+    /// handshake sends two tickets: no key schedule per ticket).
+    sealing: Mutex<Option<(u64, LessSafeKey)>>,
+}
+
+impl std::fmt::Debug for Ticketer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ticketer")
+            .field("secrets", &self.secrets.len())
+            .field("period_s", &self.period_s)
+            .finish()
+    }
 }
 
 impl Ticketer {
@@ -53,6 +64,7 @@ impl Ticketer {
         Ticketer {
             secrets,
             period_s: period_s.clamp(1, u32::MAX as u64),
+            sealing: Mutex::new(None),
         }
     }
 
@@ -78,7 +90,11 @@ impl Ticketer {
     }
 
     fn seal_at(&self, plain: &[u8], period: u64) -> Option<Vec<u8>> {
-        let key = Self::key(self.sealing_secret(), period)?;
+        let mut cached = self.sealing.lock().ok()?;
+        if cached.as_ref().is_none_or(|(p, _)| *p != period) {
+            *cached = Some((period, Self::key(self.sealing_secret(), period)?));
+        }
+        let key = &cached.as_ref()?.1;
         let mut nonce = [0u8; NONCE_LEN];
         aws_lc_rs::rand::fill(&mut nonce).ok()?;
         let mut out = Vec::with_capacity(HEADER + plain.len() + 16);
