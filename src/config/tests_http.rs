@@ -85,7 +85,12 @@ fn listen_errors() {
     assert_err(
         &http("server {\nlisten 80 ssl;\n}"),
         4,
-        "invalid parameter \"ssl\"",
+        "no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive",
+    );
+    assert_err(
+        &http("server {\nlisten 80 sssl;\n}"),
+        4,
+        "invalid parameter \"sssl\"",
     );
     for bad in ["0", "x", "-1", "2147483648", ""] {
         assert_err(
