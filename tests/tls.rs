@@ -320,6 +320,20 @@ fn bad_certificates_and_protocols_fail_t_with_file_and_line() {
         &format!("    {}\n    ssl_ecdh_curve brainpool;", ssl(&a)),
     );
     fails(&curve, 10, "unknown curve");
+    let no_ca = run(
+        "t-noca",
+        &format!("    {}\n    ssl_verify_client on;", ssl(&a)),
+    );
+    fails(&no_ca, 10, "no \"ssl_client_certificate\"");
+    let bad_ca = run(
+        "t-badca",
+        &format!(
+            "    {}\n    ssl_verify_client optional; ssl_client_certificate {};",
+            ssl(&a),
+            a.key.display()
+        ),
+    );
+    fails(&bad_ca, 10, "no certificate in");
     let ok = run("t-ok", &format!("    {}\n    ssl_protocols TLSv1 TLSv1.2 TLSv1.3;\n    ssl_ciphers HIGH:!aNULL;\n    ssl_session_cache shared:SSL:10m;", ssl(&a)));
     assert!(ok.status.success(), "{}", ok.stderr);
 }
@@ -430,4 +444,59 @@ fn reload_swaps_the_certificate_under_load_with_zero_failed_requests() {
     s.wait_log("cannot load certificate key");
     let c = TlsClient::connect(port, "a.test", &fresh()).unwrap();
     assert_eq!(c.peer_cert().as_ref(), Some(&new.der));
+}
+
+#[test]
+fn client_certificates_on_and_optional_as_nginx() {
+    let certs = TempDir::new("tls-mtls");
+    let server_cert = make_cert(certs.path(), "a", &["a.test"]);
+    let ca = make_ca(certs.path(), "ca");
+    let other_ca = make_ca(certs.path(), "other");
+    let start = |mode: &str| {
+        Server::start(Conf::new().workers(1).listen_params("ssl").server(&format!(
+            "        {} ssl_client_certificate {}; ssl_verify_client {mode}; ssl_verify_depth 2;\n\
+             \x20       location = /who {{ return 200 \"$ssl_client_verify\"; }}",
+            ssl(&server_cert),
+            ca.cert.display()
+        )))
+    };
+    let get = |s: &Server, cfg: &Arc<rustls::ClientConfig>| {
+        let mut c = TlsClient::connect(s.port, "a.test", cfg).expect("handshake completes");
+        let r = c.get("/who", "a.test").expect("response");
+        (r.status, r.text())
+    };
+    let anonymous = client_config(&[&server_cert.der], &[]);
+    let good = client_config_with_identity(&[&server_cert.der], client_identity(&ca, "alice"));
+    let stranger =
+        client_config_with_identity(&[&server_cert.der], client_identity(&other_ca, "mallory"));
+    let on = start("on");
+    assert_eq!(get(&on, &anonymous).0, 400, "no certificate");
+    assert_eq!(get(&on, &good), (200, "SUCCESS".to_string()));
+    let (status, _) = get(&on, &stranger);
+    assert_eq!(status, 400, "a certificate from another CA");
+    assert!(on
+        .wait_log("client sent no required SSL certificate")
+        .contains("client"));
+    let optional = start("optional");
+    assert_eq!(get(&optional, &anonymous), (200, "NONE".to_string()));
+    assert_eq!(get(&optional, &good), (200, "SUCCESS".to_string()));
+    assert_eq!(get(&optional, &stranger).0, 400);
+}
+
+#[test]
+fn a_configured_ocsp_response_is_stapled() {
+    let certs = TempDir::new("tls-ocsp");
+    let a = make_cert(certs.path(), "a", &["a.test"]);
+    let ocsp = certs.join("a.ocsp");
+    // The bytes are passed through as configured (sluice fetches nothing).
+    std::fs::write(&ocsp, b"\x30\x03\x0a\x01\x00").unwrap();
+    let s = Server::start(Conf::new().workers(1).listen_params("ssl").server(&format!(
+        "        {} ssl_stapling on; ssl_stapling_verify on; ssl_stapling_file {};",
+        ssl(&a),
+        ocsp.display()
+    )));
+    let (cfg, seen) = client_config_recording_ocsp(&a.der);
+    let mut c = TlsClient::connect(s.port, "a.test", &cfg).unwrap();
+    assert_eq!(c.get("/index.html", "a.test").unwrap().status, 200);
+    assert_eq!(*seen.lock().unwrap(), b"\x30\x03\x0a\x01\x00");
 }

@@ -416,7 +416,7 @@ pub(crate) fn resolve_http(block: &[Directive], conf_dir: &Path) -> Result<HttpC
 fn tls_addresses(
     servers: &[ServerConf],
     listen_dirs: &[Vec<Directive>],
-) -> Result<Vec<(SocketAddr, std::sync::Arc<rustls::ServerConfig>)>, ConfigError> {
+) -> Result<Vec<(SocketAddr, crate::tls::TlsAddress)>, ConfigError> {
     let mut out = Vec::new();
     let mut addrs: Vec<SocketAddr> = Vec::new();
     for s in servers {
@@ -481,7 +481,24 @@ fn tls_addresses(
                 )
             }),
             alpn: vec![b"http/1.1".to_vec()],
+            client_auth: ssl
+                .client_certificate
+                .as_ref()
+                .map(|(_, auth)| (auth.clone(), ssl.verify_client)),
         };
+        // Client certificates are asked for in the handshake, before the
+        // request names its server: the address's default server decides.
+        for &i in &on {
+            let s = &servers[i].ssl;
+            let same_ca = s.client_certificate.as_ref().map(|c| &c.0)
+                == ssl.client_certificate.as_ref().map(|c| &c.0);
+            if s.verify_client != ssl.verify_client || !same_ca {
+                let at = listen_dirs[i].first().expect("listen");
+                return Err(at.error(format!(
+                    "\"ssl_verify_client\" and \"ssl_client_certificate\" of the TLS address {addr} are its default server's; this server differs"
+                )));
+            }
+        }
         let cfg = crate::tls::build(entries, default, &opts).map_err(|e| {
             listen_dirs[on[default]]
                 .first()

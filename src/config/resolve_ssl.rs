@@ -5,9 +5,13 @@
 //! TLSv1.3; older ones are ignored with a warning, as they cannot be
 //! offered), `ssl_prefer_server_ciphers`, `ssl_ecdh_curve`,
 //! `ssl_session_cache`, `ssl_session_timeout`, `ssl_session_tickets`,
-//! `ssl_session_ticket_key`. `ssl_ciphers`, `ssl_dhparam` and
-//! `ssl_early_data` are accepted: rustls offers only its own modern suites,
-//! has no finite-field DH, and 0-RTT stays off.
+//! `ssl_session_ticket_key`, `ssl_client_certificate` + `ssl_verify_client`
+//! (client certificates), `ssl_stapling` + `ssl_stapling_file` (a stapled
+//! OCSP response; sluice does not fetch them). `ssl_ciphers`, `ssl_dhparam`,
+//! `ssl_early_data`, `ssl_verify_depth`, `ssl_stapling_verify` and
+//! `ssl_trusted_certificate` are accepted: rustls offers only its own modern
+//! suites, has no finite-field DH, 0-RTT stays off, and webpki bounds chains
+//! itself.
 
 use std::path::Path;
 
@@ -15,7 +19,7 @@ use super::parse::Directive;
 use super::types_ssl::{SessionCache, SslCert, SslConf};
 use super::values::{arg0, duration, flag, invalid_value, path_arg, Spec, HTTP, SERVER};
 use super::ConfigError;
-use crate::tls::server::Curve;
+use crate::tls::server::{Curve, VerifyClient};
 use crate::util::units::{parse_number, parse_size};
 
 const HS: u8 = HTTP | SERVER;
@@ -35,7 +39,17 @@ pub(super) const SPECS: &[Spec] = &[
     Spec::new("ssl_dhparam", HS, 1, 1),
     Spec::new("ssl_early_data", HS, 1, 1),
     Spec::new("ssl_buffer_size", HS, 1, 1),
+    Spec::new("ssl_client_certificate", HS, 1, 1),
+    Spec::new("ssl_verify_client", HS, 1, 1),
+    Spec::new("ssl_verify_depth", HS, 1, 1),
+    Spec::new("ssl_stapling", HS, 1, 1),
+    Spec::new("ssl_stapling_file", HS, 1, 1),
+    Spec::new("ssl_stapling_verify", HS, 1, 1),
+    Spec::new("ssl_trusted_certificate", HS, 1, 1),
 ];
+
+/// Largest OCSP response file.
+const MAX_OCSP_BYTES: u64 = 64 * 1024;
 
 /// Largest `ssl_session_ticket_key` file.
 const MAX_TICKET_KEY_BYTES: u64 = 4096;
@@ -52,6 +66,10 @@ pub(super) struct SslInherit {
     session_timeout_ms: Option<u64>,
     session_tickets: Option<bool>,
     ticket_keys: Option<Vec<Vec<u8>>>,
+    verify_client: Option<(VerifyClient, Directive)>,
+    client_certificate: Option<Directive>,
+    stapling: Option<(bool, Directive)>,
+    stapling_file: Option<Directive>,
 }
 
 impl SslInherit {
@@ -70,6 +88,32 @@ impl SslInherit {
                 let p = path_arg(d, conf_dir, arg0(d))?;
                 let key = read_ticket_key(&p).map_err(|m| d.error(m))?;
                 self.ticket_keys.get_or_insert_with(Vec::new).push(key);
+            }
+            "ssl_verify_client" => {
+                let mode = match arg0(d) {
+                    "on" => VerifyClient::On,
+                    "off" => VerifyClient::Off,
+                    "optional" => VerifyClient::Optional,
+                    "optional_no_ca" => {
+                        return Err(d.error("\"ssl_verify_client optional_no_ca\" is not supported"))
+                    }
+                    v => return Err(invalid_value(d, v)),
+                };
+                self.verify_client = Some((mode, d.clone()));
+            }
+            "ssl_client_certificate" => self.client_certificate = Some(d.clone()),
+            "ssl_stapling" => self.stapling = Some((flag(d)?, d.clone())),
+            "ssl_stapling_file" => self.stapling_file = Some(d.clone()),
+            "ssl_verify_depth" | "ssl_stapling_verify" | "ssl_trusted_certificate" => {
+                if d.name == "ssl_stapling_verify" {
+                    flag(d)?;
+                }
+                log::info!(
+                    "{}:{}: \"{}\" is accepted and ignored",
+                    d.file.display(),
+                    d.line,
+                    d.name
+                );
             }
             "ssl_ciphers" | "ssl_dhparam" | "ssl_buffer_size" => {
                 log::info!(
@@ -106,6 +150,7 @@ impl SslInherit {
         } else {
             (&self.certs, &self.keys)
         };
+        let stapled = self.stapled(outer, conf_dir)?;
         let mut certificates = Vec::new();
         for (i, c) in certs.iter().enumerate() {
             let Some(k) = keys.get(i) else {
@@ -116,7 +161,12 @@ impl SslInherit {
             };
             let cert = path_arg(c, conf_dir, arg0(c))?;
             let key = path_arg(k, conf_dir, arg0(k))?;
-            let loaded = crate::tls::load_pair(&cert, &key).map_err(|e| c.error(e.0))?;
+            let mut loaded = crate::tls::load_pair(&cert, &key).map_err(|e| c.error(e.0))?;
+            if let Some((_, ocsp)) = &stapled {
+                let mut k = (*loaded).clone();
+                k.ocsp = Some(ocsp.clone());
+                loaded = std::sync::Arc::new(k);
+            }
             certificates.push(SslCert { cert, key, loaded });
         }
         if let Some(extra) = keys.get(certs.len()) {
@@ -125,6 +175,24 @@ impl SslInherit {
             );
         }
         let d = SslConf::default();
+        let verify = self.verify_client.as_ref().or(outer.verify_client.as_ref());
+        let ca = self
+            .client_certificate
+            .as_ref()
+            .or(outer.client_certificate.as_ref());
+        let verify_client = verify.map_or(VerifyClient::Off, |v| v.0);
+        let client_certificate = match (verify, ca) {
+            (Some((VerifyClient::Off, _)) | None, _) => None,
+            (Some((_, vd)), None) => {
+                return Err(vd.error("no \"ssl_client_certificate\" for \"ssl_verify_client\""))
+            }
+            (Some(_), Some(cd)) => {
+                let p = path_arg(cd, conf_dir, arg0(cd))?;
+                let roots = load_roots(&p).map_err(|m| cd.error(m))?;
+                let auth = crate::tls::ClientAuth::new(roots).map_err(|m| cd.error(m))?;
+                Some((p, auth))
+            }
+        };
         let (tls12, tls13) = self
             .protocols
             .or(outer.protocols)
@@ -159,8 +227,59 @@ impl SslInherit {
                 .clone()
                 .or_else(|| outer.ticket_keys.clone())
                 .unwrap_or_default(),
+            verify_client,
+            client_certificate,
+            stapling_file: stapled.map(|(p, _)| p),
         })
     }
+
+    /// `ssl_stapling on` with its `ssl_stapling_file`: the file and the
+    /// DER OCSP response in it (`None`: nothing stapled).
+    fn stapled(
+        &self,
+        outer: &SslInherit,
+        conf_dir: &Path,
+    ) -> Result<Option<(std::path::PathBuf, Vec<u8>)>, ConfigError> {
+        let Some((true, on)) = self.stapling.as_ref().or(outer.stapling.as_ref()) else {
+            return Ok(None);
+        };
+        let Some(fd) = self.stapling_file.as_ref().or(outer.stapling_file.as_ref()) else {
+            log::warn!(
+                "{}:{}: \"ssl_stapling\" without \"ssl_stapling_file\" staples nothing: sluice does not fetch OCSP responses",
+                on.file.display(),
+                on.line
+            );
+            return Ok(None);
+        };
+        let p = path_arg(fd, conf_dir, arg0(fd))?;
+        let meta = std::fs::metadata(&p)
+            .map_err(|e| fd.error(format!("cannot read \"{}\": {e}", p.display())))?;
+        if !meta.is_file() || meta.len() == 0 || meta.len() > MAX_OCSP_BYTES {
+            return Err(fd.error(format!("\"{}\" is not an OCSP response file", p.display())));
+        }
+        let der = std::fs::read(&p)
+            .map_err(|e| fd.error(format!("cannot read \"{}\": {e}", p.display())))?;
+        Ok(Some((p, der)))
+    }
+}
+
+/// The CA certificates of an `ssl_client_certificate` file.
+fn load_roots(p: &Path) -> Result<rustls::RootCertStore, String> {
+    use rustls::pki_types::pem::PemObject;
+    let pem = std::fs::read(p)
+        .map_err(|e| format!("cannot load client certificates \"{}\": {e}", p.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+        let c =
+            c.map_err(|e| format!("cannot load client certificates \"{}\": {e}", p.display()))?;
+        roots
+            .add(c)
+            .map_err(|e| format!("cannot use client certificate in \"{}\": {e}", p.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("no certificate in \"{}\"", p.display()));
+    }
+    Ok(roots)
 }
 
 /// `ssl_protocols`: (TLS 1.2, TLS 1.3).

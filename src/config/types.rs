@@ -108,7 +108,7 @@ pub struct HttpConf {
     pub cluster: Option<super::ClusterConf>,
     /// The TLS server configuration of each `listen ... ssl` address (every
     /// server on it, by SNI), built while the config is read.
-    pub tls: Vec<(SocketAddr, std::sync::Arc<rustls::ServerConfig>)>,
+    pub tls: Vec<(SocketAddr, crate::tls::TlsAddress)>,
 }
 
 /// `listen ADDR:PORT [ssl] [http2] [default_server] [reuseport] [backlog=N];`

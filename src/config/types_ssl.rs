@@ -2,7 +2,8 @@
 //! Certificates are loaded while the configuration is read, so a bad pair
 //! fails `-t` and a reload at its directive's line.
 
-use crate::tls::server::Curve;
+use crate::tls::server::{Curve, VerifyClient};
+use crate::tls::ClientAuth;
 use rustls::sign::CertifiedKey;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -48,6 +49,12 @@ pub struct SslConf {
     pub session_tickets: bool,
     /// `ssl_session_ticket_key` files' contents (first seals, all open).
     pub ticket_keys: Vec<Vec<u8>>,
+    /// `ssl_verify_client` (default off).
+    pub verify_client: VerifyClient,
+    /// `ssl_client_certificate`: the file and its CAs, loaded.
+    pub client_certificate: Option<(PathBuf, ClientAuth)>,
+    /// `ssl_stapling on` with `ssl_stapling_file`: the OCSP response stapled.
+    pub stapling_file: Option<PathBuf>,
 }
 
 impl Default for SslConf {
@@ -62,6 +69,9 @@ impl Default for SslConf {
             session_timeout_ms: 300_000,
             session_tickets: true,
             ticket_keys: Vec::new(),
+            verify_client: VerifyClient::Off,
+            client_certificate: None,
+            stapling_file: None,
         }
     }
 }

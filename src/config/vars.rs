@@ -43,6 +43,8 @@ pub enum Var {
     SslCipher,
     /// `$ssl_server_name`: the SNI name the client sent.
     SslServerName,
+    /// `$ssl_client_verify`: `SUCCESS`, `FAILED:reason` or `NONE`.
+    SslClientVerify,
     /// `$server_addr`: the address that accepted the connection.
     ServerAddr,
     /// `$server_port`.
@@ -145,6 +147,7 @@ impl Var {
             "ssl_protocol" => Var::SslProtocol,
             "ssl_cipher" => Var::SslCipher,
             "ssl_server_name" => Var::SslServerName,
+            "ssl_client_verify" => Var::SslClientVerify,
             "server_addr" => Var::ServerAddr,
             "server_port" => Var::ServerPort,
             "remote_addr" => Var::RemoteAddr,
@@ -319,6 +322,7 @@ mod tests {
             "ssl_protocol",
             "ssl_cipher",
             "ssl_server_name",
+            "ssl_client_verify",
             "server_name",
             "server_port",
             "server_addr",

@@ -481,10 +481,20 @@ fn find_config<'a>(
     }
 }
 
-/// Phase 3a (access): a path or body refused outright (400, 413).
+/// Phase 3a (access): a path or body refused outright (400, 413), or a
+/// TLS client certificate the address requires missing or invalid (400).
 fn refuse_phase(ctx: &mut HttpCtx, r: &Req<'_>, out: &mut Sink<'_>) -> Flow {
     let (loc, head, buf) = (r.loc, r.vars.head, r.vars.head_bytes);
-    let refused = if r.path_ok {
+    let cert_refused = r.info.tls.and_then(|t| t.refuses());
+    if let Some(why) = cert_refused {
+        log::info!(
+            "{why} while reading client request headers, client: {}",
+            r.info.peer
+        );
+    }
+    let refused = if cert_refused.is_some() {
+        Some(400)
+    } else if r.path_ok {
         refused_body(head, &buf[head.len..], loc.client_max_body_size_bytes)
     } else {
         Some(400)

@@ -17,7 +17,7 @@ pub struct ListenEntry {
     pub default: usize,
     /// TLS of the address (some `listen ... ssl` names it): every server on
     /// it by SNI.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub tls: Option<crate::tls::TlsAddress>,
 }
 
 /// Routing tables for one configuration.

@@ -203,6 +203,11 @@ pub fn eval_var(v: &Var, req: &ReqVars<'_>, resp: &RespVars<'_>, out: &mut Vec<u
         }
         Var::SslProtocol => out.extend_from_slice(req.tls.map_or("", |t| t.protocol).as_bytes()),
         Var::SslCipher => out.extend_from_slice(req.tls.map_or("", |t| t.cipher).as_bytes()),
+        Var::SslClientVerify => {
+            if let Some(t) = req.tls {
+                out.extend_from_slice(t.client_verify.as_text().as_bytes());
+            }
+        }
         Var::SslServerName => {
             let name = req.tls.and_then(|t| t.server_name.as_deref());
             out.extend_from_slice(name.unwrap_or("").as_bytes())

@@ -8,10 +8,12 @@
 //! through buffers).
 
 pub mod cert;
+pub mod client_auth;
 pub mod server;
 pub mod stream;
 pub mod tickets;
 
 pub use cert::{load_pair, CertError};
-pub use server::{build, Options, ServerEntry};
+pub use client_auth::{ClientAuth, ClientVerify};
+pub use server::{build, Options, ServerEntry, TlsAddress, VerifyClient};
 pub use stream::{Stream, TlsInfo};

@@ -10,6 +10,8 @@ use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use std::sync::Arc;
 
+use super::client_auth::ClientAuth;
+
 /// A key exchange group (`ssl_ecdh_curve`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Curve {
@@ -71,6 +73,30 @@ pub struct Options {
     pub tickets: Option<(Vec<Vec<u8>>, u64)>,
     /// ALPN protocols offered, in preference order.
     pub alpn: Vec<Vec<u8>>,
+    /// Client certificates asked for and checked (`ssl_verify_client`).
+    pub client_auth: Option<(ClientAuth, VerifyClient)>,
+}
+
+/// `ssl_verify_client`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum VerifyClient {
+    /// Not asked for.
+    #[default]
+    Off,
+    /// A request without a valid certificate gets 400.
+    On,
+    /// A request with an invalid certificate gets 400; none is fine.
+    Optional,
+}
+
+/// What a TLS listen address needs: its rustls configuration and how it
+/// checks client certificates.
+#[derive(Debug, Clone)]
+pub struct TlsAddress {
+    /// The rustls server configuration.
+    pub config: Arc<ServerConfig>,
+    /// The client-certificate check and its mode.
+    pub client_auth: Option<(ClientAuth, VerifyClient)>,
 }
 
 #[derive(Debug)]
@@ -127,7 +153,7 @@ pub fn build(
     servers: Vec<ServerEntry>,
     default: usize,
     opts: &Options,
-) -> Result<Arc<ServerConfig>, String> {
+) -> Result<TlsAddress, String> {
     if servers.is_empty() || default >= servers.len() || servers.iter().any(|s| s.keys.is_empty()) {
         return Err("a TLS address needs a certificate for every server on it".into());
     }
@@ -142,11 +168,14 @@ pub fn build(
     if opts.tls12 {
         versions.push(&rustls::version::TLS12);
     }
-    let mut cfg = ServerConfig::builder_with_provider(Arc::new(p))
+    let builder = ServerConfig::builder_with_provider(Arc::new(p))
         .with_protocol_versions(&versions)
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(Sni { servers, default }));
+        .map_err(|e| e.to_string())?;
+    let builder = match &opts.client_auth {
+        Some((auth, _)) => builder.with_client_cert_verifier(auth.handshake_verifier()),
+        None => builder.with_no_client_auth(),
+    };
+    let mut cfg = builder.with_cert_resolver(Arc::new(Sni { servers, default }));
     cfg.ignore_client_order = opts.prefer_server_ciphers;
     cfg.alpn_protocols = opts.alpn.clone();
     cfg.max_early_data_size = 0;
@@ -161,7 +190,10 @@ pub fn build(
     // resumption gets a fresh one, and neither side spends work on a second
     // ticket most clients never use.
     cfg.send_tls13_tickets = 1;
-    Ok(Arc::new(cfg))
+    Ok(TlsAddress {
+        config: Arc::new(cfg),
+        client_auth: opts.client_auth.clone(),
+    })
 }
 
 #[cfg(test)]

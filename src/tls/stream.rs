@@ -6,9 +6,10 @@
 //! has data, so a short read still means the socket is drained (what an
 //! edge-triggered loop relies on).
 
-use rustls::{ServerConfig, ServerConnection};
+use super::client_auth::{ClientAuth, ClientVerify};
+use super::server::{TlsAddress, VerifyClient};
+use rustls::ServerConnection;
 use std::io::{self, ErrorKind, Read, Write};
-use std::sync::Arc;
 
 /// The socket a stream runs over.
 pub trait Socket: Read + Write {
@@ -31,11 +32,32 @@ pub struct TlsInfo {
     pub cipher: &'static str,
     /// The SNI name the client sent.
     pub server_name: Option<Box<str>>,
+    /// The client certificate's check (`$ssl_client_verify`).
+    pub client_verify: ClientVerify,
+    /// What the address requires of it.
+    pub verify_mode: VerifyClient,
+}
+
+impl TlsInfo {
+    /// Whether a request on this connection must be refused (400) for its
+    /// client certificate, and why (for the error log).
+    pub fn refuses(&self) -> Option<&'static str> {
+        match (self.verify_mode, &self.client_verify) {
+            (VerifyClient::On, ClientVerify::None) => {
+                Some("client sent no required SSL certificate")
+            }
+            (VerifyClient::On | VerifyClient::Optional, ClientVerify::Failed(_)) => {
+                Some("client SSL certificate verify error")
+            }
+            _ => None,
+        }
+    }
 }
 
 /// A server-side TLS connection.
 pub struct Stream {
     conn: ServerConnection,
+    client_auth: Option<(ClientAuth, VerifyClient)>,
     /// Nothing read yet: the first bytes may be plain HTTP.
     first: bool,
     plain_http: bool,
@@ -45,12 +67,13 @@ pub struct Stream {
 const PLAINTEXT_LIMIT: usize = 256 * 1024;
 
 impl Stream {
-    /// A new connection under `cfg`.
-    pub fn new(cfg: &Arc<ServerConfig>) -> io::Result<Stream> {
-        let mut conn = ServerConnection::new(cfg.clone()).map_err(io::Error::other)?;
+    /// A new connection on the TLS address `a`.
+    pub fn new(a: &TlsAddress) -> io::Result<Stream> {
+        let mut conn = ServerConnection::new(a.config.clone()).map_err(io::Error::other)?;
         conn.set_buffer_limit(Some(PLAINTEXT_LIMIT));
         Ok(Stream {
             conn,
+            client_auth: a.client_auth.clone(),
             first: true,
             plain_http: false,
         })
@@ -175,6 +198,11 @@ impl Stream {
                 .negotiated_cipher_suite()
                 .map_or("", |s| openssl_name(s.suite())),
             server_name: self.conn.server_name().map(Into::into),
+            client_verify: match &self.client_auth {
+                Some((auth, _)) => auth.check(self.conn.peer_certificates()),
+                None => ClientVerify::None,
+            },
+            verify_mode: self.client_auth.as_ref().map_or(VerifyClient::Off, |a| a.1),
         })
     }
 }

@@ -149,3 +149,142 @@ impl TlsClient {
         }
     }
 }
+
+/// A test certificate authority.
+pub struct TestCa {
+    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    /// Its certificate, PEM (an `ssl_client_certificate` file).
+    pub cert: PathBuf,
+}
+
+/// A CA whose certificate is written to `dir/<file>.crt`.
+pub fn make_ca(dir: &Path, file: &str) -> TestCa {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, format!("{file} test CA"));
+    let key = rcgen::KeyPair::generate().expect("key");
+    let issuer = rcgen::CertifiedIssuer::self_signed(params, key).expect("ca");
+    let cert = dir.join(format!("{file}.crt"));
+    std::fs::write(&cert, issuer.pem()).expect("write ca");
+    TestCa { issuer, cert }
+}
+
+/// A client certificate for `cn` issued by `ca`: (chain, key).
+pub fn client_identity(
+    ca: &TestCa,
+    cn: &str,
+) -> (
+    Vec<CertificateDer<'static>>,
+    rustls::pki_types::PrivateKeyDer<'static>,
+) {
+    let mut params = rcgen::CertificateParams::new(vec![cn.to_string()]).expect("params");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn.to_string());
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = params.signed_by(&key, &ca.issuer).expect("sign");
+    let der = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    (vec![cert.der().clone()], der)
+}
+
+/// A client config trusting `roots` that presents `identity`.
+pub fn client_config_with_identity(
+    roots: &[&CertificateDer<'static>],
+    identity: (
+        Vec<CertificateDer<'static>>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+    ),
+) -> Arc<ClientConfig> {
+    let mut store = RootCertStore::empty();
+    for r in roots {
+        store.add((*r).clone()).expect("root");
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Arc::new(
+        ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(store)
+            .with_client_auth_cert(identity.0, identity.1)
+            .expect("client cert"),
+    )
+}
+
+/// A client config trusting `root` that records the OCSP response the
+/// server staples into the returned cell.
+pub fn client_config_recording_ocsp(
+    root: &CertificateDer<'static>,
+) -> (Arc<ClientConfig>, Arc<std::sync::Mutex<Vec<u8>>>) {
+    let mut store = RootCertStore::empty();
+    store.add(root.clone()).expect("root");
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(store),
+        provider.clone(),
+    )
+    .build()
+    .expect("verifier");
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let verifier = Arc::new(OcspRecorder {
+        inner,
+        seen: seen.clone(),
+    });
+    let cfg = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    (Arc::new(cfg), seen)
+}
+
+#[derive(Debug)]
+struct OcspRecorder {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    seen: Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for OcspRecorder {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        *self.seen.lock().unwrap() = ocsp.to_vec();
+        self.inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
