@@ -500,3 +500,33 @@ fn a_configured_ocsp_response_is_stapled() {
     assert_eq!(c.get("/index.html", "a.test").unwrap().status, 200);
     assert_eq!(*seen.lock().unwrap(), b"\x30\x03\x0a\x01\x00");
 }
+
+#[test]
+fn a_burst_of_handshakes_all_complete_while_established_connections_are_served() {
+    // More simultaneous handshakes than one loop iteration runs (16): the
+    // rest are parked for the next iterations, and none may be forgotten.
+    let certs = TempDir::new("tls-burst");
+    let (s, a, _) = two_servers(certs.path(), 1, "");
+    let cfg = client_config(&[&a.der], &[]);
+    let mut established = TlsClient::connect(s.port, "a.test", &cfg).unwrap();
+    let start = Arc::new(std::sync::Barrier::new(65));
+    let port = s.port;
+    let burst: Vec<_> = (0..64)
+        .map(|_| {
+            let (start, cfg) = (start.clone(), cfg.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                TlsClient::connect(port, "a.test", &cfg)
+                    .and_then(|mut c| c.get("/index.html", "a.test"))
+                    .map(|r| r.status)
+            })
+        })
+        .collect();
+    start.wait();
+    for _ in 0..20 {
+        assert_eq!(established.get("/v", "a.test").unwrap().status, 200);
+    }
+    for t in burst {
+        assert_eq!(t.join().unwrap().expect("handshake and request"), 200);
+    }
+}

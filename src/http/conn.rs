@@ -126,6 +126,8 @@ pub struct Conn {
     tls: Option<Box<Stream>>,
     /// What the handshake settled, once it has.
     tls_info: Option<TlsInfo>,
+    /// Its TLS handshake step waits for the worker's next loop iteration.
+    pub parked: bool,
 }
 
 /// Read through TLS when the connection has it.
@@ -198,7 +200,13 @@ impl Conn {
             req: Request::default(),
             tls,
             tls_info: None,
+            parked: false,
         }
+    }
+
+    /// Still in its TLS handshake.
+    pub fn tls_handshaking(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.is_handshaking())
     }
 
     /// Reading a request (head or body) right now.

@@ -80,7 +80,17 @@ struct Worker {
     acceptor: Acceptor,
     last_gauges_ms: u64,
     fds: Vec<OwnedFd>,
+    /// TLS handshake steps this loop iteration may still run.
+    handshakes_left: u32,
+    /// Connections whose handshake step waits for the next iteration.
+    parked: Vec<usize>,
 }
+
+/// TLS handshake steps (a ClientHello answered, a Finished read...) one
+/// loop iteration runs; the rest wait for the next one, so a flood of new
+/// handshakes (hundreds of microseconds of CPU each) cannot hold back the
+/// requests of established connections for long.
+const HANDSHAKES_PER_ITERATION: u32 = 16;
 
 /// Run a worker until it stops; never returns.
 pub fn run(init: WorkerInit) -> ! {
@@ -193,6 +203,8 @@ fn start(init: WorkerInit) -> std::io::Result<()> {
         acceptor: Acceptor::default(),
         last_gauges_ms: 0,
         fds: Vec::new(),
+        handshakes_left: HANDSHAKES_PER_ITERATION,
+        parked: Vec::new(),
     };
     log::debug!("worker {} started", init.index);
     lp.run(&mut w)
@@ -202,6 +214,22 @@ impl Handler for Worker {
     fn after_sleep(&mut self, clock: &Clock) {
         self.ctx.set_time(clock.now_ms(), clock.unix_secs());
         self.ctx.limits.now_us = clock.unix_us();
+        self.handshakes_left = HANDSHAKES_PER_ITERATION;
+        // Handshakes parked last iteration go first, in arrival order (the
+        // list's buffer is kept when none was parked again meanwhile).
+        if !self.parked.is_empty() {
+            let mut parked = std::mem::take(&mut self.parked);
+            for &key in &parked {
+                if let Some(c) = self.conns.get_mut(key) {
+                    c.parked = false;
+                }
+                self.conn_ready(key);
+            }
+            parked.clear();
+            if self.parked.is_empty() {
+                self.parked = parked;
+            }
+        }
     }
 
     fn on_signal(&mut self, sig: i32) -> Flow {
@@ -278,6 +306,9 @@ impl Handler for Worker {
         }
         if self.draining || self.acceptor.paused_until_ms > 0 {
             t = t.min(50);
+        }
+        if !self.parked.is_empty() {
+            t = 0;
         }
         Some(t)
     }
@@ -456,6 +487,17 @@ impl Worker {
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
+        if c.parked {
+            return;
+        }
+        if c.tls_handshaking() {
+            if self.handshakes_left == 0 {
+                c.parked = true;
+                self.parked.push(key);
+                return;
+            }
+            self.handshakes_left -= 1;
+        }
         if !c.on_ready(&mut self.ctx) {
             self.close_conn(key);
             return;
