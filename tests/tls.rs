@@ -530,3 +530,36 @@ fn a_burst_of_handshakes_all_complete_while_established_connections_are_served()
         assert_eq!(t.join().unwrap().expect("handshake and request"), 200);
     }
 }
+
+#[test]
+fn old_protocols_and_null_ciphers_are_refused_and_the_server_goes_on() {
+    let certs = TempDir::new("tls-old");
+    let (s, a, _) = two_servers(certs.path(), 1, "");
+    let openssl = |args: &[&str]| {
+        std::process::Command::new("openssl")
+            .args(["s_client", "-connect", &format!("127.0.0.1:{}", s.port)])
+            .args(["-servername", "a.test"])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+    };
+    let Ok(modern) = openssl(&["-tls1_3"]) else {
+        return; // no openssl binary: the rustls tests cover the rest
+    };
+    assert!(modern.status.success(), "TLS 1.3 refused: {modern:?}");
+    for args in [
+        &["-tls1_1"][..],
+        &["-tls1"],
+        &["-tls1_2", "-cipher", "NULL"],
+        &["-tls1_2", "-cipher", "RC4"],
+    ] {
+        let out = openssl(args).expect("openssl");
+        assert!(
+            !out.status.success() || !String::from_utf8_lossy(&out.stdout).contains("BEGIN CERTIFICATE"),
+            "{args:?} was accepted: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    let mut c = TlsClient::connect(s.port, "a.test", &client_config(&[&a.der], &[])).unwrap();
+    assert_eq!(c.get("/v", "a.test").unwrap().status, 200);
+}
