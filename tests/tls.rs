@@ -555,11 +555,35 @@ fn old_protocols_and_null_ciphers_are_refused_and_the_server_goes_on() {
     ] {
         let out = openssl(args).expect("openssl");
         assert!(
-            !out.status.success() || !String::from_utf8_lossy(&out.stdout).contains("BEGIN CERTIFICATE"),
+            !out.status.success()
+                || !String::from_utf8_lossy(&out.stdout).contains("BEGIN CERTIFICATE"),
             "{args:?} was accepted: {}",
             String::from_utf8_lossy(&out.stdout)
         );
     }
     let mut c = TlsClient::connect(s.port, "a.test", &client_config(&[&a.der], &[])).unwrap();
     assert_eq!(c.get("/v", "a.test").unwrap().status, 200);
+}
+
+#[test]
+fn a_shared_session_cache_resumes_on_every_worker_without_tickets() {
+    let certs = TempDir::new("tls-shared-cache");
+    let (s, a, _) = two_servers(
+        certs.path(),
+        2,
+        "ssl_session_tickets off; ssl_session_cache builtin:100 shared:SSL:1m; ssl_session_timeout 10m;",
+    );
+    for v in [V13, V12] {
+        let cfg = client_config(&[&a.der], &[v]);
+        let mut first = TlsClient::connect(s.port, "a.test", &cfg).unwrap();
+        first.get("/v", "a.test").unwrap();
+        assert!(!first.resumed());
+        drop(first);
+        // Round robin: consecutive connections alternate between workers.
+        for i in 0..6 {
+            let mut c = TlsClient::connect(s.port, "a.test", &cfg).unwrap();
+            assert_eq!(c.get("/v", "a.test").unwrap().status, 200);
+            assert!(c.resumed(), "{v:?} connection {i} was a full handshake");
+        }
+    }
 }

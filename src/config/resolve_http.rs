@@ -419,6 +419,9 @@ fn tls_addresses(
 ) -> Result<Vec<(SocketAddr, crate::tls::TlsAddress)>, ConfigError> {
     let mut out = Vec::new();
     let mut addrs: Vec<SocketAddr> = Vec::new();
+    // `shared:NAME:SIZE` zones, one mapping per name for every address.
+    let mut zones: HashMap<String, (u64, crate::tls::session_cache::SharedSessions)> =
+        HashMap::new();
     for s in servers {
         for l in s.listens.iter().filter(|l| l.ssl) {
             if !addrs.contains(&l.addr) {
@@ -470,9 +473,33 @@ fn tls_addresses(
             tls13: ssl.tls13,
             prefer_server_ciphers: ssl.prefer_server_ciphers,
             curves: ssl.curves.clone(),
-            session_cache: match ssl.session_cache {
+            session_cache: match &ssl.session_cache {
                 super::SessionCache::Off => None,
-                super::SessionCache::Entries(n) => Some(n),
+                super::SessionCache::Builtin(n) => {
+                    Some(crate::tls::server::SessionStore::Builtin(*n))
+                }
+                super::SessionCache::Shared { name, bytes } => {
+                    let timeout_s = (ssl.session_timeout_ms / 1000).max(1);
+                    let at = || listen_dirs[on[default]].first().expect("listen");
+                    let zone = match zones.get(name) {
+                        Some((b, _)) if b != bytes => {
+                            return Err(at().error(format!(
+                                "ssl_session_cache zone \"{name}\" is declared with two sizes"
+                            )))
+                        }
+                        Some((_, z)) => z.with_timeout(timeout_s),
+                        None => {
+                            let z =
+                                crate::tls::session_cache::SharedSessions::new(*bytes, timeout_s)
+                                    .map_err(|e| {
+                                    at().error(format!("ssl_session_cache \"{name}\": {e}"))
+                                })?;
+                            zones.insert(name.clone(), (*bytes, z.clone()));
+                            z
+                        }
+                    };
+                    Some(crate::tls::server::SessionStore::Shared(zone))
+                }
             },
             tickets: ssl.session_tickets.then(|| {
                 (

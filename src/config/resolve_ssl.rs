@@ -212,7 +212,8 @@ impl SslInherit {
                 .unwrap_or_default(),
             session_cache: self
                 .session_cache
-                .or(outer.session_cache)
+                .clone()
+                .or_else(|| outer.session_cache.clone())
                 .unwrap_or(d.session_cache),
             session_timeout_ms: self
                 .session_timeout_ms
@@ -317,37 +318,40 @@ fn curves(d: &Directive) -> Result<Vec<Curve>, ConfigError> {
         .collect()
 }
 
-/// `ssl_session_cache off | none | [builtin[:N]] [shared:NAME:SIZE]`.
+/// `ssl_session_cache off | none | [builtin[:N]] [shared:NAME:SIZE]`; with
+/// both, the shared one is used (every worker resumes from it).
 fn session_cache(d: &Directive) -> Result<SessionCache, ConfigError> {
-    let mut entries = 0usize;
+    let mut builtin = None;
+    let mut shared = None;
     for a in &d.args {
         match a.as_str() {
             "off" | "none" if d.args.len() == 1 => return Ok(SessionCache::Off),
-            "builtin" => entries += 20_480,
+            "builtin" => builtin = Some(20_480),
             _ => {
                 if let Some(n) = a.strip_prefix("builtin:") {
                     let n = parse_number(n)
                         .filter(|&n| n > 0)
                         .ok_or_else(|| invalid_value(d, a))?;
-                    entries += usize::try_from(n).map_err(|_| invalid_value(d, a))?;
+                    builtin = Some(usize::try_from(n).map_err(|_| invalid_value(d, a))?);
                 } else if let Some(rest) = a.strip_prefix("shared:") {
                     let (name, sz) = rest.rsplit_once(':').ok_or_else(|| invalid_value(d, a))?;
                     let bytes = parse_size(sz)
-                        .filter(|&b| b > 0)
+                        .filter(|&b| (8192..=1 << 34).contains(&b))
                         .ok_or_else(|| invalid_value(d, a))?;
                     if name.is_empty() {
                         return Err(invalid_value(d, a));
                     }
-                    // nginx: about 4000 sessions per megabyte.
-                    entries +=
-                        usize::try_from((bytes / 256).max(1)).map_err(|_| invalid_value(d, a))?;
+                    shared = Some(SessionCache::Shared {
+                        name: name.to_string(),
+                        bytes,
+                    });
                 } else {
                     return Err(invalid_value(d, a));
                 }
             }
         }
     }
-    Ok(SessionCache::Entries(entries))
+    Ok(shared.unwrap_or(SessionCache::Builtin(builtin.unwrap_or(20_480))))
 }
 
 /// An `ssl_session_ticket_key` file: nginx's 48 or 80 random bytes.

@@ -20,12 +20,20 @@ pub struct SslCert {
 }
 
 /// `ssl_session_cache`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionCache {
     /// `off` / `none`: no server-side cache (tickets still resume).
     Off,
-    /// `builtin[:N]` / `shared:NAME:SIZE`: this many sessions (per worker).
-    Entries(usize),
+    /// `builtin[:N]`: N sessions per worker.
+    Builtin(usize),
+    /// `shared:NAME:SIZE`: one zone in shared memory for every worker (and
+    /// every server naming it).
+    Shared {
+        /// The zone's name.
+        name: String,
+        /// Its size.
+        bytes: u64,
+    },
 }
 
 /// A server's TLS settings.

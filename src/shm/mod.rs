@@ -3,12 +3,14 @@
 //! Access is through atomics only. `stats` holds the per-worker counters that
 //! `status;` reports, and the
 //! `proxy_cache_lock` and `proxy_cache_min_uses` tables (`fill_locks`,
-//! `key_uses`); `zone` the file-backed zones of the traffic limits,
+//! `key_uses`), the shared TLS session cache (`tls_sessions`); `zone` the
+//! file-backed zones of the traffic limits,
 //! whose pages are a file's and so outlive every sluice process.
 
 pub mod fill_locks;
 pub mod key_uses;
 pub mod stats;
+pub mod tls_sessions;
 pub mod zone;
 
 use std::io;

@@ -10,6 +10,7 @@
 pub mod cert;
 pub mod client_auth;
 pub mod server;
+pub mod session_cache;
 pub mod stream;
 pub mod tickets;
 

@@ -67,14 +67,23 @@ pub struct Options {
     pub prefer_server_ciphers: bool,
     /// `ssl_ecdh_curve` (empty: the provider's defaults).
     pub curves: Vec<Curve>,
-    /// Session cache entries per worker (`None`: `ssl_session_cache off`).
-    pub session_cache: Option<usize>,
+    /// The session cache (`None`: `ssl_session_cache off`).
+    pub session_cache: Option<SessionStore>,
     /// Ticket secrets and period (`None`: `ssl_session_tickets off`).
     pub tickets: Option<(Vec<Vec<u8>>, u64)>,
     /// ALPN protocols offered, in preference order.
     pub alpn: Vec<Vec<u8>>,
     /// Client certificates asked for and checked (`ssl_verify_client`).
     pub client_auth: Option<(ClientAuth, VerifyClient)>,
+}
+
+/// Where sessions are kept for resumption by session ID.
+#[derive(Debug, Clone)]
+pub enum SessionStore {
+    /// `builtin[:N]`: N sessions in each worker.
+    Builtin(usize),
+    /// `shared:NAME:SIZE`: in shared memory, for every worker.
+    Shared(super::session_cache::SharedSessions),
 }
 
 /// `ssl_verify_client`.
@@ -179,8 +188,11 @@ pub fn build(
     cfg.ignore_client_order = opts.prefer_server_ciphers;
     cfg.alpn_protocols = opts.alpn.clone();
     cfg.max_early_data_size = 0;
-    cfg.session_storage = match opts.session_cache {
-        Some(n) if n > 0 => rustls::server::ServerSessionMemoryCache::new(n),
+    cfg.session_storage = match &opts.session_cache {
+        Some(SessionStore::Builtin(n)) if *n > 0 => {
+            rustls::server::ServerSessionMemoryCache::new(*n)
+        }
+        Some(SessionStore::Shared(s)) => Arc::new(s.clone()),
         _ => Arc::new(NoServerSessionStorage {}),
     };
     if let Some((secrets, period_s)) = &opts.tickets {
