@@ -187,27 +187,6 @@ fn limit_keys_use_the_engine() {
 
 /// `sluice -t` of a config whose `http` block is `http` (its first line is
 /// the file's line 5) fails with `FILE:line: message`.
-fn assert_t_fails(tag: &str, http: &str, line: usize, message: &str) {
-    let dir = TempDir::new(tag);
-    let conf = dir.join("bad.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "pid {d}/p.pid;\nerror_log {d}/e.log;\nevents {{}}\nhttp {{\n{http}\n}}\n",
-            d = dir.path().display(),
-        ),
-    )
-    .unwrap();
-    let out = run_sluice(
-        dir.path(),
-        &["-t", "-c", conf.to_str().unwrap()],
-        Duration::from_secs(10),
-    );
-    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
-    let want = format!("{}:{line}: {message}", conf.display());
-    assert!(out.stderr.contains(&want), "{}", out.stderr);
-}
-
 /// A server block on lines 5-8 whose location (line 7) is `location`.
 fn server_with(location: &str) -> String {
     format!(

@@ -136,6 +136,7 @@ struct RawLocation {
     line: usize,
     match_kind: LocationMatch,
     path: String,
+    regex: Option<regex::bytes::Regex>,
     inherit: Inherit,
     ret: Option<ReturnConf>,
     status: bool,
@@ -267,6 +268,7 @@ impl Inherit {
             line: raw.line,
             match_kind: raw.match_kind,
             path: raw.path,
+            regex: raw.regex,
             root: self.root.unwrap_or_else(|| conf_dir.join("html")),
             index: self.index.unwrap_or_else(|| vec!["index.html".to_string()]),
             ret: raw.ret,
@@ -565,6 +567,7 @@ fn merge_server(
             line: 0,
             match_kind: LocationMatch::Prefix,
             path: "/".to_string(),
+            regex: None,
             inherit: Inherit::default(),
             ret: None,
             status: false,
@@ -666,9 +669,14 @@ fn resolve_server(server: &Directive, st: &mut State) -> Result<RawServer, Confi
             "return" => raw.ret = Some(return_conf(d)?),
             "location" => {
                 let loc = resolve_location(d, st)?;
-                // nginx: `/x` and `^~ /x` are the same static location.
-                let key = (loc.match_kind == LocationMatch::Exact, loc.path.clone());
-                if !location_keys.insert(key) {
+                // nginx: `/x` and `^~ /x` are the same static location;
+                // regex locations may repeat (the first wins).
+                let key = (loc.match_kind, loc.path.clone());
+                let key = match key.0 {
+                    LocationMatch::PrefixNoRegex => (LocationMatch::Prefix, key.1),
+                    _ => key,
+                };
+                if key.0 != LocationMatch::Regex && !location_keys.insert(key) {
                     return Err(d.error(format!("duplicate location \"{}\"", loc.path)));
                 }
                 raw.locations.push(loc);
@@ -681,11 +689,26 @@ fn resolve_server(server: &Directive, st: &mut State) -> Result<RawServer, Confi
 }
 
 fn resolve_location(loc: &Directive, st: &mut State) -> Result<RawLocation, ConfigError> {
-    let (match_kind, path) = location_match(loc)?;
+    let (match_kind, path, caseless) = location_match(loc)?;
+    let regex = if match_kind == LocationMatch::Regex {
+        let re = regex::bytes::RegexBuilder::new(&path)
+            .case_insensitive(caseless)
+            .size_limit(1 << 20)
+            .build()
+            .map_err(|e| {
+                let why = e.to_string();
+                let last = why.lines().last().unwrap_or("").trim().to_string();
+                loc.error(format!("invalid regex \"{path}\": {last}"))
+            })?;
+        Some(re)
+    } else {
+        None
+    };
     let mut raw = RawLocation {
         line: loc.line,
         match_kind,
         path,
+        regex,
         inherit: Inherit::default(),
         ret: None,
         status: false,
@@ -714,26 +737,29 @@ fn resolve_location(loc: &Directive, st: &mut State) -> Result<RawLocation, Conf
 }
 
 /// `location [=|^~] PATH` (also the joined forms `=/x`, `^~/x`).
-fn location_match(d: &Directive) -> Result<(LocationMatch, String), ConfigError> {
-    let regex = || d.error("regex locations are not supported");
+/// A `location`'s modifier and path: (kind, path or pattern, caseless).
+fn location_match(d: &Directive) -> Result<(LocationMatch, String, bool), ConfigError> {
     match d.args.as_slice() {
         [m, path] => match m.as_str() {
-            "=" => Ok((LocationMatch::Exact, path.clone())),
-            "^~" => Ok((LocationMatch::PrefixNoRegex, path.clone())),
-            "~" | "~*" => Err(regex()),
+            "=" => Ok((LocationMatch::Exact, path.clone(), false)),
+            "^~" => Ok((LocationMatch::PrefixNoRegex, path.clone(), false)),
+            "~" => Ok((LocationMatch::Regex, path.clone(), false)),
+            "~*" => Ok((LocationMatch::Regex, path.clone(), true)),
             _ => Err(d.error(format!("invalid location modifier \"{m}\""))),
         },
         [p] => {
             if let Some(rest) = p.strip_prefix("^~") {
-                Ok((LocationMatch::PrefixNoRegex, rest.to_string()))
+                Ok((LocationMatch::PrefixNoRegex, rest.to_string(), false))
             } else if let Some(rest) = p.strip_prefix('=') {
-                Ok((LocationMatch::Exact, rest.to_string()))
-            } else if p.starts_with('~') {
-                Err(regex())
+                Ok((LocationMatch::Exact, rest.to_string(), false))
+            } else if let Some(rest) = p.strip_prefix("~*") {
+                Ok((LocationMatch::Regex, rest.to_string(), true))
+            } else if let Some(rest) = p.strip_prefix('~') {
+                Ok((LocationMatch::Regex, rest.to_string(), false))
             } else if p.starts_with('@') {
-                Err(d.error("named locations are not supported"))
+                Ok((LocationMatch::Named, p.clone(), false))
             } else {
-                Ok((LocationMatch::Prefix, p.clone()))
+                Ok((LocationMatch::Prefix, p.clone(), false))
             }
         }
         _ => Err(d.error("invalid number of arguments in \"location\" directive")),

@@ -171,18 +171,32 @@ fn location_kinds_in_file_order() {
 }
 
 #[test]
-fn unsupported_location_forms() {
-    for loc in ["~ \\.php$", "~* \\.png$", "~\\.php$", "~*x"] {
-        assert_err(
-            &http(&format!("server {{\nlocation {loc} {{}}\n}}")),
-            4,
-            "regex locations are not supported",
+fn location_forms() {
+    // Every regex form compiles; `~*` ignores case; `@name` is parsed.
+    for (loc, path, matches) in [
+        ("~ \\.php$", "/a.php", true),
+        ("~* \\.png$", "/A.PNG", true),
+        ("~\\.php$", "/a.PHP", false),
+        ("~*x", "/X", true),
+    ] {
+        let cfg = load_ok(&http(&format!("server {{\nlocation {loc} {{}}\n}}")));
+        let l = &cfg.http.servers[0].locations[0];
+        assert_eq!(l.match_kind, LocationMatch::Regex, "{loc}");
+        assert_eq!(
+            l.regex.as_ref().unwrap().is_match(path.as_bytes()),
+            matches,
+            "{loc} {path}"
         );
     }
-    assert_err(
-        &http("server {\nlocation @fallback {}\n}"),
-        4,
-        "named locations are not supported",
+    let cfg = load_ok(&http("server {\nlocation @fallback {}\n}"));
+    assert_eq!(
+        cfg.http.servers[0].locations[0].match_kind,
+        LocationMatch::Named
+    );
+    let e = load_err(&http("server {\nlocation ~ (unclosed {}\n}")).to_string();
+    assert!(
+        e.starts_with(&format!("{}:4: invalid regex \"(unclosed\": ", super::tests::CONF)),
+        "{e}"
     );
     assert_err(
         &http("server {\nlocation >> /x {}\n}"),

@@ -152,14 +152,21 @@ pub struct ServerConf {
 }
 
 /// How a location matches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LocationMatch {
     /// `location = /x`
     Exact,
-    /// `location ^~ /x` (longest prefix; stops regex search — we have no regexes)
+    /// `location ^~ /x` (longest prefix; when it is the longest, no regex
+    /// is tried)
     PrefixNoRegex,
     /// `location /x`
     Prefix,
+    /// `location ~ RE` / `location ~* RE` (case-insensitive): tried in
+    /// config order after the prefixes; the first match wins.
+    Regex,
+    /// `location @name`: never matched by a URI (a target for internal
+    /// redirects).
+    Named,
 }
 
 /// `return CODE [TEXT|URL];` / `return URL;`
@@ -179,8 +186,10 @@ pub struct LocationConf {
     pub line: usize,
     /// Match kind.
     pub match_kind: LocationMatch,
-    /// The URI prefix or exact path.
+    /// The URI prefix or exact path (the pattern, for a regex location).
     pub path: String,
+    /// The compiled pattern of a regex location.
+    pub regex: Option<regex::bytes::Regex>,
     /// `root` (default `<conf dir>/html`, as nginx's prefix/html).
     pub root: PathBuf,
     /// `index` files (default ["index.html"]).

@@ -45,6 +45,8 @@ pub enum Var {
     SslServerName,
     /// `$ssl_client_verify`: `SUCCESS`, `FAILED:reason` or `NONE`.
     SslClientVerify,
+    /// `$1`..`$9`: a regex location's captures (empty when unmatched).
+    Capture(u8),
     /// `$server_addr`: the address that accepted the connection.
     ServerAddr,
     /// `$server_port`.
@@ -131,6 +133,9 @@ impl Var {
                     _ => Var::Arg(own.to_string()),
                 });
             }
+        }
+        if let [d @ b'1'..=b'9'] = lower.as_bytes() {
+            return Some(Var::Capture(d - b'0'));
         }
         Some(match lower.as_str() {
             "host" => Var::Host,

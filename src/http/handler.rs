@@ -90,6 +90,8 @@ pub struct ProxyReq {
     pub started_unix_ms: u64,
     /// The connection's TLS.
     pub tls: Option<crate::tls::TlsInfo>,
+    /// The regex location's captures (spans of `path`).
+    pub captures: Vec<(u32, u32)>,
 }
 
 /// What the connection does after the response is queued.
@@ -203,7 +205,7 @@ pub fn head_error(
     let Some(server) = cfg.http.servers.get(si) else {
         return;
     };
-    let li = ctx.site.find_location(si, b"/");
+    let li = ctx.site.find_location(si, b"/", &mut Vec::new());
     let rec = AccessRecord {
         remote_addr: peer,
         time_unix: ctx.unix_secs,
@@ -310,6 +312,7 @@ pub fn dispatch(
     rq.begin();
     let Request {
         path,
+        captures,
         cookie,
         bytes_slots,
         reply,
@@ -317,7 +320,7 @@ pub fn dispatch(
     } = rq;
     let cfg = ctx.site.cfg.clone();
     let mut sink = Sink { head: reply, out };
-    let mut req = find_config(ctx, &cfg, info, *held, buf, head, path);
+    let mut req = find_config(ctx, &cfg, info, *held, buf, head, path, captures);
     let out_start = sink.out.len();
     let mut flow = refuse_phase(ctx, &req, &mut sink);
     if let Flow::Next = flow {
@@ -407,6 +410,7 @@ enum Flow {
 
 /// Phase 1: the server (listen address + Host) and the location (path),
 /// and the request's variables.
+#[allow(clippy::too_many_arguments)]
 fn find_config<'a>(
     ctx: &mut HttpCtx,
     cfg: &'a crate::config::Config,
@@ -415,6 +419,7 @@ fn find_config<'a>(
     buf: &'a [u8],
     head: &'a Head,
     path_buf: &'a mut Vec<u8>,
+    captures: &'a mut Vec<(u32, u32)>,
 ) -> Req<'a> {
     let target = at(buf, head.target);
     let parsed = uri::split_target(target);
@@ -436,7 +441,8 @@ fn find_config<'a>(
     }
     let path: &[u8] = path_buf;
     let si = ctx.site.find_server(info.listen_idx, host);
-    let li = ctx.site.find_location(si, path);
+    let li = ctx.site.find_location(si, path, captures);
+    let captures: &[(u32, u32)] = captures;
     let server = &cfg.http.servers[si];
     let loc = &server.locations[li];
     let now_unix_ms = ctx.now_unix_ms();
@@ -466,6 +472,7 @@ fn find_config<'a>(
             now_unix_ms,
             set_cookie: b"",
             tls: info.tls,
+            captures,
         },
         raw_path,
         path_ok,
@@ -638,6 +645,7 @@ fn proxy_outcome(r: &Req<'_>, slots: &mut Vec<(usize, usize)>) -> Outcome {
         conn: r.info.vars,
         started_unix_ms: v.started_unix_ms,
         tls: r.info.tls.cloned(),
+        captures: v.captures.to_vec(),
     };
     Outcome {
         proxy: Some(Box::new(req)),

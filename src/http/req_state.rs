@@ -12,6 +12,8 @@ use crate::proto::reply::ReplyHead;
 pub struct Request {
     /// The normalized path.
     pub path: Vec<u8>,
+    /// A regex location's captures, as spans of `path` (`$1`..`$9`).
+    pub captures: Vec<(u32, u32)>,
     /// The waiting room's `Set-Cookie` value for the response (empty: none).
     pub cookie: Vec<u8>,
     /// (zone, slot) of the request's `limit_bytes` keys.

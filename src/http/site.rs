@@ -135,8 +135,12 @@ impl Site {
         entry.default
     }
 
-    /// Pick the location of `server` for a normalized path.
-    pub fn find_location(&self, server: usize, path: &[u8]) -> usize {
+    /// Pick the location of `server` for a normalized path, nginx's order:
+    /// an exact match; else the longest prefix, kept at once if it is `^~`;
+    /// else the first regex in config order that matches (its captures go
+    /// into `caps`, as spans of `path`, for `$1`..`$9`); else that prefix.
+    pub fn find_location(&self, server: usize, path: &[u8], caps: &mut Vec<(u32, u32)>) -> usize {
+        caps.clear();
         let locs = &self.cfg.http.servers[server].locations;
         let mut best: Option<(usize, usize)> = None;
         for (i, l) in locs.iter().enumerate() {
@@ -151,6 +155,22 @@ impl Site {
                     if path.starts_with(lp) && best.is_none_or(|(_, len)| lp.len() > len) {
                         best = Some((i, lp.len()));
                     }
+                }
+                LocationMatch::Regex | LocationMatch::Named => {}
+            }
+        }
+        let no_regex =
+            best.is_some_and(|(i, _)| locs[i].match_kind == LocationMatch::PrefixNoRegex);
+        if !no_regex {
+            for (i, l) in locs.iter().enumerate() {
+                let Some(re) = l.regex.as_ref() else {
+                    continue;
+                };
+                if let Some(c) = re.captures(path) {
+                    caps.extend(c.iter().map(|m| {
+                        m.map_or((u32::MAX, u32::MAX), |m| (m.start() as u32, m.end() as u32))
+                    }));
+                    return i;
                 }
             }
         }

@@ -57,6 +57,8 @@ pub struct ReqVars<'a> {
     pub set_cookie: &'a [u8],
     /// The connection's TLS, if it speaks TLS (`$ssl_*`).
     pub tls: Option<&'a crate::tls::TlsInfo>,
+    /// The regex location's captures, spans of `path` (`$1`..`$9`).
+    pub captures: &'a [(u32, u32)],
 }
 
 /// The response side of the variables.
@@ -203,6 +205,13 @@ pub fn eval_var(v: &Var, req: &ReqVars<'_>, resp: &RespVars<'_>, out: &mut Vec<u
         }
         Var::SslProtocol => out.extend_from_slice(req.tls.map_or("", |t| t.protocol).as_bytes()),
         Var::SslCipher => out.extend_from_slice(req.tls.map_or("", |t| t.cipher).as_bytes()),
+        Var::Capture(n) => {
+            if let Some(&(s, e)) = req.captures.get(usize::from(*n)) {
+                if let Some(v) = req.path.get(s as usize..e as usize) {
+                    out.extend_from_slice(v);
+                }
+            }
+        }
         Var::SslClientVerify => {
             if let Some(t) = req.tls {
                 out.extend_from_slice(t.client_verify.as_text().as_bytes());
@@ -341,6 +350,7 @@ pub(crate) fn with_req(raw: &str, f: impl FnOnce(&ReqVars<'_>)) {
         now_unix_ms: 1_796_317_271_250,
         set_cookie: b"",
         tls: None,
+        captures: &[(0, 2), (1, 2)],
     };
     f(&req)
 }
@@ -354,6 +364,14 @@ mod tests {
         let mut out = Vec::new();
         eval(&t, req, resp, &mut out);
         String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[test]
+    fn regex_captures_are_numbered_variables() {
+        // with_req's location matched "/a b" with captures (0,2) and (1,2).
+        with_req("GET /a%20b HTTP/1.1\r\nHost: h\r\n\r\n", |r| {
+            assert_eq!(ev("[$1][$2][$9]", r, &RespVars::default()), "[a][][]");
+        });
     }
 
     #[test]

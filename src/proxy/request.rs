@@ -242,6 +242,7 @@ mod tests {
             now_unix_ms: 0,
             set_cookie: b"",
             tls: None,
+            captures: &[],
         };
         let c = ReqCtx {
             vars: &rv,

@@ -282,6 +282,7 @@ impl Session {
             now_unix_ms,
             set_cookie: &r.set_cookie,
             tls: r.tls.as_ref(),
+            captures: &r.captures,
         }
     }
 

@@ -421,3 +421,26 @@ impl Drop for Foreground {
         }
     }
 }
+
+/// `sluice -t` on a config whose `http` block is `http` (it starts on line
+/// 4) fails with `file:LINE: MESSAGE`.
+pub fn assert_t_fails(tag: &str, http: &str, line: usize, message: &str) {
+    let dir = TempDir::new(tag);
+    let conf = dir.join("bad.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "pid {d}/p.pid;\nerror_log {d}/e.log;\nevents {{}}\nhttp {{\n{http}\n}}\n",
+            d = dir.path().display(),
+        ),
+    )
+    .unwrap();
+    let out = run_sluice(
+        dir.path(),
+        &["-t", "-c", conf.to_str().unwrap()],
+        Duration::from_secs(10),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    let want = format!("{}:{line}: {message}", conf.display());
+    assert!(out.stderr.contains(&want), "{}", out.stderr);
+}
