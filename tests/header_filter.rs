@@ -122,3 +122,63 @@ fn local_heads_are_serialized_once_with_the_filter_in_the_status_list() {
     once(&ret, "x-a");
     once(&ret, "content-length");
 }
+
+#[test]
+fn expires_charset_and_etag_as_nginx() {
+    let s = Server::start(Conf::new().workers(1).http("    charset utf-8;").server(
+        "        location /e/ { expires 1h; }\n\
+         \x20       location /max/ { expires max; }\n\
+         \x20       location /epoch/ { expires epoch; etag off; }\n\
+         \x20       location /neg/ { expires -1; add_header Cache-Control private; }\n\
+         \x20       location /mod/ { expires modified 2h; charset off; }",
+    ));
+    for dir in ["e", "max", "epoch", "neg", "mod"] {
+        std::fs::create_dir_all(s.path(&format!("www/{dir}"))).unwrap();
+        std::fs::write(s.path(&format!("www/{dir}/a.html")), "<p>hi</p>").unwrap();
+        std::fs::write(s.path(&format!("www/{dir}/b.png")), "png").unwrap();
+    }
+    let mtime = 1_700_000_000;
+    set_mtime(&s.path("www/mod/a.html"), mtime);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let r = s.get("/e/a.html");
+    assert_eq!(r.header("cache-control"), Some("max-age=3600"));
+    let exp = r.header("expires").expect("Expires");
+    assert!(
+        (now + 3599..=now + 3602).any(|t| http_date(t) == exp),
+        "{exp} is not an hour after {}",
+        http_date(now)
+    );
+    assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+    // charset only on the charset_types.
+    assert_eq!(s.get("/e/b.png").header("content-type"), Some("image/png"));
+    let r = s.get("/max/a.html");
+    assert_eq!(r.header("expires"), Some("Thu, 31 Dec 2037 23:55:55 GMT"));
+    assert_eq!(r.header("cache-control"), Some("max-age=315360000"));
+    let r = s.get("/epoch/a.html");
+    assert_eq!(r.header("expires"), Some("Thu, 01 Jan 1970 00:00:01 GMT"));
+    assert_eq!(r.header("cache-control"), Some("no-cache"));
+    assert_eq!(r.header("etag"), None, "etag off");
+    assert!(s.get("/e/a.html").header("etag").is_some());
+    // add_header comes after expires: both Cache-Control values are sent.
+    let r = s.get("/neg/a.html");
+    assert_eq!(r.header_count("cache-control"), 2);
+    assert_eq!(r.header("cache-control"), Some("no-cache"));
+    let r = s.get("/mod/a.html");
+    assert_eq!(
+        r.header("expires"),
+        Some(http_date(mtime as i64 + 7200).as_str())
+    );
+    assert_eq!(
+        r.header("cache-control"),
+        Some("no-cache"),
+        "expired long ago"
+    );
+    assert_eq!(r.header("content-type"), Some("text/html"), "charset off");
+    // Not on a 404 (nginx's status list).
+    let miss = s.get("/e/none.html");
+    assert_eq!(miss.status, 404);
+    assert_eq!(miss.header("expires"), None);
+}

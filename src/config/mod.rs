@@ -15,6 +15,8 @@ mod parse;
 mod resolve;
 mod resolve_cache;
 mod resolve_cluster;
+mod resolve_compat;
+mod resolve_extras;
 mod resolve_http;
 mod resolve_limits;
 mod resolve_proxy;
@@ -43,6 +45,7 @@ mod values;
 mod vars;
 
 pub use mime_default::default_mime_types;
+pub use resolve_extras::{Expires, Extras};
 pub use types::*;
 pub use types_cache::*;
 pub use types_cluster::*;

@@ -30,6 +30,9 @@ pub(crate) fn resolve(main: &[Directive], file: &Path) -> Result<Config, ConfigE
     let mut http = None;
     for d in main {
         check(d, MAIN, &mut seen)?;
+        if super::resolve_compat::apply(d, MAIN)? {
+            continue;
+        }
         let v = arg0(d);
         match d.name.as_str() {
             "worker_processes" => {
@@ -99,6 +102,9 @@ fn resolve_events(events: &Directive) -> Result<EventsConf, ConfigError> {
     let mut seen = HashSet::new();
     for d in events.children() {
         check(d, EVENTS, &mut seen)?;
+        if super::resolve_compat::apply(d, EVENTS)? {
+            continue;
+        }
         let v = arg0(d);
         match d.name.as_str() {
             "worker_connections" => conf.worker_connections = positive(d, v)?,

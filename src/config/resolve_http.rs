@@ -16,6 +16,8 @@ use super::resolve_cache::{
     check_cache_path_unique, check_zone_ref, parse_proxy_cache_path, CacheInherit,
 };
 use super::resolve_cluster;
+use super::resolve_compat;
+use super::resolve_extras::ExtrasInherit;
 use super::resolve_limits::{self, LimitsInherit, LocationOnly};
 use super::resolve_proxy::{parse_pass, resolve_pass, upstream_block, PassTarget, ProxyInherit};
 use super::resolve_ssl::SslInherit;
@@ -49,6 +51,9 @@ pub(crate) fn check<'a>(
     if NOT_YET.contains(&name) {
         return Err(d.error(format!("\"{name}\" is not supported yet")));
     }
+    if let Some(why) = super::resolve_compat::refused(name) {
+        return Err(d.error(format!("\"{name}\": {why}")));
+    }
     let cache_spec = super::resolve_cache::CACHE_DIRECTIVES
         .iter()
         .find(|c| c.0 == name)
@@ -66,6 +71,8 @@ pub(crate) fn check<'a>(
         .chain(super::resolve_cluster::SPECS)
         .chain(super::resolve_waiting_room::SPECS)
         .chain(super::resolve_ssl::SPECS)
+        .chain(super::resolve_compat::SPECS)
+        .chain(super::resolve_extras::SPECS)
         .find(|s| s.name == name)
         .or(cache_spec.as_ref())
     else {
@@ -123,6 +130,7 @@ struct Inherit {
     /// Line of this level's `proxy_cache`, to report an unknown zone there.
     cache_ref: Option<Directive>,
     limits: LimitsInherit,
+    extras: ExtrasInherit,
 }
 
 /// http + server settings (`client_header_timeout`, `large_client_header_buffers`).
@@ -163,7 +171,7 @@ struct RawServer {
 impl Inherit {
     /// Applies `d` if it is an inheritable setting; `Ok(false)` otherwise.
     fn apply(&mut self, d: &Directive, st: &mut State) -> Result<bool, ConfigError> {
-        if self.limits.apply(d)? {
+        if self.limits.apply(d)? || self.extras.apply(d)? {
             return Ok(true);
         }
         let v = arg0(d);
@@ -241,6 +249,7 @@ impl Inherit {
             cache: self.cache.over(&outer.cache),
             cache_ref: self.cache_ref.or_else(|| outer.cache_ref.clone()),
             limits: self.limits.over(&outer.limits),
+            extras: self.extras.over(&outer.extras),
         }
     }
 
@@ -282,6 +291,7 @@ impl Inherit {
             sendfile: self.sendfile.unwrap_or(true),
             tcp_nodelay: self.tcp_nodelay.unwrap_or(true),
             server_tokens: self.server_tokens.unwrap_or(true),
+            extras: self.extras.finish(),
             add_headers: self.add_headers.unwrap_or_default(),
             proxy: self.proxy.into_conf(pass),
             cache,
@@ -350,7 +360,11 @@ pub(crate) fn resolve_http(block: &[Directive], conf_dir: &Path) -> Result<HttpC
             }
             continue;
         }
-        if inherit.apply(d, &mut st)? || headers.apply(d)? || ssl.apply(d, conf_dir)? {
+        if inherit.apply(d, &mut st)?
+            || headers.apply(d)?
+            || ssl.apply(d, conf_dir)?
+            || resolve_compat::apply(d, HTTP)?
+        {
             continue;
         }
         match d.name.as_str() {
@@ -638,7 +652,11 @@ fn resolve_server(server: &Directive, st: &mut State) -> Result<RawServer, Confi
     let mut location_keys = HashSet::new();
     for d in server.children() {
         check(d, SERVER, &mut seen)?;
-        if raw.inherit.apply(d, st)? || raw.headers.apply(d)? || raw.ssl.apply(d, st.conf_dir)? {
+        if raw.inherit.apply(d, st)?
+            || raw.headers.apply(d)?
+            || raw.ssl.apply(d, st.conf_dir)?
+            || resolve_compat::apply(d, SERVER)?
+        {
             continue;
         }
         match d.name.as_str() {
@@ -722,7 +740,11 @@ fn resolve_location(loc: &Directive, st: &mut State) -> Result<RawLocation, Conf
             return Err(d.error("nested locations are not supported"));
         }
         check(d, LOCATION, &mut seen)?;
-        if raw.inherit.apply(d, st)? || raw.limits.apply(d)? || raw.rooms.apply(d, st.conf_dir)? {
+        if raw.inherit.apply(d, st)?
+            || raw.limits.apply(d)?
+            || raw.rooms.apply(d, st.conf_dir)?
+            || resolve_compat::apply(d, LOCATION)?
+        {
             continue;
         }
         match d.name.as_str() {

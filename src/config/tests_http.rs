@@ -195,7 +195,10 @@ fn location_forms() {
     );
     let e = load_err(&http("server {\nlocation ~ (unclosed {}\n}")).to_string();
     assert!(
-        e.starts_with(&format!("{}:4: invalid regex \"(unclosed\": ", super::tests::CONF)),
+        e.starts_with(&format!(
+            "{}:4: invalid regex \"(unclosed\": ",
+            super::tests::CONF
+        )),
         "{e}"
     );
     assert_err(

@@ -216,6 +216,8 @@ pub struct LocationConf {
     pub tcp_nodelay: bool,
     /// `server_tokens on|off` (default on: "Server: sluice/VERSION", off: "Server: sluice").
     pub server_tokens: bool,
+    /// `expires`, `charset`, `etag`.
+    pub extras: super::Extras,
     /// `add_header NAME VALUE [always];` (merged like nginx: a level with any
     /// add_header replaces the inherited list).
     pub add_headers: Vec<AddHeader>,

@@ -85,7 +85,7 @@ pub(crate) const SPECS: &[Spec] = &[
     spec("worker_processes", MAIN, 1, 1),
     spec("daemon", MAIN, 1, 1),
     spec("pid", MAIN, 1, 1),
-    spec("error_log", MAIN, 1, 2),
+    spec("error_log", MAIN | HTTP | SERVER | LOCATION, 1, 2),
     spec("worker_shutdown_timeout", MAIN, 1, 1),
     spec("state_dir", MAIN, 1, 1),
     spec("worker_rlimit_nofile", MAIN, 1, 1),

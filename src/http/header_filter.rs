@@ -7,11 +7,12 @@
 //! `add_header` follows nginx: a field applies to 200, 201, 204, 206, 301,
 //! 302, 303, 304, 307 and 308, and to every status with `always`.
 
-use crate::config::LocationConf;
+use crate::config::{Expires, Extras, LocationConf};
 use crate::http::ctx::HttpCtx;
 use crate::http::uri;
 use crate::http::vars::{self, ReqVars, RespVars};
 use crate::proto::reply::{Framing, ReplyHead};
+use crate::util::httpdate::{format_http_date, parse_http_date};
 
 /// Whether an `add_header` without `always` applies to `status` (nginx's list).
 pub fn add_header_applies(status: u16) -> bool {
@@ -28,6 +29,10 @@ pub fn add_header_applies(status: u16) -> bool {
 /// value is empty is not sent (nginx).
 pub fn apply(loc: &LocationConf, req: &ReqVars<'_>, resp: &RespVars<'_>, head: &mut ReplyHead) {
     let applies = add_header_applies(resp.status);
+    if applies {
+        expires(loc.extras.expires, req.now_unix_ms / 1000, head);
+        charset(&loc.extras, head);
+    }
     for h in loc.add_headers.iter().filter(|h| applies || h.always) {
         match h.value.literal() {
             Some("") => {}
@@ -43,6 +48,63 @@ pub fn apply(loc: &LocationConf, req: &ReqVars<'_>, resp: &RespVars<'_>, head: &
     }
     if !req.set_cookie.is_empty() {
         head.push(b"Set-Cookie", req.set_cookie);
+    }
+}
+
+/// `expires`: `Expires` and `Cache-Control` replaced (nginx's rules; the
+/// same status list as `add_header`).
+fn expires(e: Expires, now: u64, head: &mut ReplyHead) {
+    let now = now as i64;
+    let (at, max_age) = match e {
+        Expires::Off => return,
+        Expires::Epoch => (1, None),
+        Expires::Max => (2_145_916_555, Some(315_360_000)),
+        Expires::After(t) => (now + t, (t >= 0).then_some(t)),
+        Expires::Modified(t) => {
+            let Some(m) = head.get(b"Last-Modified").and_then(parse_http_date) else {
+                return;
+            };
+            let at = m + t;
+            (at, (at >= now).then_some(at - now))
+        }
+    };
+    head.remove(b"Expires");
+    head.remove(b"Cache-Control");
+    let mut date = [0u8; 29];
+    format_http_date(at.max(0), &mut date);
+    head.push(b"Expires", &date);
+    match max_age {
+        Some(s) => head.push_with(b"Cache-Control", |v| {
+            v.extend_from_slice(b"max-age=");
+            crate::proto::head::put_u64(v, s as u64);
+        }),
+        None => {
+            head.push(b"Cache-Control", b"no-cache");
+            true
+        }
+    };
+}
+
+/// `charset`: `; charset=NAME` on a `Content-Type` of the `charset_types`
+/// that names no charset.
+fn charset(x: &Extras, head: &mut ReplyHead) {
+    let Some(cs) = x.charset.as_deref() else {
+        return;
+    };
+    let Some(ct) = head.get(b"Content-Type") else {
+        return;
+    };
+    let mime = ct.split(|&b| b == b';').next().unwrap_or(ct).trim_ascii();
+    let listed = x
+        .charset_types
+        .iter()
+        .any(|t| t == "*" || t.as_bytes().eq_ignore_ascii_case(mime));
+    let has = ct.windows(8).any(|w| w.eq_ignore_ascii_case(b"charset="));
+    if listed && !has {
+        let mut suffix = Vec::with_capacity(10 + cs.len());
+        suffix.extend_from_slice(b"; charset=");
+        suffix.extend_from_slice(cs.as_bytes());
+        head.extend_value(b"Content-Type", &suffix);
     }
 }
 

@@ -206,7 +206,9 @@ pub(super) fn send_file(
         h.push(b"Content-Type", ctx.site.mime(fs_path));
     }
     h.push(b"Last-Modified", &info.last_modified);
-    h.push(b"ETag", &info.etag);
+    if loc.extras.etag {
+        h.push(b"ETag", &info.etag);
+    }
     if status == 206 {
         h.push_with(b"Content-Range", |v| {
             v.extend_from_slice(b"bytes ");

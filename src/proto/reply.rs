@@ -134,6 +134,31 @@ impl ReplyHead {
             .retain(|f| !buf[f.start as usize..f.name_end as usize].eq_ignore_ascii_case(name));
     }
 
+    /// Append `suffix` to the value of the first field called `name`
+    /// (case-insensitive); false when there is none. The field moves last.
+    pub fn extend_value(&mut self, name: &[u8], suffix: &[u8]) -> bool {
+        let buf = &self.buf;
+        let Some(i) = self
+            .fields
+            .iter()
+            .position(|f| buf[f.start as usize..f.name_end as usize].eq_ignore_ascii_case(name))
+        else {
+            return false;
+        };
+        let f = self.fields.remove(i);
+        let start = self.buf.len();
+        self.buf
+            .extend_from_within(f.start as usize..f.end as usize);
+        let name_end = start + (f.name_end - f.start) as usize;
+        self.buf.extend_from_slice(suffix);
+        self.fields.push(Field {
+            start: start as u32,
+            name_end: name_end as u32,
+            end: self.buf.len() as u32,
+        });
+        true
+    }
+
     /// The reason phrase sent.
     pub fn reason(&self) -> &[u8] {
         match self.reason {
