@@ -17,6 +17,7 @@ mod resolve_cache;
 mod resolve_cluster;
 mod resolve_compat;
 mod resolve_extras;
+mod resolve_gzip;
 mod resolve_http;
 mod resolve_limits;
 mod resolve_proxy;
@@ -46,6 +47,7 @@ mod vars;
 
 pub use mime_default::default_mime_types;
 pub use resolve_extras::{Expires, Extras};
+pub use resolve_gzip::{GzipConf, GzipStatic};
 pub use types::*;
 pub use types_cache::*;
 pub use types_cluster::*;

@@ -18,6 +18,7 @@ use super::resolve_cache::{
 use super::resolve_cluster;
 use super::resolve_compat;
 use super::resolve_extras::ExtrasInherit;
+use super::resolve_gzip::GzipInherit;
 use super::resolve_limits::{self, LimitsInherit, LocationOnly};
 use super::resolve_proxy::{parse_pass, resolve_pass, upstream_block, PassTarget, ProxyInherit};
 use super::resolve_ssl::SslInherit;
@@ -73,6 +74,7 @@ pub(crate) fn check<'a>(
         .chain(super::resolve_ssl::SPECS)
         .chain(super::resolve_compat::SPECS)
         .chain(super::resolve_extras::SPECS)
+        .chain(super::resolve_gzip::SPECS)
         .find(|s| s.name == name)
         .or(cache_spec.as_ref())
     else {
@@ -131,6 +133,7 @@ struct Inherit {
     cache_ref: Option<Directive>,
     limits: LimitsInherit,
     extras: ExtrasInherit,
+    gzip: GzipInherit,
 }
 
 /// http + server settings (`client_header_timeout`, `large_client_header_buffers`).
@@ -171,7 +174,7 @@ struct RawServer {
 impl Inherit {
     /// Applies `d` if it is an inheritable setting; `Ok(false)` otherwise.
     fn apply(&mut self, d: &Directive, st: &mut State) -> Result<bool, ConfigError> {
-        if self.limits.apply(d)? || self.extras.apply(d)? {
+        if self.limits.apply(d)? || self.extras.apply(d)? || self.gzip.apply(d)? {
             return Ok(true);
         }
         let v = arg0(d);
@@ -250,6 +253,7 @@ impl Inherit {
             cache_ref: self.cache_ref.or_else(|| outer.cache_ref.clone()),
             limits: self.limits.over(&outer.limits),
             extras: self.extras.over(&outer.extras),
+            gzip: self.gzip.over(&outer.gzip),
         }
     }
 
@@ -292,6 +296,7 @@ impl Inherit {
             tcp_nodelay: self.tcp_nodelay.unwrap_or(true),
             server_tokens: self.server_tokens.unwrap_or(true),
             extras: self.extras.finish(),
+            gzip: self.gzip.finish(),
             add_headers: self.add_headers.unwrap_or_default(),
             proxy: self.proxy.into_conf(pass),
             cache,

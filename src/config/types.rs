@@ -218,6 +218,8 @@ pub struct LocationConf {
     pub server_tokens: bool,
     /// `expires`, `charset`, `etag`.
     pub extras: super::Extras,
+    /// `gzip*`.
+    pub gzip: super::GzipConf,
     /// `add_header NAME VALUE [always];` (merged like nginx: a level with any
     /// add_header replaces the inherited list).
     pub add_headers: Vec<AddHeader>,

@@ -39,6 +39,8 @@ pub struct FileInfo {
     pub last_modified: [u8; 29],
     /// Content when small.
     pub body: Option<Arc<[u8]>>,
+    /// `body` gzipped, and at which level (made on first use).
+    gzip: std::cell::RefCell<Option<(u32, Arc<[u8]>)>>,
     checked_ms: u64,
     used_ms: u64,
 }
@@ -149,6 +151,7 @@ impl FileCache {
             etag,
             last_modified,
             body,
+            gzip: std::cell::RefCell::new(None),
             checked_ms: now_ms,
             used_ms: now_ms,
         };
@@ -182,6 +185,52 @@ impl FileCache {
             .map(|(k, e)| k.len() + e.body.as_ref().map_or(0, |b| b.len()))
             .sum();
     }
+}
+
+impl FileInfo {
+    /// The content gzipped at `level`, compressed once and kept with the
+    /// entry (`None`: the file is not held in memory).
+    pub fn gzipped(&self, level: u32) -> Option<Arc<[u8]>> {
+        let body = self.body.as_ref()?;
+        if let Some((l, z)) = self.gzip.borrow().as_ref() {
+            if *l == level {
+                return Some(z.clone());
+            }
+        }
+        let mut enc = flate2::write::GzEncoder::new(
+            Vec::with_capacity(body.len() / 2 + 64),
+            flate2::Compression::new(level),
+        );
+        std::io::Write::write_all(&mut enc, body).ok()?;
+        let z: Arc<[u8]> = Arc::from(enc.finish().ok()?);
+        *self.gzip.borrow_mut() = Some((level, z.clone()));
+        Some(z)
+    }
+}
+
+/// Whether an `Accept-Encoding` value accepts gzip (`gzip` or `*` with a
+/// q-value above 0).
+pub fn accepts_gzip(value: Option<&[u8]>) -> bool {
+    let Some(v) = value else {
+        return false;
+    };
+    v.split(|&b| b == b',').any(|item| {
+        let mut parts = item.split(|&b| b == b';');
+        let coding = parts.next().unwrap_or_default().trim_ascii();
+        if !coding.eq_ignore_ascii_case(b"gzip")
+            && coding != b"*"
+            && !coding.eq_ignore_ascii_case(b"x-gzip")
+        {
+            return false;
+        }
+        parts.all(|p| {
+            let p = p.trim_ascii();
+            match p.strip_prefix(b"q=").or_else(|| p.strip_prefix(b"Q=")) {
+                Some(q) => q.iter().any(|&b| (b'1'..=b'9').contains(&b)),
+                None => true,
+            }
+        })
+    })
 }
 
 /// What to send after the head.

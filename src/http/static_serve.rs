@@ -3,6 +3,7 @@
 //! small files from the open-file cache, larger ones by sendfile.
 
 use super::*;
+use crate::config::GzipStatic;
 
 #[allow(clippy::too_many_arguments)]
 pub(super) fn serve_static(
@@ -153,7 +154,26 @@ pub(super) fn send_file(
         if_range: get(head.if_range),
     };
     let now_ms = ctx.now_ms;
-    let Found::Info(info) = ctx.files.lookup(fs_path, now_ms) else {
+    let gz = &loc.gzip;
+    let accepts_gzip = static_file::accepts_gzip(crate::http::request::find_header(
+        &buf[..head.len],
+        b"accept-encoding",
+    )) && head.version_minor >= gz.http_minor
+        && !gz
+            .disable
+            .iter()
+            .any(|re| head.user_agent.is_some_and(|ua| re.is_match(at(buf, ua))));
+    // gzip_static: FILE.gz in its place when there is one.
+    let mut gz_path = Vec::new();
+    let precompressed = gz.serve_static != GzipStatic::Off
+        && (accepts_gzip || gz.serve_static == GzipStatic::Always)
+        && {
+            gz_path.extend_from_slice(fs_path);
+            gz_path.extend_from_slice(b".gz");
+            matches!(ctx.files.lookup(&gz_path, now_ms), Found::Info(i) if !i.is_dir)
+        };
+    let serve_path: &[u8] = if precompressed { &gz_path } else { fs_path };
+    let Found::Info(info) = ctx.files.lookup(serve_path, now_ms) else {
         return Reply {
             status: 404,
             body_bytes: error_reply(ctx, loc, rv, 404, keep_alive, head_only, &[], out),
@@ -196,6 +216,16 @@ pub(super) fn send_file(
             };
         }
     };
+    // gzip: small files, compressed once and kept with the cached file.
+    let content_type = ctx.site.mime(fs_path);
+    let compressible =
+        !precompressed && gz.on && gz.type_ok(content_type) && info.size >= gz.min_length;
+    let gzipped = if compressible && accepts_gzip && status == 200 {
+        info.gzipped(gz.level)
+    } else {
+        None
+    };
+    let len = gzipped.as_ref().map_or(len, |z| z.len() as u64);
     let framing = if status == 304 {
         Framing::None
     } else {
@@ -203,11 +233,27 @@ pub(super) fn send_file(
     };
     let h = out.start(status, framing, keep_alive);
     if status != 304 {
-        h.push(b"Content-Type", ctx.site.mime(fs_path));
+        h.push(b"Content-Type", content_type);
     }
     h.push(b"Last-Modified", &info.last_modified);
     if loc.extras.etag {
-        h.push(b"ETag", &info.etag);
+        match gzipped {
+            // Another representation: the validator becomes weak (nginx).
+            Some(_) => h.push_with(b"ETag", |v| {
+                v.extend_from_slice(b"W/");
+                v.extend_from_slice(&info.etag);
+            }),
+            None => {
+                h.push(b"ETag", &info.etag);
+                true
+            }
+        };
+    }
+    if gzipped.is_some() || precompressed {
+        h.push(b"Content-Encoding", b"gzip");
+    }
+    if gz.vary && (compressible || precompressed) {
+        h.push(b"Vary", b"Accept-Encoding");
     }
     if status == 206 {
         h.push_with(b"Content-Range", |v| {
@@ -219,7 +265,7 @@ pub(super) fn send_file(
             resp::put_u64(v, info.size);
         });
     }
-    if status != 304 {
+    if status != 304 && gzipped.is_none() {
         h.push(b"Accept-Ranges", b"bytes");
     }
     // (The file's fields are borrowed from the open-file cache: the filter
@@ -243,6 +289,15 @@ pub(super) fn send_file(
             close: false,
         };
     }
+    if let Some(z) = &gzipped {
+        out.out.extend_from_slice(z);
+        return Reply {
+            status,
+            body_bytes: len,
+            file: None,
+            close: false,
+        };
+    }
     if let Some(body) = &info.body {
         out.out
             .extend_from_slice(&body[start as usize..(start + len) as usize]);
@@ -253,7 +308,7 @@ pub(super) fn send_file(
             close: false,
         };
     }
-    match static_file::open_body(fs_path, info) {
+    match static_file::open_body(serve_path, info) {
         Ok(f) => Reply {
             status,
             body_bytes: len,
