@@ -368,6 +368,23 @@ mod tests {
     }
 
     #[test]
+    fn accept_encoding_gzip_and_q_values() {
+        for (v, want) in [
+            ("gzip", true),
+            ("deflate, gzip;q=0.5", true),
+            ("GZIP", true),
+            ("*", true),
+            ("gzip;q=0", false),
+            ("gzip;q=0.000", false),
+            ("br, deflate", false),
+            ("gzipx", false),
+        ] {
+            assert_eq!(accepts_gzip(Some(v.as_bytes())), want, "{v}");
+        }
+        assert!(!accepts_gzip(None));
+    }
+
+    #[test]
     fn conditions_precedence() {
         let info = FileInfo {
             is_dir: false,
@@ -378,6 +395,7 @@ mod tests {
             etag: b"\"f4240-64\"".to_vec(),
             last_modified: [b' '; 29],
             body: None,
+            gzip: std::cell::RefCell::new(None),
             checked_ms: 0,
             used_ms: 0,
         };
