@@ -14,6 +14,9 @@
 #   cache64k   the same with a 64 KiB body
 #   limits     limit_req on vs off, for each server
 #   reload     keep-alive load while each server gets SIGHUP every second
+#   tls        https on one ECDSA P-256 certificate (openssl, made at run time), two
+#              rows: tls (612-byte file, keep-alive, req/s) and tls-handshake (one
+#              request per connection, each a full handshake: connections/s)
 #   wrk        (not default) sluice-bench vs wrk on the same nginx: checks the tool
 # A scenario sluice cannot run yet (`sluice -t` rejects its config, or sluice is not
 # built or does not start) is reported as skipped with the reason; never faked.
@@ -24,7 +27,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-SCENARIOS=static,latency,static64k,burst,cache,cache64k,limits,reload
+SCENARIOS=static,latency,static64k,burst,cache,cache64k,limits,reload,tls
 LAT_RATE=20000
 DURATION=5
 CONNS=100
@@ -44,7 +47,7 @@ BUILD=1
 usage() {
   cat <<EOF
 usage: scripts/bench.sh [options]
-  --scenarios LIST   static,latency,static64k,burst,cache,cache64k,limits,reload[,wrk] (default: $SCENARIOS)
+  --scenarios LIST   static,latency,static64k,burst,cache,cache64k,limits,reload,tls[,wrk] (default: $SCENARIOS)
   --latency-rate R   requests/s both servers get in the latency scenario (open loop; default 20000)
   --duration SECS    seconds per measured run (default $DURATION)
   --conns N          keep-alive connections (default $CONNS)
@@ -96,7 +99,7 @@ done
 [[ $WARMUP =~ ^[0-9]+$ ]] || bad "--warmup wants a whole number of seconds"
 [[ $BURSTS =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] || bad "--bursts wants a list like 100,1000"
 for sc in ${SCENARIOS//,/ }; do
-  case $sc in static|latency|static64k|burst|cache|cache64k|limits|reload|wrk) ;; *) bad "unknown scenario '$sc'" ;; esac
+  case $sc in static|latency|static64k|burst|cache|cache64k|limits|reload|tls|wrk) ;; *) bad "unknown scenario '$sc'" ;; esac
 done
 OUT=${OUT:-$ROOT/results/$(date +%Y%m%d-%H%M%S)}
 
@@ -157,6 +160,8 @@ trap 'exit 130' INT TERM
 # ---------------------------------------------------------------- configs and servers
 # gen_conf KIND DIR PORT HTTP_EXTRA SERVER_EXTRA: the same text for both servers,
 # except sluice's state_dir (its limit counters live there; nginx has no such thing).
+# LISTEN_OPTS (e.g. "ssl") goes on the listen line.
+LISTEN_OPTS=""
 gen_conf() {
   local kind=$1 dir=$2 port=$3 state="" mode=""
   [ "$kind" = sluice ] && state="state_dir $dir/state;"
@@ -173,7 +178,7 @@ http {
   keepalive_timeout 75s;
   $4
   server {
-    listen 127.0.0.1:$port;
+    listen 127.0.0.1:$port${LISTEN_OPTS:+ $LISTEN_OPTS};
     root $W/www;
     index index.html;
     $5
@@ -237,6 +242,13 @@ stop_instances() {
 echo "scenario,server,round,rps,ok,errors,unfinished,p50_ms,p99_ms,bytes_per_sec" >"$OUT/runs.csv"
 echo "server,round,conns,succeeded,connect_failed,reset,timed_out,unfinished,non2xx,time_s,p99_ms" >"$OUT/burst.csv"
 
+# url_of I PATH: the instance's URL (https for the TLS rows).
+url_of() {
+  local scheme=http
+  case ${I_SCEN[$1]} in tls|tls-handshake) scheme=https ;; esac
+  echo "$scheme://127.0.0.1:$(cat "${I_DIR[$1]}/port")$2"
+}
+
 BENCH_PID=""
 bench_cmd() { # seconds-bound args...: sluice-bench with an outer time bound too; run in
   local bound=$1; shift # the background so that a signal to this script acts at once
@@ -247,14 +259,14 @@ bench_cmd() { # seconds-bound args...: sluice-bench with an outer time bound too
 
 # measure I ROUND PATH HOOK: one run against instance I, appended to the CSVs.
 measure() {
-  local i=$1 r=$2 path=$3 hook=$4 scen=${I_SCEN[$1]} kind=${I_KIND[$1]} port json hook_pid=""
-  port=$(cat "${I_DIR[$i]}/port")
+  local i=$1 r=$2 path=$3 hook=$4 scen=${I_SCEN[$1]} kind=${I_KIND[$1]} url json hook_pid=""
+  url=$(url_of "$i" "$path")
   json="$OUT/raw/$scen-$kind-r$r.json"
   log "$scen: $kind round $r"
   if [ "$scen" = burst ]; then
     local nbursts; nbursts=$(tr ',' '\n' <<<"$BURSTS" | wc -l)
     bench_cmd $((nbursts * (BURST_TIMEOUT + 2) + 30)) --mode burst -t "$THREADS" -c "$BURSTS" \
-      --timeout "${BURST_TIMEOUT}s" --json "http://127.0.0.1:$port$path" >"$json" 2>"${json%.json}.log" || true
+      --timeout "${BURST_TIMEOUT}s" --json "$url" >"$json" 2>"${json%.json}.log" || true
     python3 - "$json" "$kind" "$r" >>"$OUT/burst.csv" <<'PY' || note burst "$kind round $r: no result"
 import json, sys
 d = json.load(open(sys.argv[1]))
@@ -268,8 +280,10 @@ PY
   local mode=(--mode keepalive)
   # latency: the same open-loop request rate for both, so p99 compares like with like
   [ "$scen" = latency ] && mode=(--mode rate --rate "$LAT_RATE")
+  # tls-handshake: a new connection (a full handshake, no resumption) per request
+  [ "$scen" = tls-handshake ] && mode+=(--no-keepalive)
   bench_cmd $((DURATION + 30)) "${mode[@]}" -t "$THREADS" -c "$CONNS" -d "${DURATION}s" --json \
-    "http://127.0.0.1:$port$path" >"$json" 2>"${json%.json}.log" || true
+    "$url" >"$json" 2>"${json%.json}.log" || true
   if [ -n "$hook_pid" ]; then kill "$hook_pid" 2>/dev/null || true; wait "$hook_pid" 2>/dev/null || true; fi
   python3 - "$json" "$scen" "$kind" "$r" >>"$OUT/runs.csv" <<'PY' || note "$scen" "$kind round $r: no result"
 import json, sys
@@ -289,12 +303,11 @@ reload_every_second() {
 
 # run_instances PATH [HOOK]: warm every instance, then ROUNDS rounds in order.
 run_instances() {
-  local path=$1 hook=${2:-} i r port
+  local path=$1 hook=${2:-} i r
   for i in "${!I_DIR[@]}"; do
     [ "${I_OK[$i]}" = 1 ] || continue
     if [ "$WARMUP" = 0 ] || [ "${I_SCEN[$i]}" = burst ]; then continue; fi
-    port=$(cat "${I_DIR[$i]}/port")
-    bench_cmd $((WARMUP + 30)) -c "$CONNS" -d "${WARMUP}s" "http://127.0.0.1:$port$path" >/dev/null 2>&1 || true
+    bench_cmd $((WARMUP + 30)) -c "$CONNS" -d "${WARMUP}s" "$(url_of "$i" "$path")" >/dev/null 2>&1 || true
   done
   for r in $(seq "$ROUNDS"); do
     for i in "${!I_DIR[@]}"; do
@@ -357,6 +370,36 @@ cache_scenario() { # NAME PATH
   note "$name" "origin saw $((after - before)) requests during warm-up and runs (misses)"
   stop_instances; stop_pidfile "$o/server.pid"
 }
+scenario_tls() {
+  ORDER+=(tls tls-handshake)
+  local c="$W/tls" row
+  mkdir -p "$c"
+  if ! command -v openssl >/dev/null && ! install_pkgs openssl; then
+    for row in tls tls-handshake; do note $row "skipped: openssl not installed"; done
+    return
+  fi
+  # One ECDSA P-256 certificate for both servers. (CA:FALSE so that a verifying
+  # client, e.g. sluice-bench --cacert, takes it as a server certificate.)
+  if ! openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj "/CN=bench.test" -addext "subjectAltName=DNS:bench.test" \
+    -addext "basicConstraints=critical,CA:FALSE" \
+    -keyout "$c/key.pem" -out "$c/cert.pem" >"$c/openssl.log" 2>&1; then
+    for row in tls tls-handshake; do note $row "skipped: openssl could not make a certificate"; done
+    return
+  fi
+  local srv="ssl_certificate $c/cert.pem; ssl_certificate_key $c/key.pem;"
+  LISTEN_OPTS=ssl
+  for row in tls tls-handshake; do
+    add_instance $row sluice "TLS (listen ssl)" "" "$srv"
+    add_instance $row nginx "TLS (listen ssl)" "" "$srv"
+  done
+  LISTEN_OPTS=""
+  run_instances /index.html
+  if [[ " ${I_OK[*]} " == *" 1 "* ]]; then
+    note tls-handshake "sluice-bench: rustls, X25519, certificate not verified, no session resumption"
+  fi
+  stop_instances
+}
 scenario_wrk() {
   ORDER+=(wrk)
   command -v wrk >/dev/null || { note wrk "skipped: wrk not installed"; return; }
@@ -385,7 +428,8 @@ scenario_wrk() {
   echo "kernel: $(uname -srmo)"
   echo "cores: $(nproc) ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'))"
   echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
-  echo "nginx: $("$NGINX" -v 2>&1 | sed 's/^nginx version: //')"
+  echo "nginx: $("$NGINX" -V 2>&1 | sed -n 's/^nginx version: //p; s/^built with //p' | paste -sd' ')"
+  echo "openssl: $(openssl version 2>/dev/null || echo missing)"
   echo "sluice: $([ "$SLUICE_STATE" = ok ] && { "$SLUICE" -V 2>&1 | head -1 || true; } || echo "$SLUICE_STATE")"
   echo "sluice-bench: $("$BENCH" --version)"
   echo "rustc: $(rustc --version 2>/dev/null || echo unknown)"
@@ -454,6 +498,16 @@ for sc in "${ORDER[@]}"; do
       s=$(median_of latency sluice 9); g=$(median_of latency nginx 9)
       row latency "p99 ms at $LAT_RATE req/s, open loop (lower is better)" "$s" "$g" \
         "$(median_of latency sluice 6)" "$(median_of latency nginx 6)" "$s" "$g" ;;
+    tls)
+      s=$(median_of tls sluice 4); g=$(median_of tls nginx 4)
+      row tls "req/s over TLS (keep-alive)" "$s" "$g" "$(median_of tls sluice 6)" "$(median_of tls nginx 6)" \
+        "$(median_of tls sluice 9)" "$(median_of tls nginx 9)"
+      echo "tls $s $g" >>"$W/bars.dat" ;;
+    tls-handshake)
+      s=$(median_of tls-handshake sluice 4); g=$(median_of tls-handshake nginx 4)
+      row tls-handshake "connections/s (full TLS handshake + 1 request each)" "$s" "$g" \
+        "$(median_of tls-handshake sluice 6)" "$(median_of tls-handshake nginx 6)" \
+        "$(median_of tls-handshake sluice 9)" "$(median_of tls-handshake nginx 9)" ;;
     wrk)
       s=$(median_of wrk sluice-bench 4); g=$(median_of wrk wrk 4)
       row wrk "req/s: sluice-bench vs wrk on nginx" "$s" "$g" - - - - ;;

@@ -2,13 +2,14 @@
 //! that turns argv into a validated [`Config`]. Every mistake becomes an [`ArgError`]
 //! whose message `main` prints before exiting with status 2.
 
+use crate::tls;
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 /// Usage text printed by `--help`.
 pub const USAGE: &str = "\
-sluice-bench: HTTP/1.1 load generator (keep-alive, burst and constant-rate modes)
+sluice-bench: HTTP/1.1 and HTTPS load generator (keep-alive, burst and constant-rate modes)
 
 usage: sluice-bench [OPTIONS] URL...
 
@@ -28,12 +29,26 @@ usage: sluice-bench [OPTIONS] URL...
       --timeout D      per-request (and connect) timeout (default 10s)
       --sources N      spread connections over source addresses 127.0.0.1..N for
                        loopback targets (default 64 in burst mode, 1 otherwise)
+      --no-keepalive   one request per connection (Connection: close), then a new
+                       connection: with https, a full handshake each (connections/s)
       --json           print one JSON object instead of the table
   -h, --help           this text
   -V, --version        print the version
 
-Several URLs are used round robin. In keepalive and rate modes, `{n}` in a URL's
-path becomes a number unique to each request and run (e.g. cache misses on purpose).
+TLS, for https:// URLs (the certificate is not verified by default, like wrk):
+      --cacert FILE    verify the server's certificate against the PEM roots in FILE
+  -k, --insecure       do not verify the certificate (the default)
+      --sni NAME       server name to send and verify (default: the URL's host; an
+                       IP address sends none)
+      --resume         resume sessions (tickets) across connections (default: every
+                       connection a full handshake)
+      --tls-version V  1.2 or 1.3 only (default: both offered)
+      --tls-groups L   key exchange groups to offer, in order (default
+                       x25519,p256,p384; also x25519mlkem768)
+
+Several URLs (http:// or https://) are used round robin. In keepalive and rate modes,
+`{n}` in a URL's path becomes a number unique to each request and run (e.g. cache
+misses on purpose).
 Every run stops by itself.
 Exit status: 0 after a run, 1 if the run could not be set up, 2 for bad arguments.
 ";
@@ -65,6 +80,8 @@ impl Mode {
 pub struct Url {
     /// The URL as given.
     pub raw: String,
+    /// `https://`.
+    pub tls: bool,
     /// Host part as written (for the Host header).
     pub host: String,
     /// TCP port.
@@ -104,6 +121,10 @@ pub struct Config {
     pub sources: u8,
     /// Print JSON.
     pub json: bool,
+    /// One request per connection in keep-alive and rate modes.
+    pub no_keepalive: bool,
+    /// TLS settings for https URLs.
+    pub tls: tls::Options,
     /// Targets, used round robin.
     pub urls: Vec<Url>,
 }
@@ -151,6 +172,10 @@ pub fn parse(args: &[String]) -> Result<Command, ArgError> {
     let mut timeout = Duration::from_secs(10);
     let mut sources: Option<u8> = None;
     let mut json = false;
+    let mut no_keepalive = false;
+    let mut insecure = false;
+    let mut tls_opts = tls::Options::default();
+    let mut tls_given = Vec::new();
     let mut raw_urls = Vec::new();
 
     let mut i = 0;
@@ -184,6 +209,23 @@ pub fn parse(args: &[String]) -> Result<Command, ArgError> {
             "--json" => {
                 flag(&inline)?;
                 json = true;
+                continue;
+            }
+            "--no-keepalive" | "--connection-close" => {
+                flag(&inline)?;
+                no_keepalive = true;
+                continue;
+            }
+            "-k" | "--insecure" => {
+                flag(&inline)?;
+                insecure = true;
+                tls_given.push(name.clone());
+                continue;
+            }
+            "--resume" => {
+                flag(&inline)?;
+                tls_opts.resume = true;
+                tls_given.push(name.clone());
                 continue;
             }
             _ => {}
@@ -229,6 +271,39 @@ pub fn parse(args: &[String]) -> Result<Command, ArgError> {
                 }
                 sources = Some(n as u8);
             }
+            "--cacert" => {
+                let pem = std::fs::read(&value)
+                    .or_else(|e| err(format!("cannot read --cacert file '{value}': {e}")))?;
+                let roots = tls::parse_roots(&pem)
+                    .or_else(|e| err(format!("--cacert file '{value}': {e}")))?;
+                tls_opts.roots = Some(roots);
+                tls_given.push(name.clone());
+            }
+            "--sni" => {
+                tls_opts.sni = Some(value);
+                tls_given.push(name.clone());
+            }
+            "--tls-version" => {
+                tls_opts.version = Some(match value.as_str() {
+                    "1.2" => tls::Version::Tls12,
+                    "1.3" => tls::Version::Tls13,
+                    _ => return err(format!("bad --tls-version '{value}' (1.2 or 1.3)")),
+                });
+                tls_given.push(name.clone());
+            }
+            "--tls-groups" => {
+                tls_opts.groups = value
+                    .split(',')
+                    .map(|g| {
+                        tls::Group::parse(g.trim()).ok_or_else(|| {
+                            ArgError(format!(
+                                "unknown group '{g}' (x25519, p256, p384, x25519mlkem768)"
+                            ))
+                        })
+                    })
+                    .collect::<Result<_, _>>()?;
+                tls_given.push(name.clone());
+            }
             _ => return err(format!("unknown option '{arg}'")),
         }
     }
@@ -246,6 +321,12 @@ pub fn parse(args: &[String]) -> Result<Command, ArgError> {
     }
     if mode == Mode::Burst && (requests.is_some() || pipeline.is_some()) {
         return err("burst mode sends one request per connection: drop -n/--pipeline");
+    }
+    if no_keepalive && pipeline.is_some_and(|d| d > 1) {
+        return err("--no-keepalive sends one request per connection: drop --pipeline");
+    }
+    if insecure && tls_opts.roots.is_some() {
+        return err("--insecure and --cacert contradict each other");
     }
     let connections = match (&conns, mode) {
         (None, Mode::Burst) => DEFAULT_BURSTS.to_vec(),
@@ -266,6 +347,15 @@ pub fn parse(args: &[String]) -> Result<Command, ArgError> {
         .iter()
         .map(|u| parse_url(u))
         .collect::<Result<Vec<_>, _>>()?;
+    if let Some(opt) = tls_given.first() {
+        if !urls.iter().any(|u| u.tls) {
+            return err(format!("{opt} applies to https:// URLs only"));
+        }
+    }
+    for u in urls.iter().filter(|u| u.tls) {
+        tls::server_name(&u.host, tls_opts.sni.as_deref())
+            .or_else(|e| err(format!("'{}': {e}", u.raw)))?;
+    }
     let body = match body_file {
         Some(path) => std::fs::read(&path)
             .or_else(|e| err(format!("cannot read --body file '{path}': {e}")))?,
@@ -291,6 +381,8 @@ pub fn parse(args: &[String]) -> Result<Command, ArgError> {
         timeout,
         sources: sources.unwrap_or(if mode == Mode::Burst { 64 } else { 1 }),
         json,
+        no_keepalive: no_keepalive || mode == Mode::Burst,
+        tls: tls_opts,
         urls,
     })))
 }
@@ -350,13 +442,14 @@ fn parse_header(value: &str) -> Result<String, ArgError> {
     }
 }
 
-/// Parses and resolves an `http://host[:port][/path]` URL.
+/// Parses and resolves an `http[s]://host[:port][/path]` URL.
 pub fn parse_url(raw: &str) -> Result<Url, ArgError> {
-    let Some(rest) = raw.strip_prefix("http://") else {
-        if raw.starts_with("https://") {
-            return err(format!("'{raw}': https is not supported"));
-        }
-        return err(format!("'{raw}': URL must start with http://"));
+    let (tls, rest) = if let Some(rest) = raw.strip_prefix("http://") {
+        (false, rest)
+    } else if let Some(rest) = raw.strip_prefix("https://") {
+        (true, rest)
+    } else {
+        return err(format!("'{raw}': URL must start with http:// or https://"));
     };
     let (authority, path) = match rest.find(['/', '?']) {
         Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_string()),
@@ -382,6 +475,7 @@ pub fn parse_url(raw: &str) -> Result<Url, ArgError> {
         return err(format!("'{raw}': no host"));
     }
     let port = match port {
+        None if tls => 443,
         None => 80,
         Some(p) => match p.parse::<u16>() {
             Ok(n) if n > 0 => n,
@@ -403,6 +497,7 @@ pub fn parse_url(raw: &str) -> Result<Url, ArgError> {
     };
     Ok(Url {
         raw: raw.to_string(),
+        tls,
         host,
         port,
         path,
@@ -480,8 +575,7 @@ mod tests {
         assert!(bad("--rate 0 http://127.0.0.1:1/").contains("rate"));
         assert!(bad("--frobnicate http://127.0.0.1:1/").contains("unknown option"));
         assert!(bad("http://127.0.0.1:1/ -c").contains("needs a value"));
-        assert!(bad("https://127.0.0.1/").contains("https"));
-        assert!(bad("ftp://127.0.0.1/").contains("http://"));
+        assert!(bad("ftp://127.0.0.1/").contains("https://"));
         assert!(bad("http://127.0.0.1:99999/").contains("port"));
         assert!(bad("-H novalue http://127.0.0.1:1/").contains("header"));
         assert!(bad("--mode burst -n 5 http://127.0.0.1:1/").contains("burst"));
@@ -489,6 +583,31 @@ mod tests {
         assert!(bad("-t 4 -c 2 http://127.0.0.1:1/").contains("thread"));
         assert!(bad("--body /nonexistent/x http://127.0.0.1:1/").contains("--body"));
         assert!(bad("--json=1 http://127.0.0.1:1/").contains("no value"));
+    }
+
+    #[test]
+    fn https_and_its_options() {
+        let c = run("--no-keepalive --resume --sni a.test --tls-version 1.2 https://127.0.0.1/x");
+        let u = &c.urls[0];
+        assert!(u.tls);
+        assert_eq!((u.port, u.path.as_str()), (443, "/x"));
+        assert!(c.no_keepalive && c.tls.resume);
+        assert_eq!(c.tls.sni.as_deref(), Some("a.test"));
+        assert_eq!(c.tls.version, Some(tls::Version::Tls12));
+        assert!(c.tls.roots.is_none());
+        let c = run("-k --tls-groups x25519,P-256 https://localhost:8443");
+        assert_eq!(c.tls.groups, vec![tls::Group::X25519, tls::Group::P256]);
+        assert!(!c.no_keepalive);
+        assert!(run("--mode burst http://127.0.0.1:1/").no_keepalive);
+        assert!(!run("http://127.0.0.1:1/").urls[0].tls);
+        assert!(bad("--resume http://127.0.0.1:1/").contains("https"));
+        assert!(bad("--tls-version 1.1 https://127.0.0.1/").contains("1.2 or 1.3"));
+        assert!(bad("--tls-groups ffdhe2048 https://127.0.0.1/").contains("group"));
+        assert!(bad("--sni a..b https://127.0.0.1/").contains("server name"));
+        assert!(bad("--cacert /nonexistent/ca https://127.0.0.1/").contains("--cacert"));
+        assert!(bad("--cacert /dev/null https://127.0.0.1/").contains("no certificate"));
+        assert!(bad("--no-keepalive --pipeline 2 http://127.0.0.1:1/").contains("pipeline"));
+        assert!(bad("--no-keepalive=1 http://127.0.0.1:1/").contains("no value"));
     }
 
     #[test]

@@ -3,17 +3,19 @@
 //! connection ends as exactly one of: succeeded (2xx/3xx), status (other code),
 //! connect failed, reset (closed or reset before a complete response, read or write
 //! side), timed out (no complete response within the timeout, connect included),
-//! parse error, or unfinished (still open at the burst's hard cap).
+//! parse error, TLS failed (https: the handshake failed), or unfinished (still open
+//! at the burst's hard cap). Over https every connection is a TLS handshake of its
+//! own (full unless `--resume`), started once its TCP connect completes.
 //!
 //! Latency of a connection runs from the start of its connect to its last byte.
 
 use crate::http::ResponseParser;
 use crate::load::Plan;
 use crate::stats::{ErrorKind, Stats};
+use crate::stream::{read_error, Stream};
 use crate::sys;
-use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
-use std::io::{self, Read, Write};
+use std::io;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
@@ -26,7 +28,7 @@ enum Phase {
 }
 
 struct OneShot {
-    stream: Option<TcpStream>,
+    stream: Option<Stream>,
     phase: Phase,
     started: Instant,
     target: usize,
@@ -76,7 +78,7 @@ pub fn run(
         });
         match started {
             Ok(s) => {
-                shot.stream = Some(s);
+                shot.stream = Some(Stream::new(s));
                 shot.phase = Phase::Connecting;
                 pending += 1;
             }
@@ -144,7 +146,8 @@ fn finish(shot: &mut OneShot, outcome: Outcome, stats: &mut Stats, poll: &Poll) 
         Outcome::Unfinished => {}
     }
     if let Some(mut s) = shot.stream.take() {
-        let _ = poll.registry().deregister(&mut s);
+        stats.record_handshake(s.handshake());
+        let _ = poll.registry().deregister(s.socket());
     }
     shot.phase = Phase::Done;
     shot.leftover = Vec::new();
@@ -152,16 +155,22 @@ fn finish(shot: &mut OneShot, outcome: Outcome, stats: &mut Stats, poll: &Poll) 
 
 /// Moves one connection forward after an event; `Some` when it has ended.
 fn advance(plan: &Plan, shot: &mut OneShot, rbuf: &mut [u8], stats: &mut Stats) -> Option<Outcome> {
+    let target = &plan.targets[shot.target];
     if shot.phase == Phase::Connecting {
-        let stream = shot.stream.as_ref()?;
-        match sys::connect_result(stream) {
+        let stream = shot.stream.as_mut()?;
+        match sys::connect_result(stream.socket()) {
             Ok(true) => shot.phase = Phase::Writing,
             Ok(false) => return None,
             Err(_) => return Some(Outcome::Failed(ErrorKind::Connect)),
         }
+        if let Some(t) = &target.tls {
+            if stream.start_tls(t).is_err() {
+                return Some(Outcome::Failed(ErrorKind::Tls));
+            }
+        }
     }
     if shot.phase == Phase::Writing {
-        let request = &plan.targets[shot.target].requests[shot.request];
+        let request = &target.requests[shot.request];
         let stream = shot.stream.as_mut()?;
         while shot.wpos < request.len() {
             match stream.write(&request[shot.wpos..]) {
@@ -174,6 +183,12 @@ fn advance(plan: &Plan, shot: &mut OneShot, rbuf: &mut [u8], stats: &mut Stats) 
         }
         if shot.wpos == request.len() {
             shot.phase = Phase::Reading;
+        }
+    }
+    // TLS records the socket did not take yet (handshake, request).
+    if let Some(stream) = shot.stream.as_mut() {
+        if stream.wants_write() && stream.flush().is_err() {
+            return Some(Outcome::Failed(ErrorKind::Write));
         }
     }
     // Read even while writing: a server may answer (and close) early.
@@ -212,7 +227,7 @@ fn read_response(shot: &mut OneShot, rbuf: &mut [u8], stats: &mut Stats) -> Opti
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == io::ErrorKind::NotConnected => break,
-            Err(_) => return Some(Outcome::Failed(ErrorKind::Read)),
+            Err(e) => return Some(Outcome::Failed(read_error(&e, stats))),
         }
     }
     shot.leftover.extend_from_slice(&rbuf[..len]);

@@ -28,7 +28,7 @@ pub fn build_request(
     };
     req.extend_from_slice(format!("{method} {} HTTP/1.1\r\n", url.path).as_bytes());
     if !has("host") {
-        if url.port == 80 {
+        if url.port == if url.tls { 443 } else { 80 } {
             req.extend_from_slice(format!("Host: {}\r\n", url.host).as_bytes());
         } else {
             req.extend_from_slice(format!("Host: {}:{}\r\n", url.host, url.port).as_bytes());
@@ -435,5 +435,10 @@ mod tests {
         let text = String::from_utf8(r).unwrap();
         assert!(text.starts_with("POST /a?b HTTP/1.1\r\nUser-Agent: sluice-bench\r\nhost: h\r\n"));
         assert!(text.ends_with("Content-Length: 3\r\n\r\nxyz"));
+        let url = crate::args::parse_url("https://127.0.0.1/").unwrap();
+        let r = build_request("GET", &url, &[], b"", false);
+        assert!(String::from_utf8(r)
+            .unwrap()
+            .contains("Host: 127.0.0.1\r\n"));
     }
 }

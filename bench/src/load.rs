@@ -8,6 +8,9 @@
 //! so a stalled server shows up as latency instead of as fewer requests
 //! (no coordinated omission). Sends are woken by a timerfd (microsecond resolution,
 //! unlike epoll's milliseconds), so the measured latency holds little timer slack.
+//! With `--no-keepalive` every request goes on a connection of its own (sent with
+//! `Connection: close`, closed by the server), and in keep-alive mode its latency runs
+//! from the start of the connect (TLS handshake included).
 //!
 //! Accounting: a request counts once it has an outcome (`ok` or an error kind).
 //! All requests in flight on a connection that fails get that failure's kind.
@@ -16,13 +19,13 @@
 
 use crate::http::ResponseParser;
 use crate::stats::{ErrorKind, Stats};
-use crate::sys;
-use mio::net::TcpStream;
+use crate::stream::{read_error, Stream};
+use crate::{sys, tls};
 use mio::{event::Event, unix::SourceFd, Events, Interest, Poll, Token};
 use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,6 +50,8 @@ pub struct Target {
     pub marks: Vec<Option<usize>>,
     /// Source addresses to spread connections over (empty: kernel's choice).
     pub sources: Vec<IpAddr>,
+    /// TLS for an https target.
+    pub tls: Option<tls::Target>,
 }
 
 /// What all threads share.
@@ -60,6 +65,8 @@ pub struct Plan {
     pub timeout: Duration,
     /// Requests are HEAD (responses have no body).
     pub head: bool,
+    /// One request per connection (the requests say `Connection: close`).
+    pub no_keepalive: bool,
     /// What `{n}` becomes before the thread and request numbers: differs
     /// from run to run, so a cache in front never saw the paths before.
     pub run_tag: String,
@@ -134,8 +141,10 @@ struct InFlight {
 }
 
 struct Conn {
-    stream: Option<TcpStream>,
+    stream: Option<Stream>,
     phase: Phase,
+    /// When the current connection's connect started.
+    opened: Instant,
     target: usize,
     next_req: usize,
     source_seq: usize,
@@ -152,6 +161,7 @@ impl Conn {
         Conn {
             stream: None,
             phase: Phase::Idle,
+            opened: Instant::now(),
             target: global_index % plan.targets.len(),
             next_req: 0,
             source_seq: global_index,
@@ -292,8 +302,9 @@ impl Worker<'_> {
         });
         match started {
             Ok(s) => {
-                conn.stream = Some(s);
+                conn.stream = Some(Stream::new(s));
                 conn.phase = Phase::Connecting { since: now };
+                conn.opened = now;
             }
             Err(_) => self.connect_failed(i, ErrorKind::Connect, now),
         }
@@ -323,7 +334,8 @@ impl Worker<'_> {
     fn drop_stream(&mut self, i: usize) {
         let conn = &mut self.conns[i];
         if let Some(mut s) = conn.stream.take() {
-            let _ = self.poll.registry().deregister(&mut s);
+            self.stats.record_handshake(s.handshake());
+            let _ = self.poll.registry().deregister(s.socket());
         }
         conn.phase = Phase::Idle;
         conn.parser.reset();
@@ -341,9 +353,16 @@ impl Worker<'_> {
         match conn.phase {
             Phase::Idle => {}
             Phase::Connecting { .. } => {
-                let Some(stream) = &conn.stream else { return };
-                match sys::connect_result(stream) {
-                    Ok(true) => self.on_connected(i, now),
+                let Some(stream) = &mut conn.stream else {
+                    return;
+                };
+                match sys::connect_result(stream.socket()) {
+                    Ok(true) => match &self.plan.targets[conn.target].tls {
+                        Some(t) if stream.start_tls(t).is_err() => {
+                            self.connect_failed(i, ErrorKind::Tls, now)
+                        }
+                        _ => self.on_connected(i, now),
+                    },
                     Ok(false) => {}
                     Err(_) => self.connect_failed(i, ErrorKind::Connect, now),
                 }
@@ -353,7 +372,11 @@ impl Worker<'_> {
                     self.on_readable(i);
                 }
                 let conn = &self.conns[i];
-                if ev.is_writable() && conn.phase == Phase::Open && conn.wpos < conn.wbuf.len() {
+                if ev.is_writable()
+                    && conn.phase == Phase::Open
+                    && (conn.wpos < conn.wbuf.len()
+                        || conn.stream.as_ref().is_some_and(Stream::wants_write))
+                {
                     self.flush(i, now);
                 }
             }
@@ -368,6 +391,10 @@ impl Worker<'_> {
                 self.dispatch(now);
             }
             None => self.top_up(i, now),
+        }
+        // The ClientHello, when nothing was written (rate mode, no request due).
+        if self.conns[i].phase == Phase::Open && self.conns[i].wbuf.is_empty() {
+            self.flush(i, now);
         }
     }
 
@@ -401,12 +428,18 @@ impl Worker<'_> {
     /// Keep-alive mode: fill connection `i` up to the pipelining depth and send.
     fn top_up(&mut self, i: usize, now: Instant) {
         let mut added = false;
+        // One request per connection: it waited for the connect (and handshake).
+        let since = if self.plan.no_keepalive {
+            self.conns[i].opened
+        } else {
+            now
+        };
         while {
             let c = &self.conns[i];
             c.phase == Phase::Open && !c.closing && c.inflight.len() < self.plan.pipeline
         } && self.take_quota()
         {
-            self.issue(i, now, now);
+            self.issue(i, since, since);
             added = true;
         }
         if added {
@@ -503,6 +536,9 @@ impl Worker<'_> {
         }
         conn.wbuf.clear();
         conn.wpos = 0;
+        if stream.flush().is_err() {
+            self.close(i, Some(ErrorKind::Write), now);
+        }
     }
 
     fn on_readable(&mut self, i: usize) {
@@ -549,8 +585,8 @@ impl Worker<'_> {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    failure = Some(ErrorKind::Read);
+                Err(e) => {
+                    failure = Some(read_error(&e, &mut self.stats));
                     break;
                 }
             }

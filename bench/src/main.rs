@@ -2,7 +2,8 @@
 //!
 //! Three modes (see `--help`): keep-alive (closed loop, wrk-like), burst (C one-shot
 //! connections at once, for each C in a list) and rate (open loop at R requests/s,
-//! latency from the intended send time). Each thread runs one mio event loop; the
+//! latency from the intended send time); http:// or https:// (rustls, one client
+//! configuration for the run). Each thread runs one mio event loop; the
 //! per-thread [`stats::Stats`] are merged and printed as a table or one JSON object.
 //! Every run is bounded: by `-d`, by `-n` with a 10-minute cap, or per burst by the
 //! timeout. Exit status 2 means bad arguments.
@@ -13,7 +14,9 @@ mod http;
 mod load;
 mod report;
 mod stats;
+mod stream;
 mod sys;
+mod tls;
 
 use args::{Command, Config, Mode};
 use std::io;
@@ -53,12 +56,30 @@ fn main() {
     }
 }
 
-/// Groups URLs by address and builds their request bytes once.
-fn plan(cfg: &Config, close: bool) -> load::Plan {
+/// Groups URLs by address (and scheme and server name) and builds their request
+/// bytes once.
+fn plan(cfg: &Config) -> io::Result<load::Plan> {
+    let close = cfg.no_keepalive;
+    let config = match cfg.urls.iter().any(|u| u.tls) {
+        true => Some(tls::client_config(&cfg.tls).map_err(io::Error::other)?),
+        false => None,
+    };
     let mut targets: Vec<load::Target> = Vec::new();
     for u in &cfg.urls {
         let req = http::build_request(&cfg.method, u, &cfg.headers, &cfg.body, close);
-        match targets.iter_mut().find(|t| t.addr == u.addr) {
+        let tls = match (&config, u.tls) {
+            (Some(config), true) => Some(tls::Target {
+                config: config.clone(),
+                name: tls::server_name(&u.host, cfg.tls.sni.as_deref())
+                    .map_err(io::Error::other)?,
+            }),
+            _ => None,
+        };
+        let name = |t: &Option<tls::Target>| t.as_ref().map(|t| t.name.clone());
+        match targets
+            .iter_mut()
+            .find(|t| t.addr == u.addr && name(&t.tls) == name(&tls))
+        {
             Some(t) => {
                 t.marks.push(load::unique_mark(&req));
                 t.requests.push(req);
@@ -68,19 +89,21 @@ fn plan(cfg: &Config, close: bool) -> load::Plan {
                 marks: vec![load::unique_mark(&req)],
                 requests: vec![req],
                 sources: sys::loopback_sources(u.addr, cfg.sources),
+                tls,
             }),
         }
     }
-    load::Plan {
+    Ok(load::Plan {
         targets,
         pipeline: cfg.pipeline,
         timeout: cfg.timeout,
         head: cfg.method == "HEAD",
+        no_keepalive: close,
         run_tag: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64)
             .to_string(),
-    }
+    })
 }
 
 fn info(cfg: &Config) -> report::RunInfo {
@@ -91,6 +114,8 @@ fn info(cfg: &Config) -> report::RunInfo {
         pipeline: cfg.pipeline,
         rate_per_sec: cfg.rate_per_sec,
         urls: cfg.urls.iter().map(|u| u.raw.clone()).collect(),
+        tls: cfg.urls.iter().any(|u| u.tls),
+        keepalive: !cfg.no_keepalive,
     }
 }
 
@@ -107,10 +132,18 @@ fn warn_nofile(needed: usize) {
     }
 }
 
+/// Says on stderr why TLS handshakes failed, if they did.
+fn warn_tls(stats: &stats::Stats) {
+    if let Some(e) = &stats.first_tls_error {
+        let n = stats.error(stats::ErrorKind::Tls);
+        eprintln!("sluice-bench: {n} TLS failure(s), the first: {e}");
+    }
+}
+
 fn run_load(cfg: &Config) -> io::Result<()> {
     let conns = cfg.connections[0];
     warn_nofile(conns);
-    let plan = plan(cfg, false);
+    let plan = plan(cfg)?;
     let run_for = match (cfg.duration, cfg.requests) {
         (Some(d), _) => d,
         (None, Some(_)) => REQUEST_RUN_CAP,
@@ -164,6 +197,7 @@ fn run_load(cfg: &Config) -> io::Result<()> {
     for r in results {
         total.merge(&r?);
     }
+    warn_tls(&total);
     let info = info(cfg);
     if cfg.json {
         println!("{}", report::run_json(&info, &total, elapsed));
@@ -175,7 +209,7 @@ fn run_load(cfg: &Config) -> io::Result<()> {
 
 fn run_burst(cfg: &Config) -> io::Result<()> {
     warn_nofile(cfg.connections.iter().copied().max().unwrap_or(0));
-    let plan = plan(cfg, true);
+    let plan = plan(cfg)?;
     let cap = cfg.duration.unwrap_or(cfg.timeout + Duration::from_secs(1));
     let mut bursts = Vec::new();
     for (n, &conns) in cfg.connections.iter().enumerate() {
@@ -212,11 +246,12 @@ fn run_burst(cfg: &Config) -> io::Result<()> {
         if cfg.connections.len() > 1 {
             let o = report::BurstOutcome::of(&total);
             eprintln!(
-                "sluice-bench: burst {conns}: {} succeeded, {} connect failed, {} reset, {} timed out in {:.2}s",
+                "sluice-bench: burst {conns}: {} succeeded, {} connect failed, {} reset, {} timed out, {} TLS failed in {:.2}s",
                 o.succeeded,
                 o.connect_failed,
                 o.reset,
                 o.timed_out,
+                o.tls_failed,
                 elapsed.as_secs_f64()
             );
         }
@@ -225,6 +260,9 @@ fn run_burst(cfg: &Config) -> io::Result<()> {
             stats: total,
             elapsed,
         });
+    }
+    for b in &bursts {
+        warn_tls(&b.stats);
     }
     let info = info(cfg);
     if cfg.json {

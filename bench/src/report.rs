@@ -3,9 +3,11 @@
 //! JSON keys (all modes): `mode`, `connections`, `threads`, `duration_s`, `rps`
 //! (complete responses/s, like wrk), `ok_rps`, `sent`, `ok`, `non2xx`, `errors` (by
 //! kind), `error_total`, `unfinished`, `bytes`, `bytes_per_sec`, `latency_ms`
-//! {`p50`,`p90`,`p99`,`p999`,`max`}, `status_codes`. Burst mode adds `succeeded`,
-//! `connect_failed`, `reset`, `timed_out`, `unfinished` totals and a `bursts` array
-//! with the same fields per concurrency level.
+//! {`p50`,`p90`,`p99`,`p999`,`max`}, `status_codes`, `keepalive` (false: one request
+//! per connection), and with https URLs `tls` {`handshakes`, `resumed`}. Burst mode
+//! adds `succeeded`, `connect_failed`, `reset`, `timed_out`, `tls_failed`,
+//! `unfinished` totals and a `bursts` array with the same fields per concurrency
+//! level.
 
 use crate::stats::{ErrorKind, Stats};
 use serde_json::{json, Map, Value};
@@ -27,6 +29,10 @@ pub struct RunInfo {
     pub rate_per_sec: Option<f64>,
     /// URLs as given.
     pub urls: Vec<String>,
+    /// Some URL is https.
+    pub tls: bool,
+    /// Connections carry more than one request.
+    pub keepalive: bool,
 }
 
 /// Outcome of one burst of `conns` one-shot connections.
@@ -50,6 +56,8 @@ pub struct BurstOutcome {
     pub reset: u64,
     /// No response within the timeout.
     pub timed_out: u64,
+    /// TLS handshake failed.
+    pub tls_failed: u64,
     /// Still open when the burst's hard cap ended it.
     pub unfinished: u64,
 }
@@ -62,6 +70,7 @@ impl BurstOutcome {
             connect_failed: stats.error(ErrorKind::Connect),
             reset: stats.error(ErrorKind::Read) + stats.error(ErrorKind::Write),
             timed_out: stats.error(ErrorKind::Timeout),
+            tls_failed: stats.error(ErrorKind::Tls),
             unfinished: stats.unfinished,
         }
     }
@@ -80,7 +89,7 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-fn common(stats: &Stats, elapsed: Duration) -> Map<String, Value> {
+fn common(info: &RunInfo, stats: &Stats, elapsed: Duration) -> Map<String, Value> {
     let mut errors = Map::new();
     for kind in ErrorKind::ALL {
         errors.insert(kind.as_str().into(), stats.error(kind).into());
@@ -110,10 +119,18 @@ fn common(stats: &Stats, elapsed: Duration) -> Map<String, Value> {
         },
         "status_codes": codes,
     });
-    match v {
+    let mut m = match v {
         Value::Object(m) => m,
         _ => Map::new(),
+    };
+    if info.tls {
+        let mut tls = json!({ "handshakes": stats.tls_handshakes, "resumed": stats.tls_resumed });
+        if let Some(e) = &stats.first_tls_error {
+            tls["first_error"] = e.as_str().into();
+        }
+        m.insert("tls".into(), tls);
     }
+    m
 }
 
 fn header(info: &RunInfo, m: &mut Map<String, Value>) {
@@ -125,6 +142,7 @@ fn header(info: &RunInfo, m: &mut Map<String, Value>) {
         m.insert("rate_per_sec".into(), r.into());
     }
     m.insert("urls".into(), info.urls.clone().into());
+    m.insert("keepalive".into(), info.keepalive.into());
 }
 
 fn add_outcome(m: &mut Map<String, Value>, o: &BurstOutcome) {
@@ -132,6 +150,7 @@ fn add_outcome(m: &mut Map<String, Value>, o: &BurstOutcome) {
     m.insert("connect_failed".into(), o.connect_failed.into());
     m.insert("reset".into(), o.reset.into());
     m.insert("timed_out".into(), o.timed_out.into());
+    m.insert("tls_failed".into(), o.tls_failed.into());
     m.insert("unfinished".into(), o.unfinished.into());
 }
 
@@ -139,7 +158,7 @@ fn add_outcome(m: &mut Map<String, Value>, o: &BurstOutcome) {
 pub fn run_json(info: &RunInfo, stats: &Stats, elapsed: Duration) -> Value {
     let mut m = Map::new();
     header(info, &mut m);
-    m.extend(common(stats, elapsed));
+    m.extend(common(info, stats, elapsed));
     Value::Object(m)
 }
 
@@ -153,13 +172,13 @@ pub fn burst_json(info: &RunInfo, bursts: &[BurstResult]) -> Value {
         elapsed += b.elapsed;
         let mut m = Map::new();
         m.insert("conns".into(), b.conns.into());
-        m.extend(common(&b.stats, b.elapsed));
+        m.extend(common(info, &b.stats, b.elapsed));
         add_outcome(&mut m, &BurstOutcome::of(&b.stats));
         list.push(Value::Object(m));
     }
     let mut m = Map::new();
     header(info, &mut m);
-    m.extend(common(&total, elapsed));
+    m.extend(common(info, &total, elapsed));
     add_outcome(&mut m, &BurstOutcome::of(&total));
     m.insert("bursts".into(), Value::Array(list));
     Value::Object(m)
@@ -174,6 +193,17 @@ fn human_bytes(n: f64) -> String {
         u += 1;
     }
     format!("{v:.2} {}", UNITS[u])
+}
+
+/// ", N TLS handshakes (M resumed)" for https runs.
+fn tls_note(info: &RunInfo, stats: &Stats) -> String {
+    if !info.tls {
+        return String::new();
+    }
+    format!(
+        ", {} TLS handshakes ({} resumed)",
+        stats.tls_handshakes, stats.tls_resumed
+    )
 }
 
 fn error_line(stats: &Stats) -> String {
@@ -191,9 +221,14 @@ pub fn run_table(info: &RunInfo, stats: &Stats, elapsed: Duration) -> String {
         .rate_per_sec
         .map(|r| format!(", target {r} req/s"))
         .unwrap_or_default();
+    let per = if info.keepalive {
+        ""
+    } else {
+        ", one request per connection"
+    };
     let _ = writeln!(
         s,
-        "sluice-bench {}: {} connections, {} thread(s), pipeline {}{rate}, {:.2} s",
+        "sluice-bench {}: {} connections{per}, {} thread(s), pipeline {}{rate}, {:.2} s",
         info.mode,
         info.connections,
         info.threads,
@@ -203,11 +238,12 @@ pub fn run_table(info: &RunInfo, stats: &Stats, elapsed: Duration) -> String {
     let _ = writeln!(s, "  {}", info.urls.join(" "));
     let _ = writeln!(
         s,
-        "  requests   sent {}  ok {}  errors {}  unfinished {}",
+        "  requests   sent {}  ok {}  errors {}  unfinished {}{}",
         stats.sent(),
         stats.ok,
         stats.error_total(),
-        stats.unfinished
+        stats.unfinished,
+        tls_note(info, stats)
     );
     let _ = writeln!(
         s,
@@ -246,7 +282,7 @@ pub fn burst_table(info: &RunInfo, bursts: &[BurstResult]) -> String {
     );
     let _ = writeln!(
         s,
-        "{:>7} {:>10} {:>9} {:>7} {:>9} {:>10} {:>7} {:>7} {:>9} {:>9} {:>9}",
+        "{:>7} {:>10} {:>9} {:>7} {:>9} {:>10} {:>7} {:>7} {:>7} {:>9} {:>9} {:>9}",
         "conns",
         "succeeded",
         "conn_fail",
@@ -255,6 +291,7 @@ pub fn burst_table(info: &RunInfo, bursts: &[BurstResult]) -> String {
         "unfinished",
         "non2xx",
         "parse",
+        "tls",
         "time_s",
         "p50_ms",
         "p99_ms"
@@ -263,7 +300,7 @@ pub fn burst_table(info: &RunInfo, bursts: &[BurstResult]) -> String {
         let o = BurstOutcome::of(&b.stats);
         let _ = writeln!(
             s,
-            "{:>7} {:>10} {:>9} {:>7} {:>9} {:>10} {:>7} {:>7} {:>9.3} {:>9.3} {:>9.3}",
+            "{:>7} {:>10} {:>9} {:>7} {:>9} {:>10} {:>7} {:>7} {:>7} {:>9.3} {:>9.3} {:>9.3}",
             b.conns,
             o.succeeded,
             o.connect_failed,
@@ -272,10 +309,17 @@ pub fn burst_table(info: &RunInfo, bursts: &[BurstResult]) -> String {
             o.unfinished,
             b.stats.error(ErrorKind::Status),
             b.stats.error(ErrorKind::Parse),
+            o.tls_failed,
             b.elapsed.as_secs_f64(),
             b.stats.latency_ms(0.5),
             b.stats.latency_ms(0.99)
         );
+    }
+    if info.tls {
+        let (full, resumed) = bursts.iter().fold((0, 0), |(f, r), b| {
+            (f + b.stats.tls_handshakes, r + b.stats.tls_resumed)
+        });
+        let _ = writeln!(s, "  TLS handshakes {full} ({resumed} resumed)");
     }
     s
 }
@@ -292,6 +336,8 @@ mod tests {
             pipeline: 1,
             rate_per_sec: None,
             urls: vec!["http://127.0.0.1:1/".into()],
+            tls: false,
+            keepalive: true,
         }
     }
 

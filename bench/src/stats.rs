@@ -23,17 +23,21 @@ pub enum ErrorKind {
     Status,
     /// Response could not be parsed.
     Parse,
+    /// TLS handshake failed (certificate not verified, no common parameters,
+    /// an alert) or a bad TLS record.
+    Tls,
 }
 
 impl ErrorKind {
     /// All kinds, in report order.
-    pub const ALL: [ErrorKind; 6] = [
+    pub const ALL: [ErrorKind; 7] = [
         ErrorKind::Connect,
         ErrorKind::Read,
         ErrorKind::Write,
         ErrorKind::Timeout,
         ErrorKind::Status,
         ErrorKind::Parse,
+        ErrorKind::Tls,
     ];
 
     /// Name used in reports.
@@ -45,6 +49,7 @@ impl ErrorKind {
             ErrorKind::Timeout => "timeout",
             ErrorKind::Status => "status",
             ErrorKind::Parse => "parse",
+            ErrorKind::Tls => "tls",
         }
     }
 }
@@ -58,7 +63,7 @@ pub struct Stats {
     /// Complete responses with status 2xx or 3xx.
     pub ok: u64,
     /// Failed requests by kind, indexed like [`ErrorKind::ALL`].
-    pub errors: [u64; 6],
+    pub errors: [u64; 7],
     /// Requests in flight (or due but not yet sent) when the run ended.
     pub unfinished: u64,
     /// Response bytes received (head and body).
@@ -67,6 +72,12 @@ pub struct Stats {
     pub status_codes: Vec<u64>,
     /// Latency of complete responses, microseconds.
     pub latency_us: Histogram<u64>,
+    /// TLS handshakes completed (full and resumed).
+    pub tls_handshakes: u64,
+    /// Of those, resumed sessions.
+    pub tls_resumed: u64,
+    /// The first TLS error's message (why handshakes fail).
+    pub first_tls_error: Option<String>,
 }
 
 impl Default for Stats {
@@ -80,12 +91,15 @@ impl Stats {
     pub fn new() -> Self {
         Stats {
             ok: 0,
-            errors: [0; 6],
+            errors: [0; 7],
             unfinished: 0,
             bytes: 0,
             status_codes: vec![0; 1000],
             latency_us: Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)
                 .expect("constant histogram bounds are valid"),
+            tls_handshakes: 0,
+            tls_resumed: 0,
+            first_tls_error: None,
         }
     }
 
@@ -106,6 +120,18 @@ impl Stats {
     #[inline]
     pub fn record_error(&mut self, kind: ErrorKind, count: u64) {
         self.errors[kind as usize] += count;
+    }
+
+    /// Counts a connection's completed TLS handshake, if it had one.
+    pub fn record_handshake(&mut self, done: Option<crate::stream::Handshake>) {
+        match done {
+            Some(crate::stream::Handshake::Full) => self.tls_handshakes += 1,
+            Some(crate::stream::Handshake::Resumed) => {
+                self.tls_handshakes += 1;
+                self.tls_resumed += 1;
+            }
+            None => {}
+        }
     }
 
     /// Errors of one kind.
@@ -136,6 +162,11 @@ impl Stats {
         }
         self.unfinished += other.unfinished;
         self.bytes += other.bytes;
+        self.tls_handshakes += other.tls_handshakes;
+        self.tls_resumed += other.tls_resumed;
+        if self.first_tls_error.is_none() {
+            self.first_tls_error.clone_from(&other.first_tls_error);
+        }
         for (a, b) in self.status_codes.iter_mut().zip(other.status_codes.iter()) {
             *a += b;
         }
@@ -213,7 +244,13 @@ mod tests {
         b.record_error(ErrorKind::Read, 3);
         b.unfinished = 4;
         b.bytes = 10;
+        b.record_handshake(Some(crate::stream::Handshake::Full));
+        b.record_handshake(Some(crate::stream::Handshake::Resumed));
+        b.record_handshake(None);
+        b.first_tls_error = Some("bad certificate".into());
         a.merge(&b);
+        assert_eq!((a.tls_handshakes, a.tls_resumed), (2, 1));
+        assert_eq!(a.first_tls_error.as_deref(), Some("bad certificate"));
         assert_eq!(a.ok, 100);
         assert_eq!(a.error(ErrorKind::Status), 1);
         assert_eq!(a.error(ErrorKind::Read), 3);

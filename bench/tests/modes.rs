@@ -2,67 +2,17 @@
 //! servers started here on 127.0.0.1:0, and checks that its counts add up and that
 //! a server that closes connections without answering shows up as errors.
 
-use serde_json::Value;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+mod common;
+
+use common::{assert_adds_up, bench, n, recording_server};
+use std::io::Read;
+use std::net::TcpListener;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::thread;
 
-/// A keep-alive HTTP/1.1 server answering every request with `status` and a
-/// 5-byte body; honours pipelining and `Connection: close`.
+/// A keep-alive HTTP/1.1 server answering every request with `status`.
 fn answering_server(status: u16) -> String {
     recording_server(status).0
-}
-
-/// Request lines seen by a server.
-type Seen = Arc<Mutex<Vec<String>>>;
-
-/// [`answering_server`] that also records every request line.
-fn recording_server(status: u16) -> (String, Seen) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let seen = Seen::default();
-    let lines = seen.clone();
-    thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let lines = lines.clone();
-            thread::spawn(move || serve(stream, status, &lines));
-        }
-    });
-    (format!("http://{addr}/"), seen)
-}
-
-fn serve(mut stream: TcpStream, status: u16, seen: &Mutex<Vec<String>>) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = match stream.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        buf.extend_from_slice(&chunk[..n]);
-        let mut out = Vec::new();
-        let mut close = false;
-        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_string();
-            buf.drain(..end + 4);
-            let line = head.lines().next().unwrap_or("").to_string();
-            seen.lock().unwrap().push(line);
-            let head = head.to_ascii_lowercase();
-            close = head.contains("connection: close");
-            let conn = if close { "Connection: close\r\n" } else { "" };
-            out.extend_from_slice(
-                format!("HTTP/1.1 {status} X\r\nContent-Length: 5\r\n{conn}\r\nhello").as_bytes(),
-            );
-            if close {
-                break;
-            }
-        }
-        if stream.write_all(&out).is_err() || close {
-            return;
-        }
-    }
 }
 
 /// A server that accepts, reads the request, and closes without answering.
@@ -76,33 +26,6 @@ fn closing_server() -> String {
         }
     });
     format!("http://{addr}/")
-}
-
-fn bench(args: &[&str]) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_sluice-bench"))
-        .arg("--json")
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{args:?}: {out:?}");
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"))
-}
-
-fn n(v: &Value, key: &str) -> u64 {
-    v[key].as_u64().unwrap_or_else(|| panic!("no {key} in {v}"))
-}
-
-/// sent = ok + every error kind, and the error total agrees.
-fn assert_adds_up(v: &Value) {
-    let errors: u64 = v["errors"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|e| e.as_u64().unwrap())
-        .sum();
-    assert_eq!(n(v, "sent"), n(v, "ok") + errors, "{v}");
-    assert_eq!(n(v, "error_total"), errors, "{v}");
-    assert_eq!(n(v, "non2xx"), n(&v["errors"], "status"), "{v}");
 }
 
 #[test]
@@ -263,4 +186,15 @@ fn unique_marker_gives_every_request_its_own_path() {
     assert_eq!(n(&again, "ok"), 1);
     let last = seen.lock().unwrap().last().cloned().unwrap();
     assert!(!lines.contains(&last), "{last}");
+}
+
+#[test]
+fn no_keepalive_sends_one_request_per_connection() {
+    let (url, seen) = recording_server(200);
+    let v = bench(&["-c", "2", "-n", "30", "--no-keepalive", &url]);
+    assert_adds_up(&v);
+    assert_eq!(n(&v, "ok"), 30, "{v}");
+    assert_eq!(v["keepalive"], false, "{v}");
+    assert!(v.get("tls").is_none(), "{v}");
+    assert_eq!(seen.lock().unwrap().len(), 30);
 }
