@@ -184,10 +184,22 @@ fn error_log_levels_map_to_level_filters() {
 
 #[test]
 fn events_rejects_unknown_and_bad_values() {
+    // nginx's tuning directives are accepted; another event method is not.
+    load_ok("events {\n  use epoll;\n  multi_accept on;\n}\nhttp {}\n");
     assert_err(
-        "events {\n  use epoll;\n}\nhttp {}\n",
+        "events {\n  use kqueue;\n}\nhttp {}\n",
         2,
-        "unknown directive \"use\"",
+        "invalid event type \"kqueue\": sluice uses epoll",
+    );
+    assert_err(
+        "events {\n  use_epoll;\n}\nhttp {}\n",
+        2,
+        "unknown directive \"use_epoll\"",
+    );
+    assert_err(
+        "load_module modules/x.so;\nevents {}\nhttp {}\n",
+        1,
+        "\"load_module\": dynamic modules are not supported: sluice is one binary",
     );
     assert_err(
         "events {\n\n  worker_connections abc;\n}\nhttp {}\n",
