@@ -5,13 +5,16 @@
 //! certificate by SNI, session tickets are sealed with keys every worker
 //! derives alike, and [`Stream`] drives one connection's TLS through the
 //! worker's non-blocking socket (rustls is sans-I/O: it reads and writes
-//! through buffers).
+//! through buffers), as a server or as the proxy's client of an HTTPS
+//! upstream (whose configurations [`client`] builds).
 
 pub mod cert;
+pub mod client;
 pub mod server;
 pub mod stream;
 pub mod tickets;
 
 pub use cert::{load_pair, CertError};
+pub use client::{build_client, ClientOptions};
 pub use server::{build, Options, ServerEntry};
-pub use stream::{Stream, TlsInfo};
+pub use stream::{is_certificate_error, Stream, TlsInfo};

@@ -1,4 +1,5 @@
-//! One TLS connection over a non-blocking socket. The connection's owner
+//! One TLS connection over a non-blocking socket, server side (a client
+//! of ours) or client side (an upstream of the proxy). The connection's owner
 //! reads and writes plaintext through [`Stream::read`] and [`Stream::write`]
 //! as it would through the socket (`WouldBlock` included), and calls
 //! [`Stream::flush`] before it considers its output written: records rustls
@@ -6,7 +7,8 @@
 //! has data, so a short read still means the socket is drained (what an
 //! edge-triggered loop relies on).
 
-use rustls::{ServerConfig, ServerConnection};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, Connection, ServerConfig, ServerConnection};
 use std::io::{self, ErrorKind, Read, Write};
 use std::sync::Arc;
 
@@ -33,10 +35,10 @@ pub struct TlsInfo {
     pub server_name: Option<Box<str>>,
 }
 
-/// A server-side TLS connection.
+/// A TLS connection.
 pub struct Stream {
-    conn: ServerConnection,
-    /// Nothing read yet: the first bytes may be plain HTTP.
+    conn: Connection,
+    /// Server side and nothing read yet: the first bytes may be plain HTTP.
     first: bool,
     plain_http: bool,
 }
@@ -45,15 +47,58 @@ pub struct Stream {
 const PLAINTEXT_LIMIT: usize = 256 * 1024;
 
 impl Stream {
-    /// A new connection under `cfg`.
+    /// A new server connection under `cfg`.
     pub fn new(cfg: &Arc<ServerConfig>) -> io::Result<Stream> {
-        let mut conn = ServerConnection::new(cfg.clone()).map_err(io::Error::other)?;
+        let conn = ServerConnection::new(cfg.clone()).map_err(io::Error::other)?;
+        Ok(Stream::of(conn.into(), true))
+    }
+
+    /// A new client connection to `name` under `cfg` (its first flight is
+    /// queued: [`Stream::handshake`] sends it).
+    pub fn client(cfg: &Arc<ClientConfig>, name: ServerName<'static>) -> io::Result<Stream> {
+        let conn = ClientConnection::new(cfg.clone(), name).map_err(io::Error::other)?;
+        Ok(Stream::of(conn.into(), false))
+    }
+
+    fn of(mut conn: Connection, server: bool) -> Stream {
         conn.set_buffer_limit(Some(PLAINTEXT_LIMIT));
-        Ok(Stream {
+        Stream {
             conn,
-            first: true,
+            first: server,
             plain_http: false,
-        })
+        }
+    }
+
+    /// Drive the handshake as far as the socket allows. Ok(true): done (and
+    /// its last flight written or queued); Ok(false): waiting for the
+    /// socket; an error is the peer's refusal, ours (the certificate did not
+    /// verify: the alert is sent first), or the socket's.
+    pub fn handshake(&mut self, sock: &mut impl Socket) -> io::Result<bool> {
+        loop {
+            let flushed = self.flush(sock)?;
+            if !self.conn.is_handshaking() {
+                return Ok(true);
+            }
+            if !flushed && !self.conn.wants_read() {
+                return Ok(false);
+            }
+            match self.conn.read_tls(sock) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        ErrorKind::UnexpectedEof,
+                        "peer closed the connection during the handshake",
+                    ))
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+            if let Err(e) = self.conn.process_new_packets() {
+                let _ = self.flush(sock);
+                return Err(io::Error::new(ErrorKind::InvalidData, e));
+            }
+        }
     }
 
     /// The client spoke plain HTTP to this TLS port (after a read failed):
@@ -174,9 +219,21 @@ impl Stream {
                 .conn
                 .negotiated_cipher_suite()
                 .map_or("", |s| openssl_name(s.suite())),
-            server_name: self.conn.server_name().map(Into::into),
+            server_name: match &self.conn {
+                Connection::Server(c) => c.server_name().map(Into::into),
+                Connection::Client(_) => None,
+            },
         })
     }
+}
+
+/// Whether a handshake error is the peer's certificate failing verification
+/// (expired, untrusted, for another name...).
+pub fn is_certificate_error(e: &io::Error) -> bool {
+    matches!(
+        e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()),
+        Some(rustls::Error::InvalidCertificate(_))
+    )
 }
 
 /// nginx reports OpenSSL's names for suites (`$ssl_cipher`).
