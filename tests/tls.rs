@@ -263,33 +263,8 @@ fn bad_certificates_and_protocols_fail_t_with_file_and_line() {
     let certs = TempDir::new("tls-t");
     let a = make_cert(certs.path(), "a", &["a.test"]);
     let b = make_cert(certs.path(), "b", &["b.test"]);
-    let run = |tag: &str, server: &str| -> CmdOutput {
-        let dir = TempDir::new(tag);
-        let conf = dir.join("sluice.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "daemon off;\npid {d}/p;\nerror_log {d}/e.log;\nstate_dir {d}/s;\nevents {{ }}\nhttp {{\n  server {{\n    listen 127.0.0.1:{p} ssl;\n{server}\n  }}\n}}\n",
-                d = dir.path().display(),
-                p = free_port()
-            ),
-        )
-        .unwrap();
-        run_sluice(
-            dir.path(),
-            &["-t", "-c", conf.to_str().unwrap()],
-            Duration::from_secs(10),
-        )
-    };
-    let fails = |out: &CmdOutput, line: usize, what: &str| {
-        assert!(!out.status.success(), "accepted: {}", out.stderr);
-        assert!(
-            out.stderr.contains(&format!("sluice.conf:{line}")),
-            "{}",
-            out.stderr
-        );
-        assert!(out.stderr.contains(what), "{}", out.stderr);
-    };
+    let run = |tag: &str, server: &str| test_config(tag, "ssl", server);
+    let fails = assert_conf_error;
     let missing = run(
         "t-missing",
         &format!(

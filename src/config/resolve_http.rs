@@ -20,7 +20,7 @@ use super::resolve_compat;
 use super::resolve_extras::ExtrasInherit;
 use super::resolve_gzip::GzipInherit;
 use super::resolve_limits::{self, LimitsInherit, LocationOnly};
-use super::resolve_proxy::{parse_pass, resolve_pass, upstream_block, PassTarget, ProxyInherit};
+use super::resolve_proxy::{parse_pass, upstream_block, PassTarget, ProxyInherit, Upstreams};
 use super::resolve_ssl::SslInherit;
 use super::resolve_waiting_room::{HttpRooms, LocationRooms};
 use super::types::{
@@ -28,7 +28,6 @@ use super::types::{
     ReturnConf, ServerConf,
 };
 use super::types_limits::{LimitZoneConf, LimitsConf};
-use super::types_proxy::UpstreamConf;
 use super::values::{
     arg0, duration, flag, invalid_value, not_allowed, number, path_arg, positive, size, template,
     Spec, HTTP, LOCATION, SERVER,
@@ -216,7 +215,7 @@ impl Inherit {
                     }
                     return Ok(true);
                 }
-                return self.proxy.apply(d);
+                return self.proxy.apply(d, st.conf_dir);
             }
         }
         Ok(true)
@@ -262,13 +261,13 @@ impl Inherit {
         self,
         raw: RawLocation,
         conf_dir: &Path,
-        upstreams: &mut Vec<UpstreamConf>,
+        upstreams: &mut Upstreams,
         cache_paths: &[super::types_cache::CachePathConf],
         zones: &[LimitZoneConf],
         rooms: &HttpRooms,
     ) -> Result<LocationConf, ConfigError> {
         let pass = match &raw.pass {
-            Some(t) => Some(resolve_pass(t, upstreams)?),
+            Some(t) => Some(self.proxy.resolve_pass(t, upstreams)?),
             None => None,
         };
         let cache = self.cache.finish();
@@ -346,7 +345,7 @@ pub(crate) fn resolve_http(block: &[Directive], conf_dir: &Path) -> Result<HttpC
     let mut mime: Option<Vec<(String, String)>> = None;
     let mut default_type = None;
     let mut raw_servers = Vec::new();
-    let mut upstreams: Vec<UpstreamConf> = Vec::new();
+    let mut upstreams = Upstreams::default();
     let mut cache_paths = Vec::new();
     let mut zones = Vec::new();
     let mut rooms = HttpRooms::default();
@@ -384,10 +383,10 @@ pub(crate) fn resolve_http(block: &[Directive], conf_dir: &Path) -> Result<HttpC
             }
             "upstream" => {
                 let u = upstream_block(d)?;
-                if upstreams.iter().any(|o| o.name == u.name) {
+                if upstreams.confs.iter().any(|o| o.name == u.name) {
                     return Err(d.error(format!("duplicate upstream \"{}\"", u.name)));
                 }
-                upstreams.push(u);
+                upstreams.confs.push(u);
             }
             _ => return Err(not_allowed(d)),
         }
@@ -421,7 +420,8 @@ pub(crate) fn resolve_http(block: &[Directive], conf_dir: &Path) -> Result<HttpC
         mime_types: mime.unwrap_or_else(default_mime_types),
         default_type: default_type.unwrap_or_else(|| "application/octet-stream".to_string()),
         servers,
-        upstreams,
+        upstreams: upstreams.confs,
+        upstream_tls: upstreams.tls,
         cache_paths,
         limits: LimitsConf { zones },
         waiting_rooms: rooms.finish()?,
@@ -566,7 +566,7 @@ fn merge_server(
     http_headers: HeaderSettings,
     http_ssl: &SslInherit,
     conf_dir: &Path,
-    upstreams: &mut Vec<UpstreamConf>,
+    upstreams: &mut Upstreams,
     cache_paths: &[super::types_cache::CachePathConf],
     zones: &[LimitZoneConf],
     rooms: &HttpRooms,

@@ -1,14 +1,39 @@
 //! Typed resolution of the reverse-proxy directives: `upstream { }` blocks,
-//! `proxy_pass` targets (named upstreams, or implicit ones for an address)
-//! and the inheritable `proxy_*` settings.
+//! `proxy_pass` targets (named upstreams, or implicit ones for an address;
+//! `https://` ones with the client configuration of their `proxy_ssl_*`
+//! settings, built here once per distinct set) and the inheritable
+//! `proxy_*` settings.
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::parse::Directive;
-use super::types_proxy::{LocationProxy, NextUpstream, ProxyPass, UpstreamConf, UpstreamServer};
-use super::values::{arg0, duration, invalid_value, number};
+use super::types_proxy::{
+    LocationProxy, NextUpstream, ProxyPass, ProxyTls, UpstreamConf, UpstreamServer, UpstreamTls,
+    UpstreamTlsSettings,
+};
+use super::values::{arg0, duration, flag, invalid_value, number, path_arg, protocols};
 use super::ConfigError;
 use crate::util::units::parse_duration_ms;
+use rustls::pki_types::CertificateDer;
+
+/// The upstreams and HTTPS client configurations of an `http` block, as
+/// they are collected.
+#[derive(Debug, Default)]
+pub(crate) struct Upstreams {
+    /// `upstream { }` blocks, then implicit upstreams.
+    pub(crate) confs: Vec<UpstreamConf>,
+    /// Client configurations (`ProxyTls::client`).
+    pub(crate) tls: Vec<UpstreamTls>,
+}
+
+/// A `proxy_ssl_trusted_certificate` file, loaded at its directive.
+#[derive(Debug, Clone)]
+struct Trusted {
+    path: PathBuf,
+    certs: Arc<Vec<CertificateDer<'static>>>,
+}
 
 /// Proxy settings collected at one level; `None` = not set here.
 #[derive(Debug, Default, Clone)]
@@ -21,6 +46,12 @@ pub(crate) struct ProxyInherit {
     next_upstream: Option<NextUpstream>,
     next_upstream_tries: Option<u32>,
     hide_headers: Option<Vec<String>>,
+    ssl_server_name: Option<bool>,
+    ssl_name: Option<super::Template>,
+    ssl_verify: Option<bool>,
+    ssl_trusted: Option<Trusted>,
+    ssl_protocols: Option<(bool, bool)>,
+    ssl_session_reuse: Option<bool>,
 }
 
 fn valid_header_name(n: &str) -> bool {
@@ -31,7 +62,7 @@ fn valid_header_name(n: &str) -> bool {
 
 impl ProxyInherit {
     /// Applies `d` if it is an inheritable proxy setting; `Ok(false)` otherwise.
-    pub(crate) fn apply(&mut self, d: &Directive) -> Result<bool, ConfigError> {
+    pub(crate) fn apply(&mut self, d: &Directive, conf_dir: &Path) -> Result<bool, ConfigError> {
         let v = arg0(d);
         match d.name.as_str() {
             "proxy_set_header" => {
@@ -71,6 +102,24 @@ impl ProxyInherit {
                 self.next_upstream_tries =
                     Some(u32::try_from(number(d, v)?).map_err(|_| invalid_value(d, v))?)
             }
+            "proxy_ssl_server_name" => self.ssl_server_name = Some(flag(d)?),
+            "proxy_ssl_name" => {
+                if v.is_empty() {
+                    return Err(invalid_value(d, v));
+                }
+                self.ssl_name = Some(super::values::template(d, v)?)
+            }
+            "proxy_ssl_verify" => self.ssl_verify = Some(flag(d)?),
+            "proxy_ssl_trusted_certificate" => {
+                let path = path_arg(d, conf_dir, v)?;
+                let certs = crate::tls::cert::load_certs(&path).map_err(|e| d.error(e.0))?;
+                self.ssl_trusted = Some(Trusted {
+                    path,
+                    certs: Arc::new(certs),
+                });
+            }
+            "proxy_ssl_protocols" => self.ssl_protocols = Some(protocols(d)?),
+            "proxy_ssl_session_reuse" => self.ssl_session_reuse = Some(flag(d)?),
             _ => return Ok(false),
         }
         Ok(true)
@@ -87,7 +136,73 @@ impl ProxyInherit {
             next_upstream: self.next_upstream.or(outer.next_upstream),
             next_upstream_tries: self.next_upstream_tries.or(outer.next_upstream_tries),
             hide_headers: self.hide_headers.or_else(|| outer.hide_headers.clone()),
+            ssl_server_name: self.ssl_server_name.or(outer.ssl_server_name),
+            ssl_name: self.ssl_name.or_else(|| outer.ssl_name.clone()),
+            ssl_verify: self.ssl_verify.or(outer.ssl_verify),
+            ssl_trusted: self.ssl_trusted.or_else(|| outer.ssl_trusted.clone()),
+            ssl_protocols: self.ssl_protocols.or(outer.ssl_protocols),
+            ssl_session_reuse: self.ssl_session_reuse.or(outer.ssl_session_reuse),
         }
+    }
+
+    /// The upstream of `t` (see [`resolve_pass`]) and, for `https://`, the
+    /// TLS of these (merged) settings: an existing client configuration
+    /// with the same settings, or a new one.
+    pub(crate) fn resolve_pass(
+        &self,
+        t: &PassTarget,
+        ups: &mut Upstreams,
+    ) -> Result<ProxyPass, ConfigError> {
+        let mut pass = resolve_pass(t, &mut ups.confs)?;
+        if !t.https {
+            return Ok(pass);
+        }
+        let (tls12, tls13) = self.ssl_protocols.unwrap_or((true, true));
+        let verify = self.ssl_verify.unwrap_or(false);
+        let settings = UpstreamTlsSettings {
+            verify,
+            trusted: self
+                .ssl_trusted
+                .as_ref()
+                .filter(|_| verify)
+                .map(|t| t.path.clone()),
+            tls12,
+            tls13,
+            server_name: self.ssl_server_name.unwrap_or(false),
+            session_reuse: self.ssl_session_reuse.unwrap_or(true),
+        };
+        let client = match ups.tls.iter().position(|u| u.settings == settings) {
+            Some(i) => i,
+            None => {
+                let d = &t.directive;
+                let roots = match (&self.ssl_trusted, verify) {
+                    (Some(tr), true) => tr.certs.clone(),
+                    (None, true) => Arc::new(
+                        crate::tls::client::system_roots()
+                            .map_err(|e| d.error(format!("{e} (for \"proxy_ssl_verify on\")")))?,
+                    ),
+                    (_, false) => Arc::new(Vec::new()),
+                };
+                let opts = crate::tls::ClientOptions {
+                    verify,
+                    roots,
+                    tls12,
+                    tls13,
+                    sni: settings.server_name,
+                    session_reuse: settings.session_reuse,
+                };
+                let config = crate::tls::build_client(&opts)
+                    .map_err(|e| d.error(format!("TLS to the upstream: {e}")))?;
+                ups.tls.push(UpstreamTls { settings, config });
+                ups.tls.len() - 1
+            }
+        };
+        pass.tls = Some(ProxyTls {
+            client,
+            name: self.ssl_name.clone(),
+            host: crate::tls::client::host_of(&t.authority).to_string(),
+        });
+        Ok(pass)
     }
 
     /// The merged settings with defaults filled in.
@@ -175,6 +290,7 @@ pub(crate) fn upstream_block(d: &Directive) -> Result<UpstreamConf, ConfigError>
         servers: Vec::new(),
         keepalive: 0,
         implicit: false,
+        https: false,
     };
     let mut keepalive_seen = false;
     for c in d.children() {
@@ -260,15 +376,17 @@ pub(crate) struct PassTarget {
     pub(crate) authority: String,
     /// URI part, if any.
     pub(crate) uri: Option<String>,
+    /// `https://`.
+    pub(crate) https: bool,
 }
 
-/// Parse `proxy_pass http://AUTHORITY[/uri]`.
+/// Parse `proxy_pass http[s]://AUTHORITY[/uri]`.
 pub(crate) fn parse_pass(d: &Directive) -> Result<PassTarget, ConfigError> {
     let v = arg0(d);
-    let rest = if v.len() >= 7 && v[..7].eq_ignore_ascii_case("http://") {
-        &v[7..]
+    let (rest, https) = if v.len() >= 7 && v[..7].eq_ignore_ascii_case("http://") {
+        (&v[7..], false)
     } else if v.len() >= 8 && v[..8].eq_ignore_ascii_case("https://") {
-        return Err(d.error("https upstreams are not supported"));
+        (&v[8..], true)
     } else {
         return Err(d.error(format!("invalid URL prefix in \"{v}\"")));
     };
@@ -283,12 +401,14 @@ pub(crate) fn parse_pass(d: &Directive) -> Result<PassTarget, ConfigError> {
         directive: d.clone(),
         authority: authority.to_string(),
         uri,
+        https,
     })
 }
 
 /// Map a target to an upstream: a named block, else an implicit upstream
-/// for the address (shared by every `proxy_pass` to the same address).
-pub(crate) fn resolve_pass(
+/// for the address (shared by every `proxy_pass` with the same scheme to
+/// the same address; `https://` defaults to port 443).
+fn resolve_pass(
     t: &PassTarget,
     upstreams: &mut Vec<UpstreamConf>,
 ) -> Result<ProxyPass, ConfigError> {
@@ -299,11 +419,12 @@ pub(crate) fn resolve_pass(
         Some(i) => i,
         None => match upstreams
             .iter()
-            .position(|u| u.implicit && u.name == t.authority)
+            .position(|u| u.implicit && u.https == t.https && u.name == t.authority)
         {
             Some(i) => i,
             None => {
-                let addrs = socket_addrs(&t.directive, &t.authority, 80)?;
+                let port = if t.https { 443 } else { 80 };
+                let addrs = socket_addrs(&t.directive, &t.authority, port)?;
                 upstreams.push(UpstreamConf {
                     name: t.authority.clone(),
                     servers: addrs
@@ -318,6 +439,7 @@ pub(crate) fn resolve_pass(
                         .collect(),
                     keepalive: 32,
                     implicit: true,
+                    https: t.https,
                 });
                 upstreams.len() - 1
             }
@@ -326,6 +448,7 @@ pub(crate) fn resolve_pass(
     Ok(ProxyPass {
         upstream: idx,
         uri: t.uri.clone(),
+        tls: None,
     })
 }
 
@@ -390,6 +513,91 @@ mod tests {
             ("server { listen 1.2.3.4:80; location / {\nproxy_pass http://no-such-host.invalid; } }", "4: host not found in upstream \"no-such-host.invalid\""),
             ("proxy_http_version 2.0;", "3: invalid value \"2.0\""),
             ("proxy_next_upstream sometimes;", "3: invalid value \"sometimes\""),
+        ];
+        for (text, want) in cases {
+            let e = load_str(&conf(text), Path::new("/t/s.conf"), None).unwrap_err();
+            assert!(e.to_string().contains(want), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn https_upstreams_and_their_tls_settings() {
+        let dir = std::env::temp_dir().join(format!("sluice-upstls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = rcgen::generate_simple_self_signed(vec!["o.test".to_string()]).unwrap();
+        let ca_path = dir.join("ca.pem");
+        std::fs::write(&ca_path, ca.cert.pem()).unwrap();
+        let c = load_str(
+            &conf(&format!(
+                "proxy_ssl_server_name on;\nupstream app {{ server 127.0.0.1:9001; }}\n\
+                 server {{ listen 127.0.0.1:8080;\n\
+                 location /a {{ proxy_pass https://127.0.0.1:9443; }}\n\
+                 location /b {{ proxy_pass http://127.0.0.1:9443; }}\n\
+                 location /c {{ proxy_pass https://app/x/; proxy_ssl_name $host; \
+                 proxy_ssl_verify on; proxy_ssl_trusted_certificate {}; proxy_ssl_protocols TLSv1.3; }}\n\
+                 location /d {{ proxy_pass https://localhost; proxy_ssl_server_name off; }}\n\
+                 location /e {{ proxy_pass https://127.0.0.1:9443; }} }}",
+                ca_path.display()
+            )),
+            Path::new("/t/s.conf"),
+            None,
+        )
+        .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let h = &c.http;
+        let l = &h.servers[0].locations;
+        let pass = |i: usize| l[i].proxy.pass.as_ref().unwrap();
+        // http:// and https:// to one address are two implicit upstreams.
+        assert_ne!(pass(0).upstream, pass(1).upstream);
+        assert!(h.upstreams[pass(0).upstream].https);
+        assert!(pass(1).tls.is_none());
+        let a = pass(0).tls.as_ref().unwrap();
+        assert_eq!(a.host, "127.0.0.1");
+        assert!(a.name.is_none());
+        // The same settings share one client configuration.
+        assert_eq!(pass(4).tls.as_ref().unwrap().client, a.client);
+        let sa = &h.upstream_tls[a.client].settings;
+        assert!(sa.server_name && !sa.verify && sa.tls12 && sa.tls13 && sa.session_reuse);
+        let cc = pass(2).tls.as_ref().unwrap();
+        assert_eq!(pass(2).upstream, 0, "the named upstream");
+        assert_eq!(cc.host, "app");
+        assert_eq!(cc.name.as_ref().unwrap().source, "$host");
+        let sc = &h.upstream_tls[cc.client].settings;
+        assert!(sc.verify && !sc.tls12 && sc.tls13);
+        assert_eq!(sc.trusted.as_deref(), Some(ca_path.as_path()));
+        // https://localhost: port 443.
+        let d = &h.upstreams[pass(3).upstream];
+        assert!(d.servers.iter().all(|s| s.addr.port() == 443));
+        assert!(
+            !h.upstream_tls[pass(3).tls.as_ref().unwrap().client]
+                .settings
+                .server_name
+        );
+        assert_eq!(h.upstream_tls.len(), 3);
+    }
+
+    #[test]
+    fn proxy_ssl_errors_have_lines() {
+        let cases = [
+            (
+                "proxy_ssl_trusted_certificate /no/such/ca.pem;",
+                "3: cannot load certificate \"/no/such/ca.pem\"",
+            ),
+            ("proxy_ssl_verify maybe;", "3: invalid value \"maybe\""),
+            ("proxy_ssl_server_name 1;", "3: invalid value \"1\""),
+            (
+                "proxy_ssl_protocols TLSv1.1;",
+                "3: \"proxy_ssl_protocols\" enables neither",
+            ),
+            ("proxy_ssl_protocols SSLv9;", "3: invalid value \"SSLv9\""),
+            (
+                "proxy_ssl_name $nonsense;",
+                "3: unknown \"nonsense\" variable",
+            ),
+            (
+                "server { listen 1.2.3.4:80; location / {\nproxy_pass https://; } }",
+                "4: invalid host in \"https://\"",
+            ),
         ];
         for (text, want) in cases {
             let e = load_str(&conf(text), Path::new("/t/s.conf"), None).unwrap_err();

@@ -17,7 +17,7 @@ use std::path::Path;
 
 use super::parse::Directive;
 use super::types_ssl::{SessionCache, SslCert, SslConf};
-use super::values::{arg0, duration, flag, invalid_value, path_arg, Spec, HTTP, SERVER};
+use super::values::{arg0, duration, flag, invalid_value, path_arg, protocols, Spec, HTTP, SERVER};
 use super::ConfigError;
 use crate::tls::server::{Curve, VerifyClient};
 use crate::util::units::{parse_number, parse_size};
@@ -281,27 +281,6 @@ fn load_roots(p: &Path) -> Result<rustls::RootCertStore, String> {
         return Err(format!("no certificate in \"{}\"", p.display()));
     }
     Ok(roots)
-}
-
-/// `ssl_protocols`: (TLS 1.2, TLS 1.3).
-fn protocols(d: &Directive) -> Result<(bool, bool), ConfigError> {
-    let (mut v12, mut v13) = (false, false);
-    for a in &d.args {
-        match a.as_str() {
-            "TLSv1.2" => v12 = true,
-            "TLSv1.3" => v13 = true,
-            "SSLv2" | "SSLv3" | "TLSv1" | "TLSv1.1" => log::warn!(
-                "{}:{}: \"{a}\" in \"ssl_protocols\" is ignored: only TLSv1.2 and TLSv1.3 are offered",
-                d.file.display(),
-                d.line
-            ),
-            _ => return Err(invalid_value(d, a)),
-        }
-    }
-    if !v12 && !v13 {
-        return Err(d.error("\"ssl_protocols\" enables neither TLSv1.2 nor TLSv1.3"));
-    }
-    Ok((v12, v13))
 }
 
 /// `ssl_ecdh_curve auto | NAME[:NAME...]`.

@@ -98,6 +98,8 @@ pub struct HttpConf {
     pub servers: Vec<ServerConf>,
     /// `upstream { }` blocks, then implicit upstreams of `proxy_pass ADDR`.
     pub upstreams: Vec<super::UpstreamConf>,
+    /// Client configurations of `proxy_pass https://` (`ProxyTls::client`).
+    pub upstream_tls: Vec<super::UpstreamTls>,
     /// `proxy_cache_path` zones.
     pub cache_paths: Vec<super::CachePathConf>,
     /// Traffic-limit zones (`limit_req_zone`, `count_zone`, `limit_bytes_zone`).

@@ -2,6 +2,8 @@
 //! `proxy_*` location settings.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 /// `upstream NAME { server ...; keepalive N; }` (or an implicit one for a
 /// `proxy_pass` straight to an address).
@@ -15,6 +17,9 @@ pub struct UpstreamConf {
     pub keepalive: usize,
     /// Whether this upstream came from a `proxy_pass` address rather than a block.
     pub implicit: bool,
+    /// An implicit upstream of `proxy_pass https://` (default port 443):
+    /// apart from the `http://` one to the same name.
+    pub https: bool,
 }
 
 /// `server ADDR:PORT [weight=N] [max_fails=N] [fail_timeout=T] [backup];`
@@ -98,7 +103,7 @@ impl NextUpstream {
     }
 }
 
-/// `proxy_pass http://NAME|ADDR:PORT[/uri];`
+/// `proxy_pass http[s]://NAME|ADDR:PORT[/uri];`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProxyPass {
     /// Index into `HttpConf::upstreams`.
@@ -106,6 +111,49 @@ pub struct ProxyPass {
     /// The URI part (`/uri`), which replaces the location prefix as nginx
     /// does; `None` passes the request URI unchanged.
     pub uri: Option<String>,
+    /// `https://`: how the upstream connections are made.
+    pub tls: Option<ProxyTls>,
+}
+
+/// TLS to the upstream of an `https://` `proxy_pass`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyTls {
+    /// Index into `HttpConf::upstream_tls`: the client configuration of the
+    /// location's `proxy_ssl_*` settings (one per distinct set of them).
+    pub client: usize,
+    /// `proxy_ssl_name` (with variables); `None`: `host`.
+    pub name: Option<super::Template>,
+    /// The `proxy_pass` host without its port (nginx's default name).
+    pub host: String,
+}
+
+/// The `proxy_ssl_*` settings that make a client configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTlsSettings {
+    /// `proxy_ssl_verify` (default off).
+    pub verify: bool,
+    /// `proxy_ssl_trusted_certificate` (`None`: the system's roots, used
+    /// only with `proxy_ssl_verify on`).
+    pub trusted: Option<PathBuf>,
+    /// `proxy_ssl_protocols` allows TLS 1.2 (default both).
+    pub tls12: bool,
+    /// ... and TLS 1.3.
+    pub tls13: bool,
+    /// `proxy_ssl_server_name` (default off: no SNI).
+    pub server_name: bool,
+    /// `proxy_ssl_session_reuse` (default on).
+    pub session_reuse: bool,
+}
+
+/// One client configuration for HTTPS upstreams, built while the config
+/// is read.
+#[derive(Debug, Clone)]
+pub struct UpstreamTls {
+    /// What it was built from.
+    pub settings: UpstreamTlsSettings,
+    /// The rustls configuration (its session cache is per worker: each
+    /// worker has its own copy after the fork).
+    pub config: Arc<rustls::ClientConfig>,
 }
 
 /// Proxy settings of a location (merged http -> server -> location).

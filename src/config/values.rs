@@ -125,6 +125,12 @@ pub(crate) const SPECS: &[Spec] = &[
     spec("proxy_send_timeout", HSL, 1, 1),
     spec("proxy_next_upstream", HSL, 1, MANY),
     spec("proxy_next_upstream_tries", HSL, 1, 1),
+    spec("proxy_ssl_server_name", HSL, 1, 1),
+    spec("proxy_ssl_name", HSL, 1, 1),
+    spec("proxy_ssl_verify", HSL, 1, 1),
+    spec("proxy_ssl_trusted_certificate", HSL, 1, 1),
+    spec("proxy_ssl_protocols", HSL, 1, 6),
+    spec("proxy_ssl_session_reuse", HSL, 1, 1),
 ];
 
 /// `"name" directive is not allowed here`.
@@ -209,6 +215,31 @@ pub(crate) fn params<'a>(
         out.push((k, v));
     }
     Ok(out)
+}
+
+/// `ssl_protocols` (and `proxy_ssl_protocols`): (TLS 1.2, TLS 1.3).
+pub(crate) fn protocols(d: &Directive) -> Result<(bool, bool), ConfigError> {
+    let (mut v12, mut v13) = (false, false);
+    for a in &d.args {
+        match a.as_str() {
+            "TLSv1.2" => v12 = true,
+            "TLSv1.3" => v13 = true,
+            "SSLv2" | "SSLv3" | "TLSv1" | "TLSv1.1" => log::warn!(
+                "{}:{}: \"{a}\" in \"{}\" is ignored: only TLSv1.2 and TLSv1.3 are offered",
+                d.file.display(),
+                d.line,
+                d.name
+            ),
+            _ => return Err(invalid_value(d, a)),
+        }
+    }
+    if !v12 && !v13 {
+        return Err(d.error(format!(
+            "\"{}\" enables neither TLSv1.2 nor TLSv1.3",
+            d.name
+        )));
+    }
+    Ok((v12, v13))
 }
 
 /// A shared-memory zone name (it becomes a file name under `state_dir`):

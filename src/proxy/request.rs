@@ -215,6 +215,7 @@ mod tests {
         let pass = ProxyPass {
             upstream: 0,
             uri: pass_uri.map(str::to_string),
+            tls: None,
         };
         let sets: Vec<(String, Template)> = sets
             .iter()

@@ -19,10 +19,12 @@ use crate::http::request::{BodyFraming, Method};
 use crate::proto::reply::ReplyHead;
 use crate::proxy::request::{self as upreq, ReqCtx};
 use crate::proxy::response::{self as upresp, ClientFraming, ClientHeadParams, UpFraming, UpHead};
-use crate::proxy::upstream::Pools;
+use crate::proxy::upstream::{Pools, TlsKey, UpConn};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
-use std::io::{ErrorKind, Read, Write};
+use rustls::pki_types::ServerName;
+use std::io::ErrorKind;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Client output above which upstream reads pause (backpressure).
@@ -130,7 +132,8 @@ pub struct Session {
     peer: usize,
     tried: crate::proxy::upstream::Tried,
     tries: u32,
-    sock: Option<TcpStream>,
+    /// The upstream connection of the current attempt.
+    up: Option<UpConn>,
     reused: bool,
     state: St,
     sendq: Vec<u8>,
@@ -351,7 +354,7 @@ impl Session {
             peer: usize::MAX,
             tried: Default::default(),
             tries: 0,
-            sock: None,
+            up: None,
             reused: false,
             state: St::Connecting,
             sendq: Vec::new(),
@@ -446,6 +449,13 @@ impl Session {
             0 => pool.len() as u32,
             n => n,
         };
+        let tls = match self.upstream_tls(loc, ctx.now_unix_ms()) {
+            Ok(t) => t,
+            Err(name) => {
+                log::error!("invalid upstream SSL name \"{name}\" (proxy_ssl_name)");
+                return self.fail(conn, ctx, 502);
+            }
+        };
         loop {
             if self.tries >= max_tries.max(1) {
                 return self.fail(conn, ctx, self.last_code);
@@ -460,21 +470,27 @@ impl Session {
             self.tried.insert(peer);
             self.tries += 1;
             self.more_peers = self.tries < max_tries && (self.tries as usize) < pool.len();
-            // Reuse an idle keep-alive connection if one is waiting.
-            let (sock, reused) = match pool.take_idle(peer) {
-                Some(s) => (Ok(s), true),
-                None => (TcpStream::connect(pool.peers[peer].addr), false),
+            // Reuse an idle keep-alive connection (of the same TLS) if one
+            // is waiting.
+            let addr = pool.peers[peer].addr;
+            let (up, reused) = match pool.take_idle(peer, tls.as_ref().map(|t| &t.0)) {
+                Some(c) => (Ok(c), true),
+                None => (open(&cfg, addr, tls.as_ref()), false),
             };
-            match sock {
-                Ok(mut s) => {
+            match up {
+                Ok(mut c) => {
                     if reg
-                        .register(&mut s, self.token, Interest::READABLE | Interest::WRITABLE)
+                        .register(
+                            &mut c.sock,
+                            self.token,
+                            Interest::READABLE | Interest::WRITABLE,
+                        )
                         .is_err()
                     {
                         pool.failed(peer, ctx.now_ms);
                         continue;
                     }
-                    self.sock = Some(s);
+                    self.up = Some(c);
                     self.reused = reused;
                     self.state = if reused { St::Active } else { St::Connecting };
                     self.deadline_ms = ctx.now_ms
@@ -496,6 +512,46 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// For an HTTPS upstream: what its connections are made for (the
+    /// client configuration, `proxy_ssl_name` evaluated, its port cut) and
+    /// the name as TLS takes it (`None`: not a valid name, which only a
+    /// connection that verifies nothing may do without: it names the
+    /// server by its address). Err(name): invalid, and needed to verify.
+    fn upstream_tls(
+        &self,
+        loc: &LocationConf,
+        now_unix_ms: u64,
+    ) -> Result<Option<(TlsKey, Option<ServerName<'static>>)>, String> {
+        let Some(t) = loc.proxy.pass.as_ref().and_then(|p| p.tls.as_ref()) else {
+            return Ok(None);
+        };
+        let name = match &t.name {
+            Some(tpl) => {
+                let vars = self.req_vars(now_unix_ms);
+                let mut out = Vec::new();
+                crate::http::vars::eval(tpl, &vars, &Default::default(), &mut out);
+                let text = String::from_utf8_lossy(&out);
+                crate::tls::client::host_of(&text).to_string()
+            }
+            None => t.host.clone(),
+        };
+        let server_name = crate::tls::client::server_name(&name);
+        let verify = self
+            .cfg
+            .http
+            .upstream_tls
+            .get(t.client)
+            .is_some_and(|c| c.settings.verify);
+        if server_name.is_none() && verify {
+            return Err(name);
+        }
+        let key = TlsKey {
+            client: t.client,
+            name: name.into(),
+        };
+        Ok(Some((key, server_name)))
     }
 
     fn build_request(&mut self, loc: &LocationConf, keepalive: bool, now_unix_ms: u64) {
@@ -554,20 +610,13 @@ impl Session {
             return self.look_again(conn, ctx, pools, reg);
         }
         if self.state == St::Connecting {
-            let Some(sock) = &self.sock else {
-                return self.retry(conn, ctx, pools, reg, ProxyError::Connection);
-            };
-            if let Ok(Some(e)) | Err(e) = sock.take_error() {
-                log::error!("connect() to upstream failed: {e}");
-                return self.retry(conn, ctx, pools, reg, ProxyError::Connection);
-            }
-            match sock.peer_addr() {
-                Ok(_) => {
+            match self.connected(pools) {
+                Ok(true) => {
                     self.state = St::Active;
                     self.deadline_ms = ctx.now_ms + self.loc().proxy.send_timeout_ms;
                 }
-                Err(e) if e.kind() == ErrorKind::NotConnected => return Next::Wait,
-                Err(_) => return self.retry(conn, ctx, pools, reg, ProxyError::Connection),
+                Ok(false) => return Next::Wait,
+                Err(()) => return self.retry(conn, ctx, pools, reg, ProxyError::Connection),
             }
         }
         loop {
@@ -632,6 +681,54 @@ impl Session {
                 self.loc().proxy.read_timeout_ms
             };
         Next::Wait
+    }
+
+    /// Whether the new connection is ready for the request: TCP connected
+    /// and, for an HTTPS upstream, the handshake done (the connect timeout
+    /// bounds both, as in nginx). Err after logging why not.
+    fn connected(&mut self, pools: &Pools) -> Result<bool, ()> {
+        let addr = pools
+            .pools
+            .get(self.pool)
+            .and_then(|p| p.peers.get(self.peer))
+            .map(|p| p.addr);
+        let Some(up) = &mut self.up else {
+            return Err(());
+        };
+        if let Ok(Some(e)) | Err(e) = up.sock.take_error() {
+            log::error!("connect() to upstream {} failed: {e}", show(addr));
+            return Err(());
+        }
+        match up.sock.peer_addr() {
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::NotConnected => return Ok(false),
+            Err(e) => {
+                log::error!("connect() to upstream {} failed: {e}", show(addr));
+                return Err(());
+            }
+        }
+        let Some((key, t)) = &mut up.tls else {
+            return Ok(true);
+        };
+        match t.handshake(&mut up.sock) {
+            Ok(done) => Ok(done),
+            Err(e) if crate::tls::is_certificate_error(&e) => {
+                log::error!(
+                    "upstream SSL certificate verify error: {e} while SSL handshaking to upstream {} (name \"{}\")",
+                    show(addr),
+                    key.name
+                );
+                Err(())
+            }
+            Err(e) => {
+                log::error!(
+                    "SSL handshake to upstream {} (name \"{}\") failed: {e}",
+                    show(addr),
+                    key.name
+                );
+                Err(())
+            }
+        }
     }
 
     fn can_retry(&self) -> bool {
@@ -760,12 +857,15 @@ impl Session {
             self.drop_upstream(reg);
             return self.abort(pools);
         }
+        let handshaking = self.up.as_ref().is_some_and(|c| {
+            c.tls.as_ref().is_some_and(|(_, t)| t.is_handshaking()) && c.sock.peer_addr().is_ok()
+        });
         log::error!(
             "upstream timed out ({})",
-            if self.state == St::Connecting {
-                "connect"
-            } else {
-                "read"
+            match self.state {
+                St::Connecting if handshaking => "SSL handshake",
+                St::Connecting => "connect",
+                _ => "read",
             }
         );
         self.retry(conn, ctx, pools, reg, ProxyError::Timeout)
@@ -927,14 +1027,14 @@ impl Session {
             && !self.up_eof
             && self.sendq_pos >= self.sendq.len()
             && !self.wants_body();
-        if let Some(mut s) = self.sock.take() {
-            let _ = reg.deregister(&mut s);
-            let kept = reusable
-                && pools
-                    .pools
-                    .get_mut(self.pool)
-                    .is_some_and(|p| p.put_idle(self.peer, s));
-            let _ = kept;
+        if let Some(mut c) = self.up.take() {
+            let _ = reg.deregister(&mut c.sock);
+            let pool = pools.pools.get_mut(self.pool).filter(|_| reusable);
+            match pool.map(|p| p.put_idle(self.peer, c)) {
+                Some(Ok(())) => {}
+                Some(Err(c)) => c.close(),
+                None => {}
+            }
         }
         let (status, bytes) = self
             .served
@@ -972,8 +1072,9 @@ impl Session {
     }
 
     fn drop_upstream(&mut self, reg: &Registry) {
-        if let Some(mut s) = self.sock.take() {
-            let _ = reg.deregister(&mut s);
+        if let Some(mut c) = self.up.take() {
+            let _ = reg.deregister(&mut c.sock);
+            c.close();
         }
         self.up_eof = false;
         self.state = St::Connecting;
@@ -981,7 +1082,9 @@ impl Session {
 
     fn abort(&mut self, pools: &mut Pools) -> Next {
         self.end_fill(pools, false);
-        self.sock = None;
+        if let Some(c) = self.up.take() {
+            c.close();
+        }
         self.state = St::Done;
         Next::Abort
     }
@@ -992,6 +1095,35 @@ impl Session {
         self.drop_upstream(reg);
         self.state = St::Done;
     }
+}
+
+/// A new connection to `addr`, with TLS when `tls` says (its first flight
+/// queued, sent once connected).
+fn open(
+    cfg: &crate::config::Config,
+    addr: SocketAddr,
+    tls: Option<&(TlsKey, Option<ServerName<'static>>)>,
+) -> std::io::Result<UpConn> {
+    let sock = TcpStream::connect(addr)?;
+    let tls = match tls {
+        None => None,
+        Some((key, name)) => {
+            let client = cfg.http.upstream_tls.get(key.client).ok_or_else(|| {
+                std::io::Error::other("no TLS client configuration for the upstream")
+            })?;
+            let name = name
+                .clone()
+                .unwrap_or_else(|| ServerName::IpAddress(addr.ip().into()));
+            let stream = crate::tls::Stream::client(&client.config, name)?;
+            Some((key.clone(), Box::new(stream)))
+        }
+    };
+    Ok(UpConn { sock, tls })
+}
+
+/// An upstream address for logs.
+fn show(addr: Option<SocketAddr>) -> String {
+    addr.map_or_else(|| "?".to_string(), |a| a.to_string())
 }
 
 #[cfg(test)]

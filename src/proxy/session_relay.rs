@@ -69,12 +69,12 @@ impl Session {
     }
 
     pub(super) fn send(&mut self) -> Result<bool, ()> {
-        let Some(sock) = &mut self.sock else {
+        let Some(up) = &mut self.up else {
             return Ok(false);
         };
         let mut progress = false;
         while self.sendq_pos < self.sendq.len() {
-            match sock.write(&self.sendq[self.sendq_pos..]) {
+            match up.write(&self.sendq[self.sendq_pos..]) {
                 Ok(0) => return Err(()),
                 Ok(n) => {
                     self.sendq_pos += n;
@@ -94,20 +94,24 @@ impl Session {
             self.sendq.clear();
             self.sendq_pos = 0;
         }
+        // TLS records the socket did not take go out as it drains.
+        if up.flush().is_err() {
+            return Err(());
+        }
         Ok(progress)
     }
 
     /// Read from the upstream into `resp`, through the worker's `scratch`
     /// buffer (zeroed once, so a read does not clear 32 KB first).
     pub(super) fn receive(&mut self, scratch: &mut Vec<u8>) -> Result<bool, ()> {
-        let Some(sock) = &mut self.sock else {
+        let Some(up) = &mut self.up else {
             return Ok(false);
         };
         if scratch.len() < READ_CHUNK {
             scratch.resize(READ_CHUNK, 0);
         }
         let r = loop {
-            match sock.read(&mut scratch[..READ_CHUNK]) {
+            match up.read(&mut scratch[..READ_CHUNK]) {
                 Ok(0) => {
                     self.up_eof = true;
                     break Ok(0);

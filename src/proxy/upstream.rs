@@ -1,10 +1,103 @@
 //! Upstream pools of one worker: smooth weighted round robin (nginx's),
 //! passive health (`max_fails` within `fail_timeout` marks a server down for
-//! `fail_timeout`), and idle keep-alive connections per server.
+//! `fail_timeout`), and idle keep-alive connections per server, plain or
+//! TLS (a TLS one is reused only with the same client configuration and
+//! server name it was made for).
 
 use crate::config::UpstreamConf;
+use crate::tls::Stream;
 use mio::net::TcpStream;
 use std::net::SocketAddr;
+
+/// What a TLS upstream connection was made for: the client configuration
+/// (`ProxyTls::client`) and the server name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsKey {
+    /// Index into `HttpConf::upstream_tls`.
+    pub client: usize,
+    /// The name sent (SNI) and verified.
+    pub name: Box<str>,
+}
+
+/// An upstream connection: the socket and, for an HTTPS upstream, its TLS.
+pub struct UpConn {
+    /// The socket.
+    pub sock: TcpStream,
+    /// TLS over it, and what it was made for.
+    pub tls: Option<(TlsKey, Box<Stream>)>,
+}
+
+impl std::fmt::Debug for UpConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpConn")
+            .field("sock", &self.sock)
+            .field("tls", &self.tls.as_ref().map(|(k, _)| k))
+            .finish()
+    }
+}
+
+impl UpConn {
+    /// Whether this connection is the kind `want` asks for (`None`: plain).
+    fn fits(&self, want: Option<&TlsKey>) -> bool {
+        self.tls.as_ref().map(|(k, _)| k) == want
+    }
+
+    /// Whether an idle connection can still carry a request: nothing came
+    /// since (a close, a reset, stray bytes); through TLS, records that
+    /// carry no data (a late session ticket) are taken and it stays usable.
+    fn still_open(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        match self.sock.peek(&mut b) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+            Ok(n) if n > 0 => {}
+            _ => return false,
+        }
+        match &mut self.tls {
+            Some((_, t)) => matches!(
+                t.read(&mut self.sock, &mut b),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+            ),
+            None => false,
+        }
+    }
+
+    /// Read response bytes (through TLS when it has it).
+    pub fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::io::Read;
+        match &mut self.tls {
+            Some((_, t)) => t.read(&mut self.sock, buf),
+            None => self.sock.read(buf),
+        }
+    }
+
+    /// Write request bytes (through TLS when it has it).
+    pub fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        use std::io::Write;
+        match &mut self.tls {
+            Some((_, t)) => t.write(&mut self.sock, buf),
+            None => self.sock.write(buf),
+        }
+    }
+
+    /// Send the TLS records still held; Ok(true) when none is left.
+    pub fn flush(&mut self) -> std::io::Result<bool> {
+        match &mut self.tls {
+            Some((_, t)) => t.flush(&mut self.sock),
+            None => Ok(true),
+        }
+    }
+
+    /// Close politely: a TLS connection sends `close_notify` first (best
+    /// effort: the socket is non-blocking).
+    pub fn close(mut self) {
+        if let Some((_, t)) = &mut self.tls {
+            if !t.is_handshaking() {
+                t.close();
+                let _ = t.flush(&mut self.sock);
+            }
+        }
+    }
+}
 
 /// Runtime state of one server.
 #[derive(Debug)]
@@ -19,7 +112,7 @@ pub struct Peer {
     fails: u32,
     first_fail_ms: u64,
     down_until_ms: u64,
-    idle: Vec<TcpStream>,
+    idle: Vec<UpConn>,
 }
 
 /// Runtime state of one upstream.
@@ -154,29 +247,30 @@ impl Pool {
         }
     }
 
-    /// An idle keep-alive connection to server `i`, if any that is still
-    /// open: one the upstream closed meanwhile (EOF or data waiting) is dropped.
-    pub fn take_idle(&mut self, i: usize) -> Option<TcpStream> {
+    /// An idle keep-alive connection to server `i` of the kind `want`
+    /// (`None`: plain TCP), if any that is still open: one the upstream
+    /// closed meanwhile (EOF or data waiting) is dropped.
+    pub fn take_idle(&mut self, i: usize, want: Option<&TlsKey>) -> Option<UpConn> {
         let idle = &mut self.peers.get_mut(i)?.idle;
-        while let Some(s) = idle.pop() {
-            let mut b = [0u8; 1];
-            match s.peek(&mut b) {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Some(s),
-                _ => continue, // closed, reset, or unexpected bytes: not reusable
+        while let Some(at) = idle.iter().rposition(|c| c.fits(want)) {
+            let mut c = idle.remove(at);
+            if c.still_open() {
+                return Some(c);
             }
+            // closed, reset, or unexpected bytes: not reusable
         }
         None
     }
 
-    /// Keep a connection for reuse (false when the pool is full or off).
-    pub fn put_idle(&mut self, i: usize, s: TcpStream) -> bool {
+    /// Keep a connection for reuse; given back when the pool is full or off.
+    pub fn put_idle(&mut self, i: usize, c: UpConn) -> Result<(), UpConn> {
         let keepalive = self.keepalive;
         match self.peers.get_mut(i) {
             Some(p) if p.idle.len() < keepalive => {
-                p.idle.push(s);
-                true
+                p.idle.push(c);
+                Ok(())
             }
-            _ => false,
+            _ => Err(c),
         }
     }
 
@@ -266,6 +360,7 @@ mod tests {
                 .collect(),
             keepalive: 2,
             implicit: false,
+            https: false,
         };
         Pools::new(&[conf]).pools.pop().unwrap()
     }

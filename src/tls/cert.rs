@@ -39,24 +39,30 @@ fn read(path: &Path, what: &str) -> Result<Vec<u8>, CertError> {
         .map_err(|e| CertError(format!("cannot load {what} \"{}\": {e}", path.display())))
 }
 
-/// Load `cert` (a PEM chain, leaf first) and `key` (PKCS#8, PKCS#1 or SEC1
-/// PEM) and check that the key is the certificate's.
-pub fn load_pair(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, CertError> {
-    let cert_pem = read(cert, "certificate")?;
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+/// The certificates of a PEM file, in order (at least one).
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, CertError> {
+    let pem = read(path, "certificate")?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<_, _>>()
         .map_err(|e| {
             CertError(format!(
                 "cannot load certificate \"{}\": {e}",
-                cert.display()
+                path.display()
             ))
         })?;
-    if chain.is_empty() {
+    if certs.is_empty() {
         return Err(CertError(format!(
             "cannot load certificate \"{}\": no certificate in the file",
-            cert.display()
+            path.display()
         )));
     }
+    Ok(certs)
+}
+
+/// Load `cert` (a PEM chain, leaf first) and `key` (PKCS#8, PKCS#1 or SEC1
+/// PEM) and check that the key is the certificate's.
+pub fn load_pair(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, CertError> {
+    let chain = load_certs(cert)?;
     let key_pem = read(key, "certificate key")?;
     let der = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
         CertError(format!(

@@ -5,9 +5,11 @@
 //! certificate by SNI, session tickets are sealed with keys every worker
 //! derives alike, and [`Stream`] drives one connection's TLS through the
 //! worker's non-blocking socket (rustls is sans-I/O: it reads and writes
-//! through buffers).
+//! through buffers), as a server or as the proxy's client of an HTTPS
+//! upstream (whose configurations [`client`] builds).
 
 pub mod cert;
+pub mod client;
 pub mod client_auth;
 pub mod server;
 pub mod session_cache;
@@ -15,6 +17,7 @@ pub mod stream;
 pub mod tickets;
 
 pub use cert::{load_pair, CertError};
+pub use client::{build_client, ClientOptions};
 pub use client_auth::{ClientAuth, ClientVerify};
 pub use server::{build, Options, ServerEntry, TlsAddress, VerifyClient};
-pub use stream::{Stream, TlsInfo};
+pub use stream::{is_certificate_error, Stream, TlsInfo};

@@ -1,4 +1,5 @@
-//! One TLS connection over a non-blocking socket. The connection's owner
+//! One TLS connection over a non-blocking socket, server side (a client
+//! of ours) or client side (an upstream of the proxy). The connection's owner
 //! reads and writes plaintext through [`Stream::read`] and [`Stream::write`]
 //! as it would through the socket (`WouldBlock` included), and calls
 //! [`Stream::flush`] before it considers its output written: records rustls
@@ -8,8 +9,10 @@
 
 use super::client_auth::{ClientAuth, ClientVerify};
 use super::server::{TlsAddress, VerifyClient};
-use rustls::ServerConnection;
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, Connection, ServerConnection};
 use std::io::{self, ErrorKind, Read, Write};
+use std::sync::Arc;
 
 /// The socket a stream runs over.
 pub trait Socket: Read + Write {
@@ -54,11 +57,11 @@ impl TlsInfo {
     }
 }
 
-/// A server-side TLS connection.
+/// A TLS connection.
 pub struct Stream {
-    conn: ServerConnection,
+    conn: Connection,
     client_auth: Option<(ClientAuth, VerifyClient)>,
-    /// Nothing read yet: the first bytes may be plain HTTP.
+    /// Server side and nothing read yet: the first bytes may be plain HTTP.
     first: bool,
     plain_http: bool,
 }
@@ -67,16 +70,61 @@ pub struct Stream {
 const PLAINTEXT_LIMIT: usize = 256 * 1024;
 
 impl Stream {
-    /// A new connection on the TLS address `a`.
+    /// A new server connection on the TLS address `a`.
     pub fn new(a: &TlsAddress) -> io::Result<Stream> {
-        let mut conn = ServerConnection::new(a.config.clone()).map_err(io::Error::other)?;
+        let conn = ServerConnection::new(a.config.clone()).map_err(io::Error::other)?;
+        let mut s = Stream::of(conn.into(), true);
+        s.client_auth = a.client_auth.clone();
+        Ok(s)
+    }
+
+    /// A new client connection to `name` under `cfg` (its first flight is
+    /// queued: [`Stream::handshake`] sends it).
+    pub fn client(cfg: &Arc<ClientConfig>, name: ServerName<'static>) -> io::Result<Stream> {
+        let conn = ClientConnection::new(cfg.clone(), name).map_err(io::Error::other)?;
+        Ok(Stream::of(conn.into(), false))
+    }
+
+    fn of(mut conn: Connection, server: bool) -> Stream {
         conn.set_buffer_limit(Some(PLAINTEXT_LIMIT));
-        Ok(Stream {
+        Stream {
             conn,
-            client_auth: a.client_auth.clone(),
-            first: true,
+            client_auth: None,
+            first: server,
             plain_http: false,
-        })
+        }
+    }
+
+    /// Drive the handshake as far as the socket allows. Ok(true): done (and
+    /// its last flight written or queued); Ok(false): waiting for the
+    /// socket; an error is the peer's refusal, ours (the certificate did not
+    /// verify: the alert is sent first), or the socket's.
+    pub fn handshake(&mut self, sock: &mut impl Socket) -> io::Result<bool> {
+        loop {
+            let flushed = self.flush(sock)?;
+            if !self.conn.is_handshaking() {
+                return Ok(true);
+            }
+            if !flushed && !self.conn.wants_read() {
+                return Ok(false);
+            }
+            match self.conn.read_tls(sock) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        ErrorKind::UnexpectedEof,
+                        "peer closed the connection during the handshake",
+                    ))
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+            if let Err(e) = self.conn.process_new_packets() {
+                let _ = self.flush(sock);
+                return Err(io::Error::new(ErrorKind::InvalidData, e));
+            }
+        }
     }
 
     /// The client spoke plain HTTP to this TLS port (after a read failed):
@@ -197,7 +245,10 @@ impl Stream {
                 .conn
                 .negotiated_cipher_suite()
                 .map_or("", |s| openssl_name(s.suite())),
-            server_name: self.conn.server_name().map(Into::into),
+            server_name: match &self.conn {
+                Connection::Server(c) => c.server_name().map(Into::into),
+                Connection::Client(_) => None,
+            },
             client_verify: match &self.client_auth {
                 Some((auth, _)) => auth.check(self.conn.peer_certificates()),
                 None => ClientVerify::None,
@@ -205,6 +256,15 @@ impl Stream {
             verify_mode: self.client_auth.as_ref().map_or(VerifyClient::Off, |a| a.1),
         })
     }
+}
+
+/// Whether a handshake error is the peer's certificate failing verification
+/// (expired, untrusted, for another name...).
+pub fn is_certificate_error(e: &io::Error) -> bool {
+    matches!(
+        e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()),
+        Some(rustls::Error::InvalidCertificate(_))
+    )
 }
 
 /// nginx reports OpenSSL's names for suites (`$ssl_cipher`).

@@ -1,6 +1,7 @@
-//! Running the binary: one-shot commands ([`run_sluice`]), a daemonized
-//! [`Server`] stopped on drop, a [`Foreground`] process (sluice or nginx),
-//! and /proc helpers for the master's workers.
+//! Running the binary: one-shot commands ([`run_sluice`], and
+//! [`test_config`] for `-t` on a small config), a daemonized [`Server`]
+//! stopped on drop, a [`Foreground`] process (sluice or nginx), and /proc
+//! helpers for the master's workers.
 
 use super::{exchange, free_port, get, request};
 use super::{make_site, port_refuses, wait_for, Client, Conf, Response, TempDir};
@@ -58,6 +59,39 @@ pub fn run_sluice(dir: &Path, args: &[&str], timeout: Duration) -> CmdOutput {
         stdout: fs::read_to_string(&out_path).unwrap_or_default(),
         stderr: fs::read_to_string(&err_path).unwrap_or_default(),
     }
+}
+
+/// `sluice -t` on a config of its own (in a fresh directory): one server on
+/// a free port, `listen 127.0.0.1:PORT LISTEN_PARAMS;` on line 8 and the
+/// server's other directives, `server`, from line 9.
+pub fn test_config(tag: &str, listen_params: &str, server: &str) -> CmdOutput {
+    let dir = TempDir::new(tag);
+    let conf = dir.join("sluice.conf");
+    fs::write(
+        &conf,
+        format!(
+            "daemon off;\npid {d}/p;\nerror_log {d}/e.log;\nstate_dir {d}/s;\nevents {{ }}\nhttp {{\n  server {{\n    listen 127.0.0.1:{p} {listen_params};\n{server}\n  }}\n}}\n",
+            d = dir.path().display(),
+            p = free_port()
+        ),
+    )
+    .expect("write sluice.conf");
+    run_sluice(
+        dir.path(),
+        &["-t", "-c", conf.to_str().expect("utf-8 path")],
+        Duration::from_secs(10),
+    )
+}
+
+/// `out` is a refused config whose error is at `sluice.conf:LINE` and says `what`.
+pub fn assert_conf_error(out: &CmdOutput, line: usize, what: &str) {
+    assert!(!out.status.success(), "accepted: {}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!("sluice.conf:{line}")),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains(what), "{}", out.stderr);
 }
 
 /// Wait for a child to exit, at most `timeout`.
