@@ -74,6 +74,7 @@ pub(crate) fn check<'a>(
         .chain(super::resolve_compat::SPECS)
         .chain(super::resolve_extras::SPECS)
         .chain(super::resolve_gzip::SPECS)
+        .chain(super::resolve_map::SPECS)
         .find(|s| s.name == name)
         .or(cache_spec.as_ref())
     else {
@@ -333,6 +334,12 @@ impl HeaderSettings {
 
 /// Resolves the directives of an `http { }` block.
 pub(crate) fn resolve_http(block: &[Directive], conf_dir: &Path) -> Result<HttpConf, ConfigError> {
+    // `map` variables are known everywhere in the block, before their map.
+    let names = super::resolve_map::names(block)?;
+    super::vars::with_map_names(names, || resolve_http_block(block, conf_dir))
+}
+
+fn resolve_http_block(block: &[Directive], conf_dir: &Path) -> Result<HttpConf, ConfigError> {
     let mut st = State {
         conf_dir,
         logs: Vec::new(),
@@ -351,6 +358,7 @@ pub(crate) fn resolve_http(block: &[Directive], conf_dir: &Path) -> Result<HttpC
     let mut rooms = HttpRooms::default();
     let mut cluster = None;
     let mut cluster_zone = None;
+    let mut maps = Vec::new();
     for d in block {
         check(d, HTTP, &mut seen)?;
         let (zone_count, room_count) = (zones.len(), rooms.zone_count());
@@ -373,6 +381,7 @@ pub(crate) fn resolve_http(block: &[Directive], conf_dir: &Path) -> Result<HttpC
         }
         match d.name.as_str() {
             "cluster" => cluster = Some(resolve_cluster::parse(d)?),
+            "map" => maps.push(super::resolve_map::resolve(d)?),
             "types" => types_block(d, mime.get_or_insert_with(Vec::new))?,
             "default_type" => default_type = Some(arg0(d).to_string()),
             "server" => raw_servers.push(resolve_server(d, &mut st)?),
@@ -427,6 +436,7 @@ pub(crate) fn resolve_http(block: &[Directive], conf_dir: &Path) -> Result<HttpC
         waiting_rooms: rooms.finish()?,
         cluster,
         tls,
+        maps,
     })
 }
 

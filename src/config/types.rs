@@ -111,6 +111,8 @@ pub struct HttpConf {
     /// The TLS server configuration of each `listen ... ssl` address (every
     /// server on it, by SNI), built while the config is read.
     pub tls: Vec<(SocketAddr, crate::tls::TlsAddress)>,
+    /// `map` blocks, by `Var::Map` index.
+    pub maps: Vec<super::MapConf>,
 }
 
 /// `listen ADDR:PORT [ssl] [http2] [default_server] [reuseport] [backlog=N];`

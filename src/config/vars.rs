@@ -47,6 +47,8 @@ pub enum Var {
     SslClientVerify,
     /// `$1`..`$9`: a regex location's captures (empty when unmatched).
     Capture(u8),
+    /// A `map`'s variable (index into `HttpConf::maps`).
+    Map(usize),
     /// `$server_addr`: the address that accepted the connection.
     ServerAddr,
     /// `$server_port`.
@@ -110,11 +112,34 @@ pub enum Var {
     SentHttp(String),
 }
 
+thread_local! {
+    /// The `map` variables of the http block being read (a `$name` may be
+    /// used before its `map`, as in nginx).
+    static MAP_NAMES: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Run `f` with `names` known as `map` variables.
+pub(crate) fn with_map_names<T>(names: Vec<String>, f: impl FnOnce() -> T) -> T {
+    let old = MAP_NAMES.with(|m| std::mem::replace(&mut *m.borrow_mut(), names));
+    let out = f();
+    MAP_NAMES.with(|m| *m.borrow_mut() = old);
+    out
+}
+
 impl Var {
     /// The variable called `name` (without `$`), if sluice knows it. Names
     /// are case-insensitive, as nginx's; a cookie's or argument's own name
     /// keeps its case (it is matched without case at evaluation).
     pub fn from_name(name: &str) -> Option<Var> {
+        if let Some(v) = Var::builtin(name) {
+            return Some(v);
+        }
+        let lower = name.to_ascii_lowercase();
+        MAP_NAMES.with(|m| m.borrow().iter().position(|n| *n == lower).map(Var::Map))
+    }
+
+    /// A variable sluice itself defines (not a `map`'s).
+    pub fn builtin(name: &str) -> Option<Var> {
         let lower = name.to_ascii_lowercase();
         let header = |rest: &str| rest.replace('_', "-");
         let prefixed = [

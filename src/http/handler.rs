@@ -473,6 +473,7 @@ fn find_config<'a>(
             set_cookie: b"",
             tls: info.tls,
             captures,
+            maps: &cfg.http.maps,
         },
         raw_path,
         path_ok,

@@ -59,6 +59,8 @@ pub struct ReqVars<'a> {
     pub tls: Option<&'a crate::tls::TlsInfo>,
     /// The regex location's captures, spans of `path` (`$1`..`$9`).
     pub captures: &'a [(u32, u32)],
+    /// The configuration's `map`s.
+    pub maps: &'a [crate::config::MapConf],
 }
 
 /// The response side of the variables.
@@ -81,6 +83,15 @@ pub struct RespVars<'a> {
     /// `$upstream_cache_status`.
     pub cache_status: Option<&'a str>,
 }
+
+thread_local! {
+    /// How many `map` evaluations are in progress (a guard against maps
+    /// whose values name each other).
+    static MAP_DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Deepest chain of maps evaluated through each other.
+const MAX_MAP_DEPTH: u32 = 8;
 
 /// Append `t` evaluated for this request and response to `out`.
 pub fn eval(t: &Template, req: &ReqVars<'_>, resp: &RespVars<'_>, out: &mut Vec<u8>) {
@@ -205,6 +216,21 @@ pub fn eval_var(v: &Var, req: &ReqVars<'_>, resp: &RespVars<'_>, out: &mut Vec<u
         }
         Var::SslProtocol => out.extend_from_slice(req.tls.map_or("", |t| t.protocol).as_bytes()),
         Var::SslCipher => out.extend_from_slice(req.tls.map_or("", |t| t.cipher).as_bytes()),
+        Var::Map(i) => {
+            let Some(m) = req.maps.get(*i) else {
+                return;
+            };
+            // A map whose values lead back to itself ends empty, not in a loop.
+            let depth = MAP_DEPTH.with(|d| d.replace(d.get() + 1));
+            if depth < MAX_MAP_DEPTH {
+                let mut source = Vec::new();
+                eval(&m.source, req, resp, &mut source);
+                if let Some(v) = m.lookup(&source) {
+                    eval(&m.values[v], req, resp, out);
+                }
+            }
+            MAP_DEPTH.with(|d| d.set(depth));
+        }
         Var::Capture(n) => {
             if let Some(&(s, e)) = req.captures.get(usize::from(*n)) {
                 if let Some(v) = req.path.get(s as usize..e as usize) {
@@ -351,6 +377,7 @@ pub(crate) fn with_req(raw: &str, f: impl FnOnce(&ReqVars<'_>)) {
         set_cookie: b"",
         tls: None,
         captures: &[(0, 2), (1, 2)],
+        maps: &[],
     };
     f(&req)
 }

@@ -244,6 +244,7 @@ mod tests {
             set_cookie: b"",
             tls: None,
             captures: &[],
+            maps: &[],
         };
         let c = ReqCtx {
             vars: &rv,

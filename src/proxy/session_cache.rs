@@ -283,6 +283,7 @@ impl Session {
             set_cookie: &r.set_cookie,
             tls: r.tls.as_ref(),
             captures: &r.captures,
+            maps: &self.cfg.http.maps,
         }
     }
 
