@@ -106,6 +106,8 @@ struct State<'a> {
     conf_dir: &'a Path,
     /// Distinct access logs, by path.
     logs: Vec<AccessLogConf>,
+    /// `log_format`s so far (an `access_log` names one defined before it).
+    formats: Vec<super::LogFormatConf>,
     /// Addresses that already have a `default_server`.
     default_servers: HashSet<SocketAddr>,
 }
@@ -343,6 +345,7 @@ fn resolve_http_block(block: &[Directive], conf_dir: &Path) -> Result<HttpConf, 
     let mut st = State {
         conf_dir,
         logs: Vec::new(),
+        formats: Vec::new(),
         default_servers: HashSet::new(),
     };
     let mut seen = HashSet::new();
@@ -382,6 +385,13 @@ fn resolve_http_block(block: &[Directive], conf_dir: &Path) -> Result<HttpConf, 
         match d.name.as_str() {
             "cluster" => cluster = Some(resolve_cluster::parse(d)?),
             "map" => maps.push(super::resolve_map::resolve(d)?),
+            "log_format" => {
+                let f = log_format(d)?;
+                if f.name == "combined" || st.formats.iter().any(|o| o.name == f.name) {
+                    return Err(d.error(format!("duplicate \"log_format\" name \"{}\"", f.name)));
+                }
+                st.formats.push(f);
+            }
             "types" => types_block(d, mime.get_or_insert_with(Vec::new))?,
             "default_type" => default_type = Some(arg0(d).to_string()),
             "server" => raw_servers.push(resolve_server(d, &mut st)?),
@@ -426,6 +436,7 @@ fn resolve_http_block(block: &[Directive], conf_dir: &Path) -> Result<HttpConf, 
     let tls = tls_addresses(&servers, &listen_dirs)?;
     Ok(HttpConf {
         access_logs: st.logs,
+        log_formats: st.formats,
         mime_types: mime.unwrap_or_else(default_mime_types),
         default_type: default_type.unwrap_or_else(|| "application/octet-stream".to_string()),
         servers,
@@ -876,7 +887,10 @@ fn access_log(d: &Directive, st: &mut State) -> Result<Option<usize>, ConfigErro
             conf.format = match fmt {
                 "combined" => LogFormat::Combined,
                 "json" => LogFormat::Json,
-                _ => return Err(d.error(format!("unknown log format \"{fmt}\""))),
+                _ => match st.formats.iter().position(|f| f.name == fmt) {
+                    Some(i) => LogFormat::Custom(i),
+                    None => return Err(d.error(format!("unknown log format \"{fmt}\""))),
+                },
             };
         }
     }
@@ -906,6 +920,31 @@ fn access_log(d: &Directive, st: &mut State) -> Result<Option<usize>, ConfigErro
     }
     st.logs.push(conf);
     Ok(Some(st.logs.len() - 1))
+}
+
+/// `log_format NAME [escape=default|json|none] STRING...;` (the strings
+/// are joined, as nginx's).
+fn log_format(d: &Directive) -> Result<super::LogFormatConf, ConfigError> {
+    let name = arg0(d).to_string();
+    let mut rest = &d.args[1..];
+    let mut escape = super::LogEscape::Default;
+    if let Some(e) = rest.first().and_then(|a| a.strip_prefix("escape=")) {
+        escape = match e {
+            "default" => super::LogEscape::Default,
+            "json" => super::LogEscape::Json,
+            "none" => super::LogEscape::None,
+            _ => return Err(invalid_value(d, e)),
+        };
+        rest = &rest[1..];
+    }
+    if rest.is_empty() {
+        return Err(d.error("invalid number of arguments in \"log_format\" directive"));
+    }
+    Ok(super::LogFormatConf {
+        name,
+        escape,
+        template: template(d, &rest.concat())?,
+    })
 }
 
 /// `types { TYPE EXT...; ... }`: later extensions override earlier ones.

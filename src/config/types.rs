@@ -68,6 +68,30 @@ pub enum LogFormat {
     Combined,
     /// One JSON object per line.
     Json,
+    /// A `log_format` (index into `HttpConf::log_formats`).
+    Custom(usize),
+}
+
+/// How a `log_format` escapes variable values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogEscape {
+    /// `"`, `\` and bytes outside 0x20-0x7e as `\xHH` (nginx's default).
+    Default,
+    /// JSON string escaping.
+    Json,
+    /// Nothing.
+    None,
+}
+
+/// `log_format NAME [escape=...] STRING...;`
+#[derive(Debug, Clone)]
+pub struct LogFormatConf {
+    /// Its name.
+    pub name: String,
+    /// How values are escaped.
+    pub escape: LogEscape,
+    /// The line (without its newline).
+    pub template: super::Template,
 }
 
 /// One access log target (deduplicated by path across the config).
@@ -113,6 +137,8 @@ pub struct HttpConf {
     pub tls: Vec<(SocketAddr, crate::tls::TlsAddress)>,
     /// `map` blocks, by `Var::Map` index.
     pub maps: Vec<super::MapConf>,
+    /// `log_format`s, by `LogFormat::Custom` index.
+    pub log_formats: Vec<LogFormatConf>,
 }
 
 /// `listen ADDR:PORT [ssl] [http2] [default_server] [reuseport] [backlog=N];`

@@ -86,6 +86,7 @@ pub(crate) const SPECS: &[Spec] = &[
     spec("daemon", MAIN, 1, 1),
     spec("pid", MAIN, 1, 1),
     spec("error_log", MAIN | HTTP | SERVER | LOCATION, 1, 2),
+    repeatable(spec("log_format", HTTP, 2, 64)),
     spec("worker_shutdown_timeout", MAIN, 1, 1),
     spec("state_dir", MAIN, 1, 1),
     spec("worker_rlimit_nofile", MAIN, 1, 1),

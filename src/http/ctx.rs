@@ -31,6 +31,8 @@ pub struct AccessLogs {
     thread: Option<LogThread>,
     bufs: Vec<Vec<u8>>,
     formats: Vec<LogFormat>,
+    custom: Vec<crate::config::LogFormatConf>,
+    scratch: Vec<u8>,
     buffer_bytes: Vec<usize>,
     flush_ms: Vec<u64>,
     last_flush_ms: Vec<u64>,
@@ -38,6 +40,48 @@ pub struct AccessLogs {
 
 /// Index of the error log in the log thread's file list; access log `i` is `i + 1`.
 pub const ERROR_LOG_FILE: usize = 0;
+
+/// One `log_format` line: its text as written, each variable's value
+/// escaped as the format says (an empty value is `-`, as nginx logs a value
+/// that is not there).
+fn custom_line(
+    f: &crate::config::LogFormatConf,
+    req: &crate::http::vars::ReqVars<'_>,
+    resp: &crate::http::vars::RespVars<'_>,
+    scratch: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) {
+    use crate::config::{LogEscape, Part};
+    for p in &f.template.parts {
+        match p {
+            Part::Text(t) => out.extend_from_slice(t.as_bytes()),
+            Part::Var(v) => {
+                scratch.clear();
+                crate::http::vars::eval_var(v, req, resp, scratch);
+                if scratch.is_empty() {
+                    out.push(b'-');
+                    continue;
+                }
+                match f.escape {
+                    LogEscape::None => out.extend_from_slice(scratch),
+                    LogEscape::Json => crate::util::json::escape(scratch, out),
+                    LogEscape::Default => {
+                        for &b in scratch.iter() {
+                            if b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b) {
+                                out.extend_from_slice(b"\\x");
+                                out.push(b"0123456789ABCDEF"[usize::from(b >> 4)]);
+                                out.push(b"0123456789ABCDEF"[usize::from(b & 15)]);
+                            } else {
+                                out.push(b);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out.push(b'\n');
+}
 
 impl AccessLogs {
     /// Buffers for the access logs of `cfg`, writing through `thread`.
@@ -47,6 +91,8 @@ impl AccessLogs {
             thread,
             bufs: (0..n).map(|_| Vec::with_capacity(16 * 1024)).collect(),
             formats: cfg.http.access_logs.iter().map(|l| l.format).collect(),
+            custom: cfg.http.log_formats.clone(),
+            scratch: Vec::new(),
             buffer_bytes: cfg
                 .http
                 .access_logs
@@ -59,13 +105,26 @@ impl AccessLogs {
     }
 
     /// Append one line to log `idx`.
-    pub fn record(&mut self, idx: usize, rec: &AccessRecord<'_>) {
+    pub fn record(
+        &mut self,
+        idx: usize,
+        rec: &AccessRecord<'_>,
+        vars: Option<(
+            &crate::http::vars::ReqVars<'_>,
+            &crate::http::vars::RespVars<'_>,
+        )>,
+    ) {
         let Some(buf) = self.bufs.get_mut(idx) else {
             return;
         };
-        match self.formats[idx] {
-            LogFormat::Combined => format::format_combined(rec, buf),
-            LogFormat::Json => format::format_json(rec, buf),
+        match (self.formats[idx], vars) {
+            (LogFormat::Custom(f), Some((req, resp))) if f < self.custom.len() => {
+                let f = &self.custom[f];
+                custom_line(f, req, resp, &mut self.scratch, buf);
+            }
+            // A head that could not be parsed has no variables: combined.
+            (LogFormat::Combined | LogFormat::Custom(_), _) => format::format_combined(rec, buf),
+            (LogFormat::Json, _) => format::format_json(rec, buf),
         }
         if self.buffer_bytes[idx] > 0 && buf.len() >= self.buffer_bytes[idx] {
             self.send(idx);

@@ -221,7 +221,7 @@ pub fn head_error(
         request_time_us: 0,
     };
     for &i in &server.locations[li].access_logs {
-        ctx.logs.record(i, &rec);
+        ctx.logs.record(i, &rec, None);
     }
     ctx.counters.requests += 1;
 }
@@ -246,6 +246,10 @@ pub struct Finished<'a> {
     pub sent_bytes: u64,
     /// From the first byte to the last, in microseconds.
     pub request_time_us: u64,
+    /// The request's variables, for `log_format`s.
+    pub vars: &'a ReqVars<'a>,
+    /// The response's (status, sizes, upstream, cache), for `log_format`s.
+    pub resp: RespVars<'a>,
 }
 
 /// The log phase's work, one copy for local and proxied requests: charge
@@ -253,48 +257,25 @@ pub struct Finished<'a> {
 /// the limits phase found) and write the access-log line.
 pub fn end_request(ctx: &mut HttpCtx, f: &Finished<'_>, slots: &mut Vec<(usize, usize)>) {
     limits_phase::account_bytes(ctx, slots, f.sent_bytes);
-    log_access(
-        ctx,
-        f.logs,
-        f.peer,
-        f.head_bytes,
-        f.head,
-        f.host,
-        f.status,
-        f.body_bytes,
-        f.request_time_us,
-    );
-}
-
-/// Write the access-log line of an answered request and count it.
-#[allow(clippy::too_many_arguments)]
-fn log_access(
-    ctx: &mut HttpCtx,
-    logs: &[usize],
-    peer: IpAddr,
-    buf: &[u8],
-    head: &Head,
-    host: Option<&[u8]>,
-    status: u16,
-    body_bytes: u64,
-    request_time_us: u64,
-) {
+    let (buf, head) = (f.head_bytes, f.head);
     let rec = AccessRecord {
-        remote_addr: peer,
+        remote_addr: f.peer,
         time_unix: ctx.unix_secs,
         method: at(buf, head.method_span),
         target: at(buf, head.target),
         version_minor: head.version_minor,
         request_line_raw: None,
-        status,
-        body_bytes_sent: body_bytes,
+        status: f.status,
+        body_bytes_sent: f.body_bytes,
         referer: head.referer.map(|s| at(buf, s)),
         user_agent: head.user_agent.map(|s| at(buf, s)),
-        host,
-        request_time_us,
+        host: f.host,
+        request_time_us: f.request_time_us,
     };
-    for &i in logs {
-        ctx.logs.record(i, &rec);
+    let mut vars = ReqVars { ..*f.vars };
+    vars.now_unix_ms = ctx.now_unix_ms();
+    for &i in f.logs {
+        ctx.logs.record(i, &rec, Some((&vars, &f.resp)));
     }
     ctx.counters.requests += 1;
 }
@@ -681,6 +662,13 @@ fn log_phase(
         body_bytes: reply.body_bytes,
         sent_bytes: queued_bytes as u64 + reply.file.as_ref().map_or(0, |f| f.2),
         request_time_us: 0,
+        vars: v,
+        resp: RespVars {
+            status: reply.status,
+            body_bytes: reply.body_bytes,
+            bytes: queued_bytes as u64 + reply.file.as_ref().map_or(0, |f| f.2),
+            ..RespVars::default()
+        },
     };
     end_request(ctx, &done, slots);
     Outcome {

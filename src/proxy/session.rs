@@ -1057,6 +1057,7 @@ impl Session {
     fn log(&mut self, ctx: &mut HttpCtx, status: u16, bytes: u64) {
         let mut slots = std::mem::take(&mut self.req.bytes_slots);
         let cfg = self.cfg.clone();
+        let vars = self.req_vars(ctx.now_unix_ms());
         let done = handler::Finished {
             logs: &location(&cfg, &self.req).access_logs,
             peer: self.req.peer,
@@ -1067,6 +1068,15 @@ impl Session {
             body_bytes: bytes,
             sent_bytes: self.head_sent + bytes,
             request_time_us: ctx.now_ms.saturating_sub(self.started_ms) * 1000,
+            vars: &vars,
+            resp: crate::http::vars::RespVars {
+                status,
+                body_bytes: bytes,
+                bytes: self.head_sent + bytes,
+                upstream_status: self.head.map_or(0, |h| h.status),
+                cache_status: self.cache_status.map(|c| c.as_str()),
+                ..Default::default()
+            },
         };
         handler::end_request(ctx, &done, &mut slots);
     }
