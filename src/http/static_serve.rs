@@ -155,10 +155,13 @@ pub(super) fn send_file(
     };
     let now_ms = ctx.now_ms;
     let gz = &loc.gzip;
-    let accepts_gzip = static_file::accepts_gzip(crate::http::request::find_header(
-        &buf[..head.len],
-        b"accept-encoding",
-    )) && head.version_minor >= gz.http_minor
+    // (No header scan unless the location compresses.)
+    let accepts_gzip = (gz.on || gz.serve_static != GzipStatic::Off)
+        && static_file::accepts_gzip(crate::http::request::find_header(
+            &buf[..head.len],
+            b"accept-encoding",
+        ))
+        && head.version_minor >= gz.http_minor
         && !gz
             .disable
             .iter()
