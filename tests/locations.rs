@@ -70,3 +70,41 @@ fn bad_location_patterns_fail_t_with_file_and_line() {
     );
     assert_t_fails("loc-dup", &format!("  server {{\n    listen 127.0.0.1:{port};\n    location @a {{ }}\n    location @a {{ }}\n  }}"), 8, "duplicate location \"@a\"");
 }
+
+#[test]
+fn alias_maps_a_prefix_or_a_regex_capture_to_another_directory() {
+    let dir = TempDir::new("alias");
+    std::fs::create_dir_all(dir.join("other/sub")).unwrap();
+    std::fs::write(dir.join("other/a.txt"), "aliased\n").unwrap();
+    std::fs::write(dir.join("other/sub/b.txt"), "deeper\n").unwrap();
+    std::fs::write(dir.join("other/index.html"), "other index\n").unwrap();
+    let o = dir.path().join("other").display().to_string();
+    let s = Server::start_in(
+        dir,
+        Conf::new().workers(1).server(&format!(
+            "        location /files/ {{ alias {o}/; }}\n\
+             \x20       location = /one {{ alias {o}/a.txt; }}\n\
+             \x20       location ~ ^/dl/(.+)$ {{ alias {o}/sub/$1; }}"
+        )),
+    );
+    assert_eq!(s.get("/files/a.txt").text(), "aliased\n");
+    assert_eq!(s.get("/files/sub/b.txt").text(), "deeper\n");
+    assert_eq!(s.get("/files/").text(), "other index\n");
+    assert_eq!(s.get("/one").text(), "aliased\n");
+    assert_eq!(s.get("/dl/b.txt").text(), "deeper\n");
+    assert_eq!(s.get("/files/nope").status, 404);
+    // The root's files are not reachable through the alias, nor above it.
+    assert_eq!(
+        s.get("/files/../hello.txt").status,
+        200,
+        "normalized to /hello.txt under root"
+    );
+    assert_eq!(s.get("/files/%2e%2e/hello.txt").text(), HELLO_TXT);
+    let port = free_port();
+    assert_t_fails(
+        "alias-root",
+        &format!("  server {{\n    listen 127.0.0.1:{port};\n    location /x/ {{ root /tmp; alias /tmp/; }}\n  }}"),
+        7,
+        "\"alias\" directive is duplicate",
+    );
+}

@@ -156,6 +156,7 @@ struct RawLocation {
     pass: Option<PassTarget>,
     limits: LocationOnly,
     rooms: LocationRooms,
+    alias: Option<super::Template>,
 }
 
 struct RawServer {
@@ -287,6 +288,7 @@ impl Inherit {
             root: self.root.unwrap_or_else(|| conf_dir.join("html")),
             index: self.index.unwrap_or_else(|| vec!["index.html".to_string()]),
             ret: raw.ret,
+            alias: raw.alias,
             status: raw.status,
             access_logs: self.access_logs.unwrap_or_default(),
             keepalive_timeout_ms: self.keepalive_timeout_ms.unwrap_or(75_000),
@@ -614,6 +616,7 @@ fn merge_server(
             pass: None,
             limits: LocationOnly::default(),
             rooms: LocationRooms::default(),
+            alias: None,
         });
     }
     let locations = raw_locations
@@ -759,6 +762,7 @@ fn resolve_location(loc: &Directive, st: &mut State) -> Result<RawLocation, Conf
         pass: None,
         limits: LocationOnly::default(),
         rooms: LocationRooms::default(),
+        alias: None,
     };
     let mut seen = HashSet::new();
     for d in loc.children() {
@@ -777,6 +781,20 @@ fn resolve_location(loc: &Directive, st: &mut State) -> Result<RawLocation, Conf
             "return" => raw.ret = Some(return_conf(d)?),
             "status" => raw.status = true,
             "proxy_pass" => raw.pass = Some(parse_pass(d)?),
+            "alias" => {
+                if raw.inherit.root.is_some() {
+                    return Err(d.error(
+                        "\"alias\" directive is duplicate, \"root\" directive was specified earlier",
+                    ));
+                }
+                let v = arg0(d);
+                let abs = if v.starts_with('/') || v.starts_with('$') {
+                    v.to_string()
+                } else {
+                    st.conf_dir.join(v).display().to_string()
+                };
+                raw.alias = Some(template(d, &abs)?);
+            }
             _ => return Err(not_allowed(d)),
         }
     }

@@ -226,6 +226,9 @@ pub struct LocationConf {
     pub index: Vec<String>,
     /// `return` in this location.
     pub ret: Option<ReturnConf>,
+    /// `alias` (instead of `root`): the path the location's prefix maps to,
+    /// or, with variables (a regex location's captures), the whole path.
+    pub alias: Option<super::Template>,
     /// `status;` makes this location the metrics endpoint.
     pub status: bool,
     /// Indices into `HttpConf::access_logs`; empty = `access_log off`.

@@ -99,6 +99,7 @@ pub(crate) const SPECS: &[Spec] = &[
     repeatable(block(spec("server", HTTP, 0, 0))),
     repeatable(spec("access_log", HSL, 1, MANY)),
     spec("root", HSL, 1, 1),
+    spec("alias", LOCATION, 1, 1),
     repeatable(spec("index", HSL, 1, MANY)),
     spec("keepalive_timeout", HSL, 1, 2),
     spec("keepalive_requests", HSL, 1, 1),

@@ -37,11 +37,25 @@ pub(super) fn serve_static(
     use std::os::unix::ffi::OsStrExt;
     let mut fs_path = std::mem::take(&mut ctx.fs_path);
     fs_path.clear();
-    fs_path.extend_from_slice(loc.root.as_os_str().as_bytes());
-    if fs_path.last() == Some(&b'/') {
-        fs_path.pop();
+    match &loc.alias {
+        // In a prefix location a literal alias replaces the prefix; in an
+        // exact or regex location (with captures) it is the whole path.
+        Some(a) => {
+            vars::eval(a, rv, &RespVars::default(), &mut fs_path);
+            use crate::config::LocationMatch::{Prefix, PrefixNoRegex};
+            if a.literal().is_some() && matches!(loc.match_kind, Prefix | PrefixNoRegex) {
+                let prefix = loc.path.len().min(rv.path.len());
+                fs_path.extend_from_slice(&rv.path[prefix..]);
+            }
+        }
+        None => {
+            fs_path.extend_from_slice(loc.root.as_os_str().as_bytes());
+            if fs_path.last() == Some(&b'/') {
+                fs_path.pop();
+            }
+            fs_path.extend_from_slice(rv.path);
+        }
     }
-    fs_path.extend_from_slice(rv.path);
     let reply = static_lookup(
         ctx,
         loc,
