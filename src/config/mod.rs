@@ -22,6 +22,7 @@ mod resolve_http;
 mod resolve_limits;
 mod resolve_map;
 mod resolve_proxy;
+mod resolve_redirects;
 mod resolve_ssl;
 mod resolve_waiting_room;
 #[cfg(test)]
@@ -50,6 +51,7 @@ pub use mime_default::default_mime_types;
 pub use resolve_extras::{Expires, Extras};
 pub use resolve_gzip::{GzipConf, GzipStatic};
 pub use resolve_map::MapConf;
+pub use resolve_redirects::{ErrorPage, RedirectTarget, TryFiles, TryLast};
 pub use types::*;
 pub use types_cache::*;
 pub use types_cluster::*;

@@ -75,6 +75,7 @@ pub(crate) fn check<'a>(
         .chain(super::resolve_extras::SPECS)
         .chain(super::resolve_gzip::SPECS)
         .chain(super::resolve_map::SPECS)
+        .chain(super::resolve_redirects::SPECS)
         .find(|s| s.name == name)
         .or(cache_spec.as_ref())
     else {
@@ -136,6 +137,8 @@ struct Inherit {
     limits: LimitsInherit,
     extras: ExtrasInherit,
     gzip: GzipInherit,
+    error_pages: Option<Vec<super::ErrorPage>>,
+    try_files: Option<super::TryFiles>,
 }
 
 /// http + server settings (`client_header_timeout`, `large_client_header_buffers`).
@@ -179,6 +182,18 @@ impl Inherit {
     fn apply(&mut self, d: &Directive, st: &mut State) -> Result<bool, ConfigError> {
         if self.limits.apply(d)? || self.extras.apply(d)? || self.gzip.apply(d)? {
             return Ok(true);
+        }
+        match d.name.as_str() {
+            "error_page" => {
+                let p = super::resolve_redirects::error_page(d)?;
+                self.error_pages.get_or_insert_with(Vec::new).push(p);
+                return Ok(true);
+            }
+            "try_files" => {
+                self.try_files = Some(super::resolve_redirects::try_files(d)?);
+                return Ok(true);
+            }
+            _ => {}
         }
         let v = arg0(d);
         match d.name.as_str() {
@@ -257,6 +272,8 @@ impl Inherit {
             limits: self.limits.over(&outer.limits),
             extras: self.extras.over(&outer.extras),
             gzip: self.gzip.over(&outer.gzip),
+            error_pages: self.error_pages.or_else(|| outer.error_pages.clone()),
+            try_files: self.try_files.or_else(|| outer.try_files.clone()),
         }
     }
 
@@ -301,6 +318,8 @@ impl Inherit {
             server_tokens: self.server_tokens.unwrap_or(true),
             extras: self.extras.finish(),
             gzip: self.gzip.finish(),
+            error_pages: self.error_pages.unwrap_or_default(),
+            try_files: self.try_files,
             add_headers: self.add_headers.unwrap_or_default(),
             proxy: self.proxy.into_conf(pass),
             cache,

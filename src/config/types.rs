@@ -226,6 +226,10 @@ pub struct LocationConf {
     pub index: Vec<String>,
     /// `return` in this location.
     pub ret: Option<ReturnConf>,
+    /// `try_files` (the location's, else the server's).
+    pub try_files: Option<super::TryFiles>,
+    /// `error_page`s (merged http -> server -> location).
+    pub error_pages: Vec<super::ErrorPage>,
     /// `alias` (instead of `root`): the path the location's prefix maps to,
     /// or, with variables (a regex location's captures), the whole path.
     pub alias: Option<super::Template>,

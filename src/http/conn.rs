@@ -350,6 +350,7 @@ impl Conn {
         Sink {
             head: &mut self.req.reply,
             out: &mut self.wbuf,
+            status: None,
         }
     }
 
@@ -408,6 +409,7 @@ impl Conn {
             let mut sink = Sink {
                 head: &mut self.req.reply,
                 out: &mut self.wbuf,
+                status: None,
             };
             handler::simple_error(ctx, 408, false, &mut sink);
             let _ = self.flush();
@@ -589,6 +591,7 @@ impl Conn {
                     let mut sink = Sink {
                         head: &mut self.req.reply,
                         out: &mut self.wbuf,
+                        status: None,
                     };
                     handler::head_error(ctx, self.peer, self.listen_idx, buf, e, &mut sink);
                     self.requests += 1;

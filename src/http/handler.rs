@@ -300,7 +300,11 @@ pub fn dispatch(
         held,
     } = rq;
     let cfg = ctx.site.cfg.clone();
-    let mut sink = Sink { head: reply, out };
+    let mut sink = Sink {
+        head: reply,
+        out,
+        status: None,
+    };
     let mut req = find_config(ctx, &cfg, info, *held, buf, head, path, captures);
     let out_start = sink.out.len();
     let mut flow = refuse_phase(ctx, &req, &mut sink);
@@ -326,9 +330,15 @@ pub fn dispatch(
                 ..base
             };
         }
-        Flow::Proxy => {
+        Flow::Proxy(mut p) => {
             *held = false;
-            return proxy_outcome(&req, bytes_slots);
+            p.bytes_slots = std::mem::take(bytes_slots);
+            let loc = &cfg.http.servers[p.server].locations[p.location];
+            let keep_alive = p.keep_alive;
+            return Outcome {
+                proxy: Some(p),
+                ..location_outcome(loc, keep_alive, true, BodyFraming::None)
+            };
         }
         Flow::Done(reply) => reply,
         // Content always answers; a phase that did not is a 500.
@@ -356,7 +366,12 @@ pub fn dispatch(
     log_phase(ctx, &req, reply, queued, bytes_slots)
 }
 
+/// Internal redirects one request may take (`try_files`, `error_page`),
+/// nginx's limit.
+const MAX_REDIRECTS: u8 = 10;
+
 /// One request while its phases run: where it goes and what it is.
+#[derive(Clone, Copy)]
 struct Req<'a> {
     info: &'a ConnInfo<'a>,
     /// Dispatched again after a `limit_req` delay.
@@ -375,6 +390,11 @@ struct Req<'a> {
     /// Keep-alive for a local answer (not when the body is left unread).
     keep_alive: bool,
     discard: BodyFraming,
+    /// Internal redirects taken so far.
+    redirects: u8,
+    /// Already answering for an `error_page` (nginx's
+    /// `recursive_error_pages off`: no second one).
+    in_error_page: bool,
 }
 
 /// What a phase decided.
@@ -385,8 +405,9 @@ enum Flow {
     Done(Reply),
     /// `limit_req` holds the request until this monotonic ms.
     Again(u64),
-    /// The reverse proxy takes over.
-    Proxy,
+    /// The reverse proxy takes over (the request as the content phase
+    /// found it, perhaps after internal redirects).
+    Proxy(Box<ProxyReq>),
 }
 
 /// Phase 1: the server (listen address + Host) and the location (path),
@@ -467,6 +488,8 @@ fn find_config<'a>(
         } else {
             head.body
         },
+        redirects: 0,
+        in_error_page: false,
     }
 }
 
@@ -573,18 +596,19 @@ fn content_phase(ctx: &mut HttpCtx, r: &Req<'_>, out: &mut Sink<'_>) -> Flow {
         ));
     }
     if loc.proxy.pass.is_some() {
-        return Flow::Proxy;
+        return Flow::Proxy(Box::new(proxy_req(r)));
+    }
+    if loc.match_kind == crate::config::LocationMatch::Named && r.redirects == 0 {
+        // Not reachable by a URI (find_location never picks one).
+        return error_page(ctx, r, 404, out);
     }
     if !loc.status {
-        return Flow::Done(serve_static(
-            ctx,
-            loc,
-            &r.vars,
-            head,
-            r.keep_alive,
-            r.vars.query,
-            out,
-        ));
+        if let Some(tf) = &loc.try_files {
+            return try_files(ctx, r, tf, out);
+        }
+        let mark = out.out.len();
+        let reply = serve_static(ctx, loc, &r.vars, head, r.keep_alive, r.vars.query, out);
+        return after_content(ctx, r, reply, mark, out);
     }
     let json = head.accept.is_some_and(|a| {
         at(r.vars.head_bytes, a)
@@ -607,11 +631,202 @@ fn content_phase(ctx: &mut HttpCtx, r: &Req<'_>, out: &mut Sink<'_>) -> Flow {
     })
 }
 
-/// The proxy takes the request over: its head is copied (the connection's
-/// buffer moves on to the body), with what the phases left for it.
-fn proxy_outcome(r: &Req<'_>, slots: &mut Vec<(usize, usize)>) -> Outcome {
+/// `try_files`: the first file (or `dir/`) that exists under the
+/// location's root or alias is served (as that URI, in this location); else
+/// the last parameter: `=CODE`, a URI or a named location.
+fn try_files(
+    ctx: &mut HttpCtx,
+    r: &Req<'_>,
+    tf: &crate::config::TryFiles,
+    out: &mut Sink<'_>,
+) -> Flow {
+    let (mut candidate, mut norm, mut fs) = (Vec::new(), Vec::new(), Vec::new());
+    for f in &tf.files {
+        candidate.clear();
+        vars::eval(f, &r.vars, &RespVars::default(), &mut candidate);
+        if uri::normalize_path(&candidate, &mut norm).is_err() {
+            continue;
+        }
+        let want_dir = candidate.ends_with(b"/");
+        if want_dir && !norm.ends_with(b"/") {
+            norm.push(b'/');
+        }
+        let mut v = r.vars;
+        v.path = &norm;
+        static_serve::fs_path_for(r.loc, &v, &mut fs);
+        let found = match ctx.files.lookup(&fs, ctx.now_ms) {
+            static_file::Found::Info(i) => i.is_dir == want_dir,
+            _ => false,
+        };
+        if found {
+            let mut next = *r;
+            next.vars = v;
+            let mark = out.out.len();
+            let reply = serve_static(
+                ctx,
+                r.loc,
+                &next.vars,
+                r.vars.head,
+                r.keep_alive,
+                r.vars.query,
+                out,
+            );
+            return after_content(ctx, &next, reply, mark, out);
+        }
+    }
+    match &tf.last {
+        crate::config::TryLast::Code(c) => error_page(ctx, r, *c, out),
+        crate::config::TryLast::Redirect(t) => redirect(ctx, r, t, out),
+    }
+}
+
+/// The content's answer, or the `error_page` that takes its status over
+/// (the content's bytes are taken back first).
+fn after_content(
+    ctx: &mut HttpCtx,
+    r: &Req<'_>,
+    reply: Reply,
+    mark: usize,
+    out: &mut Sink<'_>,
+) -> Flow {
+    let page = r
+        .loc
+        .error_pages
+        .iter()
+        .find(|p| p.codes.contains(&reply.status));
+    match page {
+        Some(p) if reply.file.is_none() && !r.in_error_page && !reply.close => {
+            out.out.truncate(mark);
+            take_error_page(ctx, r, p, reply.status, out)
+        }
+        _ => Flow::Done(reply),
+    }
+}
+
+/// Answer `code`: its `error_page` if the location has one, else the
+/// standard page.
+fn error_page(ctx: &mut HttpCtx, r: &Req<'_>, code: u16, out: &mut Sink<'_>) -> Flow {
+    let mark = out.out.len();
+    let n = error_reply(
+        ctx,
+        r.loc,
+        &r.vars,
+        code,
+        r.keep_alive,
+        r.head_only,
+        &[],
+        out,
+    );
+    let reply = Reply {
+        status: code,
+        body_bytes: n,
+        file: None,
+        close: false,
+    };
+    after_content(ctx, r, reply, mark, out)
+}
+
+/// The `error_page` `p` for `code`: the target answers, with `code` (or
+/// the page's `=CODE`, or with `=` its own status).
+fn take_error_page(
+    ctx: &mut HttpCtx,
+    r: &Req<'_>,
+    p: &crate::config::ErrorPage,
+    code: u16,
+    out: &mut Sink<'_>,
+) -> Flow {
+    let status = match p.status {
+        None => Some(code),
+        Some(s) => s,
+    };
+    let mut next = *r;
+    next.in_error_page = true;
+    // The body of a request that failed is not read by the page.
+    let before = out.status;
+    out.status = status;
+    let flow = redirect(ctx, &next, &p.target, out);
+    out.status = before;
+    match flow {
+        Flow::Done(mut reply) => {
+            if let Some(s) = status {
+                reply.status = s;
+            }
+            Flow::Done(reply)
+        }
+        other => other,
+    }
+}
+
+/// An internal redirect to `target`: the content phase again, in the
+/// location the new URI (or the name) selects.
+fn redirect(
+    ctx: &mut HttpCtx,
+    r: &Req<'_>,
+    target: &crate::config::RedirectTarget,
+    out: &mut Sink<'_>,
+) -> Flow {
+    if r.redirects >= MAX_REDIRECTS {
+        log::error!(
+            "rewrite or internal redirection cycle while internally redirecting, client: {}",
+            r.info.peer
+        );
+        let n = error_reply(ctx, r.loc, &r.vars, 500, false, r.head_only, &[], out);
+        return Flow::Done(Reply {
+            status: 500,
+            body_bytes: n,
+            file: None,
+            close: true,
+        });
+    }
+    let si = r.at.0;
+    match target {
+        crate::config::RedirectTarget::Named(name) => {
+            let Some(li) = ctx.site.find_named(si, name) else {
+                log::error!(
+                    "could not find named location \"{name}\", client: {}",
+                    r.info.peer
+                );
+                return error_page(ctx, r, 500, out);
+            };
+            let mut next = *r;
+            next.loc = &r.server.locations[li];
+            next.at = (si, li);
+            next.redirects += 1;
+            content_phase(ctx, &next, out)
+        }
+        crate::config::RedirectTarget::Uri(t) => {
+            let mut target_uri = Vec::new();
+            vars::eval(t, &r.vars, &RespVars::default(), &mut target_uri);
+            let (p, q) = match target_uri.iter().position(|&b| b == b'?') {
+                Some(i) => (&target_uri[..i], Some(&target_uri[i + 1..])),
+                None => (&target_uri[..], None),
+            };
+            let mut path = Vec::new();
+            if uri::normalize_path(p, &mut path).is_err() {
+                return error_page(ctx, r, 400, out);
+            }
+            let mut caps = Vec::new();
+            let li = ctx.site.find_location(si, &path, &mut caps);
+            let mut next = *r;
+            next.loc = &r.server.locations[li];
+            next.at = (si, li);
+            next.redirects += 1;
+            next.vars.path = &path;
+            next.vars.captures = &caps;
+            if q.is_some() {
+                next.vars.query = q;
+            }
+            content_phase(ctx, &next, out)
+        }
+    }
+}
+
+/// The request the reverse proxy takes over: its head is copied (the
+/// connection's buffer moves on to the body), with what the phases left
+/// for it (the `limit_bytes` slots are added by the dispatcher).
+fn proxy_req(r: &Req<'_>) -> ProxyReq {
     let v = &r.vars;
-    let req = ProxyReq {
+    ProxyReq {
         server: r.at.0,
         location: r.at.1,
         head_bytes: v.head_bytes[..v.head.len].to_vec(),
@@ -622,16 +837,12 @@ fn proxy_outcome(r: &Req<'_>, slots: &mut Vec<(usize, usize)>) -> Outcome {
         peer: r.info.peer,
         keep_alive: r.requested_keep_alive,
         body_pending: r.info.body_pending,
-        bytes_slots: std::mem::take(slots),
+        bytes_slots: Vec::new(),
         set_cookie: v.set_cookie.to_vec(),
         conn: r.info.vars,
         started_unix_ms: v.started_unix_ms,
         tls: r.info.tls.cloned(),
         captures: v.captures.to_vec(),
-    };
-    Outcome {
-        proxy: Some(Box::new(req)),
-        ..location_outcome(r.loc, r.requested_keep_alive, true, BodyFraming::None)
     }
 }
 

@@ -116,6 +116,9 @@ pub struct Sink<'a> {
     pub head: &'a mut ReplyHead,
     /// The connection's output.
     pub out: &'a mut Vec<u8>,
+    /// `error_page`'s status for the answer being written (the target's
+    /// content, the original error's status).
+    pub status: Option<u16>,
 }
 
 impl Sink<'_> {
@@ -127,6 +130,9 @@ impl Sink<'_> {
 
     /// Run the header filter for `loc` on the head and serialize it.
     pub fn send(&mut self, ctx: &HttpCtx, loc: &LocationConf, req: &ReqVars<'_>) {
+        if let Some(s) = self.status {
+            self.head.status = s;
+        }
         let resp = RespVars {
             status: self.head.status,
             ..RespVars::default()

@@ -179,6 +179,14 @@ impl Site {
         best.map_or(locs.len().saturating_sub(1), |(i, _)| i)
     }
 
+    /// The `location @name` of `server` called `name` (with its `@`).
+    pub fn find_named(&self, server: usize, name: &str) -> Option<usize> {
+        self.cfg.http.servers[server]
+            .locations
+            .iter()
+            .position(|l| l.match_kind == LocationMatch::Named && l.path == name)
+    }
+
     /// Content type for a file path by its extension.
     pub fn mime(&self, path: &[u8]) -> &[u8] {
         let name = path.rsplit(|&b| b == b'/').next().unwrap_or(path);

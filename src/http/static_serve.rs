@@ -34,14 +34,31 @@ pub(super) fn serve_static(
             close: false,
         };
     }
-    use std::os::unix::ffi::OsStrExt;
     let mut fs_path = std::mem::take(&mut ctx.fs_path);
+    fs_path_for(loc, rv, &mut fs_path);
+    let reply = static_lookup(
+        ctx,
+        loc,
+        rv,
+        keep_alive,
+        head_only,
+        query,
+        &mut fs_path,
+        out,
+    );
+    ctx.fs_path = fs_path;
+    reply
+}
+
+/// The file system path of `rv.path` in `loc` (`root` or `alias`).
+pub(super) fn fs_path_for(loc: &LocationConf, rv: &ReqVars<'_>, fs_path: &mut Vec<u8>) {
+    use std::os::unix::ffi::OsStrExt;
     fs_path.clear();
     match &loc.alias {
         // In a prefix location a literal alias replaces the prefix; in an
         // exact or regex location (with captures) it is the whole path.
         Some(a) => {
-            vars::eval(a, rv, &RespVars::default(), &mut fs_path);
+            vars::eval(a, rv, &RespVars::default(), fs_path);
             use crate::config::LocationMatch::{Prefix, PrefixNoRegex};
             if a.literal().is_some() && matches!(loc.match_kind, Prefix | PrefixNoRegex) {
                 let prefix = loc.path.len().min(rv.path.len());
@@ -56,18 +73,6 @@ pub(super) fn serve_static(
             fs_path.extend_from_slice(rv.path);
         }
     }
-    let reply = static_lookup(
-        ctx,
-        loc,
-        rv,
-        keep_alive,
-        head_only,
-        query,
-        &mut fs_path,
-        out,
-    );
-    ctx.fs_path = fs_path;
-    reply
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -297,6 +302,9 @@ pub(super) fn send_file(
         ..RespVars::default()
     };
     header_filter::apply(loc, rv, &resp, out.head);
+    if let Some(s) = out.status {
+        out.head.status = s;
+    }
     out.head.write_h1(server, &ctx.date, out.out);
     if head_only || status == 304 || len == 0 {
         return Reply {

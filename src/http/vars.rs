@@ -29,6 +29,7 @@ pub struct ConnVars {
 }
 
 /// The request side of the variables.
+#[derive(Clone, Copy)]
 pub struct ReqVars<'a> {
     /// The request head, raw (`head`'s spans index it).
     pub head_bytes: &'a [u8],

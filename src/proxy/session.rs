@@ -289,6 +289,7 @@ impl Client for NullClient {
         Sink {
             head: &mut self.head,
             out: &mut self.out,
+            status: None,
         }
     }
     fn out_pending(&self) -> usize {
