@@ -7,7 +7,9 @@
 //! 3. `access_phase`: a path or body refused outright (400/413), the
 //!    waiting room (`waiting_room_phase`), the limits (`limits_phase`);
 //! 4. `content_phase`: `return`, the proxy (handed to `proxy::Session`, via
-//!    the cache), `status;`, a static file (`static_serve`);
+//!    the cache), `status;`, a static file (`static_serve`), `try_files`;
+//!    an internal redirect (`try_files`' last parameter, an `error_page`)
+//!    runs this phase again in the location its URI or name selects;
 //! 5. header filter (`header_filter`): the content handler builds the
 //!    response head as a value (`proto::reply::ReplyHead`, in the request's
 //!    state); `add_header` and the room's cookie are applied to it, then it
