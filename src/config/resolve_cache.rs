@@ -286,38 +286,9 @@ pub(crate) fn parse_purge(d: &Directive) -> Result<(bool, Vec<PurgeAllow>), Conf
             });
             continue;
         }
-        allow.push(parse_prefix(a).ok_or_else(|| invalid_value(d, a))?);
+        allow.push(super::values::prefix(a).ok_or_else(|| invalid_value(d, a))?);
     }
     Ok((on, allow))
-}
-
-/// `ADDR` or `ADDR/LEN`, host bits cleared.
-fn parse_prefix(s: &str) -> Option<PurgeAllow> {
-    let (addr, len) = match s.split_once('/') {
-        Some((a, l)) => (a, Some(l)),
-        None => (s, None),
-    };
-    let addr: IpAddr = addr.parse().ok()?;
-    let max = if addr.is_ipv4() { 32 } else { 128 };
-    let prefix_len = match len {
-        None => max,
-        Some(l) => parse_number(l).filter(|&n| n <= u64::from(max))? as u8,
-    };
-    let addr = match addr {
-        IpAddr::V4(a) => {
-            let mask = u32::MAX
-                .checked_shl(32 - u32::from(prefix_len))
-                .unwrap_or(0);
-            IpAddr::V4((u32::from(a) & mask).into())
-        }
-        IpAddr::V6(a) => {
-            let mask = u128::MAX
-                .checked_shl(128 - u32::from(prefix_len))
-                .unwrap_or(0);
-            IpAddr::V6((u128::from(a) & mask).into())
-        }
-    };
-    Some(PurgeAllow { addr, prefix_len })
 }
 
 /// The cache settings of one level; `None` = not set here (inherit).

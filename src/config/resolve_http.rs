@@ -139,6 +139,7 @@ struct Inherit {
     gzip: GzipInherit,
     error_pages: Option<Vec<super::ErrorPage>>,
     try_files: Option<super::TryFiles>,
+    access: Option<Vec<super::AccessRule>>,
 }
 
 /// http + server settings (`client_header_timeout`, `large_client_header_buffers`).
@@ -191,6 +192,32 @@ impl Inherit {
             }
             "try_files" => {
                 self.try_files = Some(super::resolve_redirects::try_files(d)?);
+                return Ok(true);
+            }
+            "allow" | "deny" => {
+                let v = arg0(d);
+                let from = if v == "all" {
+                    vec![
+                        super::PurgeAllow {
+                            addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                            prefix_len: 0,
+                        },
+                        super::PurgeAllow {
+                            addr: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+                            prefix_len: 0,
+                        },
+                    ]
+                } else if v.starts_with("unix:") {
+                    return Err(d.error("unix domain sockets are not supported"));
+                } else {
+                    vec![super::values::prefix(v).ok_or_else(|| invalid_value(d, v))?]
+                };
+                self.access
+                    .get_or_insert_with(Vec::new)
+                    .push(super::AccessRule {
+                        allow: d.name == "allow",
+                        from,
+                    });
                 return Ok(true);
             }
             _ => {}
@@ -274,6 +301,7 @@ impl Inherit {
             gzip: self.gzip.over(&outer.gzip),
             error_pages: self.error_pages.or_else(|| outer.error_pages.clone()),
             try_files: self.try_files.or_else(|| outer.try_files.clone()),
+            access: self.access.or_else(|| outer.access.clone()),
         }
     }
 
@@ -320,6 +348,7 @@ impl Inherit {
             gzip: self.gzip.finish(),
             error_pages: self.error_pages.unwrap_or_default(),
             try_files: self.try_files,
+            access: self.access.unwrap_or_default(),
             add_headers: self.add_headers.unwrap_or_default(),
             proxy: self.proxy.into_conf(pass),
             cache,

@@ -199,6 +199,22 @@ pub enum LocationMatch {
     Named,
 }
 
+/// One `allow` or `deny`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessRule {
+    /// `allow` (else `deny`).
+    pub allow: bool,
+    /// The addresses (`all`: a zero-length prefix of each family).
+    pub from: Vec<super::PurgeAllow>,
+}
+
+impl AccessRule {
+    /// Whether `ip` falls under this rule.
+    pub fn matches(&self, ip: std::net::IpAddr) -> bool {
+        self.from.iter().any(|p| p.contains(ip))
+    }
+}
+
 /// `return CODE [TEXT|URL];` / `return URL;`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReturnConf {
@@ -226,6 +242,9 @@ pub struct LocationConf {
     pub index: Vec<String>,
     /// `return` in this location.
     pub ret: Option<ReturnConf>,
+    /// `allow` / `deny` rules in order (the first that matches decides; none:
+    /// allowed). A level with its own rules replaces the outer ones.
+    pub access: Vec<AccessRule>,
     /// `try_files` (the location's, else the server's).
     pub try_files: Option<super::TryFiles>,
     /// `error_page`s (merged http -> server -> location).

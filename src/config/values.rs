@@ -100,6 +100,8 @@ pub(crate) const SPECS: &[Spec] = &[
     repeatable(spec("access_log", HSL, 1, MANY)),
     spec("root", HSL, 1, 1),
     spec("alias", LOCATION, 1, 1),
+    repeatable(spec("allow", HSL, 1, 1)),
+    repeatable(spec("deny", HSL, 1, 1)),
     repeatable(spec("index", HSL, 1, MANY)),
     spec("keepalive_timeout", HSL, 1, 2),
     spec("keepalive_requests", HSL, 1, 1),
@@ -269,4 +271,33 @@ pub(crate) fn cluster_flag(d: &Directive, v: &str) -> Result<bool, ConfigError> 
         "off" => Ok(false),
         _ => Err(d.error(format!("invalid parameter \"cluster={v}\" (on or off)"))),
     }
+}
+
+/// `ADDR` or `ADDR/LEN`, host bits cleared.
+pub(crate) fn prefix(s: &str) -> Option<super::PurgeAllow> {
+    let (addr, len) = match s.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (s, None),
+    };
+    let addr: std::net::IpAddr = addr.parse().ok()?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let prefix_len = match len {
+        None => max,
+        Some(l) => parse_number(l).filter(|&n| n <= u64::from(max))? as u8,
+    };
+    let addr = match addr {
+        std::net::IpAddr::V4(a) => {
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(prefix_len))
+                .unwrap_or(0);
+            std::net::IpAddr::V4((u32::from(a) & mask).into())
+        }
+        std::net::IpAddr::V6(a) => {
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(prefix_len))
+                .unwrap_or(0);
+            std::net::IpAddr::V6((u128::from(a) & mask).into())
+        }
+    };
+    Some(super::PurgeAllow { addr, prefix_len })
 }

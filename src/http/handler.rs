@@ -495,8 +495,9 @@ fn find_config<'a>(
     }
 }
 
-/// Phase 3a (access): a path or body refused outright (400, 413), or a
-/// TLS client certificate the address requires missing or invalid (400).
+/// Phase 3a (access): a path or body refused outright (400, 413), a TLS
+/// client certificate the address requires missing or invalid (400), a
+/// client `deny` refuses (403).
 fn refuse_phase(ctx: &mut HttpCtx, r: &Req<'_>, out: &mut Sink<'_>) -> Flow {
     let (loc, head, buf) = (r.loc, r.vars.head, r.vars.head_bytes);
     let cert_refused = r.info.tls.and_then(|t| t.refuses());
@@ -506,8 +507,23 @@ fn refuse_phase(ctx: &mut HttpCtx, r: &Req<'_>, out: &mut Sink<'_>) -> Flow {
             r.info.peer
         );
     }
+    // allow / deny: the first rule that matches the client decides.
+    let denied = loc
+        .access
+        .iter()
+        .find(|a| a.matches(r.info.peer))
+        .is_some_and(|a| !a.allow);
+    if denied {
+        log::error!(
+            "access forbidden by rule, client: {}, request: \"{}\"",
+            r.info.peer,
+            String::from_utf8_lossy(at(buf, head.target))
+        );
+    }
     let refused = if cert_refused.is_some() {
         Some(400)
+    } else if denied {
+        Some(403)
     } else if r.path_ok {
         refused_body(head, &buf[head.len..], loc.client_max_body_size_bytes)
     } else {
