@@ -181,35 +181,28 @@ fn pipelined_requests_and_a_large_file_over_tls() {
     assert!(clean, "closed without close_notify");
 }
 
+/// One full handshake (with a request, which reads the session it leaves),
+/// then `n` connections that must all resume.
+fn resumes(port: u16, cfg: &Arc<rustls::ClientConfig>, n: usize) {
+    let mut first = TlsClient::connect(port, "a.test", cfg).unwrap();
+    assert_eq!(first.get("/v", "a.test").unwrap().status, 200);
+    assert!(!first.resumed());
+    drop(first);
+    for i in 0..n {
+        let mut c = TlsClient::connect(port, "a.test", cfg).unwrap();
+        assert_eq!(c.get("/v", "a.test").unwrap().status, 200);
+        assert!(c.resumed(), "connection {i} was a full handshake");
+    }
+}
+
 #[test]
 fn sessions_resume_across_workers_with_tickets_and_not_without() {
     let certs = TempDir::new("tls-resume");
     let (s, a, _) = two_servers(certs.path(), 2, "");
     assert_eq!(s.worker_pids().len(), 2);
-    let cfg = client_config(&[&a.der], &[V13]);
-    let mut first = TlsClient::connect(s.port, "a.test", &cfg).unwrap();
-    // The tickets come after the handshake: one request reads them.
-    first.get("/v", "a.test").unwrap();
-    assert!(!first.resumed());
-    drop(first);
     // Round robin hands consecutive connections to both workers.
-    for i in 0..6 {
-        let mut c = TlsClient::connect(s.port, "a.test", &cfg).unwrap();
-        let r = c.get("/v", "a.test").unwrap();
-        assert_eq!(r.status, 200);
-        assert!(c.resumed(), "connection {i} was a full handshake");
-    }
-    for v in [V12] {
-        let cfg = client_config(&[&a.der], &[v]);
-        let mut c = TlsClient::connect(s.port, "a.test", &cfg).unwrap();
-        c.get("/v", "a.test").unwrap();
-        drop(c);
-        for i in 0..4 {
-            let mut c = TlsClient::connect(s.port, "a.test", &cfg).unwrap();
-            c.get("/v", "a.test").unwrap();
-            assert!(c.resumed(), "TLS 1.2 connection {i} not resumed");
-        }
-    }
+    resumes(s.port, &client_config(&[&a.der], &[V13]), 6);
+    resumes(s.port, &client_config(&[&a.der], &[V12]), 4);
     let certs2 = TempDir::new("tls-noresume");
     let (s2, a2, _) = two_servers(certs2.path(), 2, "ssl_session_tickets off;");
     let cfg = client_config(&[&a2.der], &[V13]);
@@ -549,16 +542,6 @@ fn a_shared_session_cache_resumes_on_every_worker_without_tickets() {
         "ssl_session_tickets off; ssl_session_cache builtin:100 shared:SSL:1m; ssl_session_timeout 10m;",
     );
     for v in [V13, V12] {
-        let cfg = client_config(&[&a.der], &[v]);
-        let mut first = TlsClient::connect(s.port, "a.test", &cfg).unwrap();
-        first.get("/v", "a.test").unwrap();
-        assert!(!first.resumed());
-        drop(first);
-        // Round robin: consecutive connections alternate between workers.
-        for i in 0..6 {
-            let mut c = TlsClient::connect(s.port, "a.test", &cfg).unwrap();
-            assert_eq!(c.get("/v", "a.test").unwrap().status, 200);
-            assert!(c.resumed(), "{v:?} connection {i} was a full handshake");
-        }
+        resumes(s.port, &client_config(&[&a.der], &[v]), 6);
     }
 }

@@ -11,12 +11,11 @@
 // Some parsers serve directives that `resolve::NOT_YET` still refuses.
 #![cfg_attr(not(test), allow(dead_code))]
 
-use std::net::IpAddr;
 use std::path::Path;
 
 use super::parse::Directive;
 use super::types_cache::{
-    default_purge_allow, CachePathConf, IgnoreHeaders, LocationCacheConf, PurgeAllow, UseStale,
+    default_purge_allow, CachePathConf, Cidr, IgnoreHeaders, LocationCacheConf, UseStale,
 };
 use super::values::{
     arg0, duration, flag, invalid_value, path_arg, positive, HTTP, LOCATION, SERVER,
@@ -260,7 +259,7 @@ pub(crate) fn parse_cache_methods(d: &Directive) -> Result<Vec<String>, ConfigEr
 
 /// `proxy_cache_purge on|off [from all|ADDR[/LEN] ...]`: (enabled, allow list).
 /// Without `from`, only loopback clients may purge.
-pub(crate) fn parse_purge(d: &Directive) -> Result<(bool, Vec<PurgeAllow>), ConfigError> {
+pub(crate) fn parse_purge(d: &Directive) -> Result<(bool, Vec<Cidr>), ConfigError> {
     let on = match arg0(d) {
         "on" => true,
         "off" => false,
@@ -275,18 +274,7 @@ pub(crate) fn parse_purge(d: &Directive) -> Result<(bool, Vec<PurgeAllow>), Conf
     }
     let mut allow = Vec::new();
     for a in &rest[1..] {
-        if a == "all" {
-            allow.push(PurgeAllow {
-                addr: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-                prefix_len: 0,
-            });
-            allow.push(PurgeAllow {
-                addr: IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
-                prefix_len: 0,
-            });
-            continue;
-        }
-        allow.push(super::values::prefix(a).ok_or_else(|| invalid_value(d, a))?);
+        allow.extend(super::values::cidrs(a).ok_or_else(|| invalid_value(d, a))?);
     }
     Ok((on, allow))
 }
@@ -309,7 +297,7 @@ pub(crate) struct CacheInherit {
     revalidate: Option<bool>,
     convert_head: Option<bool>,
     ignore_headers: Option<IgnoreHeaders>,
-    purge: Option<(bool, Vec<PurgeAllow>)>,
+    purge: Option<(bool, Vec<Cidr>)>,
 }
 
 impl CacheInherit {

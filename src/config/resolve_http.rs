@@ -196,22 +196,10 @@ impl Inherit {
             }
             "allow" | "deny" => {
                 let v = arg0(d);
-                let from = if v == "all" {
-                    vec![
-                        super::PurgeAllow {
-                            addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-                            prefix_len: 0,
-                        },
-                        super::PurgeAllow {
-                            addr: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-                            prefix_len: 0,
-                        },
-                    ]
-                } else if v.starts_with("unix:") {
+                if v.starts_with("unix:") {
                     return Err(d.error("unix domain sockets are not supported"));
-                } else {
-                    vec![super::values::prefix(v).ok_or_else(|| invalid_value(d, v))?]
-                };
+                }
+                let from = super::values::cidrs(v).ok_or_else(|| invalid_value(d, v))?;
                 self.access
                     .get_or_insert_with(Vec::new)
                     .push(super::AccessRule {

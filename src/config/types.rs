@@ -205,7 +205,7 @@ pub struct AccessRule {
     /// `allow` (else `deny`).
     pub allow: bool,
     /// The addresses (`all`: a zero-length prefix of each family).
-    pub from: Vec<super::PurgeAllow>,
+    pub from: Vec<super::Cidr>,
 }
 
 impl AccessRule {

@@ -120,16 +120,16 @@ pub struct IgnoreHeaders {
     pub vary: bool,
 }
 
-/// One `from` element of `proxy_cache_purge`: an address prefix.
+/// An address prefix (`ADDR/LEN`): `proxy_cache_purge from`, `allow`, `deny`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PurgeAllow {
+pub struct Cidr {
     /// Network address (host bits zeroed).
     pub addr: IpAddr,
     /// Prefix length in bits.
     pub prefix_len: u8,
 }
 
-impl PurgeAllow {
+impl Cidr {
     /// Is `ip` inside this prefix? IPv4-mapped IPv6 clients match IPv4 prefixes.
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = match ip {
@@ -203,7 +203,7 @@ pub struct LocationCacheConf {
     /// `proxy_cache_purge on|off` (default off): accept the PURGE method.
     pub purge: bool,
     /// `proxy_cache_purge on from ...` allow list (default 127.0.0.0/8 and ::1).
-    pub purge_allow: Vec<PurgeAllow>,
+    pub purge_allow: Vec<Cidr>,
 }
 
 impl Default for LocationCacheConf {
@@ -231,13 +231,13 @@ impl Default for LocationCacheConf {
 }
 
 /// Loopback only: 127.0.0.0/8 and ::1.
-pub fn default_purge_allow() -> Vec<PurgeAllow> {
+pub fn default_purge_allow() -> Vec<Cidr> {
     vec![
-        PurgeAllow {
+        Cidr {
             addr: IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 0)),
             prefix_len: 8,
         },
-        PurgeAllow {
+        Cidr {
             addr: IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
             prefix_len: 128,
         },

@@ -274,7 +274,7 @@ pub(crate) fn cluster_flag(d: &Directive, v: &str) -> Result<bool, ConfigError> 
 }
 
 /// `ADDR` or `ADDR/LEN`, host bits cleared.
-pub(crate) fn prefix(s: &str) -> Option<super::PurgeAllow> {
+pub(crate) fn prefix(s: &str) -> Option<super::Cidr> {
     let (addr, len) = match s.split_once('/') {
         Some((a, l)) => (a, Some(l)),
         None => (s, None),
@@ -299,5 +299,22 @@ pub(crate) fn prefix(s: &str) -> Option<super::PurgeAllow> {
             std::net::IpAddr::V6((u128::from(a) & mask).into())
         }
     };
-    Some(super::PurgeAllow { addr, prefix_len })
+    Some(super::Cidr { addr, prefix_len })
+}
+
+/// `ADDR`, `ADDR/LEN` or `all` (a zero-length prefix of each family).
+pub(crate) fn cidrs(s: &str) -> Option<Vec<super::Cidr>> {
+    if s == "all" {
+        return Some(vec![
+            super::Cidr {
+                addr: std::net::Ipv4Addr::UNSPECIFIED.into(),
+                prefix_len: 0,
+            },
+            super::Cidr {
+                addr: std::net::Ipv6Addr::UNSPECIFIED.into(),
+                prefix_len: 0,
+            },
+        ]);
+    }
+    prefix(s).map(|c| vec![c])
 }

@@ -616,10 +616,6 @@ fn content_phase(ctx: &mut HttpCtx, r: &Req<'_>, out: &mut Sink<'_>) -> Flow {
     if loc.proxy.pass.is_some() {
         return Flow::Proxy(Box::new(proxy_req(r)));
     }
-    if loc.match_kind == crate::config::LocationMatch::Named && r.redirects == 0 {
-        // Not reachable by a URI (find_location never picks one).
-        return error_page(ctx, r, 404, out);
-    }
     if !loc.status {
         if let Some(tf) = &loc.try_files {
             return try_files(ctx, r, tf, out);
@@ -759,7 +755,6 @@ fn take_error_page(
     };
     let mut next = *r;
     next.in_error_page = true;
-    // The body of a request that failed is not read by the page.
     let before = out.status;
     out.status = status;
     let flow = redirect(ctx, &next, &p.target, out);

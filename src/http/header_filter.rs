@@ -101,10 +101,10 @@ fn charset(x: &Extras, head: &mut ReplyHead) {
         .any(|t| t == "*" || t.as_bytes().eq_ignore_ascii_case(mime));
     let has = ct.windows(8).any(|w| w.eq_ignore_ascii_case(b"charset="));
     if listed && !has {
-        let mut suffix = Vec::with_capacity(10 + cs.len());
-        suffix.extend_from_slice(b"; charset=");
-        suffix.extend_from_slice(cs.as_bytes());
-        head.extend_value(b"Content-Type", &suffix);
+        head.extend_value(b"Content-Type", |v| {
+            v.extend_from_slice(b"; charset=");
+            v.extend_from_slice(cs.as_bytes());
+        });
     }
 }
 

@@ -136,7 +136,7 @@ impl ReplyHead {
 
     /// Append `suffix` to the value of the first field called `name`
     /// (case-insensitive); false when there is none. The field moves last.
-    pub fn extend_value(&mut self, name: &[u8], suffix: &[u8]) -> bool {
+    pub fn extend_value(&mut self, name: &[u8], suffix: impl FnOnce(&mut Vec<u8>)) -> bool {
         let buf = &self.buf;
         let Some(i) = self
             .fields
@@ -150,7 +150,7 @@ impl ReplyHead {
         self.buf
             .extend_from_within(f.start as usize..f.end as usize);
         let name_end = start + (f.name_end - f.start) as usize;
-        self.buf.extend_from_slice(suffix);
+        suffix(&mut self.buf);
         self.fields.push(Field {
             start: start as u32,
             name_end: name_end as u32,
