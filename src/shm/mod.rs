@@ -20,6 +20,9 @@ use std::ptr::NonNull;
 pub struct ShmRegion {
     ptr: NonNull<u8>,
     len: usize,
+    /// A file mapping's SIGBUS watch and the descriptor it re-extends the
+    /// file through if the file is truncated under us (`sys::sigbus`).
+    _watch: Option<(crate::sys::sigbus::Watch, std::fs::File)>,
 }
 
 // SAFETY: the region is plain shared memory accessed only through atomics by
@@ -49,12 +52,18 @@ impl ShmRegion {
         }
         let ptr =
             NonNull::new(p as *mut u8).ok_or_else(|| io::Error::other("mmap returned null"))?;
-        Ok(ShmRegion { ptr, len })
+        Ok(ShmRegion {
+            ptr,
+            len,
+            _watch: None,
+        })
     }
 
     /// Map the first `len` bytes of `file` MAP_SHARED, read-write. The file
     /// must be open for reading and writing and at least `len` bytes long;
-    /// the mapping outlives `file` (and a later rename or unlink of it).
+    /// the mapping outlives `file` (and a later rename or unlink of it). A
+    /// truncation of the file while mapped is repaired, not fatal
+    /// (`sys::sigbus`).
     pub fn map_file(file: &std::fs::File, len: usize) -> io::Result<ShmRegion> {
         use std::os::fd::AsRawFd;
         if len == 0 || (file.metadata()?.len() as usize) < len {
@@ -81,7 +90,10 @@ impl ShmRegion {
         }
         let ptr =
             NonNull::new(p as *mut u8).ok_or_else(|| io::Error::other("mmap returned null"))?;
-        Ok(ShmRegion { ptr, len })
+        let _watch = file.try_clone().ok().and_then(|dup| {
+            crate::sys::sigbus::watch(p as usize, len, dup.as_raw_fd()).map(|w| (w, dup))
+        });
+        Ok(ShmRegion { ptr, len, _watch })
     }
 
     /// Length in bytes.

@@ -3,6 +3,8 @@
 //! SCM_RIGHTS fd passing, sendfile and resource limits. Each `unsafe` block
 //! carries a `// SAFETY:` comment.
 
+pub mod sigbus;
+
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
