@@ -9,6 +9,7 @@
 //! upstream (whose configurations [`client`] builds).
 
 pub mod cert;
+pub mod cert_info;
 pub mod client;
 pub mod client_auth;
 pub mod server;
