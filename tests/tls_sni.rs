@@ -63,7 +63,9 @@ fn one_port_two_names_client_certificates_required_on_one_only() {
     let alice = client_config_with_identity(&[&a.der, &b.der], identity);
     let get = |sni: &str, host: &str, cfg: &Arc<rustls::ClientConfig>| {
         let mut c = TlsClient::connect(s.port, sni, cfg).expect("handshake");
-        let r = c.get(if sni == "a.test" { "/who" } else { "/" }, host).unwrap();
+        let r = c
+            .get(if sni == "a.test" { "/who" } else { "/" }, host)
+            .unwrap();
         (r.status, r.text())
     };
     // a.test asks for no certificate: even a client holding one sends none.

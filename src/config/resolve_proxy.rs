@@ -212,9 +212,7 @@ impl ProxyInherit {
                 .as_ref()
                 .filter(|_| verify)
                 .map(|c| c.0.clone()),
-            certificate: certificate
-                .as_ref()
-                .map(|(_, c, k)| (c.clone(), k.clone())),
+            certificate: certificate.as_ref().map(|(_, c, k)| (c.clone(), k.clone())),
         };
         let client = match ups.tls.iter().position(|u| u.settings == settings) {
             Some(i) => i,
@@ -240,9 +238,9 @@ impl ProxyInherit {
                         _ => Vec::new(),
                     },
                     identity: match &certificate {
-                        Some((cd, cert, key)) => Some(
-                            crate::tls::load_pair(cert, key).map_err(|e| cd.error(e.0))?,
-                        ),
+                        Some((cd, cert, key)) => {
+                            Some(crate::tls::load_pair(cert, key).map_err(|e| cd.error(e.0))?)
+                        }
                         None => None,
                     },
                 };

@@ -352,9 +352,10 @@ impl Stream {
             },
             session_reused: self.resumed(),
             client_cert: match (&self.conn, &self.client_auth) {
-                (Connection::Server(c), Some(_)) => {
-                    c.peer_certificates().and_then(|p| p.first()).map(|c| c.as_ref().into())
-                }
+                (Connection::Server(c), Some(_)) => c
+                    .peer_certificates()
+                    .and_then(|p| p.first())
+                    .map(|c| c.as_ref().into()),
                 _ => None,
             },
         })

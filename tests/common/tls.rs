@@ -291,7 +291,13 @@ impl rustls::client::danger::ServerCertVerifier for OcspRecorder {
 
 /// A server certificate for `names` issued by `ca` with serial `serial`,
 /// as `dir/<file>.crt` and `.key`.
-pub fn server_cert_by(ca: &TestCa, dir: &Path, file: &str, names: &[&str], serial: u64) -> TestCert {
+pub fn server_cert_by(
+    ca: &TestCa,
+    dir: &Path,
+    file: &str,
+    names: &[&str],
+    serial: u64,
+) -> TestCert {
     let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
     let mut params = rcgen::CertificateParams::new(names).expect("params");
     params.serial_number = Some(rcgen::SerialNumber::from(serial));
