@@ -490,9 +490,9 @@ fn resolve_http_block(block: &[Directive], conf_dir: &Path) -> Result<HttpConf, 
 }
 
 /// The TLS configuration of every address some `listen ... ssl` names:
-/// each server on it by SNI (one without certificates of its own answers
-/// with the default server's), the handshake settings of the default server,
-/// which must have a certificate.
+/// each server on it by SNI with its own handshake settings (one without
+/// certificates of its own answers with the default server's, which must
+/// have one), the session cache and tickets of the default server.
 fn tls_addresses(
     servers: &[ServerConf],
     listen_dirs: &[Vec<Directive>],
@@ -540,19 +540,31 @@ fn tls_addresses(
             };
             own.iter().map(|c| c.loaded.clone()).collect()
         };
+        // Each server's own handshake settings: the ClientHello's SNI
+        // picks the server, and with it the protocols, curves and client
+        // certificate check.
         let entries = on
             .iter()
-            .map(|&i| crate::tls::ServerEntry {
-                names: servers[i].server_names.clone(),
-                keys: keys_of(&servers[i]),
+            .map(|&i| {
+                let ssl = &servers[i].ssl;
+                crate::tls::ServerEntry {
+                    names: servers[i].server_names.clone(),
+                    keys: keys_of(&servers[i]),
+                    handshake: crate::tls::server::Handshake {
+                        tls12: ssl.tls12,
+                        tls13: ssl.tls13,
+                        prefer_server_ciphers: ssl.prefer_server_ciphers,
+                        curves: ssl.curves.clone(),
+                        client_auth: ssl
+                            .client_certificate
+                            .as_ref()
+                            .map(|(p, auth)| (auth.clone(), ssl.verify_client, p.clone())),
+                    },
+                }
             })
             .collect();
         let ssl = &def.ssl;
         let opts = crate::tls::Options {
-            tls12: ssl.tls12,
-            tls13: ssl.tls13,
-            prefer_server_ciphers: ssl.prefer_server_ciphers,
-            curves: ssl.curves.clone(),
             session_cache: match &ssl.session_cache {
                 super::SessionCache::Off => None,
                 super::SessionCache::Builtin(n) => {
@@ -588,24 +600,7 @@ fn tls_addresses(
                 )
             }),
             alpn: vec![b"http/1.1".to_vec()],
-            client_auth: ssl
-                .client_certificate
-                .as_ref()
-                .map(|(_, auth)| (auth.clone(), ssl.verify_client)),
         };
-        // Client certificates are asked for in the handshake, before the
-        // request names its server: the address's default server decides.
-        for &i in &on {
-            let s = &servers[i].ssl;
-            let same_ca = s.client_certificate.as_ref().map(|c| &c.0)
-                == ssl.client_certificate.as_ref().map(|c| &c.0);
-            if s.verify_client != ssl.verify_client || !same_ca {
-                let at = listen_dirs[i].first().expect("listen");
-                return Err(at.error(format!(
-                    "\"ssl_verify_client\" and \"ssl_client_certificate\" of the TLS address {addr} are its default server's; this server differs"
-                )));
-            }
-        }
         let cfg = crate::tls::build(entries, default, &opts).map_err(|e| {
             listen_dirs[on[default]]
                 .first()

@@ -16,7 +16,7 @@ use super::types_proxy::{
 use super::values::{arg0, duration, flag, invalid_value, number, path_arg, protocols};
 use super::ConfigError;
 use crate::util::units::parse_duration_ms;
-use rustls::pki_types::CertificateDer;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer};
 
 /// The upstreams and HTTPS client configurations of an `http` block, as
 /// they are collected.
@@ -52,6 +52,9 @@ pub(crate) struct ProxyInherit {
     ssl_trusted: Option<Trusted>,
     ssl_protocols: Option<(bool, bool)>,
     ssl_session_reuse: Option<bool>,
+    ssl_crl: Option<(PathBuf, Arc<Vec<CertificateRevocationListDer<'static>>>)>,
+    ssl_certificate: Option<(Directive, PathBuf)>,
+    ssl_certificate_key: Option<PathBuf>,
 }
 
 fn valid_header_name(n: &str) -> bool {
@@ -120,6 +123,22 @@ impl ProxyInherit {
             }
             "proxy_ssl_protocols" => self.ssl_protocols = Some(protocols(d)?),
             "proxy_ssl_session_reuse" => self.ssl_session_reuse = Some(flag(d)?),
+            "proxy_ssl_crl" => {
+                let path = path_arg(d, conf_dir, v)?;
+                let crls = crate::tls::client::load_crls(&path).map_err(|e| d.error(e.0))?;
+                self.ssl_crl = Some((path, Arc::new(crls)));
+            }
+            "proxy_ssl_certificate" => {
+                self.ssl_certificate = Some((d.clone(), path_arg(d, conf_dir, v)?))
+            }
+            "proxy_ssl_certificate_key" => {
+                self.ssl_certificate_key = Some(path_arg(d, conf_dir, v)?)
+            }
+            "proxy_ssl_ciphers" => log::info!(
+                "{}:{}: \"proxy_ssl_ciphers\" is accepted and ignored: rustls offers only its own modern cipher suites",
+                d.file.display(),
+                d.line
+            ),
             _ => return Ok(false),
         }
         Ok(true)
@@ -142,6 +161,13 @@ impl ProxyInherit {
             ssl_trusted: self.ssl_trusted.or_else(|| outer.ssl_trusted.clone()),
             ssl_protocols: self.ssl_protocols.or(outer.ssl_protocols),
             ssl_session_reuse: self.ssl_session_reuse.or(outer.ssl_session_reuse),
+            ssl_crl: self.ssl_crl.or_else(|| outer.ssl_crl.clone()),
+            ssl_certificate: self
+                .ssl_certificate
+                .or_else(|| outer.ssl_certificate.clone()),
+            ssl_certificate_key: self
+                .ssl_certificate_key
+                .or_else(|| outer.ssl_certificate_key.clone()),
         }
     }
 
@@ -159,6 +185,17 @@ impl ProxyInherit {
         }
         let (tls12, tls13) = self.ssl_protocols.unwrap_or((true, true));
         let verify = self.ssl_verify.unwrap_or(false);
+        // nginx: a certificate needs its key; a key alone is ignored.
+        let certificate = match (&self.ssl_certificate, &self.ssl_certificate_key) {
+            (None, _) => None,
+            (Some((c, _)), None) => {
+                return Err(c.error(format!(
+                    "no \"proxy_ssl_certificate_key\" is defined for certificate \"{}\"",
+                    arg0(c)
+                )))
+            }
+            (Some((c, cert)), Some(key)) => Some((c, cert.clone(), key.clone())),
+        };
         let settings = UpstreamTlsSettings {
             verify,
             trusted: self
@@ -170,6 +207,12 @@ impl ProxyInherit {
             tls13,
             server_name: self.ssl_server_name.unwrap_or(false),
             session_reuse: self.ssl_session_reuse.unwrap_or(true),
+            crl: self
+                .ssl_crl
+                .as_ref()
+                .filter(|_| verify)
+                .map(|c| c.0.clone()),
+            certificate: certificate.as_ref().map(|(_, c, k)| (c.clone(), k.clone())),
         };
         let client = match ups.tls.iter().position(|u| u.settings == settings) {
             Some(i) => i,
@@ -190,6 +233,16 @@ impl ProxyInherit {
                     tls13,
                     sni: settings.server_name,
                     session_reuse: settings.session_reuse,
+                    crls: match (&self.ssl_crl, verify) {
+                        (Some((_, crls)), true) => crls.to_vec(),
+                        _ => Vec::new(),
+                    },
+                    identity: match &certificate {
+                        Some((cd, cert, key)) => {
+                            Some(crate::tls::load_pair(cert, key).map_err(|e| cd.error(e.0))?)
+                        }
+                        None => None,
+                    },
                 };
                 let config = crate::tls::build_client(&opts)
                     .map_err(|e| d.error(format!("TLS to the upstream: {e}")))?;

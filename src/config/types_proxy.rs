@@ -143,6 +143,10 @@ pub struct UpstreamTlsSettings {
     pub server_name: bool,
     /// `proxy_ssl_session_reuse` (default on).
     pub session_reuse: bool,
+    /// `proxy_ssl_crl` (used with `proxy_ssl_verify on`).
+    pub crl: Option<PathBuf>,
+    /// `proxy_ssl_certificate` and `proxy_ssl_certificate_key`.
+    pub certificate: Option<(PathBuf, PathBuf)>,
 }
 
 /// One client configuration for HTTPS upstreams, built while the config

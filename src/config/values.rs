@@ -135,6 +135,10 @@ pub(crate) const SPECS: &[Spec] = &[
     spec("proxy_ssl_trusted_certificate", HSL, 1, 1),
     spec("proxy_ssl_protocols", HSL, 1, 6),
     spec("proxy_ssl_session_reuse", HSL, 1, 1),
+    spec("proxy_ssl_certificate", HSL, 1, 1),
+    spec("proxy_ssl_certificate_key", HSL, 1, 1),
+    spec("proxy_ssl_crl", HSL, 1, 1),
+    spec("proxy_ssl_ciphers", HSL, 1, 1),
 ];
 
 /// `"name" directive is not allowed here`.

@@ -45,6 +45,12 @@ pub enum Var {
     SslServerName,
     /// `$ssl_client_verify`: `SUCCESS`, `FAILED:reason` or `NONE`.
     SslClientVerify,
+    /// `$ssl_session_reused`: `r` for a resumed session, else `.`.
+    SslSessionReused,
+    /// `$ssl_client_s_dn`: the client certificate's subject, RFC 2253.
+    SslClientSDn,
+    /// `$ssl_client_fingerprint`: its SHA-1, hex.
+    SslClientFingerprint,
     /// `$1`..`$9`: a regex location's captures (empty when unmatched).
     Capture(u8),
     /// A `map`'s variable (index into `HttpConf::maps`).
@@ -178,6 +184,9 @@ impl Var {
             "ssl_cipher" => Var::SslCipher,
             "ssl_server_name" => Var::SslServerName,
             "ssl_client_verify" => Var::SslClientVerify,
+            "ssl_session_reused" => Var::SslSessionReused,
+            "ssl_client_s_dn" => Var::SslClientSDn,
+            "ssl_client_fingerprint" => Var::SslClientFingerprint,
             "server_addr" => Var::ServerAddr,
             "server_port" => Var::ServerPort,
             "remote_addr" => Var::RemoteAddr,
@@ -353,6 +362,9 @@ mod tests {
             "ssl_cipher",
             "ssl_server_name",
             "ssl_client_verify",
+            "ssl_session_reused",
+            "ssl_client_s_dn",
+            "ssl_client_fingerprint",
             "server_name",
             "server_port",
             "server_addr",

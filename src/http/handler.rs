@@ -495,12 +495,37 @@ fn find_config<'a>(
     }
 }
 
+/// Whether a TLS request names (by Host) another server than its SNI did,
+/// one that checks client certificates: nginx's 421, so a handshake made
+/// for a server without `ssl_verify_client` cannot reach one with it.
+fn misdirected(r: &Req<'_>) -> bool {
+    let (Some(t), Some(host)) = (r.info.tls, r.vars.host) else {
+        return false;
+    };
+    let Some(sni) = t.server_name.as_deref() else {
+        return false;
+    };
+    r.server.ssl.verify_client != crate::tls::VerifyClient::Off
+        && !super::site::host_without_port(host).eq_ignore_ascii_case(sni.as_bytes())
+}
+
 /// Phase 3a (access): a path or body refused outright (400, 413), a TLS
-/// client certificate the address requires missing or invalid (400), a
-/// client `deny` refuses (403).
+/// client certificate the server requires missing or invalid (400), a Host
+/// other than the SNI name for a server that checks them (421), a client
+/// `deny` refuses (403).
 fn refuse_phase(ctx: &mut HttpCtx, r: &Req<'_>, out: &mut Sink<'_>) -> Flow {
     let (loc, head, buf) = (r.loc, r.vars.head, r.vars.head_bytes);
-    let cert_refused = r.info.tls.and_then(|t| t.refuses());
+    let misdirected = misdirected(r);
+    if misdirected {
+        log::info!(
+            "client attempted to request the server name different from the one that was negotiated, client: {}",
+            r.info.peer
+        );
+    }
+    let cert_refused = r
+        .info
+        .tls
+        .and_then(|t| t.refuses(r.server.ssl.verify_client));
     if let Some(why) = cert_refused {
         log::info!(
             "{why} while reading client request headers, client: {}",
@@ -520,7 +545,9 @@ fn refuse_phase(ctx: &mut HttpCtx, r: &Req<'_>, out: &mut Sink<'_>) -> Flow {
             String::from_utf8_lossy(at(buf, head.target))
         );
     }
-    let refused = if cert_refused.is_some() {
+    let refused = if misdirected {
+        Some(421)
+    } else if cert_refused.is_some() {
         Some(400)
     } else if denied {
         Some(403)

@@ -64,7 +64,7 @@ pub fn listen_table(cfg: &Config) -> Vec<ListenEntry> {
     table
 }
 
-fn host_without_port(host: &[u8]) -> &[u8] {
+pub(crate) fn host_without_port(host: &[u8]) -> &[u8] {
     let h = if host.first() == Some(&b'[') {
         match host.iter().position(|&b| b == b']') {
             Some(end) => &host[..=end],

@@ -244,6 +244,22 @@ pub fn eval_var(v: &Var, req: &ReqVars<'_>, resp: &RespVars<'_>, out: &mut Vec<u
                 out.extend_from_slice(t.client_verify.as_text().as_bytes());
             }
         }
+        Var::SslSessionReused => {
+            if let Some(t) = req.tls {
+                out.push(if t.session_reused { b'r' } else { b'.' });
+            }
+        }
+        Var::SslClientSDn => {
+            if let Some(c) = req.tls.and_then(|t| t.client_cert.as_deref()) {
+                let dn = crate::tls::cert_info::subject_dn(c).unwrap_or_default();
+                out.extend_from_slice(dn.as_bytes());
+            }
+        }
+        Var::SslClientFingerprint => {
+            if let Some(c) = req.tls.and_then(|t| t.client_cert.as_deref()) {
+                out.extend_from_slice(crate::tls::cert_info::fingerprint(c).as_bytes());
+            }
+        }
         Var::SslServerName => {
             let name = req.tls.and_then(|t| t.server_name.as_deref());
             out.extend_from_slice(name.unwrap_or("").as_bytes())

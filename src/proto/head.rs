@@ -27,6 +27,7 @@ pub fn reason(code: u16) -> &'static str {
         414 => "Request-URI Too Large",
         416 => "Requested Range Not Satisfiable",
         417 => "Expectation Failed",
+        421 => "Misdirected Request",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",

@@ -2,14 +2,17 @@
 //! trusted roots (a PEM file, or the system's store), whether the peer's
 //! certificate is verified at all (nginx's `proxy_ssl_verify`, off by
 //! default: then any certificate is taken, though the handshake's signature
-//! must still be made by its key), SNI, the protocol versions and session
-//! resumption. Built once per distinct setting while the config is read.
+//! must still be made by its key), revocation lists (`proxy_ssl_crl`), the
+//! client certificate presented to the upstream (`proxy_ssl_certificate`),
+//! SNI, the protocol versions and session resumption. Built once per
+//! distinct setting while the config is read.
 
 use super::cert::CertError;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::Resumption;
+use rustls::client::{ResolvesClientCert, Resumption, WebPkiServerVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, ServerName, UnixTime};
+use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use std::sync::Arc;
 
@@ -28,6 +31,44 @@ pub struct ClientOptions {
     pub sni: bool,
     /// Resume sessions (per worker, per upstream name).
     pub session_reuse: bool,
+    /// Revocation lists the upstream's chain is checked against (used when
+    /// `verify`; every certificate of the chain must then be covered).
+    pub crls: Vec<CertificateRevocationListDer<'static>>,
+    /// The certificate and key presented when the upstream asks for one.
+    pub identity: Option<Arc<CertifiedKey>>,
+}
+
+/// The revocation lists of a PEM file (at least one).
+pub fn load_crls(
+    path: &std::path::Path,
+) -> Result<Vec<CertificateRevocationListDer<'static>>, CertError> {
+    use rustls::pki_types::pem::PemObject;
+    let pem = std::fs::read(path)
+        .map_err(|e| CertError(format!("cannot load CRL \"{}\": {e}", path.display())))?;
+    let crls: Vec<_> = CertificateRevocationListDer::pem_slice_iter(&pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| CertError(format!("cannot load CRL \"{}\": {e}", path.display())))?;
+    if crls.is_empty() {
+        return Err(CertError(format!(
+            "cannot load CRL \"{}\": no CRL in the file",
+            path.display()
+        )));
+    }
+    Ok(crls)
+}
+
+/// Always presents the configured certificate.
+#[derive(Debug)]
+struct Identity(Arc<CertifiedKey>);
+
+impl ResolvesClientCert for Identity {
+    fn resolve(&self, _hints: &[&[u8]], _schemes: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
 }
 
 /// The system's trusted roots (the OS store; `SSL_CERT_FILE` and
@@ -126,18 +167,25 @@ pub fn build_client(opts: &ClientOptions) -> Result<Arc<ClientConfig>, String> {
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions)
         .map_err(|e| e.to_string())?;
-    let mut cfg = if opts.verify {
+    let builder = if opts.verify {
         let mut store = RootCertStore::empty();
         let (added, _) = store.add_parsable_certificates(opts.roots.iter().cloned());
         if added == 0 {
             return Err("no usable trusted certificate".into());
         }
-        builder.with_root_certificates(store).with_no_client_auth()
+        let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider)
+            .with_crls(opts.crls.iter().cloned())
+            .build()
+            .map_err(|e| e.to_string())?;
+        builder.with_webpki_verifier(verifier)
     } else {
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
-            .with_no_client_auth()
+    };
+    let mut cfg = match &opts.identity {
+        Some(id) => builder.with_client_cert_resolver(Arc::new(Identity(id.clone()))),
+        None => builder.with_no_client_auth(),
     };
     cfg.enable_sni = opts.sni;
     if !opts.session_reuse {
@@ -173,6 +221,8 @@ mod tests {
             tls13: true,
             sni: false,
             session_reuse: true,
+            crls: Vec::new(),
+            identity: None,
         };
         assert!(build_client(&opts).is_err());
         let off = ClientOptions {

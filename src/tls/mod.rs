@@ -9,6 +9,7 @@
 //! upstream (whose configurations [`client`] builds).
 
 pub mod cert;
+pub mod cert_info;
 pub mod client;
 pub mod client_auth;
 pub mod server;
@@ -19,5 +20,5 @@ pub mod tickets;
 pub use cert::{load_pair, CertError};
 pub use client::{build_client, ClientOptions};
 pub use client_auth::{ClientAuth, ClientVerify};
-pub use server::{build, Options, ServerEntry, TlsAddress, VerifyClient};
+pub use server::{build, Handshake, Options, ServerEntry, TlsAddress, VerifyClient};
 pub use stream::{is_certificate_error, Stream, TlsInfo};

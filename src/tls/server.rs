@@ -1,7 +1,9 @@
-//! The server configuration of one TLS listen address: the certificates of
-//! every server block on it, chosen by SNI (an unknown or missing name gets
-//! the default server's, as in nginx), the protocol versions and key
-//! exchange groups of the default server, its session cache and tickets.
+//! The server configurations of one TLS listen address: the certificates
+//! and handshake settings (protocols, curves, client certificates) of every
+//! server block on it, chosen by the ClientHello's SNI (an unknown or missing
+//! name gets the default server's, as in nginx), and the default server's
+//! session cache and tickets, which every server on the address shares.
+//! Servers whose handshake settings agree share one rustls configuration.
 
 use rustls::crypto::aws_lc_rs::{self as provider, kx_group};
 use rustls::crypto::SupportedKxGroup;
@@ -47,18 +49,11 @@ impl Curve {
     }
 }
 
-/// One server block on the address.
+/// The handshake settings of one server block (`ssl_protocols`,
+/// `ssl_prefer_server_ciphers`, `ssl_ecdh_curve`, client certificates):
+/// the server the ClientHello's SNI names decides them.
 #[derive(Debug, Clone)]
-pub struct ServerEntry {
-    /// Its `server_name`s, lowercase (`*.x` and `.x` are wildcards).
-    pub names: Vec<String>,
-    /// Its certificates (RSA, ECDSA...: the first the client can verify).
-    pub keys: Vec<Arc<CertifiedKey>>,
-}
-
-/// The default server's TLS settings, which the handshake uses.
-#[derive(Debug, Clone)]
-pub struct Options {
+pub struct Handshake {
     /// TLS 1.2 allowed.
     pub tls12: bool,
     /// TLS 1.3 allowed.
@@ -67,14 +62,44 @@ pub struct Options {
     pub prefer_server_ciphers: bool,
     /// `ssl_ecdh_curve` (empty: the provider's defaults).
     pub curves: Vec<Curve>,
+    /// Client certificates asked for and checked (`ssl_verify_client`),
+    /// with the `ssl_client_certificate` file they come from.
+    pub client_auth: Option<(ClientAuth, VerifyClient, std::path::PathBuf)>,
+}
+
+impl Handshake {
+    /// Whether one rustls configuration serves both.
+    fn same(&self, o: &Handshake) -> bool {
+        self.tls12 == o.tls12
+            && self.tls13 == o.tls13
+            && self.prefer_server_ciphers == o.prefer_server_ciphers
+            && self.curves == o.curves
+            && self.client_auth.as_ref().map(|a| (a.1, &a.2))
+                == o.client_auth.as_ref().map(|a| (a.1, &a.2))
+    }
+}
+
+/// One server block on the address.
+#[derive(Debug, Clone)]
+pub struct ServerEntry {
+    /// Its `server_name`s, lowercase (`*.x` and `.x` are wildcards).
+    pub names: Vec<String>,
+    /// Its certificates (RSA, ECDSA...: the first the client can verify).
+    pub keys: Vec<Arc<CertifiedKey>>,
+    /// Its handshake settings.
+    pub handshake: Handshake,
+}
+
+/// The address's settings every server on it shares: the session cache and
+/// tickets (the default server's), and ALPN.
+#[derive(Debug, Clone)]
+pub struct Options {
     /// The session cache (`None`: `ssl_session_cache off`).
     pub session_cache: Option<SessionStore>,
     /// Ticket secrets and period (`None`: `ssl_session_tickets off`).
     pub tickets: Option<(Vec<Vec<u8>>, u64)>,
     /// ALPN protocols offered, in preference order.
     pub alpn: Vec<Vec<u8>>,
-    /// Client certificates asked for and checked (`ssl_verify_client`).
-    pub client_auth: Option<(ClientAuth, VerifyClient)>,
 }
 
 /// Where sessions are kept for resumption by session ID.
@@ -98,14 +123,42 @@ pub enum VerifyClient {
     Optional,
 }
 
-/// What a TLS listen address needs: its rustls configuration and how it
-/// checks client certificates.
+/// One rustls configuration of an address and how it checks client
+/// certificates.
 #[derive(Debug, Clone)]
-pub struct TlsAddress {
+pub struct Handshaker {
     /// The rustls server configuration.
     pub config: Arc<ServerConfig>,
     /// The client-certificate check and its mode.
     pub client_auth: Option<(ClientAuth, VerifyClient)>,
+}
+
+/// What a TLS listen address needs: a rustls configuration per distinct
+/// handshake setting of its servers, and which one each SNI name gets.
+#[derive(Debug, Clone)]
+pub struct TlsAddress {
+    /// The configurations (several only when server blocks differ).
+    configs: Vec<Handshaker>,
+    /// Server entry -> its configuration.
+    by_server: Vec<usize>,
+    sni: Arc<Sni>,
+}
+
+impl TlsAddress {
+    /// Whether every server shares one configuration (then the handshake
+    /// starts without reading the ClientHello first).
+    pub fn single(&self) -> Option<&Handshaker> {
+        match self.configs.as_slice() {
+            [one] => Some(one),
+            _ => None,
+        }
+    }
+
+    /// The configuration of the server `sni` names (the default server's
+    /// for an unknown or missing name).
+    pub fn for_name(&self, sni: Option<&str>) -> &Handshaker {
+        &self.configs[self.by_server[self.sni.index_for(sni)]]
+    }
 }
 
 #[derive(Debug)]
@@ -127,26 +180,26 @@ fn name_matches(pattern: &str, host: &str) -> bool {
 }
 
 impl Sni {
-    fn server_for(&self, sni: Option<&str>) -> &ServerEntry {
+    fn index_for(&self, sni: Option<&str>) -> usize {
         let found = sni.and_then(|h| {
             let h = h.trim_end_matches('.').to_ascii_lowercase();
             // Exact names first, then wildcards (nginx's order).
             self.servers
                 .iter()
-                .find(|s| s.names.contains(&h))
+                .position(|s| s.names.contains(&h))
                 .or_else(|| {
                     self.servers
                         .iter()
-                        .find(|s| s.names.iter().any(|n| name_matches(n, &h)))
+                        .position(|s| s.names.iter().any(|n| name_matches(n, &h)))
                 })
         });
-        found.unwrap_or(&self.servers[self.default])
+        found.unwrap_or(self.default)
     }
 }
 
 impl ResolvesServerCert for Sni {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let s = self.server_for(hello.server_name());
+        let s = &self.servers[self.index_for(hello.server_name())];
         let schemes = hello.signature_schemes();
         s.keys
             .iter()
@@ -156,8 +209,10 @@ impl ResolvesServerCert for Sni {
     }
 }
 
-/// The server configuration for `servers` (`default` indexes the default
-/// server). Every entry must have at least one key.
+/// The server configurations for `servers` (`default` indexes the default
+/// server): one per distinct [`Handshake`], all sharing the certificate
+/// resolver, the session cache and the ticketer. Every entry must have at
+/// least one key.
 pub fn build(
     servers: Vec<ServerEntry>,
     default: usize,
@@ -166,46 +221,86 @@ pub fn build(
     if servers.is_empty() || default >= servers.len() || servers.iter().any(|s| s.keys.is_empty()) {
         return Err("a TLS address needs a certificate for every server on it".into());
     }
-    let mut p = provider::default_provider();
-    if !opts.curves.is_empty() {
-        p.kx_groups = opts.curves.iter().map(|c| c.group()).collect();
-    }
-    let mut versions: Vec<&'static rustls::SupportedProtocolVersion> = Vec::new();
-    if opts.tls13 {
-        versions.push(&rustls::version::TLS13);
-    }
-    if opts.tls12 {
-        versions.push(&rustls::version::TLS12);
-    }
-    let builder = ServerConfig::builder_with_provider(Arc::new(p))
-        .with_protocol_versions(&versions)
-        .map_err(|e| e.to_string())?;
-    let builder = match &opts.client_auth {
-        Some((auth, _)) => builder.with_client_cert_verifier(auth.handshake_verifier()),
-        None => builder.with_no_client_auth(),
-    };
-    let mut cfg = builder.with_cert_resolver(Arc::new(Sni { servers, default }));
-    cfg.ignore_client_order = opts.prefer_server_ciphers;
-    cfg.alpn_protocols = opts.alpn.clone();
-    cfg.max_early_data_size = 0;
-    cfg.session_storage = match &opts.session_cache {
+    let storage: Arc<dyn rustls::server::StoresServerSessions> = match &opts.session_cache {
         Some(SessionStore::Builtin(n)) if *n > 0 => {
             rustls::server::ServerSessionMemoryCache::new(*n)
         }
         Some(SessionStore::Shared(s)) => Arc::new(s.clone()),
         _ => Arc::new(NoServerSessionStorage {}),
     };
-    if let Some((secrets, period_s)) = &opts.tickets {
-        cfg.ticketer = Arc::new(super::tickets::Ticketer::new(secrets.clone(), *period_s));
+    let ticketer: Option<Arc<dyn rustls::server::ProducesTickets>> =
+        opts.tickets.as_ref().map(|(secrets, period_s)| {
+            Arc::new(super::tickets::Ticketer::new(secrets.clone(), *period_s)) as _
+        });
+    // The default server's settings first: its configuration is configs[0].
+    let mut kinds: Vec<Handshake> = vec![servers[default].handshake.clone()];
+    let mut by_server = Vec::with_capacity(servers.len());
+    for s in &servers {
+        let i = match kinds.iter().position(|k| k.same(&s.handshake)) {
+            Some(i) => i,
+            None => {
+                kinds.push(s.handshake.clone());
+                kinds.len() - 1
+            }
+        };
+        by_server.push(i);
+    }
+    let sni = Arc::new(Sni { servers, default });
+    let configs = kinds
+        .iter()
+        .map(|h| {
+            let config = one_config(h, &sni, &storage, ticketer.as_ref(), opts)?;
+            Ok(Handshaker {
+                config,
+                client_auth: h.client_auth.as_ref().map(|a| (a.0.clone(), a.1)),
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(TlsAddress {
+        configs,
+        by_server,
+        sni,
+    })
+}
+
+fn one_config(
+    h: &Handshake,
+    sni: &Arc<Sni>,
+    storage: &Arc<dyn rustls::server::StoresServerSessions>,
+    ticketer: Option<&Arc<dyn rustls::server::ProducesTickets>>,
+    opts: &Options,
+) -> Result<Arc<ServerConfig>, String> {
+    let mut p = provider::default_provider();
+    if !h.curves.is_empty() {
+        p.kx_groups = h.curves.iter().map(|c| c.group()).collect();
+    }
+    let mut versions: Vec<&'static rustls::SupportedProtocolVersion> = Vec::new();
+    if h.tls13 {
+        versions.push(&rustls::version::TLS13);
+    }
+    if h.tls12 {
+        versions.push(&rustls::version::TLS12);
+    }
+    let builder = ServerConfig::builder_with_provider(Arc::new(p))
+        .with_protocol_versions(&versions)
+        .map_err(|e| e.to_string())?;
+    let builder = match &h.client_auth {
+        Some((auth, _, _)) => builder.with_client_cert_verifier(auth.handshake_verifier()),
+        None => builder.with_no_client_auth(),
+    };
+    let mut cfg = builder.with_cert_resolver(sni.clone());
+    cfg.ignore_client_order = h.prefer_server_ciphers;
+    cfg.alpn_protocols = opts.alpn.clone();
+    cfg.max_early_data_size = 0;
+    cfg.session_storage = storage.clone();
+    if let Some(t) = ticketer {
+        cfg.ticketer = t.clone();
     }
     // One TLS 1.3 ticket per handshake (rustls and OpenSSL send two): a
     // resumption gets a fresh one, and neither side spends work on a second
     // ticket most clients never use.
     cfg.send_tls13_tickets = 1;
-    Ok(TlsAddress {
-        config: Arc::new(cfg),
-        client_auth: opts.client_auth.clone(),
-    })
+    Ok(Arc::new(cfg))
 }
 
 #[cfg(test)]

@@ -6,10 +6,15 @@
 //! still holds go out there. A read fills the buffer as far as the socket
 //! has data, so a short read still means the socket is drained (what an
 //! edge-triggered loop relies on).
+//!
+//! On an address whose server blocks differ in handshake settings the
+//! server side reads the ClientHello first (rustls's `Acceptor`) and goes on
+//! with the configuration of the server its SNI names.
 
 use super::client_auth::{ClientAuth, ClientVerify};
-use super::server::{TlsAddress, VerifyClient};
+use super::server::{Handshaker, TlsAddress, VerifyClient};
 use rustls::pki_types::ServerName;
+use rustls::server::Acceptor;
 use rustls::{ClientConfig, ClientConnection, Connection, ServerConnection};
 use std::io::{self, ErrorKind, Read, Write};
 use std::sync::Arc;
@@ -37,15 +42,19 @@ pub struct TlsInfo {
     pub server_name: Option<Box<str>>,
     /// The client certificate's check (`$ssl_client_verify`).
     pub client_verify: ClientVerify,
-    /// What the address requires of it.
-    pub verify_mode: VerifyClient,
+    /// The session was resumed (`$ssl_session_reused`).
+    pub session_reused: bool,
+    /// The client's leaf certificate, DER (`$ssl_client_s_dn`,
+    /// `$ssl_client_fingerprint`).
+    pub client_cert: Option<Arc<[u8]>>,
 }
 
 impl TlsInfo {
-    /// Whether a request on this connection must be refused (400) for its
-    /// client certificate, and why (for the error log).
-    pub fn refuses(&self) -> Option<&'static str> {
-        match (self.verify_mode, &self.client_verify) {
+    /// Whether a request to a server with `ssl_verify_client mode` must be
+    /// refused (400) for this connection's client certificate, and why (for
+    /// the error log).
+    pub fn refuses(&self, mode: VerifyClient) -> Option<&'static str> {
+        match (mode, &self.client_verify) {
             (VerifyClient::On, ClientVerify::None) => {
                 Some("client sent no required SSL certificate")
             }
@@ -60,6 +69,8 @@ impl TlsInfo {
 /// A TLS connection.
 pub struct Stream {
     conn: Connection,
+    /// Reading the ClientHello before `conn` is made (`None`: made).
+    accepting: Option<Box<Accepting>>,
     client_auth: Option<(ClientAuth, VerifyClient)>,
     /// Server side and nothing read yet: the first bytes may be plain HTTP.
     first: bool,
@@ -69,13 +80,72 @@ pub struct Stream {
 /// Plaintext rustls may buffer for writing before `write` says WouldBlock.
 const PLAINTEXT_LIMIT: usize = 256 * 1024;
 
+/// The ClientHello being read, and the address that picks a configuration
+/// by its SNI.
+struct Accepting {
+    acceptor: Acceptor,
+    address: TlsAddress,
+}
+
 impl Stream {
     /// A new server connection on the TLS address `a`.
     pub fn new(a: &TlsAddress) -> io::Result<Stream> {
-        let conn = ServerConnection::new(a.config.clone()).map_err(io::Error::other)?;
-        let mut s = Stream::of(conn.into(), true);
-        s.client_auth = a.client_auth.clone();
+        if let Some(one) = a.single() {
+            return Stream::server(one);
+        }
+        // Until the ClientHello is read, `conn` is a placeholder on the
+        // default server's configuration (never read from or written to).
+        let mut s = Stream::server(a.for_name(None))?;
+        s.accepting = Some(Box::new(Accepting {
+            acceptor: Acceptor::default(),
+            address: a.clone(),
+        }));
         Ok(s)
+    }
+
+    fn server(h: &Handshaker) -> io::Result<Stream> {
+        let conn = ServerConnection::new(h.config.clone()).map_err(io::Error::other)?;
+        let mut s = Stream::of(conn.into(), true);
+        s.client_auth = h.client_auth.clone();
+        Ok(s)
+    }
+
+    /// Read the ClientHello; when it is complete, make the connection the
+    /// server its SNI names wants (its first flight queued). Ok(true): done.
+    fn accept(&mut self, sock: &mut impl Socket) -> io::Result<bool> {
+        let Some(a) = self.accepting.as_mut() else {
+            return Ok(true);
+        };
+        loop {
+            match a.acceptor.read_tls(sock) {
+                Ok(0) => return Err(ErrorKind::UnexpectedEof.into()),
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            let accepted = match a.acceptor.accept() {
+                Ok(None) => continue,
+                Ok(Some(accepted)) => accepted,
+                Err((e, mut alert)) => {
+                    let _ = alert.write_all(sock);
+                    return Err(io::Error::new(ErrorKind::InvalidData, e));
+                }
+            };
+            let h = a.address.for_name(accepted.client_hello().server_name());
+            let (config, client_auth) = (h.config.clone(), h.client_auth.clone());
+            let mut conn = match accepted.into_connection(config) {
+                Ok(c) => c,
+                Err((e, mut alert)) => {
+                    let _ = alert.write_all(sock);
+                    return Err(io::Error::new(ErrorKind::InvalidData, e));
+                }
+            };
+            conn.set_buffer_limit(Some(PLAINTEXT_LIMIT));
+            self.conn = conn.into();
+            self.client_auth = client_auth;
+            self.accepting = None;
+            return Ok(true);
+        }
     }
 
     /// A new client connection to `name` under `cfg` (its first flight is
@@ -89,6 +159,7 @@ impl Stream {
         conn.set_buffer_limit(Some(PLAINTEXT_LIMIT));
         Stream {
             conn,
+            accepting: None,
             client_auth: None,
             first: server,
             plain_http: false,
@@ -100,6 +171,13 @@ impl Stream {
     /// socket; an error is the peer's refusal, ours (the certificate did not
     /// verify: the alert is sent first), or the socket's.
     pub fn handshake(&mut self, sock: &mut impl Socket) -> io::Result<bool> {
+        if self.accepting.is_some() {
+            match self.accept(sock) {
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
         loop {
             let flushed = self.flush(sock)?;
             if !self.conn.is_handshaking() {
@@ -135,7 +213,7 @@ impl Stream {
 
     /// Still handshaking.
     pub fn is_handshaking(&self) -> bool {
-        self.conn.is_handshaking()
+        self.accepting.is_some() || self.conn.is_handshaking()
     }
 
     /// Read plaintext into `buf` (not empty). Ok(0): the client closed.
@@ -169,6 +247,12 @@ impl Stream {
                     Err(e) => return Err(e),
                 }
             }
+            if self.accepting.is_some() {
+                // The ClientHello, then the server's first flight.
+                self.accept(sock)?;
+                self.flush(sock)?;
+                continue;
+            }
             match self.conn.read_tls(sock) {
                 Ok(0) => return Ok(filled),
                 Ok(_) => {}
@@ -192,6 +276,9 @@ impl Stream {
     /// Take plaintext from `buf` for sending; `WouldBlock` when rustls holds
     /// as much as it may and the socket takes nothing.
     pub fn write(&mut self, sock: &mut impl Socket, buf: &[u8]) -> io::Result<usize> {
+        if self.accepting.is_some() {
+            return Err(ErrorKind::WouldBlock.into());
+        }
         let mut n = self.conn.writer().write(buf)?;
         if n == 0 && !buf.is_empty() {
             if !self.flush(sock)? {
@@ -208,6 +295,9 @@ impl Stream {
 
     /// Send the records rustls holds. Ok(true): all sent.
     pub fn flush(&mut self, sock: &mut impl Socket) -> io::Result<bool> {
+        if self.accepting.is_some() {
+            return Ok(true);
+        }
         while self.conn.wants_write() {
             match self.conn.write_tls(sock) {
                 Ok(0) => return Err(ErrorKind::WriteZero.into()),
@@ -222,17 +312,24 @@ impl Stream {
 
     /// Whether records wait to be sent.
     pub fn wants_write(&self) -> bool {
-        self.conn.wants_write()
+        self.accepting.is_none() && self.conn.wants_write()
     }
 
     /// Queue a `close_notify` alert (sent by the next flush).
     pub fn close(&mut self) {
-        self.conn.send_close_notify();
+        if self.accepting.is_none() {
+            self.conn.send_close_notify();
+        }
+    }
+
+    /// Whether the handshake resumed a session.
+    pub fn resumed(&self) -> bool {
+        self.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
     }
 
     /// The handshake's results (`None` while handshaking).
     pub fn info(&self) -> Option<TlsInfo> {
-        if self.conn.is_handshaking() {
+        if self.is_handshaking() {
             return None;
         }
         Some(TlsInfo {
@@ -253,7 +350,14 @@ impl Stream {
                 Some((auth, _)) => auth.check(self.conn.peer_certificates()),
                 None => ClientVerify::None,
             },
-            verify_mode: self.client_auth.as_ref().map_or(VerifyClient::Off, |a| a.1),
+            session_reused: self.resumed(),
+            client_cert: match (&self.conn, &self.client_auth) {
+                (Connection::Server(c), Some(_)) => c
+                    .peer_certificates()
+                    .and_then(|p| p.first())
+                    .map(|c| c.as_ref().into()),
+                _ => None,
+            },
         })
     }
 }

@@ -288,3 +288,58 @@ impl rustls::client::danger::ServerCertVerifier for OcspRecorder {
         self.inner.supported_verify_schemes()
     }
 }
+
+/// A server certificate for `names` issued by `ca` with serial `serial`,
+/// as `dir/<file>.crt` and `.key`.
+pub fn server_cert_by(
+    ca: &TestCa,
+    dir: &Path,
+    file: &str,
+    names: &[&str],
+    serial: u64,
+) -> TestCert {
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let mut params = rcgen::CertificateParams::new(names).expect("params");
+    params.serial_number = Some(rcgen::SerialNumber::from(serial));
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = params.signed_by(&key, &ca.issuer).expect("sign");
+    write_cert(dir, file, &cert, &key)
+}
+
+/// A CRL from `ca` revoking the certificates with these serials, PEM, as
+/// `dir/<file>.crl`.
+pub fn make_crl(ca: &TestCa, dir: &Path, file: &str, serials: &[u64]) -> PathBuf {
+    let params = rcgen::CertificateRevocationListParams {
+        this_update: rcgen::date_time_ymd(2024, 1, 1),
+        next_update: rcgen::date_time_ymd(2099, 1, 1),
+        crl_number: rcgen::SerialNumber::from(1u64),
+        issuing_distribution_point: None,
+        revoked_certs: serials
+            .iter()
+            .map(|&s| rcgen::RevokedCertParams {
+                serial_number: rcgen::SerialNumber::from(s),
+                revocation_time: rcgen::date_time_ymd(2024, 1, 2),
+                reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                invalidity_date: None,
+            })
+            .collect(),
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    };
+    let crl = params.signed_by(&ca.issuer).expect("crl");
+    let p = dir.join(format!("{file}.crl"));
+    std::fs::write(&p, crl.pem().expect("pem")).expect("write crl");
+    p
+}
+
+/// A client certificate for `cn` issued by `ca`, written as
+/// `dir/<file>.crt` and `.key` (for `proxy_ssl_certificate`).
+pub fn client_cert_files(ca: &TestCa, dir: &Path, file: &str, cn: &str) -> TestCert {
+    let mut params = rcgen::CertificateParams::new(vec![cn.to_string()]).expect("params");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn.to_string());
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = params.signed_by(&key, &ca.issuer).expect("sign");
+    write_cert(dir, file, &cert, &key)
+}
