@@ -245,6 +245,10 @@ pub struct LocationConf {
     /// `allow` / `deny` rules in order (the first that matches decides; none:
     /// allowed). A level with its own rules replaces the outer ones.
     pub access: Vec<AccessRule>,
+    /// `auth_basic`, `auth_request`, `satisfy`, `limit_except`.
+    pub auth: super::AuthConf,
+    /// `set_real_ip_from` and friends (`None`: no trusted address).
+    pub realip: Option<std::sync::Arc<super::RealIpConf>>,
     /// `try_files` (the location's, else the server's).
     pub try_files: Option<super::TryFiles>,
     /// `error_page`s (merged http -> server -> location).
