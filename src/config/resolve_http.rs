@@ -684,7 +684,9 @@ fn merge_server(
             d.error("no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive")
         );
     }
+    let realip = locations.iter().any(|l| l.realip.is_some());
     Ok(ServerConf {
+        realip,
         line: raw.line,
         listens,
         server_names: raw.server_names,

@@ -179,6 +179,8 @@ pub struct ServerConf {
     pub locations: Vec<LocationConf>,
     /// TLS settings (used when it listens with `ssl`).
     pub ssl: super::SslConf,
+    /// Some location has `set_real_ip_from`.
+    pub realip: bool,
 }
 
 /// How a location matches.

@@ -55,8 +55,14 @@ pub enum Var {
     ServerPort,
     /// `$remote_addr`.
     RemoteAddr,
-    /// `$remote_port`.
+    /// `$remote_port` (empty when the real-IP settings replaced the address).
     RemotePort,
+    /// `$realip_remote_addr`: the connection's own address.
+    RealipRemoteAddr,
+    /// `$realip_remote_port`: the connection's own port.
+    RealipRemotePort,
+    /// `$remote_user`: the user name of Basic credentials.
+    RemoteUser,
     /// `$binary_remote_addr`: 4 or 16 address bytes.
     BinaryRemoteAddr,
     /// `$request_time`: seconds since the request began, `1.234`.
@@ -182,6 +188,9 @@ impl Var {
             "server_port" => Var::ServerPort,
             "remote_addr" => Var::RemoteAddr,
             "remote_port" => Var::RemotePort,
+            "realip_remote_addr" => Var::RealipRemoteAddr,
+            "realip_remote_port" => Var::RealipRemotePort,
+            "remote_user" => Var::RemoteUser,
             "binary_remote_addr" => Var::BinaryRemoteAddr,
             "request_time" => Var::RequestTime,
             "request_length" => Var::RequestLength,

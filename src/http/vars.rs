@@ -26,6 +26,9 @@ pub struct ConnVars {
     pub local: Option<SocketAddr>,
     /// The connection speaks TLS (`$scheme` https, `$https` on).
     pub https: bool,
+    /// The connection's own address when the real-IP settings replaced
+    /// `peer` (`$realip_remote_addr`).
+    pub realip_peer: Option<SocketAddr>,
 }
 
 /// The request side of the variables.
@@ -260,7 +263,21 @@ pub fn eval_var(v: &Var, req: &ReqVars<'_>, resp: &RespVars<'_>, out: &mut Vec<u
             }
         }
         Var::RemoteAddr => put_ip(out, req.conn.peer.ip()),
-        Var::RemotePort => put_u64(out, u64::from(req.conn.peer.port())),
+        Var::RemotePort => {
+            if req.conn.peer.port() != 0 {
+                put_u64(out, u64::from(req.conn.peer.port()))
+            }
+        }
+        Var::RealipRemoteAddr => put_ip(out, req.conn.realip_peer.unwrap_or(req.conn.peer).ip()),
+        Var::RealipRemotePort => {
+            put_u64(out, u64::from(req.conn.realip_peer.unwrap_or(req.conn.peer).port()))
+        }
+        Var::RemoteUser => {
+            let auth = find_header(&hb[..head.len], b"authorization");
+            if let Some(user) = auth.and_then(crate::http::auth_basic::basic_credentials) {
+                out.extend_from_slice(&user.0);
+            }
+        }
         Var::BinaryRemoteAddr => match req.conn.peer.ip() {
             IpAddr::V4(a) => out.extend_from_slice(&a.octets()),
             IpAddr::V6(a) => out.extend_from_slice(&a.octets()),
@@ -370,6 +387,7 @@ pub(crate) fn with_req(raw: &str, f: impl FnOnce(&ReqVars<'_>)) {
             peer: "10.0.0.7:5555".parse().unwrap(),
             local: Some("127.0.0.1:8080".parse().unwrap()),
             https: false,
+            realip_peer: None,
         },
         server_name: "example.com",
         proxy_host: "app",

@@ -236,6 +236,7 @@ mod tests {
                 peer: "10.0.0.7:4000".parse().unwrap(),
                 local: None,
                 https: false,
+                realip_peer: None,
             },
             server_name: "",
             proxy_host: "app",
