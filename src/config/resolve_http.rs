@@ -635,6 +635,7 @@ fn merge_server(
 ) -> Result<ServerConf, ConfigError> {
     raw.inherit.limits.check_refs(zones)?;
     let server_inherit = raw.inherit.over(http);
+    let server_realip = server_inherit.auth.finish(None, &[]).1;
     let covers_root = raw.locations.iter().any(|l| {
         l.path == "/"
             && matches!(
@@ -687,6 +688,7 @@ fn merge_server(
     let realip = locations.iter().any(|l| l.realip.is_some());
     Ok(ServerConf {
         realip,
+        realip_server: server_realip,
         line: raw.line,
         listens,
         server_names: raw.server_names,

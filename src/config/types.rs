@@ -181,6 +181,9 @@ pub struct ServerConf {
     pub ssl: super::SslConf,
     /// Some location has `set_real_ip_from`.
     pub realip: bool,
+    /// The server level's real-IP settings (nginx's post-read phase: when
+    /// they replace the address, a location's are not read again).
+    pub realip_server: Option<std::sync::Arc<super::RealIpConf>>,
 }
 
 /// How a location matches.

@@ -156,7 +156,11 @@ pub fn verify(pass: &[u8], hash: &[u8]) -> bool {
         return false;
     };
     if h.starts_with("$apr1$") || h.starts_with("$1$") {
-        let magic = if h.starts_with("$1$") { "$1$" } else { "$apr1$" };
+        let magic = if h.starts_with("$1$") {
+            "$1$"
+        } else {
+            "$apr1$"
+        };
         let salt = h[magic.len()..].split('$').next().unwrap_or("");
         return ct_eq(md5_crypt(pass, salt.as_bytes(), magic).as_bytes(), hash);
     }
@@ -255,7 +259,10 @@ mod tests {
             basic_credentials(b"Basic dXNlcjpwYTpzcw=="),
             Some((b"user".to_vec(), b"pa:ss".to_vec()))
         );
-        assert_eq!(basic_credentials(b"basic   dXNlcjo="), Some((b"user".to_vec(), vec![])));
+        assert_eq!(
+            basic_credentials(b"basic   dXNlcjo="),
+            Some((b"user".to_vec(), vec![]))
+        );
         assert_eq!(basic_credentials(b"Basic dXNlcg=="), None);
         assert_eq!(basic_credentials(b"Bearer abc"), None);
         assert_eq!(basic_credentials(b"Basic !!!"), None);
@@ -264,8 +271,14 @@ mod tests {
     #[test]
     fn known_hashes_verify() {
         // The crate docs' and OpenSSL's published examples.
-        assert!(verify(b"password", b"$apr1$lZL6V/ci$eIMz/iKDkbtys/uU7LEK00"));
-        assert!(!verify(b"passwort", b"$apr1$lZL6V/ci$eIMz/iKDkbtys/uU7LEK00"));
+        assert!(verify(
+            b"password",
+            b"$apr1$lZL6V/ci$eIMz/iKDkbtys/uU7LEK00"
+        ));
+        assert!(!verify(
+            b"passwort",
+            b"$apr1$lZL6V/ci$eIMz/iKDkbtys/uU7LEK00"
+        ));
         assert_eq!(
             md5_crypt(b"password", b"RandSalt", "$apr1$"),
             "$apr1$RandSalt$PgCXHRrkpSt4cbyC2C6bm/"

@@ -4,7 +4,8 @@
 //! skipping trusted addresses with `real_ip_recursive on`, or any header)
 //! becomes `$remote_addr` — and the address `allow`/`deny`, the limits and
 //! the waiting room key on. `$realip_remote_addr` keeps the connection's.
-//! Read with the settings of the request's location.
+//! As nginx: the server level's settings first (its post-read phase); a
+//! location's only when those changed nothing (its preaccess phase).
 
 use crate::config::{RealIpConf, RealIpHeader};
 use crate::http::ctx::HttpCtx;
@@ -32,12 +33,22 @@ pub fn resolve<'t>(
     if !server.realip {
         return None;
     }
-    let mut path = Vec::new();
-    let t = uri::split_target(target).ok()?;
-    uri::normalize_path(t.path, &mut path).ok()?;
-    let li = ctx.site.find_location(si, &path, &mut Vec::new());
-    let conf = server.locations.get(li)?.realip.as_ref()?;
-    let real = real_addr(conf, info.peer, &buf[..head.len])?;
+    let fields = &buf[..head.len];
+    let from_server = server
+        .realip_server
+        .as_ref()
+        .and_then(|c| real_addr(c, info.peer, fields));
+    let real = match from_server {
+        Some(a) => a,
+        None => {
+            let mut path = Vec::new();
+            let t = uri::split_target(target).ok()?;
+            uri::normalize_path(t.path, &mut path).ok()?;
+            let li = ctx.site.find_location(si, &path, &mut Vec::new());
+            let conf = server.locations.get(li)?.realip.as_ref()?;
+            real_addr(conf, info.peer, fields)?
+        }
+    };
     let old = info.vars.peer;
     let mut vars = info.vars;
     vars.peer = SocketAddr::new(real, 0);
@@ -64,7 +75,9 @@ pub fn real_addr(conf: &RealIpConf, peer: IpAddr, fields: &[u8]) -> Option<IpAdd
         RealIpHeader::Other(n) => n.as_bytes(),
     };
     if conf.header != RealIpHeader::XForwardedFor {
-        let v = header_fields(fields).find(|(n, _)| n.eq_ignore_ascii_case(name))?.1;
+        let v = header_fields(fields)
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))?
+            .1;
         return parse_addr(v);
     }
     // Every X-Forwarded-For line, in order, as one list read from the right.
@@ -146,7 +159,10 @@ mod tests {
         let c = conf(RealIpHeader::XForwardedFor, false);
         assert_eq!(real_addr(&c, ip("127.0.0.1"), HEAD), Some(ip("10.2.2.2")));
         let c = conf(RealIpHeader::XForwardedFor, true);
-        assert_eq!(real_addr(&c, ip("127.0.0.1"), HEAD), Some(ip("203.0.113.1")));
+        assert_eq!(
+            real_addr(&c, ip("127.0.0.1"), HEAD),
+            Some(ip("203.0.113.1"))
+        );
         // All trusted: the leftmost.
         let h = b"GET / HTTP/1.1\r\nX-Forwarded-For: 10.0.0.1, 10.0.0.2\r\n\r\n";
         assert_eq!(real_addr(&c, ip("127.0.0.1"), h), Some(ip("10.0.0.1")));

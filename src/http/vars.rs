@@ -269,9 +269,10 @@ pub fn eval_var(v: &Var, req: &ReqVars<'_>, resp: &RespVars<'_>, out: &mut Vec<u
             }
         }
         Var::RealipRemoteAddr => put_ip(out, req.conn.realip_peer.unwrap_or(req.conn.peer).ip()),
-        Var::RealipRemotePort => {
-            put_u64(out, u64::from(req.conn.realip_peer.unwrap_or(req.conn.peer).port()))
-        }
+        Var::RealipRemotePort => put_u64(
+            out,
+            u64::from(req.conn.realip_peer.unwrap_or(req.conn.peer).port()),
+        ),
         Var::RemoteUser => {
             let auth = find_header(&hb[..head.len], b"authorization");
             if let Some(user) = auth.and_then(crate::http::auth_basic::basic_credentials) {
