@@ -125,10 +125,7 @@ fn request_verdict(
     };
     let result = match sub {
         Some(s) => s,
-        None => match local_subrequest(ctx, r, &ar.uri) {
-            Ok(s) => s,
-            Err(flow) => return Err(flow),
-        },
+        None => local_subrequest(ctx, r, &ar.uri)?,
     };
     Ok(match result.status {
         401 => Verdict::Refused(401, result.www_authenticate),
