@@ -304,8 +304,10 @@ fn auth_origin() -> Origin {
     })
 }
 
-/// (token, method, status, WWW-Authenticate, body) against one port.
-fn auth_request_cases(port: u16) -> Vec<(String, u16, Option<String>, String)> {
+/// (case, status, WWW-Authenticate, body, X-User) against one port.
+type AuthCase = (String, u16, Option<String>, String, Option<String>);
+
+fn auth_request_cases(port: u16) -> Vec<AuthCase> {
     let mut out = Vec::new();
     for path in ["/app/f.txt", "/local-no/f.txt", "/local-yes/f.txt"] {
         for token in ["yes", "no", "forbid", "other"] {
@@ -331,7 +333,14 @@ fn auth_request_cases(port: u16) -> Vec<(String, u16, Option<String>, String)> {
                 } else {
                     String::new()
                 };
-                out.push((format!("{path} {token} {method}"), r.status, www, text));
+                let user = r.header("x-user").map(str::to_string);
+                out.push((
+                    format!("{path} {token} {method}"),
+                    r.status,
+                    www,
+                    text,
+                    user,
+                ));
             }
         }
     }
@@ -342,7 +351,8 @@ fn auth_request_cases(port: u16) -> Vec<(String, u16, Option<String>, String)> {
 fn auth_request_proxied_or_local_decides_as_nginx_does() {
     let origin = auth_origin();
     let locs = format!(
-        "location /app/ {{ auth_request /_auth; }}\n\
+        "location /app/ {{ auth_request /_auth; auth_request_set $user $upstream_http_x_user; \
+         auth_request_set $said $upstream_status; add_header X-User \"$user:$said\" always; }}\n\
          location = /_auth {{ proxy_pass http://127.0.0.1:{}/check; \
          proxy_set_header X-Original-URI $request_uri; }}\n\
          location /local-no/ {{ auth_request /_no; }}\n\
@@ -360,6 +370,12 @@ fn auth_request_proxied_or_local_decides_as_nginx_does() {
     let case = |c: &str| got.iter().find(|g| g.0 == c).unwrap().clone();
     assert_eq!(case("/app/f.txt yes GET").1, 200);
     assert_eq!(case("/app/f.txt yes GET").3, "app");
+    assert_eq!(
+        case("/app/f.txt yes GET").4.as_deref(),
+        Some("ann:204"),
+        "auth_request_set from the subrequest's answer"
+    );
+    assert_eq!(case("/app/f.txt no GET").4.as_deref(), Some(":401"));
     // Allowed, then refused by the static handler (as nginx): the body
     // waited for the subrequest and was read after it.
     assert_eq!(case("/app/f.txt yes POST").1, 405);
@@ -511,9 +527,42 @@ fn bad_access_directives_fail_t() {
         "\"root\" directive is not supported inside \"limit_except\"",
     );
     assert_t_fails(
+        "acc-set-builtin",
+        &server("auth_request_set $host $upstream_http_x;"),
+        7,
+        "invalid variable name \"$host\"",
+    );
+    assert_t_fails(
+        "acc-upstream-http",
+        &server("add_header X $upstream_http_x_user;"),
+        7,
+        "unknown \"upstream_http_x_user\" variable",
+    );
+    assert_t_fails(
         "acc-from",
         &server("set_real_ip_from 10.0.0.0/40;"),
         7,
         "invalid value \"10.0.0.0/40\"",
+    );
+}
+
+#[test]
+fn auth_request_set_values_reach_the_proxied_request() {
+    let auth = auth_origin();
+    let app = Origin::fixed(ok_response(b"app"));
+    let s = Server::start(Conf::new().workers(1).server(&format!(
+        "location /papp/ {{ auth_request /_auth; auth_request_set $user $upstream_http_x_user; \
+         proxy_set_header X-Auth-User $user; proxy_pass http://127.0.0.1:{}; }}\n\
+         location = /_auth {{ proxy_pass http://127.0.0.1:{}/check; }}",
+        app.port, auth.port
+    )));
+    let r = request(s.port, "/papp/x", &[("X-Token", "yes")]);
+    assert_eq!((r.status, r.text().as_str()), (200, "app"));
+    assert_eq!(app.only_request().header("x-auth-user"), Some("ann"));
+    assert_eq!(request(s.port, "/papp/x", &[("X-Token", "no")]).status, 401);
+    assert_eq!(
+        app.request_count(),
+        1,
+        "a refused request never reaches the origin"
     );
 }

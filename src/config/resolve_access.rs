@@ -24,6 +24,7 @@ pub(super) const SPECS: &[Spec] = &[
     Spec::new("auth_basic", HSL, 1, 1),
     Spec::new("auth_basic_user_file", HSL, 1, 1),
     Spec::new("auth_request", HSL, 1, 1),
+    Spec::new("auth_request_set", HSL, 2, 2).repeatable(),
     Spec::new("set_real_ip_from", HSL, 1, 1).repeatable(),
     Spec::new("real_ip_header", HSL, 1, 1),
     Spec::new("real_ip_recursive", HSL, 1, 1),
@@ -86,6 +87,8 @@ pub(super) struct AccessInherit {
     user_file: Option<PathBuf>,
     /// `Some(None)`: `auth_request off`.
     request: Option<Option<String>>,
+    /// `auth_request_set`s of this level: (variable index, value).
+    sets: Option<Vec<(usize, super::Template)>>,
     /// `set_real_ip_from`s of this level (addresses, `unix:`).
     real_from: Option<(Vec<Cidr>, bool)>,
     real_header: Option<RealIpHeader>,
@@ -140,6 +143,15 @@ impl AccessInherit {
                 })
             }
             "real_ip_recursive" => self.real_recursive = Some(flag(d)?),
+            "auth_request_set" => {
+                let name = v.strip_prefix('$').unwrap_or("");
+                let Some(super::Var::AuthSet(i)) = super::Var::from_name(name) else {
+                    return Err(d.error(format!("invalid variable name \"{v}\"")));
+                };
+                let value = d.args.get(1).map_or("", String::as_str);
+                let t = super::vars::compile_auth_set(value).map_err(|m| d.error(m))?;
+                self.sets.get_or_insert_with(Vec::new).push((i, t));
+            }
             _ => return Ok(false),
         }
         Ok(true)
@@ -152,6 +164,7 @@ impl AccessInherit {
             basic_realm: self.basic_realm.or_else(|| outer.basic_realm.clone()),
             user_file: self.user_file.or_else(|| outer.user_file.clone()),
             request: self.request.or_else(|| outer.request.clone()),
+            sets: self.sets.or_else(|| outer.sets.clone()),
             real_from: self.real_from.or_else(|| outer.real_from.clone()),
             real_header: self.real_header.or_else(|| outer.real_header.clone()),
             real_recursive: self.real_recursive.or(outer.real_recursive),
@@ -170,11 +183,13 @@ impl AccessInherit {
         AuthConf {
             satisfy_any: self.satisfy_any.unwrap_or(false),
             basic,
-            request: self
-                .request
-                .clone()
-                .flatten()
-                .map(|uri| Arc::new(AuthRequest { uri })),
+            request: self.request.clone().flatten().map(|uri| {
+                Arc::new(AuthRequest {
+                    uri,
+                    sets: self.sets.clone().unwrap_or_default(),
+                    vars: super::vars::auth_set_count(),
+                })
+            }),
             limit_except: None,
         }
     }
@@ -206,6 +221,35 @@ impl AccessInherit {
         };
         (auth, realip)
     }
+}
+
+/// The `auth_request_set` variables of an http block, anywhere in it
+/// (lowercase, without `$`); `maps` are the `map` variables.
+pub(super) fn set_names(block: &[Directive], maps: &[String]) -> Result<Vec<String>, ConfigError> {
+    fn walk(ds: &[Directive], maps: &[String], out: &mut Vec<String>) -> Result<(), ConfigError> {
+        for d in ds {
+            if d.name == "auth_request_set" {
+                let v = arg0(d);
+                let name = v.strip_prefix('$').unwrap_or("");
+                let lower = name.to_ascii_lowercase();
+                if name.is_empty()
+                    || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                    || super::Var::builtin(&lower).is_some()
+                    || maps.contains(&lower)
+                {
+                    return Err(d.error(format!("invalid variable name \"{v}\"")));
+                }
+                if !out.contains(&lower) {
+                    out.push(lower);
+                }
+            }
+            walk(d.children(), maps, out)?;
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(block, maps, &mut out)?;
+    Ok(out)
 }
 
 /// A `limit_except` block as read.

@@ -379,7 +379,10 @@ impl HeaderSettings {
 pub(crate) fn resolve_http(block: &[Directive], conf_dir: &Path) -> Result<HttpConf, ConfigError> {
     // `map` variables are known everywhere in the block, before their map.
     let names = super::resolve_map::names(block)?;
-    super::vars::with_map_names(names, || resolve_http_block(block, conf_dir))
+    let auth_names = super::resolve_access::set_names(block, &names)?;
+    super::vars::with_map_names(names, || {
+        super::vars::with_auth_set_names(auth_names, || resolve_http_block(block, conf_dir))
+    })
 }
 
 fn resolve_http_block(block: &[Directive], conf_dir: &Path) -> Result<HttpConf, ConfigError> {

@@ -40,6 +40,11 @@ pub struct AuthBasic {
 pub struct AuthRequest {
     /// The subrequest's URI (a path, perhaps with `?args`).
     pub uri: String,
+    /// `auth_request_set $VAR VALUE`s: (variable index, value), evaluated
+    /// when the subrequest is done.
+    pub sets: Vec<(usize, super::Template)>,
+    /// How many `auth_request_set` variables the configuration has.
+    pub vars: usize,
 }
 
 /// `limit_except METHOD ... { ... }`.

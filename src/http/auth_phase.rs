@@ -28,11 +28,13 @@ enum Verdict {
 }
 
 /// Run the access modules of `r`'s location; `sub` is the answer of a
-/// proxied `auth_request` subrequest this request waited for.
+/// proxied `auth_request` subrequest this request waited for; `vals` gets
+/// the `auth_request_set` variables.
 pub(super) fn run(
     ctx: &mut HttpCtx,
     r: &Req<'_>,
     sub: Option<SubResult>,
+    vals: &mut Vec<Vec<u8>>,
     out: &mut Sink<'_>,
 ) -> Flow {
     let loc = r.loc;
@@ -51,7 +53,7 @@ pub(super) fn run(
         let verdict = match module {
             0 => rules_verdict(r, rules),
             1 => basic_verdict(ctx, r, auth),
-            _ => match request_verdict(ctx, r, auth, sub.take()) {
+            _ => match request_verdict(ctx, r, auth, sub.take(), vals) {
                 Ok(v) => v,
                 Err(flow) => return flow,
             },
@@ -60,7 +62,7 @@ pub(super) fn run(
             Verdict::Declined => {}
             Verdict::Allowed if any => return Flow::Next,
             Verdict::Allowed => {}
-            Verdict::Refused(code, www) if !any => return refuse(ctx, r, code, www, out),
+            Verdict::Refused(code, www) if !any => return refuse(ctx, r, vals, code, www, out),
             Verdict::Refused(code, www) => {
                 if refusal.as_ref().is_none_or(|(c, _)| *c != 401) {
                     refusal = Some((code, www));
@@ -69,7 +71,7 @@ pub(super) fn run(
         }
     }
     match refusal {
-        Some((code, www)) => refuse(ctx, r, code, www, out),
+        Some((code, www)) => refuse(ctx, r, vals, code, www, out),
         None => Flow::Next,
     }
 }
@@ -119,6 +121,7 @@ fn request_verdict(
     r: &Req<'_>,
     auth: &AuthConf,
     sub: Option<SubResult>,
+    vals: &mut Vec<Vec<u8>>,
 ) -> Result<Verdict, Flow> {
     let Some(ar) = &auth.request else {
         return Ok(Verdict::Declined);
@@ -127,6 +130,25 @@ fn request_verdict(
         Some(s) => s,
         None => local_subrequest(ctx, r, &ar.uri)?,
     };
+    if !ar.sets.is_empty() {
+        vals.resize(ar.vars, Vec::new());
+        let resp = RespVars {
+            status: result.status,
+            upstream_head: &result.head,
+            upstream_status: if result.head.is_empty() {
+                0
+            } else {
+                result.status
+            },
+            ..RespVars::default()
+        };
+        for (i, t) in &ar.sets {
+            if let Some(v) = vals.get_mut(*i) {
+                v.clear();
+                vars::eval(t, &r.vars, &resp, v);
+            }
+        }
+    }
     Ok(match result.status {
         401 => Verdict::Refused(401, result.www_authenticate),
         403 => Verdict::Refused(403, None),
@@ -153,7 +175,7 @@ fn local_subrequest(ctx: &mut HttpCtx, r: &Req<'_>, target: &str) -> Result<SubR
     if uri::normalize_path(p.as_bytes(), &mut path).is_err() {
         return Ok(SubResult {
             status: 500,
-            www_authenticate: None,
+            ..SubResult::default()
         });
     }
     let mut caps = Vec::new();
@@ -177,7 +199,7 @@ fn local_subrequest(ctx: &mut HttpCtx, r: &Req<'_>, target: &str) -> Result<SubR
     match content_phase(ctx, &next, &mut sink) {
         Flow::Done(reply) => Ok(SubResult {
             status: reply.status,
-            www_authenticate: None,
+            ..SubResult::default()
         }),
         Flow::Proxy(mut p) => {
             p.head.body = BodyFraming::None;
@@ -188,15 +210,17 @@ fn local_subrequest(ctx: &mut HttpCtx, r: &Req<'_>, target: &str) -> Result<SubR
         }
         _ => Ok(SubResult {
             status: 500,
-            www_authenticate: None,
+            ..SubResult::default()
         }),
     }
 }
 
-/// Answer the refusal: the status page, with `WWW-Authenticate` for a 401.
+/// Answer the refusal: the status page, with `WWW-Authenticate` for a 401
+/// (`auth_request_set`'s values known to `add_header ... always`).
 fn refuse(
     ctx: &mut HttpCtx,
     r: &Req<'_>,
+    vals: &[Vec<u8>],
     code: u16,
     www: Option<Vec<u8>>,
     out: &mut Sink<'_>,
@@ -205,16 +229,9 @@ fn refuse(
         Some(v) => vec![(b"WWW-Authenticate", v)],
         None => Vec::new(),
     };
-    let n = error_reply(
-        ctx,
-        r.loc,
-        &r.vars,
-        code,
-        r.keep_alive,
-        r.head_only,
-        &extra,
-        out,
-    );
+    let mut v = r.vars;
+    v.auth_vars = vals;
+    let n = error_reply(ctx, r.loc, &v, code, r.keep_alive, r.head_only, &extra, out);
     Flow::Done(Reply {
         status: code,
         body_bytes: n,

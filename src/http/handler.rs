@@ -99,6 +99,8 @@ pub struct ProxyReq {
     /// An `auth_request` subrequest: GET, no body, not logged, its answer
     /// kept for the request that waits.
     pub subrequest: bool,
+    /// The `auth_request_set` variables' values.
+    pub auth_vars: Vec<Vec<u8>>,
 }
 
 /// What the connection does after the response is queued.
@@ -326,12 +328,17 @@ pub fn dispatch(
         out,
         status: None,
     };
+    // `auth_request_set` values (outlive the request's variables).
+    let auth_vals: Vec<Vec<u8>>;
     let mut req = find_config(ctx, &cfg, info, *held, buf, head, path, captures);
     let out_start = sink.out.len();
     let mut flow = refuse_phase(ctx, &req, &mut sink);
+    let mut vals = Vec::new();
     if let Flow::Next = flow {
-        flow = auth_phase::run(ctx, &req, auth_sub.take(), &mut sink);
+        flow = auth_phase::run(ctx, &req, auth_sub.take(), &mut vals, &mut sink);
     }
+    auth_vals = vals;
+    req.vars.auth_vars = &auth_vals;
     if let Flow::Next = flow {
         if let RoomFlow::Done(l) = room_phase(ctx, &req, cookie, &mut sink) {
             flow = Flow::Done(Reply::from(l));
@@ -510,6 +517,7 @@ fn find_config<'a>(
             tls: info.tls,
             captures,
             maps: &cfg.http.maps,
+            auth_vars: &[],
         },
         raw_path,
         path_ok,
@@ -874,6 +882,7 @@ fn proxy_req(r: &Req<'_>) -> ProxyReq {
         tls: r.info.tls.cloned(),
         captures: v.captures.to_vec(),
         subrequest: false,
+        auth_vars: v.auth_vars.to_vec(),
     }
 }
 

@@ -36,6 +36,8 @@ pub struct SubResult {
     pub status: u16,
     /// Its `WWW-Authenticate` (for a 401).
     pub www_authenticate: Option<Vec<u8>>,
+    /// Its upstream's response head (`$upstream_http_NAME`; empty: local).
+    pub head: Vec<u8>,
 }
 
 /// The client side of a proxied subrequest: its response head is kept,
@@ -67,7 +69,7 @@ impl SubCapture {
         if !matches!(r.parse(&self.out), Ok(httparse::Status::Complete(_))) {
             return SubResult {
                 status: 500,
-                www_authenticate: None,
+                ..SubResult::default()
             };
         }
         SubResult {
@@ -77,6 +79,7 @@ impl SubCapture {
                 .iter()
                 .find(|h| h.name.eq_ignore_ascii_case("www-authenticate"))
                 .map(|h| h.value.to_vec()),
+            head: self.out.clone(),
         }
     }
 }

@@ -65,6 +65,8 @@ pub struct ReqVars<'a> {
     pub captures: &'a [(u32, u32)],
     /// The configuration's `map`s.
     pub maps: &'a [crate::config::MapConf],
+    /// The `auth_request_set` variables' values (by index; empty: none set).
+    pub auth_vars: &'a [Vec<u8>],
 }
 
 /// The response side of the variables.
@@ -86,6 +88,9 @@ pub struct RespVars<'a> {
     pub upstream_ms: Option<u64>,
     /// `$upstream_cache_status`.
     pub cache_status: Option<&'a str>,
+    /// The upstream's response head, for `$upstream_http_NAME` (the
+    /// `auth_request` subrequest's, in `auth_request_set`).
+    pub upstream_head: &'a [u8],
 }
 
 thread_local! {
@@ -357,6 +362,11 @@ pub fn eval_var(v: &Var, req: &ReqVars<'_>, resp: &RespVars<'_>, out: &mut Vec<u
             let v = req.query.and_then(|q| arg(q, name.as_bytes()));
             out.extend_from_slice(v.unwrap_or(b""))
         }
+        Var::AuthSet(i) => out.extend_from_slice(req.auth_vars.get(*i).map_or(&[][..], |v| v)),
+        Var::UpstreamHttp(name) => {
+            let v = find_header(resp.upstream_head, name.as_bytes());
+            out.extend_from_slice(v.unwrap_or(b""));
+        }
         Var::SentHttp(name) => {
             if !resp.head.is_empty() {
                 let v = header_fields(resp.head)
@@ -398,6 +408,7 @@ pub(crate) fn with_req(raw: &str, f: impl FnOnce(&ReqVars<'_>)) {
         tls: None,
         captures: &[(0, 2), (1, 2)],
         maps: &[],
+        auth_vars: &[],
     };
     f(&req)
 }

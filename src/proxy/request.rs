@@ -246,6 +246,7 @@ mod tests {
             tls: None,
             captures: &[],
             maps: &[],
+            auth_vars: &[],
         };
         let c = ReqCtx {
             vars: &rv,
