@@ -328,8 +328,6 @@ pub fn dispatch(
         out,
         status: None,
     };
-    // `auth_request_set` values (outlive the request's variables).
-    let auth_vals: Vec<Vec<u8>>;
     let mut req = find_config(ctx, &cfg, info, *held, buf, head, path, captures);
     let out_start = sink.out.len();
     let mut flow = refuse_phase(ctx, &req, &mut sink);
@@ -337,8 +335,8 @@ pub fn dispatch(
     if let Flow::Next = flow {
         flow = auth_phase::run(ctx, &req, auth_sub.take(), &mut vals, &mut sink);
     }
-    auth_vals = vals;
-    req.vars.auth_vars = &auth_vals;
+    // `auth_request_set` values, for the phases after access.
+    req.vars.auth_vars = &vals;
     if let Flow::Next = flow {
         if let RoomFlow::Done(l) = room_phase(ctx, &req, cookie, &mut sink) {
             flow = Flow::Done(Reply::from(l));

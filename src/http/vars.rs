@@ -511,6 +511,7 @@ mod tests {
                 upstream_status: 200,
                 upstream_ms: Some(12),
                 cache_status: Some("MISS"),
+                upstream_head: b"",
             };
             assert_eq!(
                 ev(
