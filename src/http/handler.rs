@@ -4,7 +4,9 @@
 //! 1. `find_config`: server (listen address + Host), location (path), the
 //!    request's variables;
 //! 2. rewrite (not yet);
-//! 3. `access_phase`: a path or body refused outright (400/413), the
+//! 3. `access_phase`: a path or body refused outright (400/413),
+//!    `auth_phase` (allow/deny, auth_basic, auth_request, satisfy,
+//!    limit_except; a proxied subrequest makes the request wait), the
 //!    waiting room (`waiting_room_phase`), the limits (`limits_phase`);
 //! 4. `content_phase`: `return`, the proxy (handed to `proxy::Session`, via
 //!    the cache), `status;`, a static file (`static_serve`), `try_files`;
