@@ -76,6 +76,7 @@ pub(crate) fn check<'a>(
         .chain(super::resolve_gzip::SPECS)
         .chain(super::resolve_map::SPECS)
         .chain(super::resolve_redirects::SPECS)
+        .chain(super::resolve_access::SPECS)
         .find(|s| s.name == name)
         .or(cache_spec.as_ref())
     else {
@@ -140,6 +141,7 @@ struct Inherit {
     error_pages: Option<Vec<super::ErrorPage>>,
     try_files: Option<super::TryFiles>,
     access: Option<Vec<super::AccessRule>>,
+    auth: super::resolve_access::AccessInherit,
 }
 
 /// http + server settings (`client_header_timeout`, `large_client_header_buffers`).
@@ -161,6 +163,7 @@ struct RawLocation {
     limits: LocationOnly,
     rooms: LocationRooms,
     alias: Option<super::Template>,
+    limit_except: Option<super::resolve_access::RawLimitExcept>,
 }
 
 struct RawServer {
@@ -181,7 +184,11 @@ struct RawServer {
 impl Inherit {
     /// Applies `d` if it is an inheritable setting; `Ok(false)` otherwise.
     fn apply(&mut self, d: &Directive, st: &mut State) -> Result<bool, ConfigError> {
-        if self.limits.apply(d)? || self.extras.apply(d)? || self.gzip.apply(d)? {
+        if self.limits.apply(d)?
+            || self.extras.apply(d)?
+            || self.gzip.apply(d)?
+            || self.auth.apply(d, st.conf_dir)?
+        {
             return Ok(true);
         }
         match d.name.as_str() {
@@ -195,17 +202,8 @@ impl Inherit {
                 return Ok(true);
             }
             "allow" | "deny" => {
-                let v = arg0(d);
-                if v.starts_with("unix:") {
-                    return Err(d.error("unix domain sockets are not supported"));
-                }
-                let from = super::values::cidrs(v).ok_or_else(|| invalid_value(d, v))?;
-                self.access
-                    .get_or_insert_with(Vec::new)
-                    .push(super::AccessRule {
-                        allow: d.name == "allow",
-                        from,
-                    });
+                let r = super::resolve_access::rule(d)?;
+                self.access.get_or_insert_with(Vec::new).push(r);
                 return Ok(true);
             }
             _ => {}
@@ -290,6 +288,7 @@ impl Inherit {
             error_pages: self.error_pages.or_else(|| outer.error_pages.clone()),
             try_files: self.try_files.or_else(|| outer.try_files.clone()),
             access: self.access.or_else(|| outer.access.clone()),
+            auth: self.auth.over(&outer.auth),
         }
     }
 
@@ -313,6 +312,8 @@ impl Inherit {
         }
         let limits = resolve_limits::finish_location(&self.limits, raw.limits, zones)?;
         let waiting_room = rooms.location(raw.rooms)?;
+        let access = self.access.unwrap_or_default();
+        let (auth, realip) = self.auth.finish(raw.limit_except, &access);
         Ok(LocationConf {
             line: raw.line,
             match_kind: raw.match_kind,
@@ -336,7 +337,9 @@ impl Inherit {
             gzip: self.gzip.finish(),
             error_pages: self.error_pages.unwrap_or_default(),
             try_files: self.try_files,
-            access: self.access.unwrap_or_default(),
+            access,
+            auth,
+            realip,
             add_headers: self.add_headers.unwrap_or_default(),
             proxy: self.proxy.into_conf(pass),
             cache,
@@ -376,7 +379,10 @@ impl HeaderSettings {
 pub(crate) fn resolve_http(block: &[Directive], conf_dir: &Path) -> Result<HttpConf, ConfigError> {
     // `map` variables are known everywhere in the block, before their map.
     let names = super::resolve_map::names(block)?;
-    super::vars::with_map_names(names, || resolve_http_block(block, conf_dir))
+    let auth_names = super::resolve_access::set_names(block, &names)?;
+    super::vars::with_map_names(names, || {
+        super::vars::with_auth_set_names(auth_names, || resolve_http_block(block, conf_dir))
+    })
 }
 
 fn resolve_http_block(block: &[Directive], conf_dir: &Path) -> Result<HttpConf, ConfigError> {
@@ -627,6 +633,7 @@ fn merge_server(
 ) -> Result<ServerConf, ConfigError> {
     raw.inherit.limits.check_refs(zones)?;
     let server_inherit = raw.inherit.over(http);
+    let server_realip = server_inherit.auth.finish(None, &[]).1;
     let covers_root = raw.locations.iter().any(|l| {
         l.path == "/"
             && matches!(
@@ -648,6 +655,7 @@ fn merge_server(
             limits: LocationOnly::default(),
             rooms: LocationRooms::default(),
             alias: None,
+            limit_except: None,
         });
     }
     let locations = raw_locations
@@ -675,7 +683,10 @@ fn merge_server(
             d.error("no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive")
         );
     }
+    let realip = locations.iter().any(|l| l.realip.is_some());
     Ok(ServerConf {
+        realip,
+        realip_server: server_realip,
         line: raw.line,
         listens,
         server_names: raw.server_names,
@@ -794,6 +805,7 @@ fn resolve_location(loc: &Directive, st: &mut State) -> Result<RawLocation, Conf
         limits: LocationOnly::default(),
         rooms: LocationRooms::default(),
         alias: None,
+        limit_except: None,
     };
     let mut seen = HashSet::new();
     for d in loc.children() {
@@ -812,6 +824,9 @@ fn resolve_location(loc: &Directive, st: &mut State) -> Result<RawLocation, Conf
             "return" => raw.ret = Some(return_conf(d)?),
             "status" => raw.status = true,
             "proxy_pass" => raw.pass = Some(parse_pass(d)?),
+            "limit_except" => {
+                raw.limit_except = Some(super::resolve_access::limit_except(d, st.conf_dir)?)
+            }
             "alias" => {
                 if raw.inherit.root.is_some() {
                     return Err(d.error(

@@ -179,6 +179,11 @@ pub struct ServerConf {
     pub locations: Vec<LocationConf>,
     /// TLS settings (used when it listens with `ssl`).
     pub ssl: super::SslConf,
+    /// Some location has `set_real_ip_from`.
+    pub realip: bool,
+    /// The server level's real-IP settings (nginx's post-read phase: when
+    /// they replace the address, a location's are not read again).
+    pub realip_server: Option<std::sync::Arc<super::RealIpConf>>,
 }
 
 /// How a location matches.
@@ -245,6 +250,10 @@ pub struct LocationConf {
     /// `allow` / `deny` rules in order (the first that matches decides; none:
     /// allowed). A level with its own rules replaces the outer ones.
     pub access: Vec<AccessRule>,
+    /// `auth_basic`, `auth_request`, `satisfy`, `limit_except`.
+    pub auth: super::AuthConf,
+    /// `set_real_ip_from` and friends (`None`: no trusted address).
+    pub realip: Option<std::sync::Arc<super::RealIpConf>>,
     /// `try_files` (the location's, else the server's).
     pub try_files: Option<super::TryFiles>,
     /// `error_page`s (merged http -> server -> location).

@@ -61,8 +61,14 @@ pub enum Var {
     ServerPort,
     /// `$remote_addr`.
     RemoteAddr,
-    /// `$remote_port`.
+    /// `$remote_port` (empty when the real-IP settings replaced the address).
     RemotePort,
+    /// `$realip_remote_addr`: the connection's own address.
+    RealipRemoteAddr,
+    /// `$realip_remote_port`: the connection's own port.
+    RealipRemotePort,
+    /// `$remote_user`: the user name of Basic credentials.
+    RemoteUser,
     /// `$binary_remote_addr`: 4 or 16 address bytes.
     BinaryRemoteAddr,
     /// `$request_time`: seconds since the request began, `1.234`.
@@ -116,12 +122,45 @@ pub enum Var {
     Arg(String),
     /// `$sent_http_NAME`: a header of the response; lowercase, `-` for `_`.
     SentHttp(String),
+    /// An `auth_request_set` variable (index into the request's values).
+    AuthSet(usize),
+    /// `$upstream_http_NAME`: a header of the `auth_request` subrequest's
+    /// upstream answer (known in `auth_request_set` only, for now).
+    UpstreamHttp(String),
 }
 
 thread_local! {
     /// The `map` variables of the http block being read (a `$name` may be
     /// used before its `map`, as in nginx).
     static MAP_NAMES: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+thread_local! {
+    /// The `auth_request_set` variables of the http block being read.
+    static AUTH_SET_NAMES: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Compiling an `auth_request_set` value (`$upstream_http_NAME` known).
+    static IN_AUTH_SET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Run `f` with `names` known as `auth_request_set` variables.
+pub(crate) fn with_auth_set_names<T>(names: Vec<String>, f: impl FnOnce() -> T) -> T {
+    let old = AUTH_SET_NAMES.with(|m| std::mem::replace(&mut *m.borrow_mut(), names));
+    let out = f();
+    AUTH_SET_NAMES.with(|m| *m.borrow_mut() = old);
+    out
+}
+
+/// How many `auth_request_set` variables the http block being read has.
+pub(crate) fn auth_set_count() -> usize {
+    AUTH_SET_NAMES.with(|m| m.borrow().len())
+}
+
+/// Compile `text` as an `auth_request_set` value.
+pub(crate) fn compile_auth_set(text: &str) -> Result<Template, String> {
+    IN_AUTH_SET.with(|c| c.set(true));
+    let t = Template::compile(text);
+    IN_AUTH_SET.with(|c| c.set(false));
+    t
 }
 
 /// Run `f` with `names` known as `map` variables.
@@ -141,6 +180,14 @@ impl Var {
             return Some(v);
         }
         let lower = name.to_ascii_lowercase();
+        if let Some(rest) = lower.strip_prefix("upstream_http_") {
+            if IN_AUTH_SET.with(|c| c.get()) && !rest.is_empty() {
+                return Some(Var::UpstreamHttp(rest.replace('_', "-")));
+            }
+        }
+        if let Some(i) = AUTH_SET_NAMES.with(|m| m.borrow().iter().position(|n| *n == lower)) {
+            return Some(Var::AuthSet(i));
+        }
         MAP_NAMES.with(|m| m.borrow().iter().position(|n| *n == lower).map(Var::Map))
     }
 
@@ -191,6 +238,9 @@ impl Var {
             "server_port" => Var::ServerPort,
             "remote_addr" => Var::RemoteAddr,
             "remote_port" => Var::RemotePort,
+            "realip_remote_addr" => Var::RealipRemoteAddr,
+            "realip_remote_port" => Var::RealipRemotePort,
+            "remote_user" => Var::RemoteUser,
             "binary_remote_addr" => Var::BinaryRemoteAddr,
             "request_time" => Var::RequestTime,
             "request_length" => Var::RequestLength,

@@ -117,6 +117,11 @@ pub struct Conn {
     pub want_body: bool,
     /// The worker's proxy session for this connection.
     pub session: Option<usize>,
+    /// An `auth_request` subrequest to proxy (taken by the worker).
+    pub sub_req: Option<Box<handler::ProxyReq>>,
+    /// The session answers a subrequest into `sub`; the request's head
+    /// waits at `rstart` and is dispatched again when it is done.
+    pub sub: Option<Box<crate::http::req_state::SubCapture>>,
     /// A `limit_req` delay holds the head at `rstart` until this monotonic
     /// ms (0 = none).
     delayed_until_ms: u64,
@@ -193,6 +198,8 @@ impl Conn {
             send_timeout_ms: 60_000,
             body_timeout_ms: 60_000,
             proxy_req: None,
+            sub_req: None,
+            sub: None,
             proxying: false,
             want_body: false,
             session: None,
@@ -251,7 +258,7 @@ impl Conn {
             if self.is_writing() || self.close_after_write {
                 continue;
             }
-            if self.drained || self.proxying || self.delayed_until_ms > 0 {
+            if self.drained || self.proxying || self.delayed_until_ms > 0 || self.sub.is_some() {
                 break;
             }
             match self.read() {
@@ -374,6 +381,14 @@ impl Conn {
             self.linger = true;
         }
         self.deadline_ms = now_ms + self.send_timeout_ms;
+    }
+
+    /// The subrequest's session finished: its answer goes to the request,
+    /// which is dispatched again at the next `on_ready`.
+    pub fn finish_subrequest(&mut self) {
+        if let Some(sub) = self.sub.take() {
+            self.req.auth_sub = Some(sub.result());
+        }
     }
 
     /// Whether the client connection hit EOF-free idle with no data (used to
@@ -536,6 +551,7 @@ impl Conn {
         }
         loop {
             if self.proxying
+                || self.sub.is_some()
                 || self.close_after_write
                 || self.file.is_some()
                 || self.wbuf.len() > MAX_QUEUED_OUTPUT
@@ -577,6 +593,12 @@ impl Conn {
                     };
                     let out =
                         handler::dispatch(ctx, &info, &mut self.req, buf, &head, &mut self.wbuf);
+                    if let Some(sub) = out.subrequest {
+                        // Keep the head; the subrequest's answer brings it back.
+                        self.sub_req = Some(sub);
+                        self.sub = Some(Box::default());
+                        return;
+                    }
                     if let Some(until) = out.delay_until_ms {
                         // Keep the head (and the request's state); the
                         // timer brings it back.

@@ -227,6 +227,8 @@ pub struct HttpCtx {
     pub limits: LimitsCtx,
     /// The waiting-room phase's scratch state (cookie cache, pending cookie).
     pub rooms: RoomCtx,
+    /// `auth_basic`'s htpasswd files and verified credentials.
+    pub auth_files: crate::http::auth_basic::AuthFiles,
 }
 
 impl HttpCtx {
@@ -261,6 +263,7 @@ impl HttpCtx {
             server_full: format!("sluice/{}", env!("CARGO_PKG_VERSION")).into_bytes(),
             limits: LimitsCtx::new(zones),
             rooms: RoomCtx::default(),
+            auth_files: Default::default(),
         };
         ctx.set_time(0, 0);
         ctx

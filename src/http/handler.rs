@@ -4,7 +4,9 @@
 //! 1. `find_config`: server (listen address + Host), location (path), the
 //!    request's variables;
 //! 2. rewrite (not yet);
-//! 3. `access_phase`: a path or body refused outright (400/413), the
+//! 3. `access_phase`: a path or body refused outright (400/413),
+//!    `auth_phase` (allow/deny, auth_basic, auth_request, satisfy,
+//!    limit_except; a proxied subrequest makes the request wait), the
 //!    waiting room (`waiting_room_phase`), the limits (`limits_phase`);
 //! 4. `content_phase`: `return`, the proxy (handed to `proxy::Session`, via
 //!    the cache), `status;`, a static file (`static_serve`), `try_files`;
@@ -38,6 +40,8 @@ use crate::proto::reply::Framing;
 use std::fs::File;
 use std::net::IpAddr;
 
+#[path = "auth_phase.rs"]
+mod auth_phase;
 #[path = "static_serve.rs"]
 mod static_serve;
 use static_serve::serve_static;
@@ -94,6 +98,11 @@ pub struct ProxyReq {
     pub tls: Option<crate::tls::TlsInfo>,
     /// The regex location's captures (spans of `path`).
     pub captures: Vec<(u32, u32)>,
+    /// An `auth_request` subrequest: GET, no body, not logged, its answer
+    /// kept for the request that waits.
+    pub subrequest: bool,
+    /// The `auth_request_set` variables' values.
+    pub auth_vars: Vec<Vec<u8>>,
 }
 
 /// What the connection does after the response is queued.
@@ -125,6 +134,10 @@ pub struct Outcome {
     /// monotonic ms (the request's state keeps what the access phase gave
     /// it). The other fields are then meaningless.
     pub delay_until_ms: Option<u64>,
+    /// An `auth_request` subrequest to proxy before this request goes on:
+    /// like a delay, the head stays and is dispatched again (with the
+    /// subrequest's answer in the request's state).
+    pub subrequest: Option<Box<ProxyReq>>,
 }
 
 /// A local answer already queued: what the log phase needs of it.
@@ -293,6 +306,15 @@ pub fn dispatch(
     out: &mut Vec<u8>,
 ) -> Outcome {
     rq.begin();
+    // The real client address (`set_real_ip_from`), before anything uses it.
+    let real_info;
+    let info = match crate::http::realip::resolve(ctx, info, buf, head) {
+        Some(i) => {
+            real_info = i;
+            &real_info
+        }
+        None => info,
+    };
     let Request {
         path,
         captures,
@@ -300,6 +322,7 @@ pub fn dispatch(
         bytes_slots,
         reply,
         held,
+        auth_sub,
     } = rq;
     let cfg = ctx.site.cfg.clone();
     let mut sink = Sink {
@@ -310,6 +333,12 @@ pub fn dispatch(
     let mut req = find_config(ctx, &cfg, info, *held, buf, head, path, captures);
     let out_start = sink.out.len();
     let mut flow = refuse_phase(ctx, &req, &mut sink);
+    let mut vals = Vec::new();
+    if let Flow::Next = flow {
+        flow = auth_phase::run(ctx, &req, auth_sub.take(), &mut vals, &mut sink);
+    }
+    // `auth_request_set` values, for the phases after access.
+    req.vars.auth_vars = &vals;
     if let Flow::Next = flow {
         if let RoomFlow::Done(l) = room_phase(ctx, &req, cookie, &mut sink) {
             flow = Flow::Done(Reply::from(l));
@@ -340,6 +369,13 @@ pub fn dispatch(
             return Outcome {
                 proxy: Some(p),
                 ..location_outcome(loc, keep_alive, true, BodyFraming::None)
+            };
+        }
+        Flow::Subrequest(p) => {
+            // The head stays; the subrequest's answer brings it back.
+            return Outcome {
+                subrequest: Some(p),
+                ..location_outcome(req.loc, req.keep_alive, true, req.discard)
             };
         }
         Flow::Done(reply) => reply,
@@ -410,6 +446,9 @@ enum Flow {
     /// The reverse proxy takes over (the request as the content phase
     /// found it, perhaps after internal redirects).
     Proxy(Box<ProxyReq>),
+    /// An `auth_request` subrequest must be proxied first; the request
+    /// waits for its answer.
+    Subrequest(Box<ProxyReq>),
 }
 
 /// Phase 1: the server (listen address + Host) and the location (path),
@@ -478,6 +517,7 @@ fn find_config<'a>(
             tls: info.tls,
             captures,
             maps: &cfg.http.maps,
+            auth_vars: &[],
         },
         raw_path,
         path_ok,
@@ -511,8 +551,8 @@ fn misdirected(r: &Req<'_>) -> bool {
 
 /// Phase 3a (access): a path or body refused outright (400, 413), a TLS
 /// client certificate the server requires missing or invalid (400), a Host
-/// other than the SNI name for a server that checks them (421), a client
-/// `deny` refuses (403).
+/// other than the SNI name for a server that checks them (421); then
+/// `auth_phase` (allow/deny, auth_basic, auth_request, satisfy).
 fn refuse_phase(ctx: &mut HttpCtx, r: &Req<'_>, out: &mut Sink<'_>) -> Flow {
     let (loc, head, buf) = (r.loc, r.vars.head, r.vars.head_bytes);
     let misdirected = misdirected(r);
@@ -532,25 +572,10 @@ fn refuse_phase(ctx: &mut HttpCtx, r: &Req<'_>, out: &mut Sink<'_>) -> Flow {
             r.info.peer
         );
     }
-    // allow / deny: the first rule that matches the client decides.
-    let denied = loc
-        .access
-        .iter()
-        .find(|a| a.matches(r.info.peer))
-        .is_some_and(|a| !a.allow);
-    if denied {
-        log::error!(
-            "access forbidden by rule, client: {}, request: \"{}\"",
-            r.info.peer,
-            String::from_utf8_lossy(at(buf, head.target))
-        );
-    }
     let refused = if misdirected {
         Some(421)
     } else if cert_refused.is_some() {
         Some(400)
-    } else if denied {
-        Some(403)
     } else if r.path_ok {
         refused_body(head, &buf[head.len..], loc.client_max_body_size_bytes)
     } else {
@@ -883,6 +908,8 @@ fn proxy_req(r: &Req<'_>) -> ProxyReq {
         started_unix_ms: v.started_unix_ms,
         tls: r.info.tls.cloned(),
         captures: v.captures.to_vec(),
+        subrequest: false,
+        auth_vars: v.auth_vars.to_vec(),
     }
 }
 
@@ -962,6 +989,7 @@ fn location_outcome(
         tcp_nodelay: loc.tcp_nodelay,
         proxy: None,
         delay_until_ms: None,
+        subrequest: None,
     }
 }
 

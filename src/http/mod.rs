@@ -2,6 +2,7 @@
 //! request phases (`handler`, `limits_phase`), static files, `status;`,
 //! response heads, and protocol helpers (targets, ranges, chunked bodies,
 //! conditionals).
+pub mod auth_basic;
 pub mod chunked;
 pub mod conn;
 pub mod ctx;
@@ -9,6 +10,7 @@ pub mod handler;
 pub mod header_filter;
 pub mod limits_phase;
 pub mod range;
+pub mod realip;
 pub mod req_state;
 pub mod request;
 pub mod response;

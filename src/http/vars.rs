@@ -26,6 +26,9 @@ pub struct ConnVars {
     pub local: Option<SocketAddr>,
     /// The connection speaks TLS (`$scheme` https, `$https` on).
     pub https: bool,
+    /// The connection's own address when the real-IP settings replaced
+    /// `peer` (`$realip_remote_addr`).
+    pub realip_peer: Option<SocketAddr>,
 }
 
 /// The request side of the variables.
@@ -62,6 +65,8 @@ pub struct ReqVars<'a> {
     pub captures: &'a [(u32, u32)],
     /// The configuration's `map`s.
     pub maps: &'a [crate::config::MapConf],
+    /// The `auth_request_set` variables' values (by index; empty: none set).
+    pub auth_vars: &'a [Vec<u8>],
 }
 
 /// The response side of the variables.
@@ -83,6 +88,9 @@ pub struct RespVars<'a> {
     pub upstream_ms: Option<u64>,
     /// `$upstream_cache_status`.
     pub cache_status: Option<&'a str>,
+    /// The upstream's response head, for `$upstream_http_NAME` (the
+    /// `auth_request` subrequest's, in `auth_request_set`).
+    pub upstream_head: &'a [u8],
 }
 
 thread_local! {
@@ -276,7 +284,22 @@ pub fn eval_var(v: &Var, req: &ReqVars<'_>, resp: &RespVars<'_>, out: &mut Vec<u
             }
         }
         Var::RemoteAddr => put_ip(out, req.conn.peer.ip()),
-        Var::RemotePort => put_u64(out, u64::from(req.conn.peer.port())),
+        Var::RemotePort => {
+            if req.conn.peer.port() != 0 {
+                put_u64(out, u64::from(req.conn.peer.port()))
+            }
+        }
+        Var::RealipRemoteAddr => put_ip(out, req.conn.realip_peer.unwrap_or(req.conn.peer).ip()),
+        Var::RealipRemotePort => put_u64(
+            out,
+            u64::from(req.conn.realip_peer.unwrap_or(req.conn.peer).port()),
+        ),
+        Var::RemoteUser => {
+            let auth = find_header(&hb[..head.len], b"authorization");
+            if let Some(user) = auth.and_then(crate::http::auth_basic::basic_credentials) {
+                out.extend_from_slice(&user.0);
+            }
+        }
         Var::BinaryRemoteAddr => match req.conn.peer.ip() {
             IpAddr::V4(a) => out.extend_from_slice(&a.octets()),
             IpAddr::V6(a) => out.extend_from_slice(&a.octets()),
@@ -355,6 +378,11 @@ pub fn eval_var(v: &Var, req: &ReqVars<'_>, resp: &RespVars<'_>, out: &mut Vec<u
             let v = req.query.and_then(|q| arg(q, name.as_bytes()));
             out.extend_from_slice(v.unwrap_or(b""))
         }
+        Var::AuthSet(i) => out.extend_from_slice(req.auth_vars.get(*i).map_or(&[][..], |v| v)),
+        Var::UpstreamHttp(name) => {
+            let v = find_header(resp.upstream_head, name.as_bytes());
+            out.extend_from_slice(v.unwrap_or(b""));
+        }
         Var::SentHttp(name) => {
             if !resp.head.is_empty() {
                 let v = header_fields(resp.head)
@@ -386,6 +414,7 @@ pub(crate) fn with_req(raw: &str, f: impl FnOnce(&ReqVars<'_>)) {
             peer: "10.0.0.7:5555".parse().unwrap(),
             local: Some("127.0.0.1:8080".parse().unwrap()),
             https: false,
+            realip_peer: None,
         },
         server_name: "example.com",
         proxy_host: "app",
@@ -395,6 +424,7 @@ pub(crate) fn with_req(raw: &str, f: impl FnOnce(&ReqVars<'_>)) {
         tls: None,
         captures: &[(0, 2), (1, 2)],
         maps: &[],
+        auth_vars: &[],
     };
     f(&req)
 }
@@ -497,6 +527,7 @@ mod tests {
                 upstream_status: 200,
                 upstream_ms: Some(12),
                 cache_status: Some("MISS"),
+                upstream_head: b"",
             };
             assert_eq!(
                 ev(

@@ -472,6 +472,7 @@ impl Worker {
             peer,
             local,
             https: tls.is_some(),
+            realip_peer: None,
         };
         let mut c = Conn::new(sock, vars, listen_idx, limits, self.ctx.now_ms, tls);
         if self.draining {
@@ -514,7 +515,34 @@ impl Worker {
             let Some(c) = self.conns.get_mut(key) else {
                 return;
             };
-            let next = if let Some(req) = c.proxy_req.take() {
+            let next = if let Some(req) = c.sub_req.take() {
+                // An auth_request subrequest: its answer goes to `c.sub`.
+                let entry = self.sessions.vacant_entry();
+                let sk = entry.key();
+                let mut s = Session::new(
+                    req,
+                    self.ctx.site.cfg.clone(),
+                    key,
+                    Tok::Upstream(sk).token(),
+                    self.ctx.now_ms,
+                );
+                let reg = &self.registry;
+                let Some(cap) = c.sub.as_deref_mut() else {
+                    return;
+                };
+                let mut next = s.start(cap, &mut self.ctx, &mut self.pools, reg);
+                if next == Next::Wait {
+                    next = s.pump(cap, &mut self.ctx, &mut self.pools, reg);
+                }
+                entry.insert(s);
+                c.session = Some(sk);
+                next
+            } else if let (Some(sk), Some(cap)) = (c.session, c.sub.as_deref_mut()) {
+                let Some(s) = self.sessions.get_mut(sk) else {
+                    return;
+                };
+                s.pump(cap, &mut self.ctx, &mut self.pools, &self.registry)
+            } else if let Some(req) = c.proxy_req.take() {
                 let entry = self.sessions.vacant_entry();
                 let sk = entry.key();
                 let mut s = Session::new(
@@ -546,6 +574,8 @@ impl Worker {
                     if let Some(sk) = c.session.take() {
                         self.sessions.try_remove(sk);
                     }
+                    // A subrequest's answer: the waiting request goes on.
+                    c.finish_subrequest();
                     // Flush the response and go on with pipelined requests.
                     if !c.on_ready(&mut self.ctx) {
                         self.close_conn(key);
@@ -685,11 +715,16 @@ impl Worker {
             let Some(s) = self.sessions.get_mut(sk) else {
                 return;
             };
-            match s.on_timeout(c, &mut self.ctx, &mut self.pools, &self.registry) {
+            let next = match c.sub.as_deref_mut() {
+                Some(cap) => s.on_timeout(cap, &mut self.ctx, &mut self.pools, &self.registry),
+                None => s.on_timeout(c, &mut self.ctx, &mut self.pools, &self.registry),
+            };
+            match next {
                 Next::Abort => self.close_conn(key),
                 Next::Finished => {
                     c.session = None;
                     self.sessions.try_remove(sk);
+                    c.finish_subrequest();
                     if c.on_ready(&mut self.ctx) {
                         self.after_conn(key);
                     } else {

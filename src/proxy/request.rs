@@ -236,6 +236,7 @@ mod tests {
                 peer: "10.0.0.7:4000".parse().unwrap(),
                 local: None,
                 https: false,
+                realip_peer: None,
             },
             server_name: "",
             proxy_host: "app",
@@ -245,6 +246,7 @@ mod tests {
             tls: None,
             captures: &[],
             maps: &[],
+            auth_vars: &[],
         };
         let c = ReqCtx {
             vars: &rv,

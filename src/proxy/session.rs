@@ -306,6 +306,39 @@ impl Client for NullClient {
     fn set_want_body(&mut self, _on: bool) {}
 }
 
+/// The client of an `auth_request` subrequest: the head is kept.
+impl Client for crate::http::req_state::SubCapture {
+    fn body_bytes(&self) -> &[u8] {
+        &[]
+    }
+    fn consume(&mut self, _n: usize) {}
+    fn read_body(&mut self) -> Result<bool, ()> {
+        Ok(false)
+    }
+    fn out(&mut self) -> &mut Vec<u8> {
+        &mut self.out
+    }
+    fn sink(&mut self) -> Sink<'_> {
+        Sink {
+            head: &mut self.head,
+            out: &mut self.out,
+            status: None,
+        }
+    }
+    fn out_pending(&self) -> usize {
+        0
+    }
+    fn flush_out(&mut self) -> Result<bool, ()> {
+        self.trim();
+        Ok(true)
+    }
+    fn finish_proxy(&mut self, _keep_alive: bool, _now_ms: u64) {}
+    fn send_timeout_ms(&self) -> u64 {
+        60_000
+    }
+    fn set_want_body(&mut self, _on: bool) {}
+}
+
 /// `conn_key` of a background refresh (no client connection).
 pub const DETACHED: usize = usize::MAX;
 
@@ -569,7 +602,8 @@ impl Session {
         let c = ReqCtx {
             keepalive,
             conditional: &conditional,
-            method: self.head_as_get.then_some(&b"GET"[..]),
+            // A HEAD cache fill, and a subrequest (as nginx's), are GETs.
+            method: (self.head_as_get || self.req.subrequest).then_some(&b"GET"[..]),
             body: self.up_body,
             ..self.req_ctx(&vars, loc, pass)
         };
@@ -1056,6 +1090,9 @@ impl Session {
     /// The log phase (`handler::end_request`, shared with local answers):
     /// `limit_bytes` gets head and body, the access log its line.
     fn log(&mut self, ctx: &mut HttpCtx, status: u16, bytes: u64) {
+        if self.req.subrequest {
+            return; // nginx's `log_subrequest off`
+        }
         let mut slots = std::mem::take(&mut self.req.bytes_slots);
         let cfg = self.cfg.clone();
         let vars = self.req_vars(ctx.now_unix_ms());

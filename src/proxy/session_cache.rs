@@ -284,6 +284,7 @@ impl Session {
             tls: r.tls.as_ref(),
             captures: &r.captures,
             maps: &self.cfg.http.maps,
+            auth_vars: &r.auth_vars,
         }
     }
 
