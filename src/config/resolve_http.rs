@@ -313,6 +313,13 @@ impl Inherit {
         }
         let limits = resolve_limits::finish_location(&self.limits, raw.limits, zones)?;
         let waiting_room = rooms.location(raw.rooms)?;
+        let prefix = !matches!(
+            raw.match_kind,
+            super::LocationMatch::Regex | super::LocationMatch::Named
+        );
+        let proxy = self
+            .proxy
+            .into_conf(pass, raw.pass.as_ref(), &raw.path, prefix)?;
         Ok(LocationConf {
             line: raw.line,
             match_kind: raw.match_kind,
@@ -338,7 +345,7 @@ impl Inherit {
             try_files: self.try_files,
             access: self.access.unwrap_or_default(),
             add_headers: self.add_headers.unwrap_or_default(),
-            proxy: self.proxy.into_conf(pass),
+            proxy,
             cache,
             limits,
             waiting_room,

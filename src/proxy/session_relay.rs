@@ -203,7 +203,12 @@ impl Session {
                 self.state = St::Done;
                 return Ok(true);
             }
-            if !self.no_store {
+            // proxy_buffering off (or the upstream's X-Accel-Buffering: no):
+            // relayed, never stored.
+            let buffering = loc.proxy.buffering
+                && !upresp::header_value(&self.resp[..up.len], b"x-accel-buffering")
+                    .is_some_and(|v| v.eq_ignore_ascii_case(b"no"));
+            if !self.no_store && buffering {
                 self.begin_fill(&up, pools, ctx);
             }
             // Not stored after all (or the writer took the lock): free it.
@@ -226,7 +231,7 @@ impl Session {
                 .pools
                 .get(self.pool)
                 .and_then(|p| p.peers.get(self.peer))
-                .map(|p| p.addr);
+                .map(|p| &p.addr);
             let resp_vars = crate::http::vars::RespVars {
                 status: up.status,
                 head: &self.resp[..up.len],
@@ -235,6 +240,11 @@ impl Session {
                 upstream_ms: Some(ctx.now_ms.saturating_sub(self.started_ms)),
                 cache_status: self.cache_status.map(|c| c.as_str()),
                 ..Default::default()
+            };
+            let req_vars = self.req_vars(ctx.now_unix_ms());
+            let rules = &loc.proxy.redirects;
+            let rewrite = |v: &[u8], refresh: bool| {
+                crate::proxy::redirect::rewrite(rules, v, refresh, &req_vars)
             };
             let sink = conn.sink();
             let (framing, keep_alive) = upresp::client_head(
@@ -245,6 +255,8 @@ impl Session {
                     client_http11: self.req.head.version_minor == 1,
                     head_only: self.head_as_get,
                     hide: &loc.proxy.hide_headers,
+                    pass: &loc.proxy.pass_headers,
+                    rewrite: (!rules.is_empty()).then_some(&rewrite),
                 },
                 sink.head,
             );
@@ -253,7 +265,18 @@ impl Session {
             }
             self.filter_head(loc, ctx, &resp_vars, sink.head);
             let mark = sink.out.len();
-            sink.head.write_h1(server, &ctx.date, sink.out);
+            // `proxy_pass_header Server` / `Date`: the upstream's in place of ours.
+            let passed = |name: &str| {
+                loc.proxy
+                    .pass_headers
+                    .iter()
+                    .any(|p| p == name)
+                    .then(|| upresp::header_value(&self.resp[..up.len], name.as_bytes()))
+                    .flatten()
+            };
+            let server = passed("server").unwrap_or(server);
+            let date = passed("date").unwrap_or(&ctx.date);
+            sink.head.write_h1(server, date, sink.out);
             self.head_sent = (sink.out.len() - mark) as u64;
             self.client_keep_alive = keep_alive;
             self.framing = framing;
