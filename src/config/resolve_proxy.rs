@@ -311,7 +311,9 @@ impl ProxyInherit {
     ) -> Result<LocationProxy, ConfigError> {
         let d = LocationProxy::default();
         let mut redirects = Vec::new();
-        let raw = self.redirects.unwrap_or_else(|| vec![RawRedirect::Off, RawRedirect::Off]);
+        let raw = self
+            .redirects
+            .unwrap_or_else(|| vec![RawRedirect::Off, RawRedirect::Off]);
         let implicit = raw.len() == 2 && matches!(raw[..], [RawRedirect::Off, RawRedirect::Off]);
         let raw = match target {
             // Not set anywhere: nginx's `proxy_redirect default`.
@@ -472,7 +474,11 @@ pub fn lookup(host_port: &str, default_port: u16) -> Option<Vec<SocketAddr>> {
 
 /// The addresses of a `server` / `proxy_pass` authority: `unix:/path` or
 /// `host[:port]`.
-fn peer_addrs(d: &Directive, authority: &str, default_port: u16) -> Result<Vec<PeerAddr>, ConfigError> {
+fn peer_addrs(
+    d: &Directive,
+    authority: &str,
+    default_port: u16,
+) -> Result<Vec<PeerAddr>, ConfigError> {
     if let Some(path) = authority.strip_prefix("unix:") {
         if path.is_empty() {
             return Err(d.error(format!("no path in the unix domain socket \"{authority}\"")));
@@ -497,7 +503,10 @@ fn upstream_server(c: &Directive, up: &mut UpstreamConf) -> Result<(), ConfigErr
     for p in &c.args[1..] {
         let num = |v: &str| v.parse::<u32>().map_err(|_| invalid_value(c, p));
         if let Some(w) = p.strip_prefix("weight=") {
-            s.weight = num(w).ok().filter(|w| *w > 0).ok_or_else(|| invalid_value(c, p))?;
+            s.weight = num(w)
+                .ok()
+                .filter(|w| *w > 0)
+                .ok_or_else(|| invalid_value(c, p))?;
         } else if let Some(m) = p.strip_prefix("max_fails=") {
             s.max_fails = num(m)?;
         } else if let Some(m) = p.strip_prefix("max_conns=") {
@@ -619,7 +628,10 @@ pub(crate) fn upstream_block(d: &Directive) -> Result<UpstreamConf, ConfigError>
                 if let Some(sz) = c.args.get(1) {
                     size(c, sz)?;
                 }
-                note(c, "upstream state (failures, active requests, round robin) is kept per worker");
+                note(
+                    c,
+                    "upstream state (failures, active requests, round robin) is kept per worker",
+                );
                 up.zone = Some(c.args[0].clone());
             }
             "keepalive" => {

@@ -29,8 +29,12 @@ impl Method {
             Balance::RoundRobin => Method::RoundRobin,
             Balance::LeastConn => Method::LeastConn,
             Balance::IpHash => Method::IpHash,
-            Balance::Hash { consistent: false, .. } => Method::Hash,
-            Balance::Hash { consistent: true, .. } => Method::Consistent,
+            Balance::Hash {
+                consistent: false, ..
+            } => Method::Hash,
+            Balance::Hash {
+                consistent: true, ..
+            } => Method::Consistent,
             Balance::Random { two: false } => Method::Random,
             Balance::Random { two: true } => Method::RandomTwo,
         }
@@ -58,16 +62,20 @@ pub(super) fn ketama_points(peers: &[Peer]) -> Vec<(u32, usize)> {
     let mut points = Vec::new();
     for (i, p) in peers.iter().enumerate() {
         let name = p.name.as_bytes();
-        let (host, port): (&[u8], &[u8]) = if name.len() >= 5 && name[..5].eq_ignore_ascii_case(b"unix:") {
-            (&name[5..], b"")
-        } else {
-            let digits = name.iter().rev().take_while(|b| b.is_ascii_digit()).count();
-            if digits < name.len() && name[name.len() - digits - 1] == b':' {
-                (&name[..name.len() - digits - 1], &name[name.len() - digits..])
+        let (host, port): (&[u8], &[u8]) =
+            if name.len() >= 5 && name[..5].eq_ignore_ascii_case(b"unix:") {
+                (&name[5..], b"")
             } else {
-                (name, b"")
-            }
-        };
+                let digits = name.iter().rev().take_while(|b| b.is_ascii_digit()).count();
+                if digits < name.len() && name[name.len() - digits - 1] == b':' {
+                    (
+                        &name[..name.len() - digits - 1],
+                        &name[name.len() - digits..],
+                    )
+                } else {
+                    (name, b"")
+                }
+            };
         let base = Crc32::new().update(host).update(b"\0").update(port);
         let mut prev = 0u32;
         for _ in 0..p.weight * 160 {
@@ -341,7 +349,10 @@ impl FromIterator<usize> for SmallSet {
 
 impl SmallSet {
     fn iter(&self) -> impl Iterator<Item = usize> + '_ {
-        self.inline[..self.len].iter().chain(self.more.iter()).copied()
+        self.inline[..self.len]
+            .iter()
+            .chain(self.more.iter())
+            .copied()
     }
 }
 

@@ -142,7 +142,10 @@ fn ip_hash_keeps_a_24_on_one_server_and_moves_on_when_it_is_down() {
     };
     let first = of(&mut p, [192, 168, 1, 10], &mut Tried::default());
     for last in [1, 77, 254] {
-        assert_eq!(of(&mut p, [192, 168, 1, last], &mut Tried::default()), first);
+        assert_eq!(
+            of(&mut p, [192, 168, 1, last], &mut Tried::default()),
+            first
+        );
     }
     // nginx's arithmetic: 89, then (h * 113 + octet) % 6271 for 192.168.1.
     let mut h: u64 = 89;

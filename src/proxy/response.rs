@@ -173,7 +173,11 @@ const HIDDEN: &[&[u8]] = &[
 fn dropped(name: &[u8], pass: &[String]) -> bool {
     let passed = || pass.iter().any(|p| name.eq_ignore_ascii_case(p.as_bytes()));
     crate::proto::is_hop_by_hop(name)
-        || (REPLACED.iter().chain(HIDDEN).any(|d| name.eq_ignore_ascii_case(d)) && !passed())
+        || (REPLACED
+            .iter()
+            .chain(HIDDEN)
+            .any(|d| name.eq_ignore_ascii_case(d))
+            && !passed())
 }
 
 /// The first value of `name` in a response head.

@@ -10,6 +10,7 @@ use crate::cache::freshness::OriginFailure;
 use crate::cache::lookup::{self as cached, LookupResult};
 use crate::cache::{CacheStatus, EntryMeta};
 use crate::config::LocationConf;
+use crate::config::PeerAddr;
 use crate::http::chunked::{self, ChunkedDecoder};
 use crate::http::conn::Conn;
 use crate::http::ctx::HttpCtx;
@@ -19,7 +20,6 @@ use crate::http::request::{BodyFraming, Method};
 use crate::proto::reply::ReplyHead;
 use crate::proxy::request::{self as upreq, ReqCtx};
 use crate::proxy::response::{self as upresp, ClientFraming, ClientHeadParams, UpFraming, UpHead};
-use crate::config::PeerAddr;
 use crate::proxy::upstream::{Active, Pick, Pools, TlsKey, UpConn, UpSock};
 use mio::{Interest, Registry, Token};
 use rustls::pki_types::ServerName;
@@ -87,7 +87,11 @@ enum St {
     WaitIo,
     Connecting,
     Active,
+    /// The upstream switched protocols: bytes pass both ways as they are.
+    Tunnel,
     Done,
+    /// `proxy_intercept_errors`: an `error_page` answered (and logged).
+    Intercepted,
 }
 
 /// How often a request waiting on a fill lock looks at the cache again.
@@ -241,6 +245,17 @@ pub trait Client {
     fn send_timeout_ms(&self) -> u64;
     /// Whether the session wants more body bytes.
     fn set_want_body(&mut self, on: bool);
+    /// `proxy_intercept_errors`: answer `code` with the location's
+    /// `error_page` (which logs the request); false when there is none.
+    fn error_page(
+        &mut self,
+        _ctx: &mut HttpCtx,
+        _req: &mut ProxyReq,
+        _code: u16,
+        _keep_alive: bool,
+    ) -> bool {
+        false
+    }
 }
 
 impl Client for Conn {
@@ -273,6 +288,15 @@ impl Client for Conn {
     }
     fn set_want_body(&mut self, on: bool) {
         self.want_body = on;
+    }
+    fn error_page(
+        &mut self,
+        ctx: &mut HttpCtx,
+        req: &mut ProxyReq,
+        code: u16,
+        keep_alive: bool,
+    ) -> bool {
+        self.proxied_error_page(ctx, req, code, keep_alive)
     }
 }
 
@@ -563,7 +587,9 @@ impl Session {
                 u
             });
             let authority = String::from_utf8_lossy(&out).into_owned();
-            if authority.is_empty() || authority.bytes().any(|b| b <= b' ' || b == b'/') {
+            let unix = authority.starts_with("unix:");
+            if authority.is_empty() || authority.bytes().any(|b| b <= b' ' || (b == b'/' && !unix))
+            {
                 return Err(format!("invalid upstream \"{authority}\""));
             }
             let named = self
@@ -688,7 +714,7 @@ impl Session {
         pools: &mut Pools,
         reg: &Registry,
     ) -> Next {
-        if self.state == St::Done {
+        if matches!(self.state, St::Done | St::Intercepted) {
             return Next::Finished;
         }
         if self.state == St::WaitLock {
@@ -706,6 +732,9 @@ impl Session {
             }
             self.io_done = false;
             return self.look_again(conn, ctx, pools, reg);
+        }
+        if self.state == St::Tunnel {
+            return self.tunnel(conn, ctx, pools).unwrap_or(Next::Wait);
         }
         if self.state == St::Connecting {
             match self.connected(pools) {
@@ -759,6 +788,14 @@ impl Session {
             }
             if self.state == St::Done {
                 return self.finish(conn, ctx, pools, reg);
+            }
+            if self.state == St::Intercepted {
+                self.drop_upstream(reg);
+                self.state = St::Intercepted;
+                return Next::Finished;
+            }
+            if self.state == St::Tunnel {
+                return self.tunnel(conn, ctx, pools).unwrap_or(Next::Wait);
             }
             if !progress {
                 break;
@@ -949,6 +986,10 @@ impl Session {
                 Next::Wait if self.state != St::WaitLock => self.pump(conn, ctx, pools, reg),
                 other => other,
             };
+        }
+        if self.state == St::Tunnel {
+            log::info!("proxy: upgraded connection timed out (proxy_read_timeout)");
+            return self.end_tunnel(conn, ctx, pools, "timeout");
         }
         if conn.out_pending() >= HIGH_WATER || self.head.is_some() {
             log::info!("proxy: timeout while relaying the response");

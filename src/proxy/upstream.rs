@@ -325,10 +325,11 @@ impl Pools {
         valid_ms: u64,
         make: impl FnOnce() -> Option<UpstreamConf>,
     ) -> Result<usize, String> {
-        let found = self
-            .pools
-            .iter()
-            .position(|p| p.dynamic_key.as_ref().is_some_and(|(h, a)| *h == https && a == authority));
+        let found = self.pools.iter().position(|p| {
+            p.dynamic_key
+                .as_ref()
+                .is_some_and(|(h, a)| *h == https && a == authority)
+        });
         if let Some(i) = found {
             let p = &self.pools[i];
             if p.expires_ms == 0 || p.expires_ms > now_ms {
@@ -356,7 +357,11 @@ impl Pools {
                 Ok(i)
             }
             None => {
-                let dynamic = self.pools.iter().filter(|p| p.dynamic_key.is_some()).count();
+                let dynamic = self
+                    .pools
+                    .iter()
+                    .filter(|p| p.dynamic_key.is_some())
+                    .count();
                 if dynamic >= MAX_DYNAMIC_POOLS {
                     return Err(format!(
                         "too many upstream addresses from proxy_pass with variables ({MAX_DYNAMIC_POOLS})"
@@ -431,8 +436,7 @@ impl Pool {
         if p.max_fails == 0 || lone {
             return;
         }
-        p.effective_weight =
-            (p.effective_weight - p.weight / i64::from(p.max_fails)).max(0);
+        p.effective_weight = (p.effective_weight - p.weight / i64::from(p.max_fails)).max(0);
         if now_ms.saturating_sub(p.first_fail_ms) > p.fail_timeout_ms {
             p.fails = 0;
         }

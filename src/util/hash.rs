@@ -27,7 +27,11 @@ const fn crc32_table() -> [u32; 256] {
         let mut c = i as u32;
         let mut k = 0;
         while k < 8 {
-            c = if c & 1 != 0 { 0xedb8_8320 ^ (c >> 1) } else { c >> 1 };
+            c = if c & 1 != 0 {
+                0xedb8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
             k += 1;
         }
         t[i] = c;
@@ -143,7 +147,10 @@ mod tests {
     fn crc32_is_the_standard_one() {
         assert_eq!(super::crc32(b"123456789"), 0xcbf4_3926);
         assert_eq!(super::crc32(b""), 0);
-        let split = super::Crc32::new().update(b"1234").update(b"56789").finish();
+        let split = super::Crc32::new()
+            .update(b"1234")
+            .update(b"56789")
+            .finish();
         assert_eq!(split, 0xcbf4_3926);
     }
 
