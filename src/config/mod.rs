@@ -53,6 +53,7 @@ pub use mime_default::default_mime_types;
 pub use resolve_extras::{Expires, Extras};
 pub use resolve_gzip::{GzipConf, GzipStatic};
 pub use resolve_map::MapConf;
+pub use resolve_proxy::{implicit_upstream, lookup};
 pub use resolve_redirects::{ErrorPage, RedirectTarget, TryFiles, TryLast};
 pub use types::*;
 pub use types_access::*;

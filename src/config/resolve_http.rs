@@ -314,6 +314,13 @@ impl Inherit {
         let waiting_room = rooms.location(raw.rooms)?;
         let access = self.access.unwrap_or_default();
         let (auth, realip) = self.auth.finish(raw.limit_except, &access);
+        let prefix = !matches!(
+            raw.match_kind,
+            super::LocationMatch::Regex | super::LocationMatch::Named
+        );
+        let proxy = self
+            .proxy
+            .into_conf(pass, raw.pass.as_ref(), &raw.path, prefix)?;
         Ok(LocationConf {
             line: raw.line,
             match_kind: raw.match_kind,
@@ -341,7 +348,7 @@ impl Inherit {
             auth,
             realip,
             add_headers: self.add_headers.unwrap_or_default(),
-            proxy: self.proxy.into_conf(pass),
+            proxy,
             cache,
             limits,
             waiting_room,

@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use super::parse::Directive;
 use super::types_proxy::{
-    LocationProxy, NextUpstream, ProxyPass, ProxyTls, UpstreamConf, UpstreamServer, UpstreamTls,
-    UpstreamTlsSettings,
+    Balance, DynamicPass, LocationProxy, NextUpstream, PeerAddr, ProxyPass, ProxyRedirect,
+    ProxyTls, RedirectFrom, UpstreamConf, UpstreamServer, UpstreamTls, UpstreamTlsSettings,
 };
-use super::values::{arg0, duration, flag, invalid_value, number, path_arg, protocols};
+use super::values::{arg0, duration, flag, invalid_value, number, path_arg, protocols, size};
 use super::ConfigError;
 use crate::util::units::parse_duration_ms;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer};
@@ -46,6 +46,12 @@ pub(crate) struct ProxyInherit {
     next_upstream: Option<NextUpstream>,
     next_upstream_tries: Option<u32>,
     hide_headers: Option<Vec<String>>,
+    pass_headers: Option<Vec<String>>,
+    redirects: Option<Vec<RawRedirect>>,
+    buffering: Option<bool>,
+    intercept_errors: Option<bool>,
+    /// `resolver ... [valid=T]`: how long a looked-up name is kept.
+    resolver_valid_ms: Option<u64>,
     ssl_server_name: Option<bool>,
     ssl_name: Option<super::Template>,
     ssl_verify: Option<bool>,
@@ -56,6 +62,20 @@ pub(crate) struct ProxyInherit {
     ssl_certificate: Option<(Directive, PathBuf)>,
     ssl_certificate_key: Option<PathBuf>,
 }
+
+/// One `proxy_redirect` as written at a level.
+#[derive(Debug, Clone)]
+enum RawRedirect {
+    /// `default`: the `proxy_pass` URL becomes the location's path.
+    Default(Directive),
+    /// `off` (clears what came before at this level).
+    Off,
+    /// `FROM TO`.
+    Rule(ProxyRedirect),
+}
+
+/// What sluice does instead of the buffer tuning directives it accepts.
+const BUFFER_NOTE: &str = "sluice relays upstream bytes as they come through a fixed per-worker read buffer and never spools responses to temporary files";
 
 fn valid_header_name(n: &str) -> bool {
     !n.is_empty()
@@ -89,6 +109,75 @@ impl ProxyInherit {
                 self.hide_headers
                     .get_or_insert_with(Vec::new)
                     .push(v.to_ascii_lowercase());
+            }
+            "proxy_pass_header" => {
+                if !valid_header_name(v) {
+                    return Err(invalid_value(d, v));
+                }
+                self.pass_headers
+                    .get_or_insert_with(Vec::new)
+                    .push(v.to_ascii_lowercase());
+            }
+            "proxy_redirect" => {
+                let list = self.redirects.get_or_insert_with(Vec::new);
+                match (v, d.args.len()) {
+                    ("off", 1) => {
+                        list.clear();
+                        list.push(RawRedirect::Off);
+                    }
+                    ("default", 1) => list.push(RawRedirect::Default(d.clone())),
+                    (_, 2) => list.push(RawRedirect::Rule(redirect_rule(d)?)),
+                    _ => return Err(invalid_value(d, v)),
+                }
+            }
+            "proxy_buffering" => self.buffering = Some(flag(d)?),
+            "proxy_intercept_errors" => self.intercept_errors = Some(flag(d)?),
+            "proxy_request_buffering" => {
+                flag(d)?;
+                note(d, "request bodies are streamed to the upstream as they come (nginx's \"off\"), except a chunked body for an HTTP/1.0 upstream");
+            }
+            "proxy_buffer_size"
+            | "proxy_busy_buffers_size"
+            | "proxy_max_temp_file_size"
+            | "proxy_temp_file_write_size" => {
+                size(d, v)?;
+                note(d, BUFFER_NOTE);
+            }
+            "proxy_buffers" => {
+                if d.args.len() != 2 || number(d, v)? == 0 {
+                    return Err(invalid_value(d, v));
+                }
+                size(d, &d.args[1])?;
+                note(d, BUFFER_NOTE);
+            }
+            "proxy_temp_path" => {
+                path_arg(d, conf_dir, v)?;
+                for l in &d.args[1..] {
+                    if !matches!(l.as_str(), "1" | "2") {
+                        return Err(invalid_value(d, l));
+                    }
+                }
+                note(d, BUFFER_NOTE);
+            }
+            "resolver" => {
+                let mut valid_ms = 30_000;
+                for a in &d.args {
+                    if let Some(t) = a.strip_prefix("valid=") {
+                        valid_ms = positive_ms(d, t)?;
+                    } else if let Some(f) = a.strip_prefix("ipv6=").or(a.strip_prefix("ipv4=")) {
+                        if f != "on" && f != "off" {
+                            return Err(invalid_value(d, a));
+                        }
+                    } else if a.starts_with("status_zone=") {
+                    } else if a.contains('=') {
+                        return Err(invalid_value(d, a));
+                    }
+                }
+                note(d, "names are looked up with the system resolver (getaddrinfo, /etc/resolv.conf), in the worker, and kept for valid= (default 30s)");
+                self.resolver_valid_ms = Some(valid_ms);
+            }
+            "resolver_timeout" => {
+                positive_ms(d, v)?;
             }
             "proxy_http_version" => {
                 self.http_version_minor = Some(match v {
@@ -155,6 +244,11 @@ impl ProxyInherit {
             next_upstream: self.next_upstream.or(outer.next_upstream),
             next_upstream_tries: self.next_upstream_tries.or(outer.next_upstream_tries),
             hide_headers: self.hide_headers.or_else(|| outer.hide_headers.clone()),
+            pass_headers: self.pass_headers.or_else(|| outer.pass_headers.clone()),
+            redirects: self.redirects.or_else(|| outer.redirects.clone()),
+            buffering: self.buffering.or(outer.buffering),
+            intercept_errors: self.intercept_errors.or(outer.intercept_errors),
+            resolver_valid_ms: self.resolver_valid_ms.or(outer.resolver_valid_ms),
             ssl_server_name: self.ssl_server_name.or(outer.ssl_server_name),
             ssl_name: self.ssl_name.or_else(|| outer.ssl_name.clone()),
             ssl_verify: self.ssl_verify.or(outer.ssl_verify),
@@ -258,10 +352,60 @@ impl ProxyInherit {
         Ok(pass)
     }
 
-    /// The merged settings with defaults filled in.
-    pub(crate) fn into_conf(self, pass: Option<ProxyPass>) -> LocationProxy {
+    /// The merged settings with defaults filled in; `target` is the
+    /// location's `proxy_pass` as written and `loc_path` its path (for
+    /// `proxy_redirect default`), `prefix`: a prefix location.
+    pub(crate) fn into_conf(
+        self,
+        pass: Option<ProxyPass>,
+        target: Option<&PassTarget>,
+        loc_path: &str,
+        prefix: bool,
+    ) -> Result<LocationProxy, ConfigError> {
         let d = LocationProxy::default();
-        LocationProxy {
+        let mut redirects = Vec::new();
+        let raw = self
+            .redirects
+            .unwrap_or_else(|| vec![RawRedirect::Off, RawRedirect::Off]);
+        let implicit = raw.len() == 2 && matches!(raw[..], [RawRedirect::Off, RawRedirect::Off]);
+        let raw = match target {
+            // Not set anywhere: nginx's `proxy_redirect default`.
+            Some(t) if implicit => vec![RawRedirect::Default(t.directive.clone())],
+            _ => raw,
+        };
+        for r in raw {
+            match r {
+                RawRedirect::Off => redirects.clear(),
+                RawRedirect::Rule(rule) => redirects.push(rule),
+                RawRedirect::Default(dir) => {
+                    let Some(t) = target else { continue };
+                    if t.dynamic {
+                        if !implicit {
+                            return Err(dir.error("\"proxy_redirect default\" cannot be used with \"proxy_pass\" directive with variables"));
+                        }
+                        continue;
+                    }
+                    if !prefix {
+                        continue;
+                    }
+                    let url = arg0(&t.directive);
+                    let (from, to) = match &t.uri {
+                        Some(_) => (url.to_string(), loc_path.to_string()),
+                        None => (format!("{url}/"), "/".to_string()),
+                    };
+                    let lit = |s: String| super::Template {
+                        source: s.clone(),
+                        parts: vec![super::Part::Text(s)],
+                    };
+                    let (from, to) = (lit(from), lit(to));
+                    redirects.push(ProxyRedirect {
+                        from: RedirectFrom::Prefix(from),
+                        to,
+                    });
+                }
+            }
+        }
+        Ok(LocationProxy {
             pass,
             set_headers: self.set_headers.unwrap_or_default(),
             http_version_minor: self.http_version_minor.unwrap_or(d.http_version_minor),
@@ -271,8 +415,49 @@ impl ProxyInherit {
             next_upstream: self.next_upstream.unwrap_or_default(),
             next_upstream_tries: self.next_upstream_tries.unwrap_or(0),
             hide_headers: self.hide_headers.unwrap_or_default(),
-        }
+            pass_headers: self.pass_headers.unwrap_or_default(),
+            redirects,
+            buffering: self.buffering.unwrap_or(true),
+            intercept_errors: self.intercept_errors.unwrap_or(false),
+            resolver_valid_ms: self.resolver_valid_ms,
+        })
     }
+}
+
+/// An accepted directive that does not map onto sluice: said at `-t`.
+fn note(d: &Directive, why: &str) {
+    log::info!(
+        "{}:{}: \"{}\" is accepted: {why}",
+        d.file.display(),
+        d.line,
+        d.name
+    );
+}
+
+/// `proxy_redirect FROM TO` (`~regex` / `~*regex` FROM).
+fn redirect_rule(d: &Directive) -> Result<ProxyRedirect, ConfigError> {
+    let (from, to) = (&d.args[0], &d.args[1]);
+    let from = if let Some(re) = from.strip_prefix("~*") {
+        RedirectFrom::Regex(
+            regex::bytes::RegexBuilder::new(re)
+                .case_insensitive(true)
+                .build()
+                .map_err(|e| d.error(format!("invalid regex \"{re}\": {e}")))?,
+        )
+    } else if let Some(re) = from.strip_prefix('~') {
+        RedirectFrom::Regex(
+            regex::bytes::Regex::new(re)
+                .map_err(|e| d.error(format!("invalid regex \"{re}\": {e}")))?,
+        )
+    } else if from.is_empty() {
+        return Err(invalid_value(d, from));
+    } else {
+        RedirectFrom::Prefix(super::values::template(d, from)?)
+    };
+    Ok(ProxyRedirect {
+        from,
+        to: super::values::template(d, to)?,
+    })
 }
 
 fn positive_ms(d: &Directive, v: &str) -> Result<u64, ConfigError> {
@@ -311,8 +496,22 @@ fn socket_addrs(
     host_port: &str,
     default_port: u16,
 ) -> Result<Vec<SocketAddr>, ConfigError> {
+    lookup(host_port, default_port)
+        .ok_or_else(|| d.error(format!("host not found in upstream \"{host_port}\"")))
+}
+
+/// The addresses of `host[:port]` (an IP literal, or a name through the
+/// system resolver); `None` when there are none.
+pub fn lookup(host_port: &str, default_port: u16) -> Option<Vec<SocketAddr>> {
     if let Ok(a) = host_port.parse::<SocketAddr>() {
-        return Ok(vec![a]);
+        return Some(vec![a]);
+    }
+    if let Ok(ip) = host_port
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+    {
+        return Some(vec![SocketAddr::new(ip, default_port)]);
     }
     let with_port = if host_port
         .rsplit_once(':')
@@ -322,70 +521,171 @@ fn socket_addrs(
     } else {
         format!("{host_port}:{default_port}")
     };
-    match with_port.to_socket_addrs() {
-        Ok(it) => {
-            let v: Vec<SocketAddr> = it.collect();
-            if v.is_empty() {
-                Err(d.error(format!("host not found in upstream \"{host_port}\"")))
-            } else {
-                Ok(v)
-            }
-        }
-        Err(_) => Err(d.error(format!("host not found in upstream \"{host_port}\""))),
-    }
+    let v: Vec<SocketAddr> = with_port.to_socket_addrs().ok()?.collect();
+    (!v.is_empty()).then_some(v)
 }
 
-/// `upstream NAME { server ADDR [params]; keepalive N; }`
+/// The addresses of a `server` / `proxy_pass` authority: `unix:/path` or
+/// `host[:port]`.
+fn peer_addrs(
+    d: &Directive,
+    authority: &str,
+    default_port: u16,
+) -> Result<Vec<PeerAddr>, ConfigError> {
+    if let Some(path) = authority.strip_prefix("unix:") {
+        if path.is_empty() {
+            return Err(d.error(format!("no path in the unix domain socket \"{authority}\"")));
+        }
+        return Ok(vec![PeerAddr::Unix(PathBuf::from(path))]);
+    }
+    Ok(socket_addrs(d, authority, default_port)?
+        .into_iter()
+        .map(PeerAddr::Inet)
+        .collect())
+}
+
+/// `server ADDR [weight=N] [max_fails=N] [fail_timeout=T] [max_conns=N] [backup] [down]`.
+fn upstream_server(c: &Directive, up: &mut UpstreamConf) -> Result<(), ConfigError> {
+    if c.block.is_some() {
+        return Err(c.error("directive \"server\" is not terminated by \";\""));
+    }
+    let Some(addr) = c.args.first() else {
+        return Err(c.error("invalid number of arguments in \"server\" directive"));
+    };
+    let mut s = UpstreamServer::new(addr, PeerAddr::Unix(PathBuf::new()));
+    for p in &c.args[1..] {
+        let num = |v: &str| v.parse::<u32>().map_err(|_| invalid_value(c, p));
+        if let Some(w) = p.strip_prefix("weight=") {
+            s.weight = num(w)
+                .ok()
+                .filter(|w| *w > 0)
+                .ok_or_else(|| invalid_value(c, p))?;
+        } else if let Some(m) = p.strip_prefix("max_fails=") {
+            s.max_fails = num(m)?;
+        } else if let Some(m) = p.strip_prefix("max_conns=") {
+            s.max_conns = num(m)?;
+        } else if let Some(t) = p.strip_prefix("fail_timeout=") {
+            s.fail_timeout_ms = parse_duration_ms(t).ok_or_else(|| invalid_value(c, p))?;
+        } else if p == "backup" {
+            s.backup = true;
+        } else if p == "down" {
+            s.down = true;
+        } else {
+            return Err(c.error(format!("invalid parameter \"{p}\"")));
+        }
+    }
+    if s.backup && !matches!(up.balance, Balance::RoundRobin | Balance::LeastConn) {
+        return Err(c.error("invalid parameter \"backup\""));
+    }
+    for a in peer_addrs(c, addr, 80)? {
+        up.servers.push(UpstreamServer {
+            addr: a,
+            ..s.clone()
+        });
+    }
+    Ok(())
+}
+
+/// A balancing method directive (`least_conn`, `ip_hash`, `hash`, `random`).
+fn balance(c: &Directive) -> Result<Option<Balance>, ConfigError> {
+    let args = |min: usize, max: usize| {
+        if c.args.len() < min || c.args.len() > max {
+            Err(c.error(format!(
+                "invalid number of arguments in \"{}\" directive",
+                c.name
+            )))
+        } else {
+            Ok(())
+        }
+    };
+    Ok(Some(match c.name.as_str() {
+        "least_conn" => {
+            args(0, 0)?;
+            Balance::LeastConn
+        }
+        "ip_hash" => {
+            args(0, 0)?;
+            Balance::IpHash
+        }
+        "hash" => {
+            args(1, 2)?;
+            let consistent = match c.args.get(1).map(String::as_str) {
+                None => false,
+                Some("consistent") => true,
+                Some(v) => return Err(invalid_value(c, v)),
+            };
+            Balance::Hash {
+                key: super::values::template(c, &c.args[0])?,
+                consistent,
+            }
+        }
+        "random" => {
+            args(0, 2)?;
+            let two = match c.args.first().map(String::as_str) {
+                None => false,
+                Some("two") => true,
+                Some(v) => return Err(invalid_value(c, v)),
+            };
+            if let Some(m) = c.args.get(1) {
+                if m != "least_conn" {
+                    return Err(invalid_value(c, m));
+                }
+            }
+            Balance::Random { two }
+        }
+        _ => return Ok(None),
+    }))
+}
+
+/// `upstream NAME { server ADDR [params]; keepalive N; least_conn; ... }`
 pub(crate) fn upstream_block(d: &Directive) -> Result<UpstreamConf, ConfigError> {
     let name = arg0(d).to_string();
     let mut up = UpstreamConf {
         name,
         servers: Vec::new(),
         keepalive: 0,
+        balance: Balance::RoundRobin,
+        zone: None,
         implicit: false,
         https: false,
     };
     let mut keepalive_seen = false;
+    let mut balance_seen = false;
     for c in d.children() {
+        if let Some(b) = balance(c)? {
+            if balance_seen {
+                log::warn!(
+                    "{}:{}: load balancing method redefined",
+                    c.file.display(),
+                    c.line
+                );
+            }
+            balance_seen = true;
+            if !matches!(b, Balance::RoundRobin | Balance::LeastConn)
+                && up.servers.iter().any(|s| s.backup)
+            {
+                return Err(c.error(format!(
+                    "\"{}\" cannot be used with \"backup\" servers",
+                    c.name
+                )));
+            }
+            up.balance = b;
+            continue;
+        }
         match c.name.as_str() {
-            "server" => {
-                if c.block.is_some() {
-                    return Err(c.error("directive \"server\" is not terminated by \";\""));
+            "server" => upstream_server(c, &mut up)?,
+            "zone" => {
+                if c.args.is_empty() || c.args.len() > 2 {
+                    return Err(c.error("invalid number of arguments in \"zone\" directive"));
                 }
-                let Some(addr) = c.args.first() else {
-                    return Err(c.error("invalid number of arguments in \"server\" directive"));
-                };
-                let mut s = UpstreamServer {
-                    addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-                    weight: 1,
-                    max_fails: 1,
-                    fail_timeout_ms: 10_000,
-                    backup: false,
-                };
-                for p in &c.args[1..] {
-                    if let Some(w) = p.strip_prefix("weight=") {
-                        s.weight = w
-                            .parse()
-                            .ok()
-                            .filter(|w| *w > 0)
-                            .ok_or_else(|| invalid_value(c, p))?;
-                    } else if let Some(m) = p.strip_prefix("max_fails=") {
-                        s.max_fails = m.parse().map_err(|_| invalid_value(c, p))?;
-                    } else if let Some(t) = p.strip_prefix("fail_timeout=") {
-                        s.fail_timeout_ms =
-                            parse_duration_ms(t).ok_or_else(|| invalid_value(c, p))?;
-                    } else if p == "backup" {
-                        s.backup = true;
-                    } else {
-                        return Err(invalid_value(c, p));
-                    }
+                if let Some(sz) = c.args.get(1) {
+                    size(c, sz)?;
                 }
-                for a in socket_addrs(c, addr, 80)? {
-                    up.servers.push(UpstreamServer {
-                        addr: a,
-                        ..s.clone()
-                    });
-                }
+                note(
+                    c,
+                    "upstream state (failures, active requests, round robin) is kept per worker",
+                );
+                up.zone = Some(c.args[0].clone());
             }
             "keepalive" => {
                 if keepalive_seen {
@@ -398,7 +698,7 @@ pub(crate) fn upstream_block(d: &Directive) -> Result<UpstreamConf, ConfigError>
                 }
                 up.keepalive = usize::try_from(number(c, v)?).map_err(|_| invalid_value(c, v))?;
             }
-            "keepalive_timeout" | "keepalive_requests" => {
+            "keepalive_timeout" | "keepalive_requests" | "keepalive_time" => {
                 // Accepted for nginx compatibility: idle upstream connections are
                 // closed by the upstream or reused; sluice keeps no timer for them.
                 if c.args.len() != 1 {
@@ -425,15 +725,18 @@ pub(crate) fn upstream_block(d: &Directive) -> Result<UpstreamConf, ConfigError>
 pub(crate) struct PassTarget {
     /// The directive, for error messages.
     pub(crate) directive: Directive,
-    /// `host[:port]` part.
+    /// `host[:port]` or `unix:/path` part (with variables when `dynamic`).
     pub(crate) authority: String,
     /// URI part, if any.
     pub(crate) uri: Option<String>,
     /// `https://`.
     pub(crate) https: bool,
+    /// The URL has variables: resolved per request.
+    pub(crate) dynamic: bool,
 }
 
-/// Parse `proxy_pass http[s]://AUTHORITY[/uri]`.
+/// Parse `proxy_pass http[s]://AUTHORITY[/uri]` (`unix:/path[:/uri]` as
+/// the authority; variables anywhere make it resolved per request).
 pub(crate) fn parse_pass(d: &Directive) -> Result<PassTarget, ConfigError> {
     let v = arg0(d);
     let (rest, https) = if v.len() >= 7 && v[..7].eq_ignore_ascii_case("http://") {
@@ -443,28 +746,62 @@ pub(crate) fn parse_pass(d: &Directive) -> Result<PassTarget, ConfigError> {
     } else {
         return Err(d.error(format!("invalid URL prefix in \"{v}\"")));
     };
-    let (authority, uri) = match rest.find('/') {
-        Some(i) => (&rest[..i], Some(rest[i..].to_string())),
-        None => (rest, None),
+    let (authority, uri) = if rest.len() >= 5 && rest[..5].eq_ignore_ascii_case("unix:") {
+        match rest[5..].find(':') {
+            Some(i) => (&rest[..5 + i], Some(rest[5 + i + 1..].to_string())),
+            None => (rest, None),
+        }
+    } else {
+        match rest.find('/') {
+            Some(i) => (&rest[..i], Some(rest[i..].to_string())),
+            None => (rest, None),
+        }
     };
-    if authority.is_empty() || authority.contains('$') {
+    let uri = uri.filter(|u| !u.is_empty());
+    if authority.is_empty() || authority == "unix:" {
         return Err(d.error(format!("invalid host in \"{v}\"")));
+    }
+    let dynamic = v.contains('$');
+    if dynamic {
+        super::values::template(d, authority)?;
+        if let Some(u) = &uri {
+            super::values::template(d, u)?;
+        }
     }
     Ok(PassTarget {
         directive: d.clone(),
         authority: authority.to_string(),
         uri,
         https,
+        dynamic,
     })
 }
 
 /// Map a target to an upstream: a named block, else an implicit upstream
 /// for the address (shared by every `proxy_pass` with the same scheme to
-/// the same address; `https://` defaults to port 443).
+/// the same address; `https://` defaults to port 443). A target with
+/// variables is kept as templates, resolved per request.
 fn resolve_pass(
     t: &PassTarget,
     upstreams: &mut Vec<UpstreamConf>,
 ) -> Result<ProxyPass, ConfigError> {
+    if t.dynamic {
+        let d = &t.directive;
+        return Ok(ProxyPass {
+            upstream: usize::MAX,
+            dynamic: Some(DynamicPass {
+                authority: super::values::template(d, &t.authority)?,
+                uri: t
+                    .uri
+                    .as_deref()
+                    .map(|u| super::values::template(d, u))
+                    .transpose()?,
+                https: t.https,
+            }),
+            uri: None,
+            tls: None,
+        });
+    }
     let idx = match upstreams
         .iter()
         .position(|u| !u.implicit && u.name == t.authority)
@@ -477,37 +814,39 @@ fn resolve_pass(
             Some(i) => i,
             None => {
                 let port = if t.https { 443 } else { 80 };
-                let addrs = socket_addrs(&t.directive, &t.authority, port)?;
-                upstreams.push(UpstreamConf {
-                    name: t.authority.clone(),
-                    servers: addrs
-                        .into_iter()
-                        .map(|addr| UpstreamServer {
-                            addr,
-                            weight: 1,
-                            max_fails: 1,
-                            fail_timeout_ms: 10_000,
-                            backup: false,
-                        })
-                        .collect(),
-                    keepalive: 32,
-                    implicit: true,
-                    https: t.https,
-                });
+                let addrs = peer_addrs(&t.directive, &t.authority, port)?;
+                upstreams.push(implicit_upstream(&t.authority, addrs, t.https));
                 upstreams.len() - 1
             }
         },
     };
     Ok(ProxyPass {
         upstream: idx,
+        dynamic: None,
         uri: t.uri.clone(),
         tls: None,
     })
 }
 
+/// The upstream of a `proxy_pass` straight to an address (keep-alive on).
+pub fn implicit_upstream(name: &str, addrs: Vec<PeerAddr>, https: bool) -> UpstreamConf {
+    UpstreamConf {
+        name: name.to_string(),
+        servers: addrs
+            .into_iter()
+            .map(|a| UpstreamServer::new(name, a))
+            .collect(),
+        keepalive: 32,
+        balance: Balance::RoundRobin,
+        zone: None,
+        implicit: true,
+        https,
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use crate::config::load_str;
+    use crate::config::{load_str, PeerAddr};
     use std::path::Path;
 
     fn conf(http: &str) -> String {
@@ -620,7 +959,10 @@ mod tests {
         assert_eq!(sc.trusted.as_deref(), Some(ca_path.as_path()));
         // https://localhost: port 443.
         let d = &h.upstreams[pass(3).upstream];
-        assert!(d.servers.iter().all(|s| s.addr.port() == 443));
+        assert!(d
+            .servers
+            .iter()
+            .all(|s| matches!(s.addr, PeerAddr::Inet(a) if a.port() == 443)));
         assert!(
             !h.upstream_tls[pass(3).tls.as_ref().unwrap().client]
                 .settings

@@ -5,6 +5,62 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// Where an upstream server listens: a TCP address or a Unix socket
+/// (`server unix:/path;`, `proxy_pass http://unix:/path:/uri`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PeerAddr {
+    /// TCP.
+    Inet(SocketAddr),
+    /// A Unix-domain stream socket.
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for PeerAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PeerAddr::Inet(a) => write!(f, "{a}"),
+            PeerAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// How an upstream picks a server for a request.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Balance {
+    /// Smooth weighted round robin (nginx's default).
+    #[default]
+    RoundRobin,
+    /// `least_conn`: fewest active requests per weight, round robin among equals.
+    LeastConn,
+    /// `ip_hash`: the client's IPv4 /24 (or whole IPv6 address).
+    IpHash,
+    /// `hash KEY [consistent]`.
+    Hash {
+        /// The key, with variables.
+        key: super::Template,
+        /// ketama (160 points per weight unit) instead of `hash % weight`.
+        consistent: bool,
+    },
+    /// `random [two [least_conn]]`.
+    Random {
+        /// Two random picks, the one with fewer active requests wins.
+        two: bool,
+    },
+}
+
+impl Balance {
+    /// For logs and errors.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Balance::RoundRobin => "round robin",
+            Balance::LeastConn => "least_conn",
+            Balance::IpHash => "ip_hash",
+            Balance::Hash { .. } => "hash",
+            Balance::Random { .. } => "random",
+        }
+    }
+}
+
 /// `upstream NAME { server ...; keepalive N; }` (or an implicit one for a
 /// `proxy_pass` straight to an address).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +71,10 @@ pub struct UpstreamConf {
     pub servers: Vec<UpstreamServer>,
     /// Idle keep-alive connections kept per worker (0 = close after each request).
     pub keepalive: usize,
+    /// The balancing method.
+    pub balance: Balance,
+    /// `zone NAME [SIZE]` (accepted: sluice keeps upstream state per worker).
+    pub zone: Option<String>,
     /// Whether this upstream came from a `proxy_pass` address rather than a block.
     pub implicit: bool,
     /// An implicit upstream of `proxy_pass https://` (default port 443):
@@ -22,11 +82,13 @@ pub struct UpstreamConf {
     pub https: bool,
 }
 
-/// `server ADDR:PORT [weight=N] [max_fails=N] [fail_timeout=T] [backup];`
+/// `server ADDR [weight=N] [max_fails=N] [fail_timeout=T] [max_conns=N] [backup] [down];`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamServer {
+    /// The address as written (`hash ... consistent` hashes it, as nginx).
+    pub name: String,
     /// Address.
-    pub addr: SocketAddr,
+    pub addr: PeerAddr,
     /// Relative weight for round robin (default 1).
     pub weight: u32,
     /// Failures within `fail_timeout` that mark the server down (default 1; 0 = never).
@@ -35,6 +97,26 @@ pub struct UpstreamServer {
     pub fail_timeout_ms: u64,
     /// Used only when every primary server is down.
     pub backup: bool,
+    /// `down`: never used.
+    pub down: bool,
+    /// `max_conns`: active requests at most, per worker (0 = no limit).
+    pub max_conns: u32,
+}
+
+impl UpstreamServer {
+    /// A server with nginx's defaults.
+    pub fn new(name: &str, addr: PeerAddr) -> UpstreamServer {
+        UpstreamServer {
+            name: name.to_string(),
+            addr,
+            weight: 1,
+            max_fails: 1,
+            fail_timeout_ms: 10_000,
+            backup: false,
+            down: false,
+            max_conns: 0,
+        }
+    }
 }
 
 /// When a failed attempt is retried on the next server (`proxy_next_upstream`).
@@ -106,14 +188,60 @@ impl NextUpstream {
 /// `proxy_pass http[s]://NAME|ADDR:PORT[/uri];`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProxyPass {
-    /// Index into `HttpConf::upstreams`.
+    /// Index into `HttpConf::upstreams` (meaningless when `dynamic`).
     pub upstream: usize,
+    /// `proxy_pass http://$backend...`: the target with variables,
+    /// evaluated per request (an upstream name or `host:port`).
+    pub dynamic: Option<DynamicPass>,
     /// The URI part (`/uri`), which replaces the location prefix as nginx
     /// does; `None` passes the request URI unchanged.
     pub uri: Option<String>,
     /// `https://`: how the upstream connections are made.
     pub tls: Option<ProxyTls>,
 }
+
+/// A `proxy_pass` with variables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DynamicPass {
+    /// The authority (`$backend`, `$host:8080`).
+    pub authority: super::Template,
+    /// The URI part with variables: it replaces the request URI whole, as
+    /// nginx does (`None`: the request URI unchanged).
+    pub uri: Option<super::Template>,
+    /// `https://`.
+    pub https: bool,
+}
+
+/// `proxy_redirect FROM TO` (resolved: `default` becomes one of these).
+#[derive(Debug, Clone)]
+pub struct ProxyRedirect {
+    /// What to look for.
+    pub from: RedirectFrom,
+    /// The replacement (variables; for a regex, `$1`..`$9` are its captures).
+    pub to: super::Template,
+}
+
+/// The pattern of a `proxy_redirect`.
+#[derive(Debug, Clone)]
+pub enum RedirectFrom {
+    /// A prefix of the header value (case-sensitive, as nginx).
+    Prefix(super::Template),
+    /// `~regex` / `~*regex`: the whole value is replaced when it matches.
+    Regex(regex::bytes::Regex),
+}
+
+impl PartialEq for ProxyRedirect {
+    fn eq(&self, o: &Self) -> bool {
+        self.to == o.to
+            && match (&self.from, &o.from) {
+                (RedirectFrom::Prefix(a), RedirectFrom::Prefix(b)) => a == b,
+                (RedirectFrom::Regex(a), RedirectFrom::Regex(b)) => a.as_str() == b.as_str(),
+                _ => false,
+            }
+    }
+}
+
+impl Eq for ProxyRedirect {}
 
 /// TLS to the upstream of an `https://` `proxy_pass`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,9 +308,24 @@ pub struct LocationProxy {
     pub next_upstream: NextUpstream,
     /// `proxy_next_upstream_tries` (default 0 = as many as there are servers).
     pub next_upstream_tries: u32,
-    /// `proxy_pass_header Server|Date ...` is not supported; `proxy_hide_header NAME`
-    /// headers removed from responses.
+    /// `proxy_hide_header NAME`: headers removed from responses (lowercase),
+    /// besides nginx's defaults (`X-Accel-*`, `X-Pad`).
     pub hide_headers: Vec<String>,
+    /// `proxy_pass_header NAME`: headers passed that would be hidden or
+    /// replaced (`Server`, `Date`, `X-Accel-*`), lowercase.
+    pub pass_headers: Vec<String>,
+    /// `proxy_redirect` rules for `Location` and `Refresh`, in order (the
+    /// first that matches rewrites); empty = off.
+    pub redirects: Vec<ProxyRedirect>,
+    /// `proxy_buffering` (default on). Off: nothing is cached; bytes are
+    /// relayed as they come (as they always are).
+    pub buffering: bool,
+    /// `proxy_intercept_errors` (default off): an upstream status >= 300
+    /// with an `error_page` is answered by that page.
+    pub intercept_errors: bool,
+    /// `resolver ... valid=T`: names in a `proxy_pass` with variables are
+    /// looked up and kept this long (`None`: no resolver, such a name is a 502).
+    pub resolver_valid_ms: Option<u64>,
 }
 
 impl Default for LocationProxy {
@@ -197,6 +340,11 @@ impl Default for LocationProxy {
             next_upstream: NextUpstream::default(),
             next_upstream_tries: 0,
             hide_headers: Vec::new(),
+            pass_headers: Vec::new(),
+            redirects: Vec::new(),
+            buffering: true,
+            intercept_errors: false,
+            resolver_valid_ms: None,
         }
     }
 }

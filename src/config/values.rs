@@ -139,6 +139,19 @@ pub(crate) const SPECS: &[Spec] = &[
     spec("proxy_ssl_certificate_key", HSL, 1, 1),
     spec("proxy_ssl_crl", HSL, 1, 1),
     spec("proxy_ssl_ciphers", HSL, 1, 1),
+    repeatable(spec("proxy_pass_header", HSL, 1, 1)),
+    repeatable(spec("proxy_redirect", HSL, 1, 2)),
+    spec("proxy_buffering", HSL, 1, 1),
+    spec("proxy_request_buffering", HSL, 1, 1),
+    spec("proxy_buffer_size", HSL, 1, 1),
+    spec("proxy_buffers", HSL, 2, 2),
+    spec("proxy_busy_buffers_size", HSL, 1, 1),
+    spec("proxy_max_temp_file_size", HSL, 1, 1),
+    spec("proxy_temp_file_write_size", HSL, 1, 1),
+    spec("proxy_temp_path", HSL, 1, 4),
+    spec("proxy_intercept_errors", HSL, 1, 1),
+    spec("resolver", HSL, 1, 16),
+    spec("resolver_timeout", HSL, 1, 1),
 ];
 
 /// `"name" directive is not allowed here`.

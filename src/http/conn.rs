@@ -391,6 +391,45 @@ impl Conn {
         }
     }
 
+    /// `proxy_intercept_errors`: the location's `error_page` answers the
+    /// upstream's `code` for `p` instead (a local page, or another proxied
+    /// request). False when it has none.
+    pub fn proxied_error_page(
+        &mut self,
+        ctx: &mut HttpCtx,
+        p: &mut handler::ProxyReq,
+        code: u16,
+        keep_alive: bool,
+    ) -> bool {
+        let info = handler::ConnInfo {
+            peer: self.peer,
+            vars: ConnVars {
+                requests: self.requests,
+                ..self.vars
+            },
+            listen_idx: self.listen_idx,
+            requests: self.requests,
+            body_pending: 0,
+            tls: self.tls_info.as_ref(),
+        };
+        let Some(out) = handler::proxied_error_page(
+            ctx,
+            &info,
+            &mut self.req,
+            p,
+            code,
+            keep_alive,
+            &mut self.wbuf,
+        ) else {
+            return false;
+        };
+        self.proxying = false;
+        self.want_body = false;
+        self.deadline_ms = ctx.now_ms + self.send_timeout_ms;
+        self.apply(out);
+        true
+    }
+
     /// Whether the client connection hit EOF-free idle with no data (used to
     /// notice a client that went away while proxying).
     pub fn send_timeout_ms(&self) -> u64 {

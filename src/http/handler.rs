@@ -103,6 +103,8 @@ pub struct ProxyReq {
     pub subrequest: bool,
     /// The `auth_request_set` variables' values.
     pub auth_vars: Vec<Vec<u8>>,
+    /// Already answering for an `error_page` (no second one).
+    pub in_error_page: bool,
 }
 
 /// What the connection does after the response is queued.
@@ -910,6 +912,87 @@ fn proxy_req(r: &Req<'_>) -> ProxyReq {
         captures: v.captures.to_vec(),
         subrequest: false,
         auth_vars: v.auth_vars.to_vec(),
+        in_error_page: r.in_error_page,
+    }
+}
+
+/// `proxy_intercept_errors`: the upstream answered `p` with `code`, which
+/// the location's `error_page` takes over (an internal redirect, as for a
+/// local answer; the request body, already sent, is not sent again).
+/// `None` when it has no page for `code`.
+pub fn proxied_error_page(
+    ctx: &mut HttpCtx,
+    info: &ConnInfo<'_>,
+    rq: &mut Request,
+    p: &mut ProxyReq,
+    code: u16,
+    keep_alive: bool,
+    out: &mut Vec<u8>,
+) -> Option<Outcome> {
+    let cfg = ctx.site.cfg.clone();
+    let server = cfg.http.servers.get(p.server)?;
+    let loc = server.locations.get(p.location)?;
+    let page = loc.error_pages.iter().find(|e| e.codes.contains(&code))?;
+    if p.in_error_page {
+        return None;
+    }
+    let mut head = p.head.clone();
+    head.body = BodyFraming::None;
+    let now_unix_ms = ctx.now_unix_ms();
+    let req = Req {
+        info,
+        held: false,
+        server,
+        loc,
+        at: (p.server, p.location),
+        vars: ReqVars {
+            head_bytes: &p.head_bytes,
+            head: &head,
+            target: at(&p.head_bytes, head.target),
+            path: &p.path,
+            query: p.query.as_deref(),
+            host: p.host.as_deref(),
+            conn: p.conn,
+            server_name: server.server_names.first().map_or("", String::as_str),
+            proxy_host: "",
+            started_unix_ms: p.started_unix_ms,
+            now_unix_ms,
+            set_cookie: &p.set_cookie,
+            tls: info.tls,
+            captures: &p.captures,
+            maps: &cfg.http.maps,
+            auth_vars: &p.auth_vars,
+        },
+        raw_path: &p.path,
+        path_ok: true,
+        head_only: head.method == Method::Head,
+        requested_keep_alive: keep_alive,
+        keep_alive,
+        discard: BodyFraming::None,
+        redirects: 0,
+        in_error_page: false,
+    };
+    let mut sink = Sink {
+        head: &mut rq.reply,
+        out,
+        status: None,
+    };
+    let start = sink.out.len();
+    let mut slots = std::mem::take(&mut p.bytes_slots);
+    match take_error_page(ctx, &req, page, code, &mut sink) {
+        Flow::Proxy(mut next) => {
+            next.bytes_slots = slots;
+            Some(Outcome {
+                proxy: Some(next),
+                ..location_outcome(loc, keep_alive, true, BodyFraming::None)
+            })
+        }
+        Flow::Done(reply) => {
+            let queued = sink.out.len() - start;
+            Some(log_phase(ctx, &req, reply, queued, &mut slots))
+        }
+        // Internal redirects run content only: no hold, no subrequest.
+        Flow::Next | Flow::Again(_) | Flow::Subrequest(_) => None,
     }
 }
 

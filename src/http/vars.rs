@@ -81,7 +81,7 @@ pub struct RespVars<'a> {
     /// The response head so far, for `$sent_http_NAME` (empty: none yet).
     pub head: &'a [u8],
     /// `$upstream_addr`.
-    pub upstream_addr: Option<SocketAddr>,
+    pub upstream_addr: Option<&'a crate::config::PeerAddr>,
     /// `$upstream_status` (0 = none).
     pub upstream_status: u16,
     /// `$upstream_response_time` in ms.
@@ -523,7 +523,9 @@ mod tests {
                 body_bytes: 12,
                 bytes: 99,
                 head,
-                upstream_addr: Some("127.0.0.1:9000".parse().unwrap()),
+                upstream_addr: Some(&crate::config::PeerAddr::Inet(
+                    "127.0.0.1:9000".parse().unwrap(),
+                )),
                 upstream_status: 200,
                 upstream_ms: Some(12),
                 cache_status: Some("MISS"),

@@ -30,6 +30,8 @@ pub struct ReqCtx<'a> {
     /// How the body is framed for the upstream (a chunked body read whole
     /// goes with its length); the client's own framing headers never pass.
     pub body: BodyFraming,
+    /// The evaluated URI of a `proxy_pass` with variables: sent as it is.
+    pub uri: Option<&'a [u8]>,
 }
 
 const CONDITIONALS: &[&[u8]] = &[
@@ -58,6 +60,10 @@ fn header<'a>(headers: &[httparse::Header<'a>], name: &[u8]) -> Option<&'a [u8]>
 
 /// The request URI for the upstream.
 pub fn upstream_uri(c: &ReqCtx<'_>, out: &mut Vec<u8>) {
+    if let Some(u) = c.uri {
+        out.extend_from_slice(u);
+        return;
+    }
     match &c.pass.uri {
         Some(u) => {
             out.extend_from_slice(u.as_bytes());
@@ -214,6 +220,7 @@ mod tests {
         uri::normalize_path(t.path, &mut norm).unwrap();
         let pass = ProxyPass {
             upstream: 0,
+            dynamic: None,
             uri: pass_uri.map(str::to_string),
             tls: None,
         };
@@ -258,6 +265,7 @@ mod tests {
             conditional: &[],
             method: None,
             body: head.body,
+            uri: None,
         };
         let mut out = Vec::new();
         build(&c, &mut out);

@@ -150,13 +150,49 @@ pub struct ClientHeadParams<'a> {
     pub head_only: bool,
     /// `proxy_hide_header` names (lowercase).
     pub hide: &'a [String],
+    /// `proxy_pass_header` names (lowercase).
+    pub pass: &'a [String],
+    /// `proxy_redirect`: the new value of a `Location` (`false`) or
+    /// `Refresh` (`true`), or None to keep it.
+    pub rewrite: Option<&'a RewriteHeader<'a>>,
 }
+
+/// `proxy_redirect`'s rewriter: a header value and whether it is `Refresh`
+/// to the new value, or None to keep it.
+pub type RewriteHeader<'a> = dyn Fn(&[u8], bool) -> Option<Vec<u8>> + 'a;
 
 /// Upstream fields sluice writes itself (besides the hop-by-hop ones).
 const REPLACED: &[&[u8]] = &[b"content-length", b"server", b"date"];
 
-fn dropped(name: &[u8]) -> bool {
-    crate::proto::is_hop_by_hop(name) || REPLACED.iter().any(|d| name.eq_ignore_ascii_case(d))
+/// Upstream fields nginx hides unless `proxy_pass_header` names them.
+const HIDDEN: &[&[u8]] = &[
+    b"x-pad",
+    b"x-accel-expires",
+    b"x-accel-redirect",
+    b"x-accel-limit-rate",
+    b"x-accel-buffering",
+    b"x-accel-charset",
+];
+
+fn dropped(name: &[u8], pass: &[String]) -> bool {
+    let passed = || pass.iter().any(|p| name.eq_ignore_ascii_case(p.as_bytes()));
+    crate::proto::is_hop_by_hop(name)
+        || (REPLACED
+            .iter()
+            .chain(HIDDEN)
+            .any(|d| name.eq_ignore_ascii_case(d))
+            && !passed())
+}
+
+/// The first value of `name` in a response head.
+pub fn header_value<'a>(head: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut storage);
+    let _ = resp.parse(head);
+    resp.headers
+        .iter()
+        .find(|h| h.name.as_bytes().eq_ignore_ascii_case(name))
+        .map(|h| h.value)
 }
 
 /// Fill `head` with the client's response head for `up` (parsed from
@@ -198,9 +234,21 @@ pub fn client_head(
         let keep_length = framing == ClientFraming::None
             && up.status != 204
             && n.eq_ignore_ascii_case(b"content-length");
-        if !keep_length && dropped(n) || p.hide.iter().any(|d| n.eq_ignore_ascii_case(d.as_bytes()))
+        let own = n.eq_ignore_ascii_case(b"server") || n.eq_ignore_ascii_case(b"date");
+        if !keep_length && dropped(n, p.pass)
+            || own
+            || p.hide.iter().any(|d| n.eq_ignore_ascii_case(d.as_bytes()))
         {
+            // Server and Date passed (`proxy_pass_header`) replace ours:
+            // the caller writes them in their place.
             continue;
+        }
+        let refresh = n.eq_ignore_ascii_case(b"refresh");
+        if refresh || n.eq_ignore_ascii_case(b"location") {
+            if let Some(v) = p.rewrite.and_then(|f| f(h.value, refresh)) {
+                head.push(n, &v);
+                continue;
+            }
         }
         head.push(n, h.value);
     }
@@ -303,6 +351,8 @@ mod tests {
                 client_http11: true,
                 head_only: false,
                 hide: &hide,
+                pass: &[],
+                rewrite: None,
             },
             &mut head,
         );

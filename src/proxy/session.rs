@@ -10,6 +10,7 @@ use crate::cache::freshness::OriginFailure;
 use crate::cache::lookup::{self as cached, LookupResult};
 use crate::cache::{CacheStatus, EntryMeta};
 use crate::config::LocationConf;
+use crate::config::PeerAddr;
 use crate::http::chunked::{self, ChunkedDecoder};
 use crate::http::conn::Conn;
 use crate::http::ctx::HttpCtx;
@@ -19,12 +20,10 @@ use crate::http::request::{BodyFraming, Method};
 use crate::proto::reply::ReplyHead;
 use crate::proxy::request::{self as upreq, ReqCtx};
 use crate::proxy::response::{self as upresp, ClientFraming, ClientHeadParams, UpFraming, UpHead};
-use crate::proxy::upstream::{Pools, TlsKey, UpConn};
-use mio::net::TcpStream;
+use crate::proxy::upstream::{Active, Pick, Pools, TlsKey, UpConn, UpSock};
 use mio::{Interest, Registry, Token};
 use rustls::pki_types::ServerName;
 use std::io::ErrorKind;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Client output above which upstream reads pause (backpressure).
@@ -88,7 +87,11 @@ enum St {
     WaitIo,
     Connecting,
     Active,
+    /// The upstream switched protocols: bytes pass both ways as they are.
+    Tunnel,
     Done,
+    /// `proxy_intercept_errors`: an `error_page` answered (and logged).
+    Intercepted,
 }
 
 /// How often a request waiting on a fill lock looks at the cache again.
@@ -132,6 +135,16 @@ pub struct Session {
     peer: usize,
     tried: crate::proxy::upstream::Tried,
     tries: u32,
+    /// The current attempt counted on its server (`least_conn`, `max_conns`).
+    active: Option<Active>,
+    /// The evaluated `hash` key of the upstream (empty: not a hash upstream).
+    pick_key: Vec<u8>,
+    /// A `proxy_pass` with variables: the authority it evaluated to (`$proxy_host`).
+    dyn_authority: String,
+    /// ... and its URI part, which replaces the request URI.
+    dyn_uri: Option<Vec<u8>>,
+    /// The pool is chosen (a `proxy_pass` with variables resolved).
+    pool_ready: bool,
     /// The upstream connection of the current attempt.
     up: Option<UpConn>,
     reused: bool,
@@ -232,6 +245,17 @@ pub trait Client {
     fn send_timeout_ms(&self) -> u64;
     /// Whether the session wants more body bytes.
     fn set_want_body(&mut self, on: bool);
+    /// `proxy_intercept_errors`: answer `code` with the location's
+    /// `error_page` (which logs the request); false when there is none.
+    fn error_page(
+        &mut self,
+        _ctx: &mut HttpCtx,
+        _req: &mut ProxyReq,
+        _code: u16,
+        _keep_alive: bool,
+    ) -> bool {
+        false
+    }
 }
 
 impl Client for Conn {
@@ -264,6 +288,15 @@ impl Client for Conn {
     }
     fn set_want_body(&mut self, on: bool) {
         self.want_body = on;
+    }
+    fn error_page(
+        &mut self,
+        ctx: &mut HttpCtx,
+        req: &mut ProxyReq,
+        code: u16,
+        keep_alive: bool,
+    ) -> bool {
+        self.proxied_error_page(ctx, req, code, keep_alive)
     }
 }
 
@@ -388,6 +421,11 @@ impl Session {
             peer: usize::MAX,
             tried: Default::default(),
             tries: 0,
+            active: None,
+            pick_key: Vec::new(),
+            dyn_authority: String::new(),
+            dyn_uri: None,
+            pool_ready: false,
             up: None,
             reused: false,
             state: St::Connecting,
@@ -476,6 +514,12 @@ impl Session {
         if let Some(next) = self.prepare_body(conn, ctx, pools, reg) {
             return next;
         }
+        if !self.pool_ready {
+            if let Err(e) = self.choose_pool(loc, ctx, pools) {
+                log::error!("{e} (proxy_pass with variables), client: {}", self.req.peer);
+                return self.fail(conn, ctx, 502);
+            }
+        }
         let Some(pool) = pools.pools.get_mut(self.pool) else {
             return self.fail(conn, ctx, 502);
         };
@@ -494,22 +538,27 @@ impl Session {
             if self.tries >= max_tries.max(1) {
                 return self.fail(conn, ctx, self.last_code);
             }
-            let Some(peer) = pool.pick(ctx.now_ms, &self.tried) else {
+            let at = Pick {
+                now_ms: ctx.now_ms,
+                client: self.req.peer,
+                key: &self.pick_key,
+            };
+            let Some(peer) = pool.pick(&at, &mut self.tried) else {
                 if self.tries == 0 {
                     log::error!("no live upstreams in \"{}\"", pool.name);
                 }
                 return self.fail(conn, ctx, self.last_code);
             };
+            self.active = pool.hold(peer);
             self.peer = peer;
             self.tried.insert(peer);
             self.tries += 1;
             self.more_peers = self.tries < max_tries && (self.tries as usize) < pool.len();
             // Reuse an idle keep-alive connection (of the same TLS) if one
             // is waiting.
-            let addr = pool.peers[peer].addr;
             let (up, reused) = match pool.take_idle(peer, tls.as_ref().map(|t| &t.0)) {
                 Some(c) => (Ok(c), true),
-                None => (open(&cfg, addr, tls.as_ref()), false),
+                None => (open(&cfg, &pool.peers[peer].addr, tls.as_ref()), false),
             };
             match up {
                 Ok(mut c) => {
@@ -548,6 +597,77 @@ impl Session {
         }
     }
 
+    /// The pool of this request: the location's upstream, or for a
+    /// `proxy_pass` with variables the upstream block its value names, else
+    /// a pool for the address (a name needs `resolver`). And the `hash` key.
+    fn choose_pool(
+        &mut self,
+        loc: &LocationConf,
+        ctx: &HttpCtx,
+        pools: &mut Pools,
+    ) -> Result<(), String> {
+        self.pool_ready = true;
+        let Some(pass) = loc.proxy.pass.as_ref() else {
+            return Err("no proxy_pass".into());
+        };
+        if let Some(d) = &pass.dynamic {
+            let vars = self.req_vars(ctx.now_unix_ms());
+            let mut out = Vec::new();
+            crate::http::vars::eval(&d.authority, &vars, &Default::default(), &mut out);
+            let uri = d.uri.as_ref().map(|t| {
+                let mut u = Vec::new();
+                crate::http::vars::eval(t, &vars, &Default::default(), &mut u);
+                u
+            });
+            let authority = String::from_utf8_lossy(&out).into_owned();
+            let unix = authority.starts_with("unix:");
+            if authority.is_empty() || authority.bytes().any(|b| b <= b' ' || (b == b'/' && !unix))
+            {
+                return Err(format!("invalid upstream \"{authority}\""));
+            }
+            let named = self
+                .cfg
+                .http
+                .upstreams
+                .iter()
+                .position(|u| !u.implicit && u.name == authority);
+            self.pool = match named {
+                Some(i) => i,
+                None => {
+                    let port = if d.https { 443 } else { 80 };
+                    let literal = authority.starts_with("unix:") || is_ip_literal(&authority);
+                    let resolver = loc.proxy.resolver_valid_ms;
+                    if !literal && resolver.is_none() {
+                        return Err(format!("no resolver defined to resolve {authority}"));
+                    }
+                    let valid_ms = if literal { 0 } else { resolver.unwrap_or(0) };
+                    let https = d.https;
+                    pools.dynamic(https, &authority, ctx.now_ms, valid_ms, || {
+                        let addrs = match authority.strip_prefix("unix:") {
+                            Some(p) => vec![PeerAddr::Unix(p.into())],
+                            None => crate::config::lookup(&authority, port)?
+                                .into_iter()
+                                .map(PeerAddr::Inet)
+                                .collect(),
+                        };
+                        Some(crate::config::implicit_upstream(&authority, addrs, https))
+                    })?
+                }
+            };
+            self.dyn_authority = authority;
+            self.dyn_uri = uri;
+        }
+        if let Some(crate::config::Balance::Hash { key, .. }) =
+            self.cfg.http.upstreams.get(self.pool).map(|u| &u.balance)
+        {
+            let vars = self.req_vars(ctx.now_unix_ms());
+            let mut k = Vec::new();
+            crate::http::vars::eval(key, &vars, &Default::default(), &mut k);
+            self.pick_key = k;
+        }
+        Ok(())
+    }
+
     /// For an HTTPS upstream: what its connections are made for (the
     /// client configuration, `proxy_ssl_name` evaluated, its port cut) and
     /// the name as TLS takes it (`None`: not a valid name, which only a
@@ -568,6 +688,9 @@ impl Session {
                 crate::http::vars::eval(tpl, &vars, &Default::default(), &mut out);
                 let text = String::from_utf8_lossy(&out);
                 crate::tls::client::host_of(&text).to_string()
+            }
+            None if !self.dyn_authority.is_empty() => {
+                crate::tls::client::host_of(&self.dyn_authority).to_string()
             }
             None => t.host.clone(),
         };
@@ -625,7 +748,7 @@ impl Session {
         pools: &mut Pools,
         reg: &Registry,
     ) -> Next {
-        if self.state == St::Done {
+        if matches!(self.state, St::Done | St::Intercepted) {
             return Next::Finished;
         }
         if self.state == St::WaitLock {
@@ -643,6 +766,9 @@ impl Session {
             }
             self.io_done = false;
             return self.look_again(conn, ctx, pools, reg);
+        }
+        if self.state == St::Tunnel {
+            return self.tunnel(conn, ctx, pools).unwrap_or(Next::Wait);
         }
         if self.state == St::Connecting {
             match self.connected(pools) {
@@ -697,6 +823,14 @@ impl Session {
             if self.state == St::Done {
                 return self.finish(conn, ctx, pools, reg);
             }
+            if self.state == St::Intercepted {
+                self.drop_upstream(reg);
+                self.state = St::Intercepted;
+                return Next::Finished;
+            }
+            if self.state == St::Tunnel {
+                return self.tunnel(conn, ctx, pools).unwrap_or(Next::Wait);
+            }
             if !progress {
                 break;
             }
@@ -726,7 +860,7 @@ impl Session {
             .pools
             .get(self.pool)
             .and_then(|p| p.peers.get(self.peer))
-            .map(|p| p.addr);
+            .map(|p| &p.addr);
         let Some(up) = &mut self.up else {
             return Err(());
         };
@@ -734,9 +868,9 @@ impl Session {
             log::error!("connect() to upstream {} failed: {e}", show(addr));
             return Err(());
         }
-        match up.sock.peer_addr() {
-            Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::NotConnected => return Ok(false),
+        match up.sock.connected() {
+            Ok(true) => {}
+            Ok(false) => return Ok(false),
             Err(e) => {
                 log::error!("connect() to upstream {} failed: {e}", show(addr));
                 return Err(());
@@ -887,13 +1021,18 @@ impl Session {
                 other => other,
             };
         }
+        if self.state == St::Tunnel {
+            log::info!("proxy: upgraded connection timed out (proxy_read_timeout)");
+            return self.end_tunnel(conn, ctx, pools, "timeout");
+        }
         if conn.out_pending() >= HIGH_WATER || self.head.is_some() {
             log::info!("proxy: timeout while relaying the response");
             self.drop_upstream(reg);
             return self.abort(pools);
         }
         let handshaking = self.up.as_ref().is_some_and(|c| {
-            c.tls.as_ref().is_some_and(|(_, t)| t.is_handshaking()) && c.sock.peer_addr().is_ok()
+            c.tls.as_ref().is_some_and(|(_, t)| t.is_handshaking())
+                && c.sock.connected().unwrap_or(false)
         });
         log::error!(
             "upstream timed out ({})",
@@ -1149,19 +1288,22 @@ impl Session {
 /// queued, sent once connected).
 fn open(
     cfg: &crate::config::Config,
-    addr: SocketAddr,
+    addr: &PeerAddr,
     tls: Option<&(TlsKey, Option<ServerName<'static>>)>,
 ) -> std::io::Result<UpConn> {
-    let sock = TcpStream::connect(addr)?;
+    let sock = UpSock::connect(addr)?;
     let tls = match tls {
         None => None,
         Some((key, name)) => {
             let client = cfg.http.upstream_tls.get(key.client).ok_or_else(|| {
                 std::io::Error::other("no TLS client configuration for the upstream")
             })?;
-            let name = name
-                .clone()
-                .unwrap_or_else(|| ServerName::IpAddress(addr.ip().into()));
+            let name = match (name, addr) {
+                (Some(n), _) => n.clone(),
+                (None, PeerAddr::Inet(a)) => ServerName::IpAddress(a.ip().into()),
+                (None, PeerAddr::Unix(_)) => ServerName::try_from("localhost")
+                    .map_err(|_| std::io::Error::other("no TLS name for the upstream"))?,
+            };
             let stream = crate::tls::Stream::client(&client.config, name)?;
             Some((key.clone(), Box::new(stream)))
         }
@@ -1170,8 +1312,17 @@ fn open(
 }
 
 /// An upstream address for logs.
-fn show(addr: Option<SocketAddr>) -> String {
+fn show(addr: Option<&PeerAddr>) -> String {
     addr.map_or_else(|| "?".to_string(), |a| a.to_string())
+}
+
+/// `host` of `host[:port]` is an IP address (no lookup needed).
+fn is_ip_literal(authority: &str) -> bool {
+    let host = crate::tls::client::host_of(authority);
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+        .is_ok()
 }
 
 #[cfg(test)]

@@ -263,7 +263,7 @@ impl Session {
             .pass
             .as_ref()
             .and_then(|p| self.cfg.http.upstreams.get(p.upstream))
-            .map_or("", |u| u.name.as_str());
+            .map_or(self.dyn_authority.as_str(), |u| u.name.as_str());
         let server_name = self.cfg.http.servers[r.server]
             .server_names
             .first()
@@ -292,7 +292,7 @@ impl Session {
     /// conditionals, the client's method); callers override fields with
     /// struct update syntax.
     pub(super) fn req_ctx<'a>(
-        &self,
+        &'a self,
         vars: &'a ReqVars<'a>,
         loc: &'a LocationConf,
         pass: &'a crate::config::ProxyPass,
@@ -307,6 +307,7 @@ impl Session {
             conditional: &[],
             method: None,
             body: self.req.head.body,
+            uri: self.dyn_uri.as_deref(),
         }
     }
 

@@ -5,6 +5,139 @@
 use super::*;
 
 impl Session {
+    /// The upstream switched protocols (a WebSocket upgrade): relay its
+    /// 101 head with its `Upgrade` and `Connection`, then tunnel bytes both
+    /// ways until either side closes. Refused (502) when the client did not
+    /// ask for an upgrade, as nginx.
+    fn switch_protocols(
+        &mut self,
+        up: UpHead,
+        conn: &mut dyn Client,
+        ctx: &mut HttpCtx,
+    ) -> Result<(), ProxyError> {
+        let asked = upreq::header_pairs(&self.req.head_bytes)
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case(b"upgrade"));
+        if !asked || self.req.head.version_minor == 0 {
+            log::error!("upstream sent 101 to a request without Upgrade");
+            return Err(ProxyError::InvalidHeader);
+        }
+        let cfg = self.cfg.clone();
+        let server = ctx.server_header(location(&cfg, &self.req));
+        let out = conn.out();
+        let mark = out.len();
+        out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nServer: ");
+        out.extend_from_slice(server);
+        out.extend_from_slice(b"\r\nDate: ");
+        out.extend_from_slice(&ctx.date);
+        out.extend_from_slice(b"\r\n");
+        for (n, v) in upresp::header_pairs(&self.resp[..up.len]) {
+            let keep = n.eq_ignore_ascii_case(b"upgrade") || n.eq_ignore_ascii_case(b"connection");
+            if !keep
+                && (crate::proto::is_hop_by_hop(n)
+                    || n.eq_ignore_ascii_case(b"server")
+                    || n.eq_ignore_ascii_case(b"date")
+                    || n.eq_ignore_ascii_case(b"content-length"))
+            {
+                continue;
+            }
+            out.extend_from_slice(n);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(v);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        self.head_sent = (out.len() - mark) as u64;
+        self.resp.drain(..up.len);
+        self.head = Some(up);
+        self.client_keep_alive = false;
+        self.body = ReqBody::None;
+        self.state = St::Tunnel;
+        Ok(())
+    }
+
+    /// Move bytes both ways through an upgraded connection. `Some` when
+    /// the tunnel ended.
+    pub(super) fn tunnel(
+        &mut self,
+        conn: &mut dyn Client,
+        ctx: &mut HttpCtx,
+        pools: &mut Pools,
+    ) -> Option<Next> {
+        loop {
+            let mut progress = false;
+            // Client -> upstream.
+            if self.sendq.len() - self.sendq_pos < SEND_BUF {
+                if conn.body_bytes().is_empty() {
+                    match conn.read_body() {
+                        Ok(got) => progress |= got,
+                        Err(()) => return Some(self.end_tunnel(conn, ctx, pools, "client")),
+                    }
+                }
+                let n = conn.body_bytes().len().min(SEND_BUF);
+                if n > 0 {
+                    self.sendq.extend_from_slice(&conn.body_bytes()[..n]);
+                    conn.consume(n);
+                    progress = true;
+                }
+            }
+            match self.send() {
+                Ok(p) => progress |= p,
+                Err(()) => return Some(self.end_tunnel(conn, ctx, pools, "upstream")),
+            }
+            // Upstream -> client.
+            if conn.out_pending() < HIGH_WATER && !self.up_eof {
+                match self.receive(&mut pools.read_buf) {
+                    Ok(p) => progress |= p,
+                    Err(()) => self.up_eof = true,
+                }
+            }
+            if !self.resp.is_empty() {
+                conn.out().extend_from_slice(&self.resp);
+                self.body_bytes += self.resp.len() as u64;
+                self.resp.clear();
+                progress = true;
+            }
+            if conn.flush_out().is_err() {
+                return Some(self.end_tunnel(conn, ctx, pools, "client"));
+            }
+            if self.up_eof {
+                return Some(self.end_tunnel(conn, ctx, pools, "upstream"));
+            }
+            if !progress {
+                break;
+            }
+            // nginx re-arms proxy_read_timeout whenever the tunnel moves.
+            self.deadline_ms = ctx.now_ms + self.loc().proxy.read_timeout_ms;
+        }
+        if self.deadline_ms <= ctx.now_ms {
+            self.deadline_ms = ctx.now_ms + self.loc().proxy.read_timeout_ms;
+        }
+        None
+    }
+
+    /// One side of a tunnel closed (or the timeout passed): log the
+    /// request (101) and close both connections once the client has what
+    /// was relayed.
+    pub(super) fn end_tunnel(
+        &mut self,
+        conn: &mut dyn Client,
+        ctx: &mut HttpCtx,
+        pools: &mut Pools,
+        side: &str,
+    ) -> Next {
+        log::debug!("proxy: upgraded connection closed by the {side}");
+        if let Some(c) = self.up.take() {
+            c.close();
+        }
+        self.active = None;
+        self.log(ctx, 101, self.body_bytes);
+        self.state = St::Done;
+        self.end_fill(pools, false);
+        conn.finish_proxy(false, ctx.now_ms);
+        Next::Finished
+    }
+
     pub(super) fn wants_body(&self) -> bool {
         match &self.body {
             ReqBody::None => false,
@@ -172,11 +305,11 @@ impl Session {
                     return Err(ProxyError::InvalidHeader);
                 }
             };
+            if up.status == 101 {
+                return self.switch_protocols(up, conn, ctx).map(|()| true);
+            }
             if (100..200).contains(&up.status) {
-                // Interim responses are not relayed (101 is not supported).
-                if up.status == 101 {
-                    return Err(ProxyError::InvalidHeader);
-                }
+                // Other interim responses are not relayed.
                 self.resp.drain(..up.len);
                 return Ok(true);
             }
@@ -188,6 +321,20 @@ impl Session {
             }
             let cfg = self.cfg.clone();
             let loc = location(&cfg, &self.req);
+            if up.status >= 300
+                && loc.proxy.intercept_errors
+                && !self.wants_body()
+                && loc.error_pages.iter().any(|p| p.codes.contains(&up.status))
+            {
+                let keep_alive = self.client_keep_alive;
+                self.end_fill(pools, false);
+                if conn.error_page(ctx, &mut self.req, up.status, keep_alive) {
+                    self.head = Some(up);
+                    self.resp.clear();
+                    self.state = St::Intercepted;
+                    return Ok(true);
+                }
+            }
             let server = ctx.server_header(loc);
             if self.revalidating && up.status == 304 && self.revalidated(&up, pools, conn, ctx) {
                 self.resp.drain(..up.len);
@@ -203,7 +350,12 @@ impl Session {
                 self.state = St::Done;
                 return Ok(true);
             }
-            if !self.no_store {
+            // proxy_buffering off (or the upstream's X-Accel-Buffering: no):
+            // relayed, never stored.
+            let buffering = loc.proxy.buffering
+                && !upresp::header_value(&self.resp[..up.len], b"x-accel-buffering")
+                    .is_some_and(|v| v.eq_ignore_ascii_case(b"no"));
+            if !self.no_store && buffering {
                 self.begin_fill(&up, pools, ctx);
             }
             // Not stored after all (or the writer took the lock): free it.
@@ -226,7 +378,7 @@ impl Session {
                 .pools
                 .get(self.pool)
                 .and_then(|p| p.peers.get(self.peer))
-                .map(|p| p.addr);
+                .map(|p| &p.addr);
             let resp_vars = crate::http::vars::RespVars {
                 status: up.status,
                 head: &self.resp[..up.len],
@@ -235,6 +387,11 @@ impl Session {
                 upstream_ms: Some(ctx.now_ms.saturating_sub(self.started_ms)),
                 cache_status: self.cache_status.map(|c| c.as_str()),
                 ..Default::default()
+            };
+            let req_vars = self.req_vars(ctx.now_unix_ms());
+            let rules = &loc.proxy.redirects;
+            let rewrite = |v: &[u8], refresh: bool| {
+                crate::proxy::redirect::rewrite(rules, v, refresh, &req_vars)
             };
             let sink = conn.sink();
             let (framing, keep_alive) = upresp::client_head(
@@ -245,6 +402,8 @@ impl Session {
                     client_http11: self.req.head.version_minor == 1,
                     head_only: self.head_as_get,
                     hide: &loc.proxy.hide_headers,
+                    pass: &loc.proxy.pass_headers,
+                    rewrite: (!rules.is_empty()).then_some(&rewrite),
                 },
                 sink.head,
             );
@@ -253,7 +412,18 @@ impl Session {
             }
             self.filter_head(loc, ctx, &resp_vars, sink.head);
             let mark = sink.out.len();
-            sink.head.write_h1(server, &ctx.date, sink.out);
+            // `proxy_pass_header Server` / `Date`: the upstream's in place of ours.
+            let passed = |name: &str| {
+                loc.proxy
+                    .pass_headers
+                    .iter()
+                    .any(|p| p == name)
+                    .then(|| upresp::header_value(&self.resp[..up.len], name.as_bytes()))
+                    .flatten()
+            };
+            let server = passed("server").unwrap_or(server);
+            let date = passed("date").unwrap_or(&ctx.date);
+            sink.head.write_h1(server, date, sink.out);
             self.head_sent = (sink.out.len() - mark) as u64;
             self.client_keep_alive = keep_alive;
             self.framing = framing;

@@ -15,6 +15,64 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
     h
 }
 
+/// CRC-32 (IEEE 802.3, reflected, as zlib and nginx's `ngx_crc32_*`),
+/// computed in steps: `Crc32::new().update(a).update(b).finish()`.
+#[derive(Debug, Clone, Copy)]
+pub struct Crc32(u32);
+
+const fn crc32_table() -> [u32; 256] {
+    let mut t = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 {
+                0xedb8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+            k += 1;
+        }
+        t[i] = c;
+        i += 1;
+    }
+    t
+}
+
+static CRC32_TABLE: [u32; 256] = crc32_table();
+
+impl Default for Crc32 {
+    fn default() -> Self {
+        Crc32::new()
+    }
+}
+
+impl Crc32 {
+    /// A fresh checksum (`ngx_crc32_init`).
+    pub fn new() -> Crc32 {
+        Crc32(0xffff_ffff)
+    }
+
+    /// Add `bytes` (`ngx_crc32_update`).
+    pub fn update(mut self, bytes: &[u8]) -> Crc32 {
+        for &b in bytes {
+            self.0 = CRC32_TABLE[((self.0 ^ u32::from(b)) & 0xff) as usize] ^ (self.0 >> 8);
+        }
+        self
+    }
+
+    /// The checksum (`ngx_crc32_final`).
+    pub fn finish(self) -> u32 {
+        self.0 ^ 0xffff_ffff
+    }
+}
+
+/// CRC-32 of `bytes` (`ngx_crc32_long`).
+pub fn crc32(bytes: &[u8]) -> u32 {
+    Crc32::new().update(bytes).finish()
+}
+
 /// A 128-bit SipHash-2-4 of `data` under the key `(k0, k1)`.
 pub fn siphash128(k0: u64, k1: u64, data: &[u8]) -> u128 {
     let mut s = Sip {
@@ -85,6 +143,17 @@ impl Sip {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn crc32_is_the_standard_one() {
+        assert_eq!(super::crc32(b"123456789"), 0xcbf4_3926);
+        assert_eq!(super::crc32(b""), 0);
+        let split = super::Crc32::new()
+            .update(b"1234")
+            .update(b"56789")
+            .finish();
+        assert_eq!(split, 0xcbf4_3926);
+    }
+
     use super::*;
 
     fn reference_key() -> (u64, u64) {
