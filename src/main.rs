@@ -43,17 +43,26 @@ fn parse_args() -> Result<Option<Args>, String> {
             "-s" => a.signal = Some(it.next().ok_or("option \"-s\" requires parameter")?),
             "-g" => a.extra = Some(it.next().ok_or("option \"-g\" requires parameter")?),
             "-V" | "-v" => {
-                println!("sluice version: sluice/{}", env!("CARGO_PKG_VERSION"));
+                print_out(&format!(
+                    "sluice version: sluice/{}",
+                    env!("CARGO_PKG_VERSION")
+                ));
                 return Ok(None);
             }
             "-h" | "-?" | "--help" => {
-                println!("{USAGE}");
+                print_out(USAGE);
                 return Ok(None);
             }
             other => return Err(format!("invalid option: \"{other}\"")),
         }
     }
     Ok(Some(a))
+}
+
+/// A line to stdout; a closed pipe (`sluice -h | head -1`) is not an error.
+fn print_out(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{text}");
 }
 
 fn default_conf() -> PathBuf {
