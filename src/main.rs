@@ -1,5 +1,5 @@
 //! sluice command line (nginx-compatible):
-//! `sluice [-c FILE] [-t] [-s reload|quit|stop|reopen] [-g "DIRECTIVES"] [-V]`.
+//! `sluice [-c FILE] [-t|-T] [-q] [-s reload|quit|stop|reopen] [-g "DIRECTIVES"] [-V] [-h]`.
 
 use sluice::config;
 use sluice::process::{daemon, master};
@@ -7,19 +7,21 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-const USAGE: &str =
-    "usage: sluice [-c FILE] [-t] [-s reload|quit|stop|reopen] [-g \"DIRECTIVES\"] [-V] [-h]
+const USAGE: &str = "usage: sluice [-c FILE] [-t|-T] [-q] [-s reload|quit|stop|reopen] [-g \"DIRECTIVES\"] [-V] [-h]
 
   -c FILE     configuration file (default: conf/sluice.conf, else /etc/sluice/sluice.conf)
   -t          test the configuration and exit
+  -T          the same as -t (the configuration is not dumped)
+  -q          with -t: print errors only
   -s SIGNAL   send SIGNAL to the running master: reload, quit, stop, reopen
   -g TEXT     main-context directives applied after the file, e.g. \"daemon off;\"
-  -V          print the version and exit
-  -h          this help";
+  -V, -v      print the version and exit
+  -h, -?      this help";
 
 struct Args {
     conf: Option<PathBuf>,
     test: bool,
+    quiet: bool,
     signal: Option<String>,
     extra: Option<String>,
 }
@@ -28,6 +30,7 @@ fn parse_args() -> Result<Option<Args>, String> {
     let mut a = Args {
         conf: None,
         test: false,
+        quiet: false,
         signal: None,
         extra: None,
     };
@@ -36,20 +39,30 @@ fn parse_args() -> Result<Option<Args>, String> {
         match arg.as_str() {
             "-c" => a.conf = Some(it.next().ok_or("option \"-c\" requires file name")?.into()),
             "-t" | "-T" => a.test = true,
+            "-q" => a.quiet = true,
             "-s" => a.signal = Some(it.next().ok_or("option \"-s\" requires parameter")?),
             "-g" => a.extra = Some(it.next().ok_or("option \"-g\" requires parameter")?),
             "-V" | "-v" => {
-                println!("sluice version: sluice/{}", env!("CARGO_PKG_VERSION"));
+                print_out(&format!(
+                    "sluice version: sluice/{}",
+                    env!("CARGO_PKG_VERSION")
+                ));
                 return Ok(None);
             }
             "-h" | "-?" | "--help" => {
-                println!("{USAGE}");
+                print_out(USAGE);
                 return Ok(None);
             }
             other => return Err(format!("invalid option: \"{other}\"")),
         }
     }
     Ok(Some(a))
+}
+
+/// A line to stdout; a closed pipe (`sluice -h | head -1`) is not an error.
+fn print_out(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{text}");
 }
 
 fn default_conf() -> PathBuf {
@@ -73,6 +86,10 @@ fn main() -> ExitCode {
     let conf_path = args.conf.clone().unwrap_or_else(default_conf);
     let conf_path = std::path::absolute(&conf_path).unwrap_or(conf_path);
     sluice::log::error::init();
+    if args.quiet && args.test {
+        // nginx's -q: no notes, no "syntax is ok"; warnings and errors stay.
+        sluice::log::error::set_level(log::LevelFilter::Warn);
+    }
     let cfg = match config::load(&conf_path, args.extra.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -86,6 +103,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if args.test && args.quiet {
+        return ExitCode::SUCCESS;
+    }
     if args.test {
         eprintln!(
             "sluice: the configuration file {} syntax is ok",

@@ -26,6 +26,7 @@ pub(crate) fn resolve(main: &[Directive], file: &Path) -> Result<Config, ConfigE
     let mut worker_shutdown_timeout_ms = 10_000;
     let mut state_dir = PathBuf::from("/var/lib/sluice");
     let mut worker_rlimit_nofile = None;
+    let mut user = None;
     let mut events = None;
     let mut http = None;
     for d in main {
@@ -48,6 +49,7 @@ pub(crate) fn resolve(main: &[Directive], file: &Path) -> Result<Config, ConfigE
             "worker_shutdown_timeout" => worker_shutdown_timeout_ms = duration(d, v)?,
             "state_dir" => state_dir = path_arg(d, &conf_dir, v)?,
             "worker_rlimit_nofile" => worker_rlimit_nofile = Some(positive(d, v)? as u64),
+            "user" => user = resolve_user(d)?,
             "events" => events = Some(resolve_events(d)?),
             "http" => http = Some(resolve_http(d.children(), &conf_dir)?),
             _ => return Err(not_allowed(d)),
@@ -67,9 +69,37 @@ pub(crate) fn resolve(main: &[Directive], file: &Path) -> Result<Config, ConfigE
         worker_shutdown_timeout_ms,
         state_dir,
         worker_rlimit_nofile,
+        user,
         events: events.ok_or_else(|| missing("events"))?,
         http: http.ok_or_else(|| missing("http"))?,
     })
+}
+
+/// `user USER [GROUP];` as nginx reads it: only a root master can change
+/// user, so otherwise it is ignored with a warning; GROUP defaults to the
+/// group named like USER; both names must exist.
+fn resolve_user(d: &Directive) -> Result<Option<crate::sys::Account>, ConfigError> {
+    if crate::sys::geteuid() != 0 {
+        log::warn!(
+            "{}:{}: the \"user\" directive makes sense only if the master process runs with super-user privileges, ignored",
+            d.file.display(),
+            d.line
+        );
+        return Ok(None);
+    }
+    let name = arg0(d);
+    let group = d.args.get(1).map_or(name, |g| g.as_str());
+    let uid = crate::sys::user_uid(name)
+        .map_err(|e| d.error(format!("getpwnam(\"{name}\") failed ({e})")))?
+        .ok_or_else(|| d.error(format!("getpwnam(\"{name}\") failed: no such user")))?;
+    let gid = crate::sys::group_gid(group)
+        .map_err(|e| d.error(format!("getgrnam(\"{group}\") failed ({e})")))?
+        .ok_or_else(|| d.error(format!("getgrnam(\"{group}\") failed: no such group")))?;
+    Ok(Some(crate::sys::Account {
+        name: name.to_string(),
+        uid,
+        gid,
+    }))
 }
 
 /// `error_log FILE|stderr [level];`

@@ -12,7 +12,6 @@ const MANY: usize = 16;
 
 /// The accepted directives, for the generic checks.
 pub(super) const SPECS: &[Spec] = &[
-    Spec::new("user", MAIN, 1, 2),
     Spec::new("pcre_jit", MAIN, 1, 1),
     Spec::new("worker_cpu_affinity", MAIN, 1, MANY),
     Spec::new("worker_priority", MAIN, 1, 1),
@@ -51,7 +50,6 @@ pub(super) const SPECS: &[Spec] = &[
 /// What sluice does instead of each accepted directive.
 fn why(name: &str) -> Option<&'static str> {
     Some(match name {
-        "user" => "workers run as the user that started sluice (privilege dropping is not implemented yet)",
         "pcre_jit" => "regexes are compiled by the regex crate",
         "worker_cpu_affinity" | "worker_priority" => "the kernel schedules the workers",
         "timer_resolution" => "the clock is read once per loop iteration",

@@ -717,3 +717,37 @@ fn feature_resolvers_use_only_the_value_parsers() {
         }
     }
 }
+
+#[test]
+fn user_resolves_to_ids_for_a_root_master_and_is_ignored_otherwise() {
+    let c = load_ok("user nobody nogroup;\nevents {}\nhttp {}\n");
+    if crate::sys::geteuid() != 0 {
+        assert_eq!(c.user, None);
+        return;
+    }
+    let (Ok(Some(uid)), Ok(Some(gid))) = (
+        crate::sys::user_uid("nobody"),
+        crate::sys::group_gid("nogroup"),
+    ) else {
+        eprintln!("skipped: no nobody/nogroup here");
+        return;
+    };
+    let u = c.user.expect("user");
+    assert_eq!((u.name.as_str(), u.uid, u.gid), ("nobody", uid, gid));
+    assert_eq!(load_ok("events {}\nhttp {}\n").user, None);
+    assert_err(
+        "user no-such-user-here;\nevents {}\nhttp {}\n",
+        1,
+        "getpwnam(\"no-such-user-here\") failed: no such user",
+    );
+    assert_err(
+        "user nobody no-such-group-here;\nevents {}\nhttp {}\n",
+        1,
+        "getgrnam(\"no-such-group-here\") failed: no such group",
+    );
+    assert_err(
+        "user a b c;\nevents {}\nhttp {}\n",
+        1,
+        "invalid number of arguments in \"user\" directive",
+    );
+}

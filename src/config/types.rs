@@ -37,6 +37,10 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// `worker_rlimit_nofile N` (default: raise the soft limit to the hard limit).
     pub worker_rlimit_nofile: Option<u64>,
+    /// `user USER [GROUP]`: who the workers run as. `None` when not set, or
+    /// when the config is read by a process that is not root (nginx: the
+    /// directive is then ignored with a warning).
+    pub user: Option<crate::sys::Account>,
     /// The `events { }` block.
     pub events: EventsConf,
     /// The `http { }` block.

@@ -89,6 +89,7 @@ pub(crate) const SPECS: &[Spec] = &[
     repeatable(spec("log_format", HTTP, 2, 64)),
     spec("worker_shutdown_timeout", MAIN, 1, 1),
     spec("state_dir", MAIN, 1, 1),
+    spec("user", MAIN, 1, 2),
     spec("worker_rlimit_nofile", MAIN, 1, 1),
     block(spec("events", MAIN, 0, 0)),
     block(spec("http", MAIN, 0, 0)),

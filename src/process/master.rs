@@ -102,6 +102,7 @@ pub fn prepare(cfg: Arc<Config>) -> io::Result<Prepared> {
     // After the listeners: a second instance on the same ports fails there,
     // before it touches the running one's zone files.
     let zones = Arc::new(Zones::open(&cfg, None)?);
+    crate::process::owner::hand_over(&cfg)?;
     Ok(Prepared {
         cfg,
         listeners,
@@ -203,6 +204,10 @@ impl Master {
                 if let Err(e) = crate::log::error::reopen() {
                     eprintln!("sluice: reopen error log failed: {e}");
                 }
+                // Rotated logs are new files, made by root: the workers'.
+                if let Err(e) = crate::process::owner::hand_over(&self.cfg) {
+                    log::error!("{e}");
+                }
                 for (_, w) in self.workers.iter() {
                     let _ = sys::kill(w.pid, libc::SIGUSR1);
                 }
@@ -278,6 +283,10 @@ impl Master {
                 return;
             }
         };
+        if let Err(e) = crate::process::owner::hand_over(&cfg) {
+            log::error!("reload failed, keeping the running configuration: {e}");
+            return;
+        }
         let table = listen_table(&cfg);
         // Hand queued connections to the old generation while indices still match.
         self.hand_off();

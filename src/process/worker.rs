@@ -123,6 +123,12 @@ fn conn_limits(cfg: &Config) -> Vec<ConnLimits> {
 }
 
 fn start(init: WorkerInit) -> std::io::Result<()> {
+    // First, as nginx: the worker gives up root before it opens a file or
+    // reads a byte from a client. (The drop clears the parent-death signal,
+    // so that comes after it.)
+    if let Some(who) = init.cfg.user.as_ref().filter(|_| sys::geteuid() == 0) {
+        sys::drop_privileges(who)?;
+    }
     let _ = sys::set_parent_death_signal(libc::SIGQUIT);
     if sys::getppid() != init.master_pid {
         return Ok(());

@@ -1,7 +1,8 @@
 //! Every `unsafe` block and raw syscall of sluice lives here (and in `shm/`):
 //! fork, setsid, stdio redirection, signal handlers feeding a self-pipe,
-//! SCM_RIGHTS fd passing, sendfile and resource limits. Each `unsafe` block
-//! carries a `// SAFETY:` comment.
+//! SCM_RIGHTS fd passing, sendfile, resource limits and the privilege drop
+//! (initgroups, setgid, setuid). Each `unsafe` block carries a `// SAFETY:`
+//! comment.
 
 pub mod sigbus;
 
@@ -184,6 +185,84 @@ pub fn raise_nofile(want: Option<u64>) -> io::Result<u64> {
         syscall!(setrlimit(libc::RLIMIT_NOFILE, &lim))?;
     }
     Ok(lim.rlim_cur)
+}
+
+// ---------------------------------------------------------------------------
+// Users and privileges
+// ---------------------------------------------------------------------------
+
+/// A user account, as the `user` directive names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// Login name (for initgroups).
+    pub name: String,
+    /// User id.
+    pub uid: u32,
+    /// Group id the workers run with.
+    pub gid: u32,
+}
+
+/// geteuid(2).
+pub fn geteuid() -> u32 {
+    // SAFETY: geteuid cannot fail and touches no memory.
+    unsafe { libc::geteuid() }
+}
+
+/// The uid of user `name` (getpwnam); `Ok(None)` when there is no such user.
+pub fn user_uid(name: &str) -> io::Result<Option<u32>> {
+    nix::unistd::User::from_name(name)
+        .map(|u| u.map(|u| u.uid.as_raw()))
+        .map_err(io::Error::from)
+}
+
+/// The gid of group `name` (getgrnam); `Ok(None)` when there is no such group.
+pub fn group_gid(name: &str) -> io::Result<Option<u32>> {
+    nix::unistd::Group::from_name(name)
+        .map(|g| g.map(|g| g.gid.as_raw()))
+        .map_err(io::Error::from)
+}
+
+/// Become `who` for good, in nginx's order: the supplementary groups
+/// (initgroups, which calls setgroups), then the gid, then the uid — a
+/// process that has given up its uid can no longer change its groups. Then
+/// checks that root cannot be taken back.
+///
+/// Changing credentials clears the parent-death signal and the dumpable
+/// flag: set PR_SET_PDEATHSIG after this.
+pub fn drop_privileges(who: &Account) -> io::Result<()> {
+    let name = std::ffi::CString::new(who.name.as_str())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "user name has a NUL byte"))?;
+    // SAFETY: `name` is a NUL-terminated string that outlives the call;
+    // initgroups reads the group database and calls setgroups(2).
+    let r = unsafe { libc::initgroups(name.as_ptr(), who.gid as libc::gid_t) };
+    if r == -1 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(
+            e.kind(),
+            format!("initgroups({}, {}) failed ({e})", who.name, who.gid),
+        ));
+    }
+    // SAFETY: setgid takes a plain integer and touches no memory.
+    if unsafe { libc::setgid(who.gid as libc::gid_t) } == -1 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(
+            e.kind(),
+            format!("setgid({}) failed ({e})", who.gid),
+        ));
+    }
+    // SAFETY: setuid takes a plain integer and touches no memory.
+    if unsafe { libc::setuid(who.uid as libc::uid_t) } == -1 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(
+            e.kind(),
+            format!("setuid({}) failed ({e})", who.uid),
+        ));
+    }
+    // SAFETY: as above; this call must fail.
+    if who.uid != 0 && unsafe { libc::setuid(0) } != -1 {
+        return Err(io::Error::other("setuid(0) succeeded after the drop"));
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------
