@@ -110,12 +110,37 @@ pub enum Var {
     Arg(String),
     /// `$sent_http_NAME`: a header of the response; lowercase, `-` for `_`.
     SentHttp(String),
+    /// `$request_filename`: the file path of `$uri` (`root` or `alias`).
+    RequestFilename,
+    /// A variable of `set` or a named regex capture: its index among the
+    /// configuration's script variables, and its name (for warnings).
+    Script(usize, String),
 }
 
 thread_local! {
     /// The `map` variables of the http block being read (a `$name` may be
     /// used before its `map`, as in nginx).
     static MAP_NAMES: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+thread_local! {
+    /// The `set` variables and named captures of the http block being read
+    /// (known everywhere in it, as in nginx).
+    static SCRIPT_NAMES: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Run `f` with `names` known as script variables (`set`, named captures).
+pub(crate) fn with_script_names<T>(names: Vec<String>, f: impl FnOnce() -> T) -> T {
+    let old = SCRIPT_NAMES.with(|m| std::mem::replace(&mut *m.borrow_mut(), names));
+    let out = f();
+    SCRIPT_NAMES.with(|m| *m.borrow_mut() = old);
+    out
+}
+
+/// The index of script variable `name` (lowercase), if the block has it.
+pub(crate) fn script_index(name: &str) -> Option<usize> {
+    let lower = name.to_ascii_lowercase();
+    SCRIPT_NAMES.with(|m| m.borrow().iter().position(|n| *n == lower))
 }
 
 /// Run `f` with `names` known as `map` variables.
@@ -135,7 +160,10 @@ impl Var {
             return Some(v);
         }
         let lower = name.to_ascii_lowercase();
-        MAP_NAMES.with(|m| m.borrow().iter().position(|n| *n == lower).map(Var::Map))
+        if let Some(m) = MAP_NAMES.with(|m| m.borrow().iter().position(|n| *n == lower)) {
+            return Some(Var::Map(m));
+        }
+        script_index(&lower).map(|i| Var::Script(i, lower))
     }
 
     /// A variable sluice itself defines (not a `map`'s).
@@ -204,6 +232,7 @@ impl Var {
             "content_length" => Var::ContentLength,
             "pid" => Var::Pid,
             "hostname" => Var::Hostname,
+            "request_filename" => Var::RequestFilename,
             _ => return None,
         })
     }

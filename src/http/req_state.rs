@@ -24,6 +24,8 @@ pub struct Request {
     /// access phase already decided (the room does not run again, its
     /// cookie is kept; the limits are not charged again).
     pub held: bool,
+    /// The rewrite phase's variables, captures, URI and arguments.
+    pub script: crate::http::vars::ScriptVars,
 }
 
 impl Request {

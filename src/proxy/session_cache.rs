@@ -284,6 +284,8 @@ impl Session {
             tls: r.tls.as_ref(),
             captures: &r.captures,
             maps: &self.cfg.http.maps,
+            script: &r.script,
+            loc: Some(loc),
         }
     }
 
