@@ -37,6 +37,8 @@ mod tests_http;
 #[cfg(test)]
 mod tests_limits;
 #[cfg(test)]
+mod tests_rewrite;
+#[cfg(test)]
 mod tests_waiting_room;
 mod types;
 mod types_cache;
