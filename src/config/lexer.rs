@@ -4,7 +4,8 @@
 //! words end at whitespace, `;` or `{` (a `{` right after `$` stays in the word,
 //! so `${var}` is one word; a `}` inside a word is part of it, as in nginx);
 //! `#` at the start of a token comments to the end of the line; `"..."` and
-//! `'...'` are quoted words that must be followed by whitespace, `;` or `{`.
+//! `'...'` are quoted words that must be followed by whitespace, `;`, `{`
+//! or `)` (which then starts the next word, as in `if ($a = 'x')`).
 //! In both plain and quoted words `\"`, `\'`, `\\`, `\n`, `\r`, `\t` are
 //! escapes; any other backslash pair is kept as written. `$variables` are
 //! left as text. Structure (`unexpected "}"`, missing `;`) is checked by
@@ -153,7 +154,8 @@ impl Lexer<'_> {
             out.push(c);
         }
         match self.chars.get(self.pos) {
-            Some(&c) if !is_space(c) && c != ';' && c != '{' => {
+            // nginx: a `)` may follow (`if ($a = 'x')`); it starts a word.
+            Some(&c) if !is_space(c) && c != ';' && c != '{' && c != ')' => {
                 Err(self.error(self.line, format!("unexpected \"{c}\"")))
             }
             _ => Ok(out),
@@ -282,6 +284,10 @@ mod tests {
         assert_eq!(lex_err("a \"b\"c;"), "t.conf:1: unexpected \"c\"");
         assert_eq!(lex_err("a \"b\"}"), "t.conf:1: unexpected \"}\"");
         assert!(tokenize("a \"b\"{}", Path::new("t")).is_ok());
+        // `if ($request_method = 'OPTIONS')`: the `)` is the next word.
+        let t = toks("if ($m = 'OPTIONS') {}");
+        assert_eq!(t[3].0, word("OPTIONS"));
+        assert_eq!(t[4].0, word(")"));
         assert!(tokenize("a \"b\"", Path::new("t")).is_ok());
     }
 

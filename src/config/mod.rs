@@ -24,6 +24,7 @@ mod resolve_limits;
 mod resolve_map;
 mod resolve_proxy;
 mod resolve_redirects;
+mod resolve_rewrite;
 mod resolve_ssl;
 mod resolve_waiting_room;
 #[cfg(test)]
@@ -37,6 +38,8 @@ mod tests_http;
 #[cfg(test)]
 mod tests_limits;
 #[cfg(test)]
+mod tests_rewrite;
+#[cfg(test)]
 mod tests_waiting_room;
 mod types;
 mod types_access;
@@ -44,6 +47,7 @@ mod types_cache;
 mod types_cluster;
 mod types_limits;
 mod types_proxy;
+mod types_rewrite;
 mod types_ssl;
 mod types_waiting_room;
 mod values;
@@ -61,6 +65,7 @@ pub use types_cache::*;
 pub use types_cluster::*;
 pub use types_limits::*;
 pub use types_proxy::*;
+pub use types_rewrite::*;
 pub use types_ssl::*;
 pub use types_waiting_room::*;
 pub use vars::{Part, Template, Var};

@@ -21,13 +21,15 @@ use super::resolve_extras::ExtrasInherit;
 use super::resolve_gzip::GzipInherit;
 use super::resolve_limits::{self, LimitsInherit, LocationOnly};
 use super::resolve_proxy::{parse_pass, upstream_block, PassTarget, ProxyInherit, Upstreams};
+use super::resolve_rewrite::{self, RewriteFlags};
 use super::resolve_ssl::SslInherit;
 use super::resolve_waiting_room::{HttpRooms, LocationRooms};
 use super::types::{
     AccessLogConf, AddHeader, HttpConf, ListenConf, LocationConf, LocationMatch, LogFormat,
-    ReturnConf, ServerConf,
+    ServerConf,
 };
 use super::types_limits::{LimitZoneConf, LimitsConf};
+use super::types_rewrite::Op;
 use super::values::{
     arg0, duration, flag, invalid_value, not_allowed, number, path_arg, positive, size, template,
     Spec, HTTP, LOCATION, SERVER,
@@ -77,6 +79,7 @@ pub(crate) fn check<'a>(
         .chain(super::resolve_map::SPECS)
         .chain(super::resolve_redirects::SPECS)
         .chain(super::resolve_access::SPECS)
+        .chain(super::resolve_rewrite::SPECS)
         .find(|s| s.name == name)
         .or(cache_spec.as_ref())
     else {
@@ -142,6 +145,7 @@ struct Inherit {
     try_files: Option<super::TryFiles>,
     access: Option<Vec<super::AccessRule>>,
     auth: super::resolve_access::AccessInherit,
+    rewrite_flags: RewriteFlags,
 }
 
 /// http + server settings (`client_header_timeout`, `large_client_header_buffers`).
@@ -157,13 +161,44 @@ struct RawLocation {
     path: String,
     regex: Option<regex::bytes::Regex>,
     inherit: Inherit,
-    ret: Option<ReturnConf>,
+    /// The rewrite-module ops (an `if`'s location is an index into `ifs`
+    /// until the server numbers them).
+    rewrite: Vec<Op>,
+    /// The blocks of the location's `if`s, outer before inner.
+    ifs: Vec<RawIf>,
     status: bool,
     pass: Option<PassTarget>,
     limits: LocationOnly,
     rooms: LocationRooms,
     alias: Option<super::Template>,
     limit_except: Option<super::resolve_access::RawLimitExcept>,
+}
+
+/// The block of an `if` in a location.
+struct RawIf {
+    /// The enclosing `if` (index in the location's `ifs`), or the location.
+    parent: Option<usize>,
+    raw: RawLocation,
+}
+
+impl RawLocation {
+    fn blank(line: usize, match_kind: LocationMatch, path: String) -> RawLocation {
+        RawLocation {
+            line,
+            match_kind,
+            path,
+            regex: None,
+            inherit: Inherit::default(),
+            rewrite: Vec::new(),
+            ifs: Vec::new(),
+            status: false,
+            pass: None,
+            limits: LocationOnly::default(),
+            rooms: LocationRooms::default(),
+            alias: None,
+            limit_except: None,
+        }
+    }
 }
 
 struct RawServer {
@@ -177,7 +212,7 @@ struct RawServer {
     headers: HeaderSettings,
     ssl: SslInherit,
     inherit: Inherit,
-    ret: Option<ReturnConf>,
+    rewrite: Vec<Op>,
     locations: Vec<RawLocation>,
 }
 
@@ -188,6 +223,7 @@ impl Inherit {
             || self.extras.apply(d)?
             || self.gzip.apply(d)?
             || self.auth.apply(d, st.conf_dir)?
+            || self.rewrite_flags.apply(d)?
         {
             return Ok(true);
         }
@@ -289,6 +325,7 @@ impl Inherit {
             try_files: self.try_files.or_else(|| outer.try_files.clone()),
             access: self.access.or_else(|| outer.access.clone()),
             auth: self.auth.over(&outer.auth),
+            rewrite_flags: self.rewrite_flags.over(&outer.rewrite_flags),
         }
     }
 
@@ -328,7 +365,7 @@ impl Inherit {
             regex: raw.regex,
             root: self.root.unwrap_or_else(|| conf_dir.join("html")),
             index: self.index.unwrap_or_else(|| vec!["index.html".to_string()]),
-            ret: raw.ret,
+            rewrite: self.rewrite_flags.conf(raw.rewrite),
             alias: raw.alias,
             status: raw.status,
             access_logs: self.access_logs.unwrap_or_default(),
@@ -387,8 +424,11 @@ pub(crate) fn resolve_http(block: &[Directive], conf_dir: &Path) -> Result<HttpC
     // `map` variables are known everywhere in the block, before their map.
     let names = super::resolve_map::names(block)?;
     let auth_names = super::resolve_access::set_names(block, &names)?;
+    let script = resolve_rewrite::script_names(block);
     super::vars::with_map_names(names, || {
-        super::vars::with_auth_set_names(auth_names, || resolve_http_block(block, conf_dir))
+        super::vars::with_auth_set_names(auth_names, || {
+            super::vars::with_script_names(script, || resolve_http_block(block, conf_dir))
+        })
     })
 }
 
@@ -650,28 +690,59 @@ fn merge_server(
     });
     let mut raw_locations = raw.locations;
     if !covers_root {
-        raw_locations.push(RawLocation {
-            line: 0,
-            match_kind: LocationMatch::Prefix,
-            path: "/".to_string(),
-            regex: None,
-            inherit: Inherit::default(),
-            ret: None,
-            status: false,
-            pass: None,
-            limits: LocationOnly::default(),
-            rooms: LocationRooms::default(),
-            alias: None,
-            limit_except: None,
-        });
+        raw_locations.push(RawLocation::blank(
+            0,
+            LocationMatch::Prefix,
+            "/".to_string(),
+        ));
     }
-    let locations = raw_locations
-        .into_iter()
-        .map(|mut l| {
-            let merged = std::mem::take(&mut l.inherit).over(&server_inherit);
-            merged.into_location(l, conf_dir, upstreams, cache_paths, zones, rooms)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    // The blocks of `if`s follow the locations (`Op::If` names them).
+    let base = raw_locations.len();
+    let mut locations = Vec::with_capacity(base);
+    let mut if_locations = Vec::new();
+    for mut l in raw_locations {
+        let merged = std::mem::take(&mut l.inherit).over(&server_inherit);
+        let ifs = std::mem::take(&mut l.ifs);
+        resolve_rewrite::offset_ifs(&mut l.rewrite, base + if_locations.len());
+        let parent =
+            merged
+                .clone()
+                .into_location(l, conf_dir, upstreams, cache_paths, zones, rooms)?;
+        // Each block: its settings over its parent's (the location or the
+        // enclosing `if`), the parent's location-only ones.
+        let mut done: Vec<(Inherit, LocationConf)> = Vec::new();
+        for rif in ifs {
+            let (outer, outer_conf) = match rif.parent {
+                Some(p) => (&done[p].0, &done[p].1),
+                None => (&merged, &parent),
+            };
+            let mut raw = rif.raw;
+            let own_pass = raw.pass.is_some();
+            let if_merged = std::mem::take(&mut raw.inherit).over(outer);
+            let mut conf = if_merged.clone().into_location(
+                raw,
+                conf_dir,
+                upstreams,
+                cache_paths,
+                zones,
+                rooms,
+            )?;
+            conf.match_kind = LocationMatch::If;
+            conf.path = outer_conf.path.clone();
+            conf.alias = outer_conf.alias.clone();
+            conf.status = outer_conf.status;
+            conf.limits = outer_conf.limits.clone();
+            conf.waiting_room = outer_conf.waiting_room.clone();
+            conf.try_files = outer_conf.try_files.clone();
+            if !own_pass {
+                conf.proxy.pass = outer_conf.proxy.pass.clone();
+            }
+            done.push((if_merged, conf));
+        }
+        locations.push(parent);
+        if_locations.extend(done.into_iter().map(|(_, c)| c));
+    }
+    locations.extend(if_locations);
     let listens = if raw.listens.is_empty() {
         vec![ListenConf {
             addr: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 80)),
@@ -707,7 +778,7 @@ fn merge_server(
             .large_header_buffers
             .or(http_headers.large_header_buffers)
             .unwrap_or((4, 8192)),
-        server_return: raw.ret,
+        rewrite: server_inherit.rewrite_flags.conf(raw.rewrite),
         locations,
         ssl,
     })
@@ -723,7 +794,7 @@ fn resolve_server(server: &Directive, st: &mut State) -> Result<RawServer, Confi
         headers: HeaderSettings::default(),
         ssl: SslInherit::default(),
         inherit: Inherit::default(),
-        ret: None,
+        rewrite: Vec::new(),
         locations: Vec::new(),
     };
     let mut seen = HashSet::new();
@@ -762,7 +833,8 @@ fn resolve_server(server: &Directive, st: &mut State) -> Result<RawServer, Confi
                     raw.server_names.push(name.to_ascii_lowercase());
                 }
             }
-            "return" => raw.ret = Some(return_conf(d)?),
+            "if" => raw.rewrite.push(resolve_rewrite::server_if(d)?),
+            n if resolve_rewrite::is_op(n) => raw.rewrite.push(resolve_rewrite::op(d)?),
             "location" => {
                 let loc = resolve_location(d, st)?;
                 // nginx: `/x` and `^~ /x` are the same static location;
@@ -800,20 +872,8 @@ fn resolve_location(loc: &Directive, st: &mut State) -> Result<RawLocation, Conf
     } else {
         None
     };
-    let mut raw = RawLocation {
-        line: loc.line,
-        match_kind,
-        path,
-        regex,
-        inherit: Inherit::default(),
-        ret: None,
-        status: false,
-        pass: None,
-        limits: LocationOnly::default(),
-        rooms: LocationRooms::default(),
-        alias: None,
-        limit_except: None,
-    };
+    let mut raw = RawLocation::blank(loc.line, match_kind, path);
+    raw.regex = regex;
     let mut seen = HashSet::new();
     for d in loc.children() {
         if d.name == "location" {
@@ -828,7 +888,13 @@ fn resolve_location(loc: &Directive, st: &mut State) -> Result<RawLocation, Conf
             continue;
         }
         match d.name.as_str() {
-            "return" => raw.ret = Some(return_conf(d)?),
+            "if" => {
+                let mut ifs = std::mem::take(&mut raw.ifs);
+                let op = location_if(d, st, &mut ifs, None)?;
+                raw.ifs = ifs;
+                raw.rewrite.push(op);
+            }
+            n if resolve_rewrite::is_op(n) => raw.rewrite.push(resolve_rewrite::op(d)?),
             "status" => raw.status = true,
             "proxy_pass" => raw.pass = Some(parse_pass(d)?),
             "limit_except" => {
@@ -885,31 +951,59 @@ fn location_match(d: &Directive) -> Result<(LocationMatch, String, bool), Config
     }
 }
 
-/// `return CODE [TEXT|URL];` / `return URL;`
-fn return_conf(d: &Directive) -> Result<ReturnConf, ConfigError> {
-    let first = arg0(d);
-    let invalid = || d.error(format!("invalid return code \"{first}\""));
-    if first.bytes().all(|b| b.is_ascii_digit()) {
-        let code = number(d, first)
-            .ok()
-            .and_then(|c| u16::try_from(c).ok())
-            .filter(|&c| c <= 999)
-            .ok_or_else(invalid)?;
-        return Ok(ReturnConf {
-            code,
-            text: d.args.get(1).map(|t| template(d, t)).transpose()?,
-        });
+/// An `if` in a location (or in an `if` of one, `parent`): its condition,
+/// its rewrite ops, and a block of its own in `ifs` for the other
+/// directives nginx allows there (`IN_LOCATION_IF`).
+fn location_if(
+    d: &Directive,
+    st: &mut State,
+    ifs: &mut Vec<RawIf>,
+    parent: Option<usize>,
+) -> Result<Op, ConfigError> {
+    let cond = resolve_rewrite::condition(d)?;
+    let id = ifs.len();
+    ifs.push(RawIf {
+        parent,
+        raw: RawLocation::blank(d.line, LocationMatch::If, String::new()),
+    });
+    let mut raw = RawLocation::blank(d.line, LocationMatch::If, String::new());
+    let mut ops = Vec::new();
+    let mut seen = HashSet::new();
+    for c in d.children() {
+        if c.name == "location" {
+            return Err(not_allowed(c));
+        }
+        check(c, LOCATION, &mut seen)?;
+        match c.name.as_str() {
+            "if" => ops.push(location_if(c, st, ifs, Some(id))?),
+            n if resolve_rewrite::is_op(n) => ops.push(resolve_rewrite::op(c)?),
+            "rewrite_log" | "uninitialized_variable_warn" => {
+                raw.inherit.rewrite_flags.apply(c)?;
+            }
+            "proxy_pass" => {
+                let p = parse_pass(c)?;
+                if p.uri.is_some() {
+                    return Err(c.error(
+                        "\"proxy_pass\" cannot have URI part in location given by regular expression, or inside named location, or inside \"if\" statement, or inside \"limit_except\" block",
+                    ));
+                }
+                raw.pass = Some(p);
+            }
+            n if resolve_rewrite::IN_LOCATION_IF.contains(&n) => {
+                if !raw.inherit.apply(c, st)? {
+                    return Err(not_allowed(c));
+                }
+            }
+            _ => return Err(not_allowed(c)),
+        }
     }
-    let is_url = ["http://", "https://", "$scheme"]
-        .iter()
-        .any(|p| first.starts_with(p));
-    if d.args.len() == 1 && is_url {
-        return Ok(ReturnConf {
-            code: 302,
-            text: Some(template(d, first)?),
-        });
-    }
-    Err(invalid())
+    raw.inherit = std::mem::take(&mut raw.inherit).finish();
+    ifs[id].raw = raw;
+    Ok(Op::If {
+        cond,
+        ops,
+        loc: Some(id),
+    })
 }
 
 /// `add_header NAME VALUE [always];`

@@ -92,7 +92,7 @@ fn minimal_config_gets_documented_defaults() {
     assert!(s.server_names.is_empty());
     assert_eq!(s.client_header_timeout_ms, 60_000);
     assert_eq!(s.large_header_buffers, (4, 8192));
-    assert_eq!(s.server_return, None);
+    assert_eq!(s.rewrite.first_return().cloned(), None);
     let l = &s.locations[0];
     assert_eq!(
         (l.line, l.match_kind, l.path.as_str()),
@@ -100,7 +100,7 @@ fn minimal_config_gets_documented_defaults() {
     );
     assert_eq!(l.root, Path::new("/etc/sluice/html"));
     assert_eq!(l.index, ["index.html"]);
-    assert_eq!((l.ret.clone(), l.status), (None, false));
+    assert_eq!((l.rewrite.first_return().cloned(), l.status), (None, false));
     assert!(l.access_logs.is_empty());
     assert_eq!(l.keepalive_timeout_ms, 75_000);
     assert_eq!(l.keepalive_requests, 1000);
@@ -569,8 +569,8 @@ fn shipped_default_config_loads() {
     assert!(s.locations[0].status);
     assert_eq!(
         s.locations[1]
-            .ret
-            .as_ref()
+            .rewrite
+            .first_return()
             .unwrap()
             .text
             .as_ref()
@@ -589,7 +589,7 @@ fn quoted_strings_with_spaces_and_escapes() {
     let s = &c.http.servers[0];
     assert_eq!(s.server_names, ["example.com", "", "_"]);
     assert_eq!(s.locations[0].root, Path::new("/srv/my site"));
-    let ret = s.locations[0].ret.clone().unwrap();
+    let ret = s.locations[0].rewrite.first_return().cloned().unwrap();
     assert_eq!(
         ret.text.as_ref().map(|t| t.source.as_str()),
         Some("say \"hi\"\n\tbye")

@@ -497,10 +497,14 @@ fn return_forms() {
         text: text.map(|t| Template::compile(t).unwrap()),
     };
     assert_eq!(
-        s.server_return,
+        s.rewrite.first_return().cloned(),
         Some(ret(301, Some("https://example.com$request_uri")))
     );
-    let got: Vec<Option<ReturnConf>> = s.locations.iter().map(|l| l.ret.clone()).collect();
+    let got: Vec<Option<ReturnConf>> = s
+        .locations
+        .iter()
+        .map(|l| l.rewrite.first_return().cloned())
+        .collect();
     assert_eq!(
         got,
         [
@@ -536,11 +540,10 @@ fn return_errors() {
         4,
         "invalid number of arguments in \"return\" directive",
     );
-    assert_err(
-        &http("server {\nlocation / { return 200; return 201; }\n}"),
-        4,
-        "\"return\" directive is duplicate",
-    );
+    // nginx: several `return`s are ops in order (the first answers).
+    let c = load_ok(&http("server {\nlocation / { return 200; return 201; }\n}"));
+    let ops = &c.http.servers[0].locations[0].rewrite.ops;
+    assert_eq!(ops.len(), 2);
     assert_err(
         &http("return 200;"),
         3,
@@ -708,7 +711,11 @@ fn unknown_variables_are_file_line_errors_everywhere_a_string_takes_variables() 
          add_header X-Cache $upstream_cache_status;\n}\n}",
     ));
     let l = &c.http.servers[0].locations[0];
-    let ret = l.ret.as_ref().and_then(|r| r.text.as_ref()).unwrap();
+    let ret = l
+        .rewrite
+        .first_return()
+        .and_then(|r| r.text.as_ref())
+        .unwrap();
     assert_eq!(
         ret.parts,
         vec![

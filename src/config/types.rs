@@ -175,8 +175,9 @@ pub struct ServerConf {
     pub client_header_timeout_ms: u64,
     /// `large_client_header_buffers COUNT SIZE` (default 4 8k).
     pub large_header_buffers: (usize, usize),
-    /// A `return` directive at server level: applies to every request of this server.
-    pub server_return: Option<ReturnConf>,
+    /// The server's rewrite-module directives (`rewrite`, `return`, `set`,
+    /// `if`, `break`): run for every request before a location is chosen.
+    pub rewrite: super::RewriteConf,
     /// Locations, in file order. Always contains at least one entry: when the
     /// file has no `location /`, a synthetic prefix location "/" carrying the
     /// server-level settings is appended, so every URI starting with '/' matches.
@@ -206,6 +207,9 @@ pub enum LocationMatch {
     /// `location @name`: never matched by a URI (a target for internal
     /// redirects).
     Named,
+    /// The block of an `if` in a location: never matched by a URI; the
+    /// request moves here when the condition holds.
+    If,
 }
 
 /// One `allow` or `deny`.
@@ -249,8 +253,9 @@ pub struct LocationConf {
     pub root: PathBuf,
     /// `index` files (default ["index.html"]).
     pub index: Vec<String>,
-    /// `return` in this location.
-    pub ret: Option<ReturnConf>,
+    /// The location's rewrite-module directives, in config order (`return`
+    /// among them).
+    pub rewrite: super::RewriteConf,
     /// `allow` / `deny` rules in order (the first that matches decides; none:
     /// allowed). A level with its own rules replaces the outer ones.
     pub access: Vec<AccessRule>,

@@ -117,7 +117,7 @@ pub(crate) const SPECS: &[Spec] = &[
     spec("large_client_header_buffers", HTTP | SERVER, 2, 2),
     repeatable(spec("listen", SERVER, 1, MANY)),
     repeatable(spec("server_name", SERVER, 1, MANY)),
-    spec("return", SERVER | LOCATION, 1, 2),
+    repeatable(spec("return", SERVER | LOCATION, 1, 2)),
     repeatable(block(spec("location", SERVER, 1, 2))),
     spec("status", LOCATION, 0, 0),
     repeatable(block(spec("upstream", HTTP, 1, 1))),

@@ -127,6 +127,11 @@ pub enum Var {
     /// `$upstream_http_NAME`: a header of the `auth_request` subrequest's
     /// upstream answer (known in `auth_request_set` only, for now).
     UpstreamHttp(String),
+    /// `$request_filename`: the file path of `$uri` (`root` or `alias`).
+    RequestFilename,
+    /// A variable of `set` or a named regex capture: its index among the
+    /// configuration's script variables, and its name (for warnings).
+    Script(usize, String),
 }
 
 thread_local! {
@@ -163,6 +168,26 @@ pub(crate) fn compile_auth_set(text: &str) -> Result<Template, String> {
     t
 }
 
+thread_local! {
+    /// The `set` variables and named captures of the http block being read
+    /// (known everywhere in it, as in nginx).
+    static SCRIPT_NAMES: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Run `f` with `names` known as script variables (`set`, named captures).
+pub(crate) fn with_script_names<T>(names: Vec<String>, f: impl FnOnce() -> T) -> T {
+    let old = SCRIPT_NAMES.with(|m| std::mem::replace(&mut *m.borrow_mut(), names));
+    let out = f();
+    SCRIPT_NAMES.with(|m| *m.borrow_mut() = old);
+    out
+}
+
+/// The index of script variable `name` (lowercase), if the block has it.
+pub(crate) fn script_index(name: &str) -> Option<usize> {
+    let lower = name.to_ascii_lowercase();
+    SCRIPT_NAMES.with(|m| m.borrow().iter().position(|n| *n == lower))
+}
+
 /// Run `f` with `names` known as `map` variables.
 pub(crate) fn with_map_names<T>(names: Vec<String>, f: impl FnOnce() -> T) -> T {
     let old = MAP_NAMES.with(|m| std::mem::replace(&mut *m.borrow_mut(), names));
@@ -188,7 +213,10 @@ impl Var {
         if let Some(i) = AUTH_SET_NAMES.with(|m| m.borrow().iter().position(|n| *n == lower)) {
             return Some(Var::AuthSet(i));
         }
-        MAP_NAMES.with(|m| m.borrow().iter().position(|n| *n == lower).map(Var::Map))
+        if let Some(m) = MAP_NAMES.with(|m| m.borrow().iter().position(|n| *n == lower)) {
+            return Some(Var::Map(m));
+        }
+        script_index(&lower).map(|i| Var::Script(i, lower))
     }
 
     /// A variable sluice itself defines (not a `map`'s).
@@ -263,6 +291,7 @@ impl Var {
             "content_length" => Var::ContentLength,
             "pid" => Var::Pid,
             "hostname" => Var::Hostname,
+            "request_filename" => Var::RequestFilename,
             _ => return None,
         })
     }

@@ -3,12 +3,14 @@
 //!
 //! 1. `find_config`: server (listen address + Host), location (path), the
 //!    request's variables;
-//! 2. rewrite (not yet);
+//! 2. `rewrite_phase`: the server's and the location's `rewrite`, `return`,
+//!    `set`, `if`, `break` in config order (a new URI selects a location
+//!    again; an `if` block may become the request's configuration);
 //! 3. `access_phase`: a path or body refused outright (400/413),
 //!    `auth_phase` (allow/deny, auth_basic, auth_request, satisfy,
 //!    limit_except; a proxied subrequest makes the request wait), the
 //!    waiting room (`waiting_room_phase`), the limits (`limits_phase`);
-//! 4. `content_phase`: `return`, the proxy (handed to `proxy::Session`, via
+//! 4. `content_phase`: the proxy (handed to `proxy::Session`, via
 //!    the cache), `status;`, a static file (`static_serve`), `try_files`;
 //!    an internal redirect (`try_files`' last parameter, an `error_page`)
 //!    runs this phase again in the location its URI or name selects;
@@ -44,6 +46,9 @@ use std::net::IpAddr;
 mod auth_phase;
 #[path = "static_serve.rs"]
 mod static_serve;
+
+#[path = "rewrite_phase.rs"]
+mod rewrite_phase;
 use static_serve::serve_static;
 
 /// What the handler needs to know about the connection.
@@ -105,6 +110,8 @@ pub struct ProxyReq {
     pub auth_vars: Vec<Vec<u8>>,
     /// Already answering for an `error_page` (no second one).
     pub in_error_page: bool,
+    /// What the rewrite phase set (`set`, captures, the rewritten URI).
+    pub script: crate::http::vars::ScriptVars,
 }
 
 /// What the connection does after the response is queued.
@@ -325,6 +332,7 @@ pub fn dispatch(
         reply,
         held,
         auth_sub,
+        script,
     } = rq;
     let cfg = ctx.site.cfg.clone();
     let mut sink = Sink {
@@ -334,7 +342,20 @@ pub fn dispatch(
     };
     let mut req = find_config(ctx, &cfg, info, *held, buf, head, path, captures);
     let out_start = sink.out.len();
-    let mut flow = refuse_phase(ctx, &req, &mut sink);
+    let mut flow = Flow::Next;
+    if rewrite_phase::configured(&req)
+        && req.path_ok
+        && info
+            .tls
+            .and_then(|t| t.refuses(req.server.ssl.verify_client))
+            .is_none()
+    {
+        script.is_set.clear();
+        (req, flow) = rewrite_phase::run(ctx, req, script, true, &mut sink);
+    }
+    if let Flow::Next = flow {
+        flow = refuse_phase(ctx, &req, &mut sink);
+    }
     let mut vals = Vec::new();
     if let Flow::Next = flow {
         flow = auth_phase::run(ctx, &req, auth_sub.take(), &mut vals, &mut sink);
@@ -520,6 +541,8 @@ fn find_config<'a>(
             captures,
             maps: &cfg.http.maps,
             auth_vars: &[],
+            script: &vars::NO_SCRIPT,
+            loc: Some(loc),
         },
         raw_path,
         path_ok,
@@ -651,22 +674,10 @@ fn limits_step(
     }
 }
 
-/// Phase 4: the content handler: the proxy (via the cache), `return`,
-/// `status;`, or a static file. Each writes its head through the header
+/// Phase 4: the content handler: the proxy (via the cache), `status;`, or a static file. Each writes its head through the header
 /// filter (phase 5, `header_filter`).
 fn content_phase(ctx: &mut HttpCtx, r: &Req<'_>, out: &mut Sink<'_>) -> Flow {
     let (loc, head) = (r.loc, r.vars.head);
-    if let Some(ret) = r.server.server_return.as_ref().or(loc.ret.as_ref()) {
-        return Flow::Done(do_return(
-            ctx,
-            loc,
-            &r.vars,
-            ret,
-            r.head_only,
-            r.keep_alive,
-            out,
-        ));
-    }
     if loc.proxy.pass.is_some() {
         return Flow::Proxy(Box::new(proxy_req(r)));
     }
@@ -859,7 +870,8 @@ fn redirect(
             next.loc = &r.server.locations[li];
             next.at = (si, li);
             next.redirects += 1;
-            content_phase(ctx, &next, out)
+            let mut script = r.vars.script.clone();
+            rewrite_then_content(ctx, next, &mut script, false, out)
         }
         crate::config::RedirectTarget::Uri(t) => {
             let mut target_uri = Vec::new();
@@ -883,8 +895,28 @@ fn redirect(
             if q.is_some() {
                 next.vars.query = q;
             }
-            content_phase(ctx, &next, out)
+            let mut script = r.vars.script.clone();
+            rewrite_then_content(ctx, next, &mut script, true, out)
         }
+    }
+}
+
+/// After an internal redirect: the rewrite phase of the new location (and
+/// of the server, for a URI), then its content.
+fn rewrite_then_content<'a>(
+    ctx: &mut HttpCtx,
+    r: Req<'a>,
+    script: &'a mut vars::ScriptVars,
+    server_ops: bool,
+    out: &mut Sink<'_>,
+) -> Flow {
+    let uses = (server_ops && !r.server.rewrite.ops.is_empty()) || !r.loc.rewrite.ops.is_empty();
+    if !uses {
+        return content_phase(ctx, &r, out);
+    }
+    match rewrite_phase::run(ctx, r, script, server_ops, out) {
+        (next, Flow::Next) => content_phase(ctx, &next, out),
+        (_, flow) => flow,
     }
 }
 
@@ -913,6 +945,11 @@ fn proxy_req(r: &Req<'_>) -> ProxyReq {
         subrequest: false,
         auth_vars: v.auth_vars.to_vec(),
         in_error_page: r.in_error_page,
+        script: if std::ptr::eq(v.script, &vars::NO_SCRIPT) {
+            vars::ScriptVars::new()
+        } else {
+            v.script.clone()
+        },
     }
 }
 
@@ -962,6 +999,8 @@ pub fn proxied_error_page(
             captures: &p.captures,
             maps: &cfg.http.maps,
             auth_vars: &p.auth_vars,
+            script: &p.script,
+            loc: Some(loc),
         },
         raw_path: &p.path,
         path_ok: true,

@@ -27,6 +27,8 @@ pub struct Request {
     /// The answer of this request's `auth_request` subrequest, proxied
     /// while the request waited (taken by the access phase).
     pub auth_sub: Option<SubResult>,
+    /// The rewrite phase's variables, captures, URI and arguments.
+    pub script: crate::http::vars::ScriptVars,
 }
 
 /// What an `auth_request` subrequest answered.

@@ -156,7 +156,7 @@ impl Site {
                         best = Some((i, lp.len()));
                     }
                 }
-                LocationMatch::Regex | LocationMatch::Named => {}
+                LocationMatch::Regex | LocationMatch::Named | LocationMatch::If => {}
             }
         }
         let no_regex =

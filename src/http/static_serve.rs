@@ -52,27 +52,8 @@ pub(super) fn serve_static(
 
 /// The file system path of `rv.path` in `loc` (`root` or `alias`).
 pub(super) fn fs_path_for(loc: &LocationConf, rv: &ReqVars<'_>, fs_path: &mut Vec<u8>) {
-    use std::os::unix::ffi::OsStrExt;
     fs_path.clear();
-    match &loc.alias {
-        // In a prefix location a literal alias replaces the prefix; in an
-        // exact or regex location (with captures) it is the whole path.
-        Some(a) => {
-            vars::eval(a, rv, &RespVars::default(), fs_path);
-            use crate::config::LocationMatch::{Prefix, PrefixNoRegex};
-            if a.literal().is_some() && matches!(loc.match_kind, Prefix | PrefixNoRegex) {
-                let prefix = loc.path.len().min(rv.path.len());
-                fs_path.extend_from_slice(&rv.path[prefix..]);
-            }
-        }
-        None => {
-            fs_path.extend_from_slice(loc.root.as_os_str().as_bytes());
-            if fs_path.last() == Some(&b'/') {
-                fs_path.pop();
-            }
-            fs_path.extend_from_slice(rv.path);
-        }
-    }
+    vars::request_filename(loc, rv, fs_path);
 }
 
 #[allow(clippy::too_many_arguments)]

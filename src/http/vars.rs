@@ -31,6 +31,93 @@ pub struct ConnVars {
     pub realip_peer: Option<SocketAddr>,
 }
 
+/// What the rewrite phase leaves for one request (the request's, reused:
+/// no allocation once warm; untouched where no rewrite op is configured).
+#[derive(Debug, Default, Clone)]
+pub struct ScriptVars {
+    /// Values of the `set` variables and named captures, by index.
+    pub values: Vec<Vec<u8>>,
+    /// Which of `values` this request set.
+    pub is_set: Vec<bool>,
+    /// The string the last `rewrite` or `if` regex matched.
+    pub subject: Vec<u8>,
+    /// Its captures, spans of `subject` (`$1`..`$9`).
+    pub captures: Vec<(u32, u32)>,
+    /// A rewrite-phase regex matched: `$1`..`$9` are its captures, not
+    /// the location's.
+    pub has_captures: bool,
+    /// `$uri` after the rewrites.
+    pub uri: Vec<u8>,
+    /// `$args` after the rewrites.
+    pub args: Vec<u8>,
+    /// The request has arguments (`$is_args`).
+    pub has_args: bool,
+    /// A `rewrite` changed the URI: the upstream gets `$uri`, not the
+    /// client's target.
+    pub uri_changed: bool,
+    /// `uninitialized_variable_warn` of the location.
+    pub uninit_warn: bool,
+    /// A redirect's `Location`.
+    pub location: Vec<u8>,
+}
+
+/// No script variables (requests in places without rewrite ops).
+pub static NO_SCRIPT: ScriptVars = ScriptVars::new();
+
+impl ScriptVars {
+    /// Empty.
+    pub const fn new() -> ScriptVars {
+        ScriptVars {
+            values: Vec::new(),
+            is_set: Vec::new(),
+            subject: Vec::new(),
+            captures: Vec::new(),
+            has_captures: false,
+            uri: Vec::new(),
+            args: Vec::new(),
+            has_args: false,
+            uri_changed: false,
+            uninit_warn: false,
+            location: Vec::new(),
+        }
+    }
+
+    /// Start a request at `path?query` (buffers kept).
+    pub fn begin(&mut self, path: &[u8], query: Option<&[u8]>) {
+        self.is_set.clear();
+        self.captures.clear();
+        self.has_captures = false;
+        self.uri.clear();
+        self.uri.extend_from_slice(path);
+        self.args.clear();
+        self.args.extend_from_slice(query.unwrap_or(b""));
+        self.has_args = query.is_some();
+        self.uri_changed = false;
+        self.location.clear();
+    }
+
+    /// Give variable `i` the value `v`.
+    pub fn set(&mut self, i: usize, v: &[u8]) {
+        if self.values.len() <= i {
+            self.values.resize_with(i + 1, Vec::new);
+        }
+        if self.is_set.len() <= i {
+            self.is_set.resize(i + 1, false);
+        }
+        self.values[i].clear();
+        self.values[i].extend_from_slice(v);
+        self.is_set[i] = true;
+    }
+
+    /// The value of variable `i`, if this request set it.
+    pub fn get(&self, i: usize) -> Option<&[u8]> {
+        match self.is_set.get(i) {
+            Some(true) => self.values.get(i).map(Vec::as_slice),
+            _ => None,
+        }
+    }
+}
+
 /// The request side of the variables.
 #[derive(Clone, Copy)]
 pub struct ReqVars<'a> {
@@ -67,6 +154,10 @@ pub struct ReqVars<'a> {
     pub maps: &'a [crate::config::MapConf],
     /// The `auth_request_set` variables' values (by index; empty: none set).
     pub auth_vars: &'a [Vec<u8>],
+    /// What the rewrite phase set ([`NO_SCRIPT`] where it did not run).
+    pub script: &'a ScriptVars,
+    /// The location serving the request (`$request_filename`).
+    pub loc: Option<&'a crate::config::LocationConf>,
 }
 
 /// The response side of the variables.
@@ -241,10 +332,31 @@ pub fn eval_var(v: &Var, req: &ReqVars<'_>, resp: &RespVars<'_>, out: &mut Vec<u
             MAP_DEPTH.with(|d| d.set(depth));
         }
         Var::Capture(n) => {
-            if let Some(&(s, e)) = req.captures.get(usize::from(*n)) {
-                if let Some(v) = req.path.get(s as usize..e as usize) {
+            let (subject, caps) = if req.script.has_captures {
+                (&req.script.subject[..], &req.script.captures[..])
+            } else {
+                (req.path, req.captures)
+            };
+            if let Some(&(s, e)) = caps.get(usize::from(*n)) {
+                if let Some(v) = subject.get(s as usize..e as usize) {
                     out.extend_from_slice(v);
                 }
+            }
+        }
+        Var::Script(i, name) => match req.script.get(*i) {
+            Some(v) => out.extend_from_slice(v),
+            None => {
+                if req.script.uninit_warn {
+                    log::warn!(
+                        "using uninitialized \"{name}\" variable, client: {}",
+                        req.conn.peer.ip()
+                    );
+                }
+            }
+        },
+        Var::RequestFilename => {
+            if let Some(loc) = req.loc {
+                request_filename(loc, req, out);
             }
         }
         Var::SslClientVerify => {
@@ -394,6 +506,32 @@ pub fn eval_var(v: &Var, req: &ReqVars<'_>, resp: &RespVars<'_>, out: &mut Vec<u
     }
 }
 
+/// Append the file system path of `rv.path` in `loc` (`root`, or `alias`)
+/// to `out`: `$request_filename`, and what the static handler opens.
+pub fn request_filename(loc: &crate::config::LocationConf, rv: &ReqVars<'_>, out: &mut Vec<u8>) {
+    use std::os::unix::ffi::OsStrExt;
+    match &loc.alias {
+        // In a prefix location a literal alias replaces the prefix; in an
+        // exact or regex location (with captures) it is the whole path.
+        Some(a) => {
+            eval(a, rv, &RespVars::default(), out);
+            use crate::config::LocationMatch::{Prefix, PrefixNoRegex};
+            if a.literal().is_some() && matches!(loc.match_kind, Prefix | PrefixNoRegex) {
+                let prefix = loc.path.len().min(rv.path.len());
+                out.extend_from_slice(&rv.path[prefix..]);
+            }
+        }
+        None => {
+            let start = out.len();
+            out.extend_from_slice(loc.root.as_os_str().as_bytes());
+            if out.len() > start && out.last() == Some(&b'/') {
+                out.pop();
+            }
+            out.extend_from_slice(rv.path);
+        }
+    }
+}
+
 /// `f` with the variables of the request head `raw` (unit tests): path
 /// `/a b`, query `x=1&page=7&flag`, client 10.0.0.7:5555, server
 /// `example.com` on 127.0.0.1:8080, proxy host `app`.
@@ -425,6 +563,8 @@ pub(crate) fn with_req(raw: &str, f: impl FnOnce(&ReqVars<'_>)) {
         captures: &[(0, 2), (1, 2)],
         maps: &[],
         auth_vars: &[],
+        script: &NO_SCRIPT,
+        loc: None,
     };
     f(&req)
 }

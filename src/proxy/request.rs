@@ -64,6 +64,16 @@ pub fn upstream_uri(c: &ReqCtx<'_>, out: &mut Vec<u8>) {
         out.extend_from_slice(u);
         return;
     }
+    if c.vars.script.uri_changed {
+        // nginx: a URI a `rewrite` changed goes whole, whatever the
+        // `proxy_pass` URI part.
+        uri::percent_encode_path(c.vars.path, out);
+        if let Some(q) = c.vars.query.filter(|q| !q.is_empty()) {
+            out.push(b'?');
+            out.extend_from_slice(q);
+        }
+        return;
+    }
     match &c.pass.uri {
         Some(u) => {
             out.extend_from_slice(u.as_bytes());
@@ -254,6 +264,8 @@ mod tests {
             captures: &[],
             maps: &[],
             auth_vars: &[],
+            script: &crate::http::vars::NO_SCRIPT,
+            loc: None,
         };
         let c = ReqCtx {
             vars: &rv,

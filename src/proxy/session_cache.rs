@@ -285,6 +285,8 @@ impl Session {
             captures: &r.captures,
             maps: &self.cfg.http.maps,
             auth_vars: &r.auth_vars,
+            script: &r.script,
+            loc: Some(loc),
         }
     }
 
