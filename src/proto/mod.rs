@@ -6,6 +6,7 @@
 //! field list (the proxy's request and response, the cache's store). A leaf:
 //! it uses only `util`.
 pub mod cond;
+pub mod h2;
 pub mod head;
 pub mod reply;
 
