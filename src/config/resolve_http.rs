@@ -153,6 +153,12 @@ struct Inherit {
 struct HeaderSettings {
     client_header_timeout_ms: Option<u64>,
     large_header_buffers: Option<(usize, usize)>,
+    http2: Option<bool>,
+    http2_streams: Option<u32>,
+    http2_field: Option<usize>,
+    http2_header: Option<usize>,
+    http2_recv_ms: Option<u64>,
+    http2_idle_ms: Option<u64>,
 }
 
 struct RawLocation {
@@ -413,6 +419,32 @@ impl HeaderSettings {
                 let bytes = usize::try_from(bytes).map_err(|_| invalid_value(d, size_arg))?;
                 self.large_header_buffers = Some((count, bytes));
             }
+            "http2" => {
+                self.http2 = Some(match arg0(d) {
+                    "on" => true,
+                    "off" => false,
+                    v => return Err(invalid_value(d, v)),
+                });
+            }
+            "http2_max_concurrent_streams" => {
+                let n = positive(d, arg0(d))?;
+                self.http2_streams = Some(u32::try_from(n).map_err(|_| invalid_value(d, arg0(d)))?);
+            }
+            "http2_max_field_size" | "http2_max_header_size" => {
+                let v = arg0(d);
+                let n = size(d, v)?;
+                let n = usize::try_from(n)
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| invalid_value(d, v))?;
+                if d.name == "http2_max_field_size" {
+                    self.http2_field = Some(n);
+                } else {
+                    self.http2_header = Some(n);
+                }
+            }
+            "http2_recv_timeout" => self.http2_recv_ms = Some(duration(d, arg0(d))?),
+            "http2_idle_timeout" => self.http2_idle_ms = Some(duration(d, arg0(d))?),
             _ => return Ok(false),
         }
         Ok(true)
@@ -652,7 +684,11 @@ fn tls_addresses(
                     (ssl.session_timeout_ms / 1000).max(1),
                 )
             }),
-            alpn: vec![b"http/1.1".to_vec()],
+            alpn: if on.iter().any(|&i| servers[i].speaks_h2_on(addr)) {
+                vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+            } else {
+                vec![b"http/1.1".to_vec()]
+            },
         };
         let cfg = crate::tls::build(entries, default, &opts).map_err(|e| {
             listen_dirs[on[default]]
@@ -778,6 +814,21 @@ fn merge_server(
             .large_header_buffers
             .or(http_headers.large_header_buffers)
             .unwrap_or((4, 8192)),
+        http2: {
+            let (s, h) = (&raw.headers, &http_headers);
+            let d = super::Http2Conf::default();
+            super::Http2Conf {
+                on: s.http2.or(h.http2).unwrap_or(d.on),
+                max_concurrent_streams: s
+                    .http2_streams
+                    .or(h.http2_streams)
+                    .unwrap_or(d.max_concurrent_streams),
+                max_field_bytes: s.http2_field.or(h.http2_field),
+                max_header_bytes: s.http2_header.or(h.http2_header),
+                recv_timeout_ms: s.http2_recv_ms.or(h.http2_recv_ms),
+                idle_timeout_ms: s.http2_idle_ms.or(h.http2_idle_ms),
+            }
+        },
         rewrite: server_inherit.rewrite_flags.conf(raw.rewrite),
         locations,
         ssl,
@@ -1161,14 +1212,7 @@ fn listen(d: &Directive) -> Result<ListenConf, ConfigError> {
             "default_server" | "default" => conf.default_server = true,
             "reuseport" => conf.reuseport = true,
             "ssl" => conf.ssl = true,
-            "http2" => {
-                conf.http2 = true;
-                log::info!(
-                    "{}:{}: \"http2\" is accepted; HTTP/1.1 is served on {target} for now",
-                    d.file.display(),
-                    d.line
-                );
-            }
+            "http2" => conf.http2 = true,
             _ => {
                 let Some(v) = p.strip_prefix("backlog=") else {
                     return Err(d.error(format!("invalid parameter \"{p}\"")));

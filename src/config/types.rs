@@ -158,7 +158,8 @@ pub struct ListenConf {
     pub backlog: i32,
     /// `ssl`: connections on this address speak TLS.
     pub ssl: bool,
-    /// `http2` (accepted; HTTP/1.1 is served until HTTP/2 lands).
+    /// `http2`: HTTP/2 on this address (ALPN `h2` with `ssl`, h2c with
+    /// prior knowledge without), next to HTTP/1.1.
     pub http2: bool,
 }
 
@@ -175,6 +176,8 @@ pub struct ServerConf {
     pub client_header_timeout_ms: u64,
     /// `large_client_header_buffers COUNT SIZE` (default 4 8k).
     pub large_header_buffers: (usize, usize),
+    /// HTTP/2 settings (`http2`, `http2_max_concurrent_streams`, ...).
+    pub http2: Http2Conf,
     /// The server's rewrite-module directives (`rewrite`, `return`, `set`,
     /// `if`, `break`): run for every request before a location is chosen.
     pub rewrite: super::RewriteConf,
@@ -189,6 +192,51 @@ pub struct ServerConf {
     /// The server level's real-IP settings (nginx's post-read phase: when
     /// they replace the address, a location's are not read again).
     pub realip_server: Option<std::sync::Arc<super::RealIpConf>>,
+}
+
+impl ServerConf {
+    /// Whether this server turns HTTP/2 on for `addr` (`listen ... http2`
+    /// on it, or `http2 on;` with a listen there).
+    pub fn speaks_h2_on(&self, addr: std::net::SocketAddr) -> bool {
+        self.listens
+            .iter()
+            .any(|l| l.addr == addr && (l.http2 || self.http2.on))
+    }
+}
+
+/// A server's HTTP/2 settings (http or server level).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Http2Conf {
+    /// `http2 on|off` (nginx 1.25.1): HTTP/2 on the server's addresses,
+    /// as `listen ... http2` does for one address (default off).
+    pub on: bool,
+    /// `http2_max_concurrent_streams N` (default 128).
+    pub max_concurrent_streams: u32,
+    /// `http2_max_field_size SIZE`: the largest field after decompression
+    /// (default: a `large_client_header_buffers` buffer).
+    pub max_field_bytes: Option<usize>,
+    /// `http2_max_header_size SIZE`: the largest header list after
+    /// decompression (default: all `large_client_header_buffers`).
+    pub max_header_bytes: Option<usize>,
+    /// `http2_recv_timeout T`: how long a frame or a header block may take
+    /// to arrive once started (default: `client_header_timeout`).
+    pub recv_timeout_ms: Option<u64>,
+    /// `http2_idle_timeout T`: an HTTP/2 connection with no stream open
+    /// (default: `keepalive_timeout`).
+    pub idle_timeout_ms: Option<u64>,
+}
+
+impl Default for Http2Conf {
+    fn default() -> Self {
+        Http2Conf {
+            on: false,
+            max_concurrent_streams: 128,
+            max_field_bytes: None,
+            max_header_bytes: None,
+            recv_timeout_ms: None,
+            idle_timeout_ms: None,
+        }
+    }
 }
 
 /// How a location matches.

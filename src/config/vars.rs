@@ -37,6 +37,8 @@ pub enum Var {
     ServerName,
     /// `$https`: `on` on a TLS connection, else empty.
     Https,
+    /// `$http2`: `h2` (TLS) or `h2c` (cleartext) on HTTP/2, else empty.
+    Http2,
     /// `$ssl_protocol`: `TLSv1.3`, `TLSv1.2` (empty without TLS).
     SslProtocol,
     /// `$ssl_cipher`: the suite's OpenSSL name.
@@ -255,6 +257,7 @@ impl Var {
             "scheme" => Var::Scheme,
             "server_name" => Var::ServerName,
             "https" => Var::Https,
+            "http2" => Var::Http2,
             "ssl_protocol" => Var::SslProtocol,
             "ssl_cipher" => Var::SslCipher,
             "ssl_server_name" => Var::SslServerName,

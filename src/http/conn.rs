@@ -29,6 +29,9 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 
+#[path = "h2.rs"]
+pub mod h2;
+
 /// Size of the first read buffer (nginx's client_header_buffer_size).
 const INITIAL_RBUF: usize = 2048;
 /// Responses queued before the connection stops parsing pipelined requests.
@@ -52,6 +55,8 @@ pub struct ConnLimits {
     pub head: HeadLimits,
     /// client_header_timeout.
     pub header_timeout_ms: u64,
+    /// The address speaks HTTP/2 too (ALPN `h2`, or h2c prior knowledge).
+    pub http2: bool,
 }
 
 enum Discard {
@@ -133,6 +138,10 @@ pub struct Conn {
     tls_info: Option<TlsInfo>,
     /// Its TLS handshake step waits for the worker's next loop iteration.
     pub parked: bool,
+    /// HTTP/2, once the connection switched to it.
+    h2: Option<Box<h2::H2Conn>>,
+    /// Output of HTTP/2 streams that are gone.
+    h2_orphan: h2::Orphan,
 }
 
 /// Read through TLS when the connection has it.
@@ -208,6 +217,8 @@ impl Conn {
             tls,
             tls_info: None,
             parked: false,
+            h2: None,
+            h2_orphan: h2::Orphan::default(),
         }
     }
 
@@ -228,8 +239,11 @@ impl Conn {
             || self.tls.as_ref().is_some_and(|t| t.wants_write())
     }
 
-    /// Idle between requests (keep-alive).
+    /// Idle between requests (keep-alive; HTTP/2: no stream open).
     pub fn is_idle(&self) -> bool {
+        if let Some(h) = &self.h2 {
+            return h.is_idle() && !self.is_writing();
+        }
         self.phase == Phase::Active && !self.is_reading() && !self.is_writing()
     }
 
@@ -238,6 +252,9 @@ impl Conn {
         self.drained = false;
         if self.phase == Phase::Lingering {
             return self.linger_read(ctx);
+        }
+        if self.h2.is_some() {
+            return self.h2_ready(ctx);
         }
         loop {
             match self.flush() {
@@ -255,6 +272,9 @@ impl Conn {
                 return self.start_close(ctx);
             }
             self.process(ctx);
+            if self.h2.is_some() {
+                return self.h2_ready(ctx);
+            }
             if self.is_writing() || self.close_after_write {
                 continue;
             }
@@ -439,6 +459,11 @@ impl Conn {
     /// Graceful shutdown began: idle connections go soon, busy ones after
     /// their current response.
     pub fn start_draining(&mut self, now_ms: u64) {
+        if self.h2.is_some() {
+            // GOAWAY now; open streams finish.
+            self.deadline_ms = now_ms;
+            return;
+        }
         if self.is_idle() {
             self.deadline_ms = self.deadline_ms.min(now_ms + DRAIN_IDLE_MS);
         }
@@ -448,6 +473,9 @@ impl Conn {
     pub fn on_timeout(&mut self, ctx: &mut HttpCtx) -> bool {
         if self.deadline_ms > ctx.now_ms {
             return true;
+        }
+        if self.h2.is_some() {
+            return self.h2_timeout(ctx);
         }
         if self.phase == Phase::Lingering || self.is_writing() {
             return false;
@@ -588,6 +616,10 @@ impl Conn {
             }
             self.delayed_until_ms = 0;
         }
+        if self.limits.http2 && self.requests == 0 && self.h2.is_none() && self.wants_h2() {
+            self.start_h2(ctx);
+            return;
+        }
         loop {
             if self.proxying
                 || self.sub.is_some()
@@ -663,6 +695,16 @@ impl Conn {
                 }
             }
         }
+    }
+
+    /// Whether the connection should switch to HTTP/2: ALPN chose `h2`, or
+    /// (plain) the client's bytes are the preface. A partial preface waits.
+    fn wants_h2(&mut self) -> bool {
+        if let Some(t) = &self.tls {
+            return !t.is_handshaking() && t.alpn_is_h2();
+        }
+        let buf = &self.rbuf[self.rstart..self.rend];
+        h2::looks_like_preface(buf)
     }
 
     fn apply(&mut self, mut out: Outcome) {

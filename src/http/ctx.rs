@@ -24,6 +24,10 @@ pub struct LocalCounters {
     pub accepted: u64,
     /// Connections served (not refused).
     pub handled: u64,
+    /// Connections that switched to HTTP/2.
+    pub h2_connections: u64,
+    /// HTTP/2 streams (requests) opened.
+    pub h2_streams: u64,
 }
 
 /// Access-log buffers of one worker.

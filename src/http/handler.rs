@@ -287,7 +287,11 @@ pub fn end_request(ctx: &mut HttpCtx, f: &Finished<'_>, slots: &mut Vec<(usize, 
         time_unix: ctx.unix_secs,
         method: at(buf, head.method_span),
         target: at(buf, head.target),
-        version_minor: head.version_minor,
+        version_minor: if head.h2 {
+            AccessRecord::VERSION_H2
+        } else {
+            head.version_minor
+        },
         request_line_raw: None,
         status: f.status,
         body_bytes_sent: f.body_bytes,

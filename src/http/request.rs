@@ -66,8 +66,11 @@ pub struct Head {
     pub method_span: Span,
     /// Request target as sent.
     pub target: Span,
-    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1 (and for a stream of an HTTP/2
+    /// connection, whose head the connection made as HTTP/1.1).
     pub version_minor: u8,
+    /// The request came on an HTTP/2 stream (`HTTP/2.0` in logs).
+    pub h2: bool,
     /// Host header.
     pub host: Option<Span>,
     /// Keep the connection open after the response (version + Connection).
@@ -232,6 +235,7 @@ pub fn parse(buf: &[u8], limits: &HeadLimits) -> Result<Option<Head>, HeadError>
         method_span: span(buf, method.as_bytes()),
         target: span(buf, path.as_bytes()),
         version_minor,
+        h2: false,
         host: None,
         keep_alive: version_minor == 1,
         body: BodyFraming::None,

@@ -37,6 +37,7 @@ pub fn listen_table(cfg: &Config) -> Vec<ListenEntry> {
             match table.iter_mut().find(|e| e.conf.addr == l.addr) {
                 Some(e) => {
                     e.conf.ssl |= l.ssl;
+                    e.conf.http2 |= server.speaks_h2_on(l.addr);
                     if !e.servers.contains(&si) {
                         e.servers.push(si);
                     }
@@ -45,7 +46,10 @@ pub fn listen_table(cfg: &Config) -> Vec<ListenEntry> {
                     }
                 }
                 None => table.push(ListenEntry {
-                    conf: l.clone(),
+                    conf: ListenConf {
+                        http2: server.speaks_h2_on(l.addr),
+                        ..l.clone()
+                    },
                     servers: vec![si],
                     default: si,
                     tls: None,

@@ -303,7 +303,9 @@ pub fn eval_var(v: &Var, req: &ReqVars<'_>, resp: &RespVars<'_>, out: &mut Vec<u
             out.push(b' ');
             eval_var(&Var::ServerProtocol, req, resp, out);
         }
-        Var::ServerProtocol => out.extend_from_slice(if head.version_minor == 0 {
+        Var::ServerProtocol => out.extend_from_slice(if head.h2 {
+            b"HTTP/2.0"
+        } else if head.version_minor == 0 {
             b"HTTP/1.0"
         } else {
             b"HTTP/1.1"
@@ -312,6 +314,11 @@ pub fn eval_var(v: &Var, req: &ReqVars<'_>, resp: &RespVars<'_>, out: &mut Vec<u
         Var::Https => {
             if req.conn.https {
                 out.extend_from_slice(b"on");
+            }
+        }
+        Var::Http2 => {
+            if head.h2 {
+                out.extend_from_slice(if req.conn.https { b"h2" } else { b"h2c" });
             }
         }
         Var::SslProtocol => out.extend_from_slice(req.tls.map_or("", |t| t.protocol).as_bytes()),

@@ -43,6 +43,8 @@ pub struct AccessRecord<'a> {
 impl AccessRecord<'_> {
     /// `version_minor` value meaning the request line was not parsed.
     pub const VERSION_UNPARSED: u8 = 9;
+    /// `version_minor` value meaning HTTP/2 (logged `HTTP/2.0`).
+    pub const VERSION_H2: u8 = 20;
 
     /// What to log instead of method/target/version when the request line was not
     /// parsed: `Some(Some(raw))`, or `Some(None)` when there is nothing at all (nginx
@@ -98,6 +100,10 @@ fn push_addr(addr: IpAddr, out: &mut Vec<u8>) {
 
 /// `HTTP/1.<minor>` (the minor digit as a decimal number).
 fn push_protocol(version_minor: u8, out: &mut Vec<u8>) {
+    if version_minor == AccessRecord::VERSION_H2 {
+        out.extend_from_slice(b"HTTP/2.0");
+        return;
+    }
     out.extend_from_slice(b"HTTP/1.");
     push_u64(u64::from(version_minor), out);
 }

@@ -31,6 +31,9 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
+#[path = "worker_h2.rs"]
+mod worker_h2;
+
 /// Timer-wheel keys of background refreshes (sessions without a client).
 const DETACHED_TIMER: usize = 1 << 30;
 
@@ -117,6 +120,7 @@ fn conn_limits(cfg: &Config) -> Vec<ConnLimits> {
                     total_bytes: count * size,
                 },
                 header_timeout_ms: s.client_header_timeout_ms,
+                http2: e.conf.http2,
             }
         })
         .collect()
@@ -515,6 +519,10 @@ impl Worker {
     /// After a connection ran: start or drive its proxy session, then
     /// (re)arm its timer.
     fn after_conn(&mut self, key: usize) {
+        if self.conns.get(key).is_some_and(|c| c.is_h2()) {
+            self.after_h2(key, true);
+            return;
+        }
         // A finished proxied response can unblock pipelined requests, which
         // can start another proxied request: loop until the connection waits.
         for _ in 0..64 {
@@ -688,6 +696,10 @@ impl Worker {
             return;
         }
         let key = s.conn_key;
+        if self.conns.get(key).is_some_and(|c| c.is_h2()) {
+            self.h2_upstream_ready(key, sk);
+            return;
+        }
         if self.conns.get(key).is_some_and(|c| c.session == Some(sk)) {
             self.after_conn(key);
         }
@@ -696,6 +708,11 @@ impl Worker {
     /// Close a client connection and its proxy session.
     fn close_conn(&mut self, key: usize) {
         if let Some(c) = self.conns.try_remove(key) {
+            for sk in c.h2_sessions() {
+                if let Some(mut s) = self.sessions.try_remove(sk) {
+                    s.close(&self.registry, &mut self.pools);
+                }
+            }
             if let Some(sk) = c.session {
                 if let Some(mut s) = self.sessions.try_remove(sk) {
                     s.close(&self.registry, &mut self.pools);
@@ -717,6 +734,8 @@ impl Worker {
         if c.deadline_ms > now {
             self.wheel.schedule(key, c.deadline_ms);
             c.scheduled_ms = c.deadline_ms;
+        } else if c.is_h2() {
+            self.h2_timer(key);
         } else if let Some(sk) = c.session {
             let Some(s) = self.sessions.get_mut(sk) else {
                 return;

@@ -300,6 +300,47 @@ impl Client for Conn {
     }
 }
 
+/// An HTTP/2 stream: the connection frames what the session writes.
+impl Client for crate::http::conn::h2::StreamIo<'_> {
+    fn body_bytes(&self) -> &[u8] {
+        Self::body_bytes(self)
+    }
+    fn consume(&mut self, n: usize) {
+        Self::consume(self, n)
+    }
+    fn read_body(&mut self) -> Result<bool, ()> {
+        Self::read_body(self)
+    }
+    fn out(&mut self) -> &mut Vec<u8> {
+        Self::out(self)
+    }
+    fn sink(&mut self) -> Sink<'_> {
+        Self::sink(self)
+    }
+    fn out_pending(&self) -> usize {
+        Self::out_pending(self)
+    }
+    fn flush_out(&mut self) -> Result<bool, ()> {
+        Self::flush_out(self)
+    }
+    fn finish_proxy(&mut self, _keep_alive: bool, _now_ms: u64) {
+        Self::finish_proxy(self)
+    }
+    fn send_timeout_ms(&self) -> u64 {
+        Self::send_timeout_ms(self)
+    }
+    fn set_want_body(&mut self, _on: bool) {}
+    fn error_page(
+        &mut self,
+        ctx: &mut HttpCtx,
+        req: &mut ProxyReq,
+        code: u16,
+        _keep_alive: bool,
+    ) -> bool {
+        Self::error_page(self, ctx, req, code)
+    }
+}
+
 /// The client of a background refresh: output is dropped.
 #[derive(Default)]
 pub struct NullClient {

@@ -322,6 +322,11 @@ impl Stream {
         }
     }
 
+    /// Whether ALPN chose HTTP/2.
+    pub fn alpn_is_h2(&self) -> bool {
+        self.conn.alpn_protocol() == Some(b"h2")
+    }
+
     /// Whether the handshake resumed a session.
     pub fn resumed(&self) -> bool {
         self.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
