@@ -180,7 +180,7 @@ fn count_conf(state_extra: &str) -> Conf {
             "    limit_req_zone $arg_k zone=rl:64k rate=60r/m;\n{state_extra}"
         ))
         .server(
-            "        location = /t { limit_req zone=rl burst=2 nodelay; return 200 \"t\\n\"; }\n\
+            "        location = /t { limit_req zone=rl burst=2 nodelay; try_files /hello.txt =404; }\n\
              \x20       location = /c { count zone=hits; count_report zone=hits; }",
         )
         .http("    count_zone zone=hits:64k window=60s precision=1s;")

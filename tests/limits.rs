@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{request, Client, Conf, Nginx, Server, TempDir};
+use common::{request, Client, Conf, Nginx, Server, TempDir, HELLO_TXT};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
@@ -102,8 +102,8 @@ fn refusal_carries_retry_after_and_ratelimit_headers() {
         conf(
             1,
             "limit_req_zone $arg_user zone=u:64k rate=1r/m;",
-            "location = /a { limit_req zone=u burst=1 nodelay; limit_req_status 503; return 200 \"ok\\n\"; }\n\
-             location = /dry { limit_req zone=u; limit_req_dry_run on; return 200 \"dry\\n\"; }",
+            "location = /a { limit_req zone=u burst=1 nodelay; limit_req_status 503; try_files /hello.txt =404; }\n\
+             location = /dry { limit_req zone=u; limit_req_dry_run on; try_files /hello.txt =404; }",
         ),
     );
     assert_eq!(s.get("/a?user=bob").status, 200);
@@ -167,7 +167,7 @@ fn without_nodelay_a_burst_is_released_at_the_rate() {
         conf(
             2,
             "limit_req_zone $binary_remote_addr zone=d:64k rate=10r/s;",
-            "location = /d { limit_req zone=d burst=3; return 200 \"d\\n\"; }\n\
+            "location = /d { limit_req zone=d burst=3; try_files /hello.txt =404; }\n\
              location = /free { return 200 \"free\\n\"; }",
         ),
     );
@@ -201,7 +201,7 @@ fn without_nodelay_a_burst_is_released_at_the_rate() {
     c.send(b"GET /d HTTP/1.1\r\nHost: t\r\n\r\nGET /free HTTP/1.1\r\nHost: t\r\n\r\n");
     let first = c.read_response().unwrap();
     let second = c.read_response().unwrap();
-    assert_eq!(first.text(), "d\n");
+    assert_eq!(first.text(), HELLO_TXT);
     assert_eq!(second.text(), "free\n");
     let j = status_json(&s);
     assert!(zone_metric(&j, "d", "delayed") >= 3, "{j}");
@@ -313,7 +313,7 @@ fn a_full_zone_evicts_the_oldest_keys_and_counts_it() {
         conf(
             1,
             "limit_req_zone $arg_k zone=small:8k rate=1r/m;",
-            "location = /t { limit_req zone=small; return 200 \"t\\n\"; }",
+            "location = /t { limit_req zone=small; try_files /hello.txt =404; }",
         ),
     );
     let mut c = Client::connect(s.port);

@@ -22,7 +22,7 @@ fn maps_resolve_as_nginx() {
             )
             .server(
                 "        location = /t { add_header X-Tier $tier; return 200 \"$tier|$site|$mobile|$who\"; }\n\
-                 \x20       location = /lim { limit_req zone=tiers; return 200 \"ok\"; }",
+                 \x20       location = /lim { limit_req zone=tiers; try_files /hello.txt =404; }",
             ),
     );
     let get = |headers: &[(&str, &str)], path: &str| {

@@ -74,7 +74,7 @@ fn start(origin: &Origin, user: &str) -> Server {
         ))
         .server(&format!(
             "        location /c/ {{ proxy_pass http://127.0.0.1:{}; proxy_cache c; proxy_cache_valid 200 1m; }}\n\
-             \x20       location = /lim {{ limit_req zone=u burst=1 nodelay; return 200 \"ok\\n\"; }}",
+             \x20       location = /lim {{ limit_req zone=u burst=1 nodelay; try_files /hello.txt =404; }}",
             origin.port
         ));
     Server::start_in(dir, conf)

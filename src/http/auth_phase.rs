@@ -8,7 +8,7 @@
 //! makes the request wait (`Flow::Subrequest`) and come back with the
 //! subrequest's status (2xx: go on; 401, 403: that status; other: 500).
 
-use super::{content_phase, error_reply, Flow, Reply, Req};
+use super::{error_reply, rewrite_then_content, Flow, Reply, Req};
 use crate::config::{AccessRule, AuthConf};
 use crate::http::auth_basic::Check;
 use crate::http::header_filter::Sink;
@@ -163,8 +163,9 @@ fn request_verdict(
     })
 }
 
-/// Run the subrequest to `target` in this worker: the content phase of the
-/// location it selects, into a scratch buffer; a proxied location hands
+/// Run the subrequest to `target` in this worker: the server's and the
+/// location's rewrite phase (a `return` answers there, as in nginx), then
+/// the content phase of the location it selects, into a scratch buffer; a proxied location hands
 /// the subrequest (GET, no body, not logged) back as `Flow::Subrequest`.
 fn local_subrequest(ctx: &mut HttpCtx, r: &Req<'_>, target: &str) -> Result<SubResult, Flow> {
     let (p, q) = match target.split_once('?') {
@@ -196,7 +197,8 @@ fn local_subrequest(ctx: &mut HttpCtx, r: &Req<'_>, target: &str) -> Result<SubR
         out: &mut scratch,
         status: None,
     };
-    match content_phase(ctx, &next, &mut sink) {
+    let mut script = r.vars.script.clone();
+    match rewrite_then_content(ctx, next, &mut script, true, &mut sink) {
         Flow::Done(reply) => Ok(SubResult {
             status: reply.status,
             ..SubResult::default()

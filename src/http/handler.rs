@@ -3,11 +3,15 @@
 //!
 //! 1. `find_config`: server (listen address + Host), location (path), the
 //!    request's variables;
+//!    then `refuse_phase` (nginx's find-config checks): a path or body
+//!    refused outright (400/413), a TLS client certificate missing (400),
+//!    a Host other than the SNI name (421);
 //! 2. `rewrite_phase`: the server's and the location's `rewrite`, `return`,
 //!    `set`, `if`, `break` in config order (a new URI selects a location
-//!    again; an `if` block may become the request's configuration);
-//! 3. `access_phase`: a path or body refused outright (400/413),
-//!    `auth_phase` (allow/deny, auth_basic, auth_request, satisfy,
+//!    again, checked as in 1; an `if` block may become the request's
+//!    configuration). `return` answers here, before access and limits, as
+//!    in nginx;
+//! 3. access: `auth_phase` (allow/deny, auth_basic, auth_request, satisfy,
 //!    limit_except; a proxied subrequest makes the request wait), the
 //!    waiting room (`waiting_room_phase`), the limits (`limits_phase`);
 //! 4. `content_phase`: the proxy (handed to `proxy::Session`, via
@@ -346,19 +350,17 @@ pub fn dispatch(
     };
     let mut req = find_config(ctx, &cfg, info, *held, buf, head, path, captures);
     let out_start = sink.out.len();
-    let mut flow = Flow::Next;
-    if rewrite_phase::configured(&req)
-        && req.path_ok
-        && info
-            .tls
-            .and_then(|t| t.refuses(req.server.ssl.verify_client))
-            .is_none()
-    {
+    // nginx's find-config checks (a bad path, a body too large for the
+    // location) come before its rewrite phase, and again in the location a
+    // rewrite selects.
+    let mut flow = refuse_phase(ctx, &req, &mut sink);
+    if matches!(flow, Flow::Next) && rewrite_phase::configured(&req) {
+        let at = req.at;
         script.is_set.clear();
         (req, flow) = rewrite_phase::run(ctx, req, script, true, &mut sink);
-    }
-    if let Flow::Next = flow {
-        flow = refuse_phase(ctx, &req, &mut sink);
+        if matches!(flow, Flow::Next) && req.at != at {
+            flow = refuse_phase(ctx, &req, &mut sink);
+        }
     }
     let mut vals = Vec::new();
     if let Flow::Next = flow {
