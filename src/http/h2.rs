@@ -152,7 +152,11 @@ impl Conn {
         if ctx.draining && !h.proto.goaway_sent() {
             h.proto.goaway(&mut self.wbuf);
         }
-        for _ in 0..64 {
+        // Until the socket or the client's windows stop us: reading stops
+        // at WouldBlock, but while streams still produce frames and the
+        // socket takes them all, go on (no writable event would come).
+        let mut reads = 0;
+        loop {
             // Bytes already buffered (the preface that made us switch).
             if self.rend > self.rstart && !h.proto.is_closed() {
                 let buf = &self.rbuf[self.rstart..self.rend];
@@ -174,10 +178,12 @@ impl Conn {
                     h.recv_deadline_ms = ctx.now_ms + h.recv_timeout_ms;
                 }
             }
+            let queued = self.wbuf.len() - self.wpos;
             self.h2_events(h, ctx);
             self.h2_output(h, ctx);
             self.h2_events(h, ctx);
             let before = self.wbuf.len() - self.wpos;
+            let produced = before > queued;
             match self.flush() {
                 Err(()) => return false,
                 Ok(true) => h.write_progress_ms = ctx.now_ms,
@@ -201,7 +207,10 @@ impl Conn {
             if self.wbuf.len() - self.wpos > MAX_QUEUED_BYTES {
                 return true; // the client must read first
             }
-            if self.drained {
+            if self.drained || reads >= 64 {
+                if produced {
+                    continue;
+                }
                 return true;
             }
             if self.rstart > 0 {
@@ -212,13 +221,14 @@ impl Conn {
             if self.rend == self.rbuf.len() {
                 return false; // cannot happen: frames are at most 16 KiB
             }
+            reads += 1;
             match self.read() {
                 ReadResult::Data(drained) => self.drained = drained,
+                ReadResult::WouldBlock if produced => {}
                 ReadResult::WouldBlock => return true,
                 ReadResult::Eof | ReadResult::Error => return false,
             }
         }
-        true
     }
 
     /// React to what the state machine reported (requests, body, resets;

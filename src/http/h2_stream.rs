@@ -71,7 +71,15 @@ impl StreamApp {
 }
 
 /// The HTTP/1.1 head of a stream's request, from its checked fields.
-fn build_head(f: &crate::proto::h2::fields::ReqFields, chunked: bool, out: &mut Vec<u8>) {
+/// The HTTP/1.1 head of a request: `chunked` for a body still coming
+/// without a length, `known_len` for one that all came (END_STREAM seen)
+/// without a content-length field.
+fn build_head(
+    f: &crate::proto::h2::fields::ReqFields,
+    chunked: bool,
+    known_len: Option<usize>,
+    out: &mut Vec<u8>,
+) {
     out.clear();
     out.extend_from_slice(f.method());
     out.push(b' ');
@@ -111,6 +119,8 @@ fn build_head(f: &crate::proto::h2::fields::ReqFields, chunked: bool, out: &mut 
     }
     if chunked {
         out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+    } else if let Some(n) = known_len {
+        out.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes());
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -144,7 +154,10 @@ impl Conn {
         }
         app.body_chunked = s.head.content_length.is_none() && !s.recv_closed;
         app.is_head = s.head.method() == b"HEAD";
-        build_head(&s.head, app.body_chunked, &mut app.head_bytes);
+        // The whole body may have come with the head (one read): its length.
+        let known_len = (s.head.content_length.is_none() && s.recv_closed && !s.body.is_empty())
+            .then_some(s.body.len());
+        build_head(&s.head, app.body_chunked, known_len, &mut app.head_bytes);
         // Generous limits: the field limits were applied to the block.
         let parse_limits = request::HeadLimits {
             line_bytes: limits.line_bytes.max(app.head_bytes.len()),
