@@ -244,7 +244,7 @@ fn limits_apply_behind_tls() {
             .listen_params("ssl")
             .http("    limit_req_zone $binary_remote_addr zone=one:64k rate=1r/m;")
             .server(&format!(
-                "        {}\n        location /l/ {{ limit_req zone=one; return 200 \"ok\"; }}",
+                "        {}\n        location /l/ {{ limit_req zone=one; try_files /hello.txt =404; }}",
                 ssl(&a)
             )),
     );
