@@ -258,11 +258,11 @@ impl Conn {
                 return;
             }
             let id = h.proto.streams[i].id;
-            if h2_stream::send(h, id, &mut self.wbuf, ctx.now_ms) {
-                if h.proto.streams[i].app.session.is_none() {
-                    h2_stream::forget(h, id, &mut self.wbuf);
-                    continue; // swap_remove moved another stream here
-                }
+            if h2_stream::send(h, id, &mut self.wbuf, ctx.now_ms)
+                && h.proto.streams[i].app.session.is_none()
+            {
+                h2_stream::forget(h, id, &mut self.wbuf);
+                continue; // swap_remove moved another stream here
             }
             i += 1;
         }

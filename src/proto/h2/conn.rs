@@ -502,7 +502,7 @@ impl<S: Default> H2<S> {
             }
             start += 5;
         }
-        if h.stream % 2 == 0 {
+        if h.stream.is_multiple_of(2) {
             return Err(err(ErrorCode::Protocol, "even stream id from a client"));
         }
         let existing = self.index(h.stream);
@@ -680,7 +680,7 @@ impl<S: Default> H2<S> {
             self.settings_sent_ms = 0;
             return Ok(());
         }
-        if p.len() % 6 != 0 {
+        if !p.len().is_multiple_of(6) {
             return Err(err(
                 ErrorCode::FrameSize,
                 "SETTINGS not a multiple of 6 bytes",
