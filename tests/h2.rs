@@ -462,6 +462,13 @@ fn h2c_prior_knowledge_serves_static_return_head_404_and_logs_http_2_0() {
         .all(|r| r.status == 200 && r.header("server").is_some()));
     assert!(rs[0].header("connection").is_none());
     drop(c);
+    // /status counts the h2 connections (5 curls, the raw client) and
+    // their streams (5 + 4).
+    wait_until("h2 counters in /status", Duration::from_secs(5), || {
+        let t = s.get("/status").text();
+        metric(&t, "sluice_http2_connections_total") == Some(6)
+            && metric(&t, "sluice_http2_streams_total") == Some(9)
+    });
     let log = wait_for(Duration::from_secs(5), || {
         let l = s.access_log();
         (count_lines(&l, "HTTP/2.0\" 200") >= 8).then_some(l)

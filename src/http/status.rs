@@ -71,8 +71,8 @@ pub fn render(
     if json {
         let _ = write!(
             s,
-            "{{\"requests\":{},\"connections\":{{\"accepted\":{},\"handled\":{},\"active\":{},\"reading\":{},\"writing\":{},\"idle\":{}}},\"reloads\":{},\"respawns\":{},\"workers\":[",
-            t.requests, t.accepted, t.handled, t.active, t.reading, t.writing, idle, t.reloads, t.respawns
+            "{{\"requests\":{},\"connections\":{{\"accepted\":{},\"handled\":{},\"active\":{},\"reading\":{},\"writing\":{},\"idle\":{}}},\"http2\":{{\"connections\":{},\"streams\":{}}},\"reloads\":{},\"respawns\":{},\"workers\":[",
+            t.requests, t.accepted, t.handled, t.active, t.reading, t.writing, idle, t.h2_connections, t.h2_streams, t.reloads, t.respawns
         );
         for (i, r) in rows.iter().enumerate() {
             let _ = write!(
@@ -203,6 +203,12 @@ pub fn render(
             );
         }
     }
+    let _ = writeln!(
+        s,
+        "# HELP sluice_http2_connections_total Client connections that speak HTTP/2.\n# TYPE sluice_http2_connections_total counter\nsluice_http2_connections_total {}\n\
+         # HELP sluice_http2_streams_total HTTP/2 streams (requests) opened.\n# TYPE sluice_http2_streams_total counter\nsluice_http2_streams_total {}",
+        t.h2_connections, t.h2_streams
+    );
     let _ = writeln!(
         s,
         "# HELP sluice_reloads_total Configuration reloads.\n# TYPE sluice_reloads_total counter\nsluice_reloads_total {}",

@@ -797,6 +797,8 @@ impl Worker {
         s.requests.store(c.requests, Relaxed);
         s.accepted.store(c.accepted, Relaxed);
         s.handled.store(c.handled, Relaxed);
+        s.h2_connections.store(c.h2_connections, Relaxed);
+        s.h2_streams.store(c.h2_streams, Relaxed);
         s.active.store(self.conns.len() as u64, Relaxed);
         if gauges {
             self.last_gauges_ms = self.ctx.now_ms;

@@ -34,6 +34,10 @@ pub struct WorkerStats {
     pub reading: AtomicU64,
     /// Connections writing a response (gauge).
     pub writing: AtomicU64,
+    /// Connections that switched to HTTP/2 (monotonic).
+    pub h2_connections: AtomicU64,
+    /// HTTP/2 streams opened (monotonic).
+    pub h2_streams: AtomicU64,
 }
 
 // SAFETY: only AtomicU64 fields.
@@ -56,6 +60,10 @@ pub struct Retired {
     /// Bumped by every cache purge or invalidation: workers recheck the
     /// entries they hold in memory when it moves.
     pub cache_epoch: AtomicU64,
+    /// HTTP/2 connections of exited workers.
+    pub h2_connections: AtomicU64,
+    /// HTTP/2 streams of exited workers.
+    pub h2_streams: AtomicU64,
 }
 
 // SAFETY: only AtomicU64 fields.
@@ -85,6 +93,10 @@ pub struct Totals {
     pub writing: u64,
     /// Reloads.
     pub reloads: u64,
+    /// HTTP/2 connections.
+    pub h2_connections: u64,
+    /// HTTP/2 streams.
+    pub h2_streams: u64,
     /// Respawns.
     pub respawns: u64,
 }
@@ -137,6 +149,8 @@ impl StatsZone {
             &s.active,
             &s.reading,
             &s.writing,
+            &s.h2_connections,
+            &s.h2_streams,
         ] {
             c.store(0, Relaxed);
         }
@@ -152,6 +166,10 @@ impl StatsZone {
         r.requests.fetch_add(s.requests.swap(0, Relaxed), Relaxed);
         r.accepted.fetch_add(s.accepted.swap(0, Relaxed), Relaxed);
         r.handled.fetch_add(s.handled.swap(0, Relaxed), Relaxed);
+        r.h2_connections
+            .fetch_add(s.h2_connections.swap(0, Relaxed), Relaxed);
+        r.h2_streams
+            .fetch_add(s.h2_streams.swap(0, Relaxed), Relaxed);
         for c in [&s.active, &s.reading, &s.writing] {
             c.store(0, Relaxed);
         }
@@ -167,6 +185,8 @@ impl StatsZone {
             handled: r.handled.load(Relaxed),
             reloads: r.reloads.load(Relaxed),
             respawns: r.respawns.load(Relaxed),
+            h2_connections: r.h2_connections.load(Relaxed),
+            h2_streams: r.h2_streams.load(Relaxed),
             ..Totals::default()
         };
         for s in self.slots().iter().filter(|s| s.pid.load(Relaxed) != 0) {
@@ -176,6 +196,8 @@ impl StatsZone {
             t.active += s.active.load(Relaxed);
             t.reading += s.reading.load(Relaxed);
             t.writing += s.writing.load(Relaxed);
+            t.h2_connections += s.h2_connections.load(Relaxed);
+            t.h2_streams += s.h2_streams.load(Relaxed);
         }
         t
     }
